@@ -1,0 +1,77 @@
+// Typed settings for every digitflow command: config/digitflow.yaml (the defaults), then each
+// --config file, then --set key=value strings, and model YAML files turned into ModelSpec.
+// Nothing is ignored: unknown keys, wrong types and bad values throw ConfigError naming the
+// file (or --set), the line and the dotted key.
+#pragma once
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "digitflow/kernels/model_spec.hpp"
+#include "digitflow/kernels/train_config.hpp"
+
+namespace digitflow::config {
+
+// what() reads "SOURCE:LINE: KEY: PROBLEM"; the line is left out where YAML gives none.
+class ConfigError : public std::runtime_error {
+ public:
+  // source: a file path, or "--set KEY=VALUE"; line: 1-based, 0 when unknown; key: dotted
+  // (layers[2].conv2d.out in model files), empty when the problem is the whole file.
+  ConfigError(std::string source, int line, std::string key, const std::string& problem);
+
+  const std::string& source() const { return source_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string source_;
+  int line_ = 0;
+  std::string key_;
+};
+
+// Relative paths are kept as written and resolved against the working directory.
+struct DataSettings {
+  std::string dir = "data/mnist";  // data.dir: folder of the MNIST IDX files
+};
+
+struct ModelSettings {
+  std::string default_model = "models/digits.safetensors";  // model.default
+  std::string spec = "config/models/default.yaml";          // model.spec
+};
+
+struct RuntimeSettings {
+  int threads = 0;              // runtime.threads: 0 = every core
+  std::string backend = "cpu";  // runtime.backend: "cpu" | "cuda" | "cudnn" | "auto"
+};
+
+struct Settings {
+  DataSettings data;
+  ModelSettings model;
+  kernels::TrainConfig train;
+  RuntimeSettings runtime;
+};
+
+// Precedence, lowest first: the C++ defaults above, defaults_file, the DIGITFLOW_DATA
+// environment variable (data.dir only, when set and non-empty), each override file in order,
+// then each --set string in order. So DIGITFLOW_DATA beats the shipped defaults but not a
+// data.dir the user wrote in a --config file or a --set. Files hold any subset of the keys;
+// an empty file changes nothing. After merging, train.threads == 0 takes runtime.threads.
+Settings load_settings(const std::filesystem::path& defaults_file,
+                       const std::vector<std::filesystem::path>& override_files = {},
+                       const std::vector<std::string>& set_overrides = {});
+
+// Every dotted key load_settings accepts, in file order ("data.dir", ..., "runtime.backend").
+std::vector<std::string> setting_keys();
+
+// All settings as YAML in the layout of digitflow.yaml; load_settings reads it back to the
+// same values (floats are written in their shortest exact form).
+std::string settings_to_yaml(const Settings& settings);
+
+// A model YAML file (config/models/*.yaml). Checks layer names and keys, value ranges, that
+// shapes stay positive through the layers, that dense layers follow a flatten, and that the
+// last dense layer outputs `classes` values. `name` defaults to the file's stem.
+kernels::ModelSpec load_model_spec(const std::filesystem::path& yaml);
+
+}  // namespace digitflow::config

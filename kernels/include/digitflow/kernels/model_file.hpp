@@ -1,0 +1,30 @@
+// A model on disk: a safetensors file whose tensors are the network's state and whose
+// "__metadata__" holds the ModelSpec, the input normalisation, the training config and the
+// final metrics (each as JSON text), plus a format name and version.
+#pragma once
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "digitflow/kernels/network.hpp"
+#include "digitflow/kernels/safetensors.hpp"
+
+namespace digitflow::kernels {
+
+inline constexpr const char* kModelFormat = "digitflow.model";
+inline constexpr int kModelFormatVersion = 1;
+
+struct LoadedModel {
+  Network network;
+  nlohmann::json train_config;  // null when absent
+  nlohmann::json metrics;       // null when absent
+};
+
+// Atomic save (see safetensors.hpp). train_config and metrics may be null.
+void save_model(const std::filesystem::path& path, Network& net,
+                const nlohmann::json& train_config, const nlohmann::json& metrics);
+// Throws ModelFileError naming the file: not safetensors, not ours, newer version, a
+// description that does not match its tensors.
+LoadedModel load_model(const std::filesystem::path& path);
+
+}  // namespace digitflow::kernels

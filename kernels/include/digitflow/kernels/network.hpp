@@ -1,0 +1,97 @@
+// Network: the layers of a ModelSpec with their parameters, activations and gradients.
+// forward() keeps every activation so that backward() can run; buffers are reused across
+// batches. Each layer pairs its forward and backward; parameters are named tensors
+// ("layers.3.weight") that the model file stores as they are.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "digitflow/kernels/model_spec.hpp"
+#include "digitflow/kernels/tensor.hpp"
+
+namespace digitflow::kernels {
+
+struct Parameter {
+  std::string name;
+  Tensor value;
+  Tensor grad;
+  bool decay = true;  // weight decay applies (weights yes; biases and batchnorm no)
+};
+
+struct ForwardContext {
+  bool training = false;
+  uint64_t seed = 0;  // dropout masks: a function of (seed, step, layer, element)
+  uint64_t step = 0;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual LayerKind kind() const = 0;
+  // Shape of the output for an input shape (N first).
+  virtual Shape output_shape(const Shape& input) const = 0;
+  virtual void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) = 0;
+  // dx is null for the first layer (no input gradient needed). Overwrites parameter grads.
+  virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
+  virtual std::vector<Parameter*> parameters() { return {}; }
+  // Non-trained state saved with the model (batchnorm running statistics).
+  virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
+  virtual void initialize(uint64_t /*seed*/) {}
+  // Multiply-adds per sample of the forward pass, for throughput figures.
+  virtual int64_t forward_macs(const Shape& /*input*/) const { return 0; }
+};
+
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& input, int index);
+
+// How raw 0..255 pixels become the network's input: (p / 255 - mean) / std.
+struct InputNormalization {
+  float mean = 0.1307f;
+  float std = 0.3081f;
+};
+
+class Network {
+ public:
+  // Builds the layers and initialises weights (He-normal, seeded).
+  explicit Network(ModelSpec spec, uint64_t init_seed = 1);
+  Network(Network&&) noexcept;
+  Network& operator=(Network&&) noexcept;
+  ~Network();
+
+  const ModelSpec& spec() const { return spec_; }
+  const InputNormalization& normalization() const { return normalization_; }
+  void set_normalization(InputNormalization n) { normalization_ = n; }
+
+  // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call.
+  const Tensor& forward(const Tensor& x, const ForwardContext& ctx);
+  // From d(loss)/d(logits); fills every parameter's grad. Needs a training forward first.
+  void backward(const Tensor& dlogits);
+
+  std::vector<Parameter*> parameters();
+  int64_t parameter_count();
+  int64_t forward_macs() const;  // per sample
+  // Every tensor of the model in a stable order: parameters and buffers, by name.
+  std::vector<std::pair<std::string, const Tensor*>> state();
+  // Replaces the values of the named tensors; throws std::invalid_argument on a missing
+  // name or a shape mismatch.
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& tensors);
+  std::vector<std::pair<std::string, Tensor>> copy_state();
+
+  // Pixels (N, H, W) of 0..255 -> normalised input tensor.
+  void prepare_input(const uint8_t* pixels, int64_t count, Tensor& x) const;
+  Shape input_shape(int64_t batch) const;
+
+ private:
+  ModelSpec spec_;
+  InputNormalization normalization_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Tensor> activations_;  // activations_[0] is a copy-free view slot for input
+  std::vector<Tensor> grads_;
+  const Tensor* input_ = nullptr;
+};
+
+}  // namespace digitflow::kernels

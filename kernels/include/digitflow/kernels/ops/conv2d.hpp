@@ -1,0 +1,32 @@
+// 2-D convolution (cross-correlation, as in every framework), NCHW, square kernel, any
+// stride and zero padding. The fast path lowers each image to columns (im2col) and calls
+// our GEMM, parallel over images; ref:: is the plain seven-loop version tests trust.
+#pragma once
+
+#include <cstdint>
+
+namespace digitflow::kernels {
+
+struct Conv2dShape {
+  int n = 1, c_in = 1, h = 28, w = 28;
+  int c_out = 1, kernel = 3, stride = 1, padding = 0;
+  int out_h() const { return (h + 2 * padding - kernel) / stride + 1; }
+  int out_w() const { return (w + 2 * padding - kernel) / stride + 1; }
+  int64_t col_rows() const { return int64_t{c_in} * kernel * kernel; }
+};
+
+// x (n, c_in, h, w), weight (c_out, c_in, k, k), bias (c_out) or null -> y (n, c_out, oh, ow).
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                    float* y);
+// Overwrites dweight and dbias (if not null) with the batch sums, and dx (if not null).
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
+                     float* dx, float* dweight, float* dbias);
+
+namespace ref {
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                    float* y);
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
+                     float* dx, float* dweight, float* dbias);
+}  // namespace ref
+
+}  // namespace digitflow::kernels

@@ -1,0 +1,93 @@
+// Training and evaluation on labelled images: mini-batch SGD / AdamW with a learning-rate
+// schedule, random affine augmentation, a held-out validation split and best-checkpoint
+// keeping. For a fixed seed the result is bit-identical run to run: shuffles, augmentation
+// and dropout are pure functions of (seed, epoch, position), and every reduction runs in a
+// fixed order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "digitflow/kernels/idx.hpp"
+#include "digitflow/kernels/network.hpp"
+#include "digitflow/kernels/train_config.hpp"
+
+namespace digitflow::kernels {
+
+struct TrainProgress {
+  int epoch = 0;  // 1-based
+  int epochs = 0;
+  int64_t batch = 0;  // batches done in this epoch
+  int64_t batches = 0;
+  double images_per_s = 0;
+  double loss = 0;      // running mean over this epoch
+  double accuracy = 0;  // running mean over this epoch (augmented training images)
+  double eta_s = 0;     // whole run
+  double lr = 0;
+};
+
+struct EpochMetrics {
+  int epoch = 0;
+  double lr = 0;  // at the end of the epoch
+  double train_loss = 0, train_accuracy = 0;
+  double val_loss = 0, val_accuracy = 0;  // 0 when no validation split
+  double seconds = 0, images_per_s = 0;
+  bool improved = false;  // best validation accuracy so far
+};
+
+struct TrainCallbacks {
+  std::function<void(const TrainProgress&)> on_batch;
+  // Called after each epoch; the network holds that epoch's weights.
+  std::function<void(const EpochMetrics&, Network&)> on_epoch;
+};
+
+struct TrainResult {
+  std::vector<EpochMetrics> epochs;
+  int best_epoch = 0;
+  double best_val_accuracy = 0;
+  double seconds = 0;
+};
+
+// Trains `net` on `data` (the validation split is taken out of it) and leaves the best
+// epoch's weights in `net` (the last epoch's without a validation split).
+TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
+                  const TrainCallbacks& callbacks = {});
+
+struct EvalResult {
+  int64_t count = 0;
+  double accuracy = 0;  // 0..1
+  double loss = 0;
+  std::vector<double> per_class;              // accuracy per true class
+  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+};
+EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size = 500);
+EvalResult evaluate_subset(Network& net, const LabelledImages& data,
+                           const std::vector<int64_t>& indices, int batch_size = 500);
+
+// Class probabilities (count, classes) for raw 0..255 pixels (count, H, W).
+Tensor infer_probabilities(Network& net, const uint8_t* pixels, int64_t count,
+                           int batch_size = 256);
+
+// The learning rate at `step` of `total_steps` under the config's schedule.
+float learning_rate(const TrainConfig& config, int64_t step, int64_t total_steps);
+
+// A random affine warp (shift, rotation, scale, shear about the centre, bilinear) of one
+// rows x cols image; the transform is a pure function of `seed`.
+void random_affine(const uint8_t* src, int rows, int cols, const AugmentConfig& config,
+                   uint64_t seed, uint8_t* dst);
+
+// Parameter updates: AdamW (decoupled weight decay) or SGD with (Nesterov) momentum.
+class Optimizer {
+ public:
+  Optimizer(const TrainConfig& config, std::vector<Parameter*> parameters);
+  void step(float lr);
+
+ private:
+  TrainConfig config_;
+  std::vector<Parameter*> parameters_;
+  std::vector<Tensor> first_, second_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace digitflow::kernels

@@ -1,0 +1,61 @@
+// Model files: our metadata on top of safetensors, checked field by field on load.
+#include "digitflow/kernels/model_file.hpp"
+
+namespace digitflow::kernels {
+
+void save_model(const std::filesystem::path& path, Network& net,
+                const nlohmann::json& train_config, const nlohmann::json& metrics) {
+  std::map<std::string, std::string> meta;
+  meta["format"] = kModelFormat;
+  meta["format_version"] = std::to_string(kModelFormatVersion);
+  meta["model"] = to_json(net.spec()).dump();
+  meta["normalization"] =
+      nlohmann::json{{"mean", net.normalization().mean}, {"std", net.normalization().std}}.dump();
+  if (!train_config.is_null()) meta["train"] = train_config.dump();
+  if (!metrics.is_null()) meta["metrics"] = metrics.dump();
+  save_safetensors(path, net.state(), meta);
+}
+
+LoadedModel load_model(const std::filesystem::path& path) {
+  SafetensorsContent content = load_safetensors(path);
+  const std::string where = path.string() + ": ";
+  auto& meta = content.metadata;
+  if (meta.find("format") == meta.end() || meta["format"] != kModelFormat)
+    throw ModelFileError(where + "not a digitflow model (safetensors without digitflow metadata)");
+  int version = 0;
+  try {
+    version = std::stoi(meta["format_version"]);
+  } catch (const std::exception&) {
+    throw ModelFileError(where + "bad format_version '" + meta["format_version"] + "'");
+  }
+  if (version > kModelFormatVersion)
+    throw ModelFileError(where + "model format version " + std::to_string(version) +
+                         " is newer than this build understands (" +
+                         std::to_string(kModelFormatVersion) + "); upgrade digitflow");
+  auto parse = [&](const char* key, bool required) -> nlohmann::json {
+    auto it = meta.find(key);
+    if (it == meta.end()) {
+      if (required) throw ModelFileError(where + "metadata has no '" + key + "'");
+      return nullptr;
+    }
+    try {
+      return nlohmann::json::parse(it->second);
+    } catch (const nlohmann::json::exception&) {
+      throw ModelFileError(where + "metadata '" + key + "' is not valid JSON");
+    }
+  };
+  try {
+    ModelSpec spec = model_spec_from_json(parse("model", true));
+    Network net(spec);
+    nlohmann::json norm = parse("normalization", true);
+    net.set_normalization({norm.at("mean").get<float>(), norm.at("std").get<float>()});
+    net.load_state(content.tensors);
+    return {std::move(net), parse("train", false), parse("metrics", false)};
+  } catch (const ModelFileError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ModelFileError(where + "does not describe a usable model: " + e.what());
+  }
+}
+
+}  // namespace digitflow::kernels

@@ -1,0 +1,133 @@
+// Network: builds the layers from a ModelSpec, checks every shape once, runs forward and
+// backward over reusable activation buffers.
+#include "digitflow/kernels/network.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "digitflow/kernels/parallel.hpp"
+
+namespace digitflow::kernels {
+
+Network::Network(ModelSpec spec, uint64_t init_seed) : spec_(std::move(spec)) {
+  if (spec_.layers.empty()) throw std::invalid_argument("model '" + spec_.name + "' has no layers");
+  Shape shape = input_shape(1);
+  for (size_t i = 0; i < spec_.layers.size(); ++i) {
+    try {
+      layers_.push_back(make_layer(spec_.layers[i], shape, static_cast<int>(i)));
+      shape = layers_.back()->output_shape(shape);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("model '" + spec_.name + "', layer " + std::to_string(i) + " (" +
+                                  to_string(spec_.layers[i].kind) + "): " + e.what());
+    }
+    layers_.back()->initialize(init_seed * 1000003ull + i);
+  }
+  if (shape.rank() != 2 || shape[1] != spec_.classes)
+    throw std::invalid_argument("model '" + spec_.name + "' ends in shape " + shape.str() +
+                                ", expected (N, " + std::to_string(spec_.classes) +
+                                "): the last layer must be dense with out = classes");
+  activations_.resize(layers_.size());
+  grads_.resize(layers_.size());
+}
+
+Network::Network(Network&&) noexcept = default;
+Network& Network::operator=(Network&&) noexcept = default;
+Network::~Network() = default;
+
+Shape Network::input_shape(int64_t batch) const {
+  return {batch, spec_.input_channels, spec_.input_height, spec_.input_width};
+}
+
+const Tensor& Network::forward(const Tensor& x, const ForwardContext& ctx) {
+  Shape expected = input_shape(x.shape().rank() ? x.dim(0) : 0);
+  if (x.shape() != expected)
+    throw std::invalid_argument("Network::forward: input " + x.shape().str() + ", expected " +
+                                expected.str());
+  input_ = &x;
+  const Tensor* in = &x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->forward(*in, activations_[i], ctx);
+    in = &activations_[i];
+  }
+  return activations_.back();
+}
+
+void Network::backward(const Tensor& dlogits) {
+  if (!input_) throw std::logic_error("Network::backward before forward");
+  const Tensor* dy = &dlogits;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const Tensor& x = i == 0 ? *input_ : activations_[i - 1];
+    Tensor* dx = i == 0 ? nullptr : &grads_[i - 1];
+    layers_[i]->backward(x, activations_[i], *dy, dx);
+    dy = dx;
+  }
+}
+
+std::vector<Parameter*> Network::parameters() {
+  std::vector<Parameter*> all;
+  for (auto& layer : layers_)
+    for (Parameter* p : layer->parameters()) all.push_back(p);
+  return all;
+}
+
+int64_t Network::parameter_count() {
+  int64_t n = 0;
+  for (Parameter* p : parameters()) n += p->value.numel();
+  return n;
+}
+
+int64_t Network::forward_macs() const {
+  Shape shape = input_shape(1);
+  int64_t macs = 0;
+  for (const auto& layer : layers_) {
+    macs += layer->forward_macs(shape);
+    shape = layer->output_shape(shape);
+  }
+  return macs;
+}
+
+std::vector<std::pair<std::string, const Tensor*>> Network::state() {
+  std::vector<std::pair<std::string, const Tensor*>> all;
+  for (auto& layer : layers_) {
+    for (Parameter* p : layer->parameters()) all.emplace_back(p->name, &p->value);
+    for (auto& [name, t] : layer->buffers()) all.emplace_back(name, t);
+  }
+  return all;
+}
+
+std::vector<std::pair<std::string, Tensor>> Network::copy_state() {
+  std::vector<std::pair<std::string, Tensor>> copy;
+  for (auto& [name, t] : state()) copy.emplace_back(name, t->clone());
+  return copy;
+}
+
+void Network::load_state(const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  std::vector<std::pair<std::string, Tensor*>> targets;
+  for (auto& layer : layers_) {
+    for (Parameter* p : layer->parameters()) targets.emplace_back(p->name, &p->value);
+    for (auto& b : layer->buffers()) targets.push_back(b);
+  }
+  for (auto& [name, target] : targets) {
+    auto it = std::find_if(tensors.begin(), tensors.end(),
+                           [&](const auto& entry) { return entry.first == name; });
+    if (it == tensors.end()) throw std::invalid_argument("missing tensor '" + name + "'");
+    if (it->second.shape() != target->shape())
+      throw std::invalid_argument("tensor '" + name + "' has shape " + it->second.shape().str() +
+                                  ", the model needs " + target->shape().str());
+    std::copy_n(it->second.data(), target->numel(), target->data());
+  }
+  if (tensors.size() != targets.size())
+    throw std::invalid_argument("the file holds " + std::to_string(tensors.size()) +
+                                " tensors, the model has " + std::to_string(targets.size()));
+}
+
+void Network::prepare_input(const uint8_t* pixels, int64_t count, Tensor& x) const {
+  x.resize(input_shape(count));
+  const float scale = 1.0f / (255.0f * normalization_.std);
+  const float shift = -normalization_.mean / normalization_.std;
+  parallel_chunks(x.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) x[i] = static_cast<float>(pixels[i]) * scale + shift;
+  });
+}
+
+}  // namespace digitflow::kernels

@@ -1,0 +1,329 @@
+// The training loop. Batches are drawn from a seeded permutation per epoch; each image's
+// augmentation is seeded by (seed, epoch, position), so any thread may warp any image and
+// the run is still reproducible. The last incomplete batch of an epoch is dropped.
+#include "digitflow/kernels/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+#include "digitflow/kernels/ops/elementwise.hpp"
+#include "digitflow/kernels/ops/softmax_xent.hpp"
+#include "digitflow/kernels/parallel.hpp"
+
+namespace digitflow::kernels {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+int argmax_row(const float* p, int classes) {
+  return static_cast<int>(std::max_element(p, p + classes) - p);
+}
+
+void validate(const TrainConfig& c, const LabelledImages& data, const Network& net) {
+  if (c.epochs <= 0) throw std::invalid_argument("train: epochs must be positive");
+  if (c.batch_size < 2) throw std::invalid_argument("train: batch_size must be at least 2");
+  if (c.optimizer != "adamw" && c.optimizer != "sgd")
+    throw std::invalid_argument("train: optimizer must be adamw or sgd, not '" + c.optimizer + "'");
+  if (data.rows != net.spec().input_height || data.cols != net.spec().input_width)
+    throw std::invalid_argument("train: images are " + std::to_string(data.rows) + "x" +
+                                std::to_string(data.cols) + ", the model takes " +
+                                std::to_string(net.spec().input_height) + "x" +
+                                std::to_string(net.spec().input_width));
+  if (data.count - c.validation_images < c.batch_size)
+    throw std::invalid_argument("train: " + std::to_string(data.count) + " images leave fewer than one batch after holding out " +
+                                std::to_string(c.validation_images) + " for validation");
+  for (uint8_t label : data.labels)
+    if (label >= net.spec().classes)
+      throw std::invalid_argument("train: label " + std::to_string(label) + " is not below the " +
+                                  std::to_string(net.spec().classes) + " classes of the model");
+}
+
+}  // namespace
+
+float learning_rate(const TrainConfig& c, int64_t step, int64_t total_steps) {
+  if (c.schedule == "constant" || total_steps <= 1) return c.lr;
+  const double pct = static_cast<double>(step) / static_cast<double>(total_steps - 1);
+  const double warm = std::clamp<double>(c.warmup_fraction, 0.0, 1.0);
+  const double pi = 3.14159265358979323846;
+  if (c.schedule == "onecycle") {
+    const double start = c.lr / 25.0, end = c.lr / 1e4;
+    if (pct < warm) return static_cast<float>(start + (c.lr - start) * pct / warm);
+    double t = warm < 1.0 ? (pct - warm) / (1.0 - warm) : 1.0;
+    return static_cast<float>(end + (c.lr - end) * 0.5 * (1.0 + std::cos(pi * t)));
+  }
+  if (c.schedule == "cosine") {
+    if (pct < warm) return static_cast<float>(c.lr * pct / warm);
+    double t = warm < 1.0 ? (pct - warm) / (1.0 - warm) : 1.0;
+    return static_cast<float>(c.lr * 0.5 * (1.0 + std::cos(pi * t)));
+  }
+  throw std::invalid_argument("unknown learning-rate schedule '" + c.schedule +
+                              "' (known: onecycle, cosine, constant)");
+}
+
+void random_affine(const uint8_t* src, int rows, int cols, const AugmentConfig& a, uint64_t seed,
+                   uint8_t* dst) {
+  const double deg = 3.14159265358979323846 / 180.0;
+  auto uniform = [&](uint64_t i, double range) {
+    return (2.0 * hash_uniform(seed, i) - 1.0) * range;
+  };
+  const double angle = uniform(0, a.rotation_deg) * deg;
+  const double shear = uniform(1, a.shear_deg) * deg;
+  const double scale = 1.0 + uniform(2, a.scale);
+  const double tx = uniform(3, a.shift), ty = uniform(4, a.shift);
+  // Forward map M = R(angle) * Shear(shear) * scale; we sample with its inverse.
+  const double c = std::cos(angle), s = std::sin(angle), sh = std::tan(shear);
+  const double m00 = c * scale, m01 = (c * sh - s) * scale;
+  const double m10 = s * scale, m11 = (s * sh + c) * scale;
+  const double det = m00 * m11 - m01 * m10;
+  const double i00 = m11 / det, i01 = -m01 / det, i10 = -m10 / det, i11 = m00 / det;
+  const double cx = (cols - 1) / 2.0, cy = (rows - 1) / 2.0;
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x) {
+      double dx = x - cx - tx, dy = y - cy - ty;
+      double sx = i00 * dx + i01 * dy + cx, sy = i10 * dx + i11 * dy + cy;
+      int x0 = static_cast<int>(std::floor(sx)), y0 = static_cast<int>(std::floor(sy));
+      double fx = sx - x0, fy = sy - y0;
+      auto at = [&](int yy, int xx) -> double {
+        return (yy >= 0 && yy < rows && xx >= 0 && xx < cols) ? src[yy * cols + xx] : 0.0;
+      };
+      double v = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) +
+                 fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
+      dst[y * cols + x] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+    }
+}
+
+Optimizer::Optimizer(const TrainConfig& config, std::vector<Parameter*> parameters)
+    : config_(config), parameters_(std::move(parameters)) {
+  for (Parameter* p : parameters_) {
+    first_.emplace_back(p->value.shape());
+    if (config_.optimizer == "adamw") second_.emplace_back(p->value.shape());
+  }
+}
+
+void Optimizer::step(float lr) {
+  ++steps_;
+  const float wd = config_.weight_decay, b1 = config_.momentum, b2 = config_.beta2;
+  if (config_.optimizer == "adamw") {
+    const float c1 = 1.0f - std::pow(b1, static_cast<float>(steps_));
+    const float c2 = 1.0f - std::pow(b2, static_cast<float>(steps_));
+    const float step_size = lr / c1, eps = 1e-8f, inv_sqrt_c2 = 1.0f / std::sqrt(c2);
+    for (size_t k = 0; k < parameters_.size(); ++k) {
+      Parameter& p = *parameters_[k];
+      float *w = p.value.data(), *m = first_[k].data(), *v = second_[k].data();
+      const float* g = p.grad.data();
+      const float decay = p.decay ? 1.0f - lr * wd : 1.0f;
+      parallel_chunks(p.value.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+          v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+          w[i] = w[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + eps);
+        }
+      });
+    }
+    return;
+  }
+  for (size_t k = 0; k < parameters_.size(); ++k) {
+    Parameter& p = *parameters_[k];
+    float *w = p.value.data(), *buf = first_[k].data();
+    const float* g = p.grad.data();
+    const float decay = p.decay ? wd : 0.0f;
+    const bool nesterov = config_.nesterov;
+    parallel_chunks(p.value.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float gi = g[i] + decay * w[i];
+        buf[i] = b1 * buf[i] + gi;
+        w[i] -= lr * (nesterov ? gi + b1 * buf[i] : buf[i]);
+      }
+    });
+  }
+}
+
+TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
+                  const TrainCallbacks& callbacks) {
+  validate(config, data, net);
+  const auto t0 = Clock::now();
+  const int rows = data.rows, cols = data.cols, classes = net.spec().classes;
+  const int64_t image_size = int64_t{rows} * cols;
+
+  // Validation split: the first validation_images of a seeded permutation.
+  std::vector<int64_t> all(static_cast<size_t>(data.count));
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), std::mt19937_64(mix(config.seed, 0x5eed)));
+  std::vector<int64_t> val(all.begin(), all.begin() + config.validation_images);
+  std::vector<int64_t> train_idx(all.begin() + config.validation_images, all.end());
+  std::sort(val.begin(), val.end());
+
+  const int batch = config.batch_size;
+  const int64_t batches = static_cast<int64_t>(train_idx.size()) / batch;
+  const int64_t total_steps = batches * config.epochs;
+  Optimizer optimizer(config, net.parameters());
+
+  std::vector<uint8_t> pixels(static_cast<size_t>(batch * image_size));
+  std::vector<uint8_t> labels(static_cast<size_t>(batch));
+  Tensor x, probs({batch, classes}), dlogits({batch, classes});
+
+  TrainResult result;
+  std::vector<std::pair<std::string, Tensor>> best_state;
+  int64_t step = 0;
+  int stale_epochs = 0;
+  for (int epoch = 1; epoch <= config.epochs; ++epoch) {
+    const auto epoch_t0 = Clock::now();
+    std::vector<int64_t> order = train_idx;
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(mix(config.seed, epoch)));
+    double loss_sum = 0.0;
+    int64_t correct = 0, seen = 0;
+    float lr = 0.0f;
+    for (int64_t b = 0; b < batches; ++b, ++step) {
+      parallel_chunks(batch, 8, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          int64_t src = order[static_cast<size_t>(b * batch + i)];
+          const uint8_t* image = data.pixels.data() + src * image_size;
+          uint8_t* out = pixels.data() + i * image_size;
+          if (config.augment.enabled)
+            random_affine(image, rows, cols, config.augment,
+                          mix(mix(config.seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(b * batch + i)), out);
+          else
+            std::memcpy(out, image, static_cast<size_t>(image_size));
+          labels[static_cast<size_t>(i)] = data.labels[static_cast<size_t>(src)];
+        }
+      });
+      net.prepare_input(pixels.data(), batch, x);
+      const Tensor& logits = net.forward(x, {true, config.seed, static_cast<uint64_t>(step)});
+      float loss = softmax_xent_forward(batch, classes, logits.data(), labels.data(),
+                                        config.label_smoothing, probs.data());
+      softmax_xent_backward(batch, classes, probs.data(), labels.data(), config.label_smoothing,
+                            dlogits.data());
+      net.backward(dlogits);
+      lr = learning_rate(config, step, total_steps);
+      optimizer.step(lr);
+
+      loss_sum += double{loss} * batch;
+      for (int i = 0; i < batch; ++i)
+        correct += argmax_row(probs.data() + i * classes, classes) == labels[static_cast<size_t>(i)];
+      seen += batch;
+      if (callbacks.on_batch) {
+        TrainProgress p;
+        p.epoch = epoch;
+        p.epochs = config.epochs;
+        p.batch = b + 1;
+        p.batches = batches;
+        double elapsed = seconds_since(epoch_t0);
+        p.images_per_s = static_cast<double>(seen) / std::max(elapsed, 1e-9);
+        p.loss = loss_sum / static_cast<double>(seen);
+        p.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+        p.eta_s = static_cast<double>(total_steps - step - 1) * batch / std::max(p.images_per_s, 1e-9);
+        p.lr = lr;
+        callbacks.on_batch(p);
+      }
+    }
+
+    EpochMetrics m;
+    m.epoch = epoch;
+    m.lr = lr;
+    m.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(seen, 1));
+    m.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
+    m.seconds = seconds_since(epoch_t0);
+    m.images_per_s = static_cast<double>(seen) / std::max(m.seconds, 1e-9);
+    if (!val.empty()) {
+      EvalResult v = evaluate_subset(net, data, val);
+      m.val_loss = v.loss;
+      m.val_accuracy = v.accuracy;
+      m.improved = result.best_epoch == 0 || v.accuracy > result.best_val_accuracy;
+    } else {
+      m.improved = true;
+    }
+    if (m.improved) {
+      result.best_epoch = epoch;
+      result.best_val_accuracy = m.val_accuracy;
+      if (!val.empty()) best_state = net.copy_state();
+      stale_epochs = 0;
+    } else {
+      ++stale_epochs;
+    }
+    result.epochs.push_back(m);
+    if (callbacks.on_epoch) callbacks.on_epoch(m, net);
+    if (config.early_stop_patience > 0 && stale_epochs >= config.early_stop_patience) break;
+  }
+  if (!best_state.empty()) net.load_state(best_state);
+  result.seconds = seconds_since(t0);
+  return result;
+}
+
+EvalResult evaluate_subset(Network& net, const LabelledImages& data,
+                           const std::vector<int64_t>& indices, int batch_size) {
+  const int classes = net.spec().classes;
+  const int64_t image_size = int64_t{data.rows} * data.cols;
+  EvalResult r;
+  r.count = static_cast<int64_t>(indices.size());
+  r.confusion.assign(static_cast<size_t>(classes), std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  std::vector<uint8_t> pixels(static_cast<size_t>(batch_size * image_size));
+  Tensor x, probs;
+  double loss_sum = 0.0;
+  for (int64_t start = 0; start < r.count; start += batch_size) {
+    const int n = static_cast<int>(std::min<int64_t>(batch_size, r.count - start));
+    std::vector<uint8_t> labels(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      int64_t src = indices[static_cast<size_t>(start + i)];
+      std::memcpy(pixels.data() + i * image_size, data.pixels.data() + src * image_size,
+                  static_cast<size_t>(image_size));
+      labels[static_cast<size_t>(i)] = data.labels[static_cast<size_t>(src)];
+    }
+    net.prepare_input(pixels.data(), n, x);
+    const Tensor& logits = net.forward(x, {false, 0, 0});
+    probs.resize({n, classes});
+    loss_sum += double{softmax_xent_forward(n, classes, logits.data(), labels.data(), 0.0f, probs.data())} * n;
+    for (int i = 0; i < n; ++i) {
+      int predicted = argmax_row(probs.data() + i * classes, classes);
+      ++r.confusion[labels[static_cast<size_t>(i)]][static_cast<size_t>(predicted)];
+    }
+  }
+  int64_t correct = 0;
+  r.per_class.assign(static_cast<size_t>(classes), 0.0);
+  for (int c = 0; c < classes; ++c) {
+    int64_t row_total = 0;
+    for (int p = 0; p < classes; ++p) row_total += r.confusion[c][p];
+    correct += r.confusion[c][c];
+    r.per_class[c] = row_total ? static_cast<double>(r.confusion[c][c]) / static_cast<double>(row_total) : 0.0;
+  }
+  r.accuracy = r.count ? static_cast<double>(correct) / static_cast<double>(r.count) : 0.0;
+  r.loss = r.count ? loss_sum / static_cast<double>(r.count) : 0.0;
+  return r;
+}
+
+EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size) {
+  std::vector<int64_t> all(static_cast<size_t>(data.count));
+  std::iota(all.begin(), all.end(), 0);
+  return evaluate_subset(net, data, all, batch_size);
+}
+
+Tensor infer_probabilities(Network& net, const uint8_t* pixels, int64_t count, int batch_size) {
+  const int classes = net.spec().classes;
+  const int64_t image_size = int64_t{net.spec().input_channels} * net.spec().input_height * net.spec().input_width;
+  Tensor out({count, classes}), x;
+  for (int64_t start = 0; start < count; start += batch_size) {
+    const int n = static_cast<int>(std::min<int64_t>(batch_size, count - start));
+    net.prepare_input(pixels + start * image_size, n, x);
+    const Tensor& logits = net.forward(x, {false, 0, 0});
+    softmax(n, classes, logits.data(), out.data() + start * classes);
+  }
+  return out;
+}
+
+}  // namespace digitflow::kernels

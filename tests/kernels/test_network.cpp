@@ -1,0 +1,275 @@
+// Network building, model files (round trip bit-exact, refusals) and training: a tiny run
+// that must learn, and the same seed giving the same weights.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <iostream>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/kernels/parallel.hpp"
+#include "digitflow/kernels/trainer.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::kernels {
+namespace {
+
+ModelSpec small_spec() {
+  ModelSpec spec;
+  spec.name = "small";
+  auto layer = [](LayerKind k) { return LayerSpec{k}; };
+  LayerSpec conv{LayerKind::conv2d};
+  conv.out = 8, conv.kernel = 3, conv.padding = 1, conv.bias = false;
+  LayerSpec pool{LayerKind::maxpool};
+  pool.kernel = 2, pool.stride = 2;
+  LayerSpec conv2 = conv;
+  conv2.out = 16;
+  LayerSpec drop{LayerKind::dropout};
+  drop.rate = 0.25f;
+  LayerSpec dense{LayerKind::dense};
+  dense.out = 10;
+  spec.layers = {conv, layer(LayerKind::batchnorm2d), layer(LayerKind::relu), pool,
+                 conv2, layer(LayerKind::batchnorm2d), layer(LayerKind::relu), pool,
+                 layer(LayerKind::flatten), drop, dense};
+  return spec;
+}
+
+TEST(Network, ShapesAndCounts) {
+  Network net(small_spec());
+  // conv 8*1*9 + bn 2*8 + conv 16*8*9 + bn 2*16 + dense 10*784 + 10
+  EXPECT_EQ(net.parameter_count(), 72 + 16 + 1152 + 32 + 7840 + 10);
+  Tensor x = testing::random_tensor(net.input_shape(5), 1);
+  const Tensor& logits = net.forward(x, {});
+  EXPECT_EQ(logits.shape(), (Shape{5, 10}));
+  Tensor wrong({5, 1, 27, 28});
+  EXPECT_THROW(net.forward(wrong, {}), std::invalid_argument);
+}
+
+TEST(Network, RefusesAModelThatDoesNotEndInClasses) {
+  ModelSpec spec = small_spec();
+  spec.layers.back().out = 7;
+  try {
+    Network net(spec);
+    FAIL() << "expected a refusal";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("last layer must be dense"), std::string::npos) << e.what();
+  }
+  ModelSpec no_flatten = small_spec();
+  no_flatten.layers.erase(no_flatten.layers.begin() + 8);
+  EXPECT_THROW(Network{no_flatten}, std::invalid_argument);
+}
+
+TEST(ModelFile, RoundTripIsBitExact) {
+  testing::TempDir dir;
+  Network net(small_spec(), 42);
+  // Change batchnorm running statistics too, so buffers are covered.
+  Tensor x = testing::random_tensor(net.input_shape(4), 2);
+  net.forward(x, {true, 1, 0});
+  save_model(dir / "m.safetensors", net, to_json(TrainConfig{}), {{"test_accuracy", 0.5}});
+  LoadedModel loaded = load_model(dir / "m.safetensors");
+  auto a = net.state(), b = loaded.network.state();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    ASSERT_EQ(a[i].second->shape(), b[i].second->shape());
+    EXPECT_EQ(0, std::memcmp(a[i].second->data(), b[i].second->data(),
+                             sizeof(float) * static_cast<size_t>(a[i].second->numel())))
+        << a[i].first;
+  }
+  EXPECT_EQ(loaded.metrics["test_accuracy"], 0.5);
+  EXPECT_EQ(train_config_from_json(loaded.train_config).epochs, TrainConfig{}.epochs);
+  EXPECT_EQ(to_json(loaded.network.spec()), to_json(net.spec()));
+  // Same inputs, same outputs.
+  Tensor y1 = net.forward(x, {}).clone();
+  const Tensor& y2 = loaded.network.forward(x, {});
+  EXPECT_TRUE(testing::all_close(y2, y1, 0.0f, 0.0f));
+}
+
+TEST(ModelFile, RefusesForeignAndMismatchedFiles) {
+  testing::TempDir dir;
+  Tensor t({2, 2});
+  save_safetensors(dir / "foreign.safetensors", {{"w", &t}}, {{"producer", "someone else"}});
+  try {
+    load_model(dir / "foreign.safetensors");
+    FAIL();
+  } catch (const ModelFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a digitflow model"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("foreign.safetensors"), std::string::npos) << e.what();
+  }
+  std::map<std::string, std::string> newer{{"format", kModelFormat}, {"format_version", "99"}};
+  save_safetensors(dir / "newer.safetensors", {{"w", &t}}, newer);
+  try {
+    load_model(dir / "newer.safetensors");
+    FAIL();
+  } catch (const ModelFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+  }
+  Network net(small_spec());
+  std::map<std::string, std::string> ours{{"format", kModelFormat},
+                                          {"format_version", "1"},
+                                          {"model", to_json(net.spec()).dump()},
+                                          {"normalization", R"({"mean":0.1,"std":0.3})"}};
+  save_safetensors(dir / "missing.safetensors", {{"layers.0.weight", &t}}, ours);
+  try {
+    load_model(dir / "missing.safetensors");
+    FAIL();
+  } catch (const ModelFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("layers.0.weight"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModelFile, TruncatedModelIsRefused) {
+  testing::TempDir dir;
+  Network net(small_spec());
+  save_model(dir / "m.safetensors", net, nullptr, nullptr);
+  auto size = std::filesystem::file_size(dir / "m.safetensors");
+  std::filesystem::resize_file(dir / "m.safetensors", size - 100);
+  EXPECT_THROW(load_model(dir / "m.safetensors"), ModelFileError);
+}
+
+LabelledImages first_images(const LabelledImages& all, int64_t count) {
+  LabelledImages d;
+  d.count = count, d.rows = all.rows, d.cols = all.cols;
+  d.pixels.assign(all.pixels.begin(), all.pixels.begin() + count * all.rows * all.cols);
+  d.labels.assign(all.labels.begin(), all.labels.begin() + count);
+  return d;
+}
+
+TrainConfig quick_config() {
+  TrainConfig c;
+  c.epochs = 4;
+  c.batch_size = 64;
+  c.lr = 0.004f;
+  c.validation_images = 500;
+  c.seed = 3;
+  return c;
+}
+
+// 4,000 MNIST images, 4 epochs of the small model: at least 93% on 2,000 test images
+// (it reaches about 96%; chance is 10%).
+TEST(Training, TinyRunLearnsMnist) {
+  if (!testing::mnist_available()) GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  LabelledImages train_set = first_images(load_mnist(testing::mnist_dir(), MnistSplit::train), 4000);
+  LabelledImages test_set = first_images(load_mnist(testing::mnist_dir(), MnistSplit::test), 2000);
+  Network net(small_spec(), 1);
+  int epochs_seen = 0;
+  TrainCallbacks callbacks;
+  callbacks.on_epoch = [&](const EpochMetrics& m, Network&) {
+    ++epochs_seen;
+    EXPECT_GT(m.val_accuracy, 0.5) << "epoch " << m.epoch;
+  };
+  TrainResult result = train(net, train_set, quick_config(), callbacks);
+  EXPECT_EQ(epochs_seen, 4);
+  EXPECT_GE(result.best_epoch, 1);
+  EvalResult eval = evaluate(net, test_set);
+  std::cout << "tiny run: " << eval.accuracy * 100 << "% on 2,000 test images\n";
+  EXPECT_GE(eval.accuracy, 0.93);
+  EXPECT_EQ(eval.count, 2000);
+  int64_t total = 0;
+  for (auto& row : eval.confusion)
+    for (int64_t v : row) total += v;
+  EXPECT_EQ(total, 2000);
+}
+
+// The same seed gives bit-identical weights, with one thread or two.
+TEST(Training, DeterministicForAFixedSeed) {
+  if (!testing::mnist_available()) GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  LabelledImages train_set = first_images(load_mnist(testing::mnist_dir(), MnistSplit::train), 1200);
+  TrainConfig c = quick_config();
+  c.epochs = 1;
+  c.validation_images = 200;
+  auto run = [&](int threads) {
+    set_threads(threads);
+    Network net(small_spec(), 9);
+    train(net, train_set, c);
+    set_threads(0);
+    return net.copy_state();
+  };
+  auto a = run(1), b = run(2);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(a[i].second.data(), b[i].second.data(),
+                             sizeof(float) * static_cast<size_t>(a[i].second.numel())))
+        << a[i].first;
+  c.seed = 4;
+  Network other(small_spec(), 9);
+  train(other, train_set, c);
+  auto d = other.copy_state();
+  EXPECT_NE(0, std::memcmp(a[0].second.data(), d[0].second.data(), sizeof(float) * 8));
+}
+
+TEST(Training, RefusesBadSettings) {
+  LabelledImages tiny;
+  tiny.count = 10, tiny.rows = 28, tiny.cols = 28;
+  tiny.pixels.resize(7840);
+  tiny.labels.resize(10);
+  Network net(small_spec());
+  TrainConfig c = quick_config();
+  EXPECT_THROW(train(net, tiny, c), std::invalid_argument);  // fewer images than a batch
+  c.validation_images = 0;
+  c.batch_size = 4;
+  c.optimizer = "adagrad";
+  EXPECT_THROW(train(net, tiny, c), std::invalid_argument);
+}
+
+TEST(Schedule, OneCycleAndCosine) {
+  TrainConfig c;
+  c.lr = 0.01f;
+  c.warmup_fraction = 0.25f;
+  c.schedule = "onecycle";
+  EXPECT_NEAR(learning_rate(c, 0, 101), 0.01f / 25, 1e-7);
+  EXPECT_NEAR(learning_rate(c, 25, 101), 0.01f, 1e-7);
+  EXPECT_NEAR(learning_rate(c, 100, 101), 0.01f / 1e4, 1e-8);
+  c.schedule = "cosine";
+  EXPECT_NEAR(learning_rate(c, 0, 101), 0.0f, 1e-8);
+  EXPECT_NEAR(learning_rate(c, 25, 101), 0.01f, 1e-7);
+  EXPECT_NEAR(learning_rate(c, 100, 101), 0.0f, 1e-8);
+  c.schedule = "constant";
+  EXPECT_EQ(learning_rate(c, 50, 101), 0.01f);
+  c.schedule = "sometimes";
+  EXPECT_THROW(learning_rate(c, 1, 10), std::invalid_argument);
+}
+
+TEST(Augment, IdentityWhenDisabledRangesAreZeroAndMovesInkOtherwise) {
+  std::vector<uint8_t> src(784, 0), dst(784);
+  for (int y = 10; y < 18; ++y)
+    for (int x = 12; x < 16; ++x) src[static_cast<size_t>(y * 28 + x)] = 255;
+  AugmentConfig none{true, 0, 0, 0, 0};
+  random_affine(src.data(), 28, 28, none, 5, dst.data());
+  EXPECT_EQ(src, dst);
+  AugmentConfig shift{true, 3, 0, 0, 0};
+  int moved = 0;
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    random_affine(src.data(), 28, 28, shift, seed, dst.data());
+    moved += src != dst;
+    std::vector<uint8_t> again(784);
+    random_affine(src.data(), 28, 28, shift, seed, again.data());
+    EXPECT_EQ(dst, again) << "same seed, same warp";
+  }
+  EXPECT_GE(moved, 8);
+}
+
+TEST(Optimizer, SgdAndAdamwStepAgainstHandComputedValues) {
+  Parameter p{"w", Tensor::from({2}, std::vector<float>{1.0f, -2.0f}),
+              Tensor::from({2}, std::vector<float>{0.5f, 0.25f}), true};
+  TrainConfig c;
+  c.optimizer = "sgd";
+  c.momentum = 0.9f;
+  c.nesterov = false;
+  c.weight_decay = 0.1f;
+  Optimizer sgd(c, {&p});
+  sgd.step(0.1f);  // g = 0.5 + 0.1*1 = 0.6 -> w = 1 - 0.06
+  EXPECT_NEAR(p.value[0], 0.94f, 1e-6);
+  EXPECT_NEAR(p.value[1], -2.0f - 0.1f * (0.25f - 0.2f), 1e-6);
+  Parameter q{"w", Tensor::from({1}, std::vector<float>{1.0f}),
+              Tensor::from({1}, std::vector<float>{0.5f}), true};
+  c.optimizer = "adamw";
+  c.weight_decay = 0.01f;
+  Optimizer adam(c, {&q});
+  adam.step(0.1f);  // first Adam step moves by lr * sign(g); decay multiplies by 1 - lr*wd
+  EXPECT_NEAR(q.value[0], 1.0f * (1 - 0.001f) - 0.1f, 1e-5);
+}
+
+}  // namespace
+}  // namespace digitflow::kernels

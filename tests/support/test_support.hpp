@@ -1,0 +1,45 @@
+// Helpers shared by the test executables: seeded random tensors, a tolerance check that
+// prints the first mismatches and the worst error, temporary directories, the MNIST path.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "digitflow/kernels/tensor.hpp"
+
+namespace digitflow::testing {
+
+kernels::Tensor random_tensor(const kernels::Shape& shape, uint64_t seed, float lo = -1.0f,
+                              float hi = 1.0f);
+
+// Passes when |actual - expected| <= atol + rtol * |expected| everywhere; otherwise the
+// message lists the first mismatches and the worst error.
+::testing::AssertionResult all_close(const kernels::Tensor& actual,
+                                     const kernels::Tensor& expected, float atol, float rtol);
+::testing::AssertionResult all_close(const float* actual, const float* expected, int64_t n,
+                                     float atol, float rtol);
+
+// A fresh directory under the system temp dir, removed when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::filesystem::path source_dir();
+// DIGITFLOW_DATA if set, else <source>/data/mnist.
+std::filesystem::path mnist_dir();
+// Skips the calling test with a printed reason when the MNIST files are missing.
+bool mnist_available();
+
+}  // namespace digitflow::testing
