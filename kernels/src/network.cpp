@@ -125,8 +125,11 @@ void Network::prepare_input(const uint8_t* pixels, int64_t count, Tensor& x) con
   x.resize(input_shape(count));
   const float scale = 1.0f / (255.0f * normalization_.std);
   const float shift = -normalization_.mean / normalization_.std;
-  parallel_chunks(x.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) x[i] = static_cast<float>(pixels[i]) * scale + shift;
+  float* out = x.data();
+  parallel_chunks(x.numel(), 1 << 16, [=](int64_t begin, int64_t end) {
+    float* __restrict o = out;
+    const uint8_t* __restrict in = pixels;
+    for (int64_t i = begin; i < end; ++i) o[i] = static_cast<float>(in[i]) * scale + shift;
   });
 }
 

@@ -126,10 +126,12 @@ void Optimizer::step(float lr) {
     const float step_size = lr / c1, eps = 1e-8f, inv_sqrt_c2 = 1.0f / std::sqrt(c2);
     for (size_t k = 0; k < parameters_.size(); ++k) {
       Parameter& p = *parameters_[k];
-      float *w = p.value.data(), *m = first_[k].data(), *v = second_[k].data();
-      const float* g = p.grad.data();
+      float* __restrict w = p.value.data();
+      float* __restrict m = first_[k].data();
+      float* __restrict v = second_[k].data();
+      const float* __restrict g = p.grad.data();
       const float decay = p.decay ? 1.0f - lr * wd : 1.0f;
-      parallel_chunks(p.value.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+      parallel_chunks(p.value.numel(), 1 << 15, [=](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           m[i] = b1 * m[i] + (1.0f - b1) * g[i];
           v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
@@ -141,11 +143,12 @@ void Optimizer::step(float lr) {
   }
   for (size_t k = 0; k < parameters_.size(); ++k) {
     Parameter& p = *parameters_[k];
-    float *w = p.value.data(), *buf = first_[k].data();
-    const float* g = p.grad.data();
+    float* __restrict w = p.value.data();
+    float* __restrict buf = first_[k].data();
+    const float* __restrict g = p.grad.data();
     const float decay = p.decay ? wd : 0.0f;
     const bool nesterov = config_.nesterov;
-    parallel_chunks(p.value.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_chunks(p.value.numel(), 1 << 15, [=](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         float gi = g[i] + decay * w[i];
         buf[i] = b1 * buf[i] + gi;

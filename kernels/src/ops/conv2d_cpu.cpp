@@ -53,6 +53,42 @@ void im2col(const Conv2dShape& s, const float* x, float* col) {
       }
 }
 
+// colT (oh*ow, c_in*k*k): the transpose of im2col, built directly, so that the weight
+// gradient dy (c_out, p) * colT (p, ck) is a plain GEMM without a transposed operand.
+void im2col_transposed(const Conv2dShape& s, const float* x, float* col_t) {
+  const int oh = s.out_h(), ow = s.out_w(), k = s.kernel;
+  const int64_t ck = s.col_rows();
+  for (int oy = 0; oy < oh; ++oy)
+    for (int ox = 0; ox < ow; ++ox) {
+      float* __restrict row = col_t + (int64_t{oy} * ow + ox) * ck;
+      const int iy0 = oy * s.stride - s.padding, ix0 = ox * s.stride - s.padding;
+      if (iy0 >= 0 && ix0 >= 0 && iy0 + k <= s.h && ix0 + k <= s.w) {  // interior: no checks
+        for (int ci = 0; ci < s.c_in; ++ci) {
+          const float* __restrict in = x + (int64_t{ci} * s.h + iy0) * s.w + ix0;
+          for (int ky = 0; ky < k; ++ky, row += k, in += s.w)
+            for (int kx = 0; kx < k; ++kx) row[kx] = in[kx];
+        }
+        continue;
+      }
+      for (int ci = 0; ci < s.c_in; ++ci) {
+        const float* plane = x + int64_t{ci} * s.h * s.w;
+        for (int ky = 0; ky < k; ++ky) {
+          float* __restrict out = row + (int64_t{ci} * k + ky) * k;
+          const int iy = iy0 + ky;
+          if (iy < 0 || iy >= s.h) {
+            for (int kx = 0; kx < k; ++kx) out[kx] = 0.0f;
+            continue;
+          }
+          const float* __restrict in = plane + int64_t{iy} * s.w;
+          for (int kx = 0; kx < k; ++kx) {
+            const int ix = ix0 + kx;
+            out[kx] = (ix >= 0 && ix < s.w) ? in[ix] : 0.0f;
+          }
+        }
+      }
+    }
+}
+
 // dx (c_in, h, w) = sum of the column matrix scattered back; dx must start at zero.
 void col2im(const Conv2dShape& s, const float* col, float* dx) {
   const int oh = s.out_h(), ow = s.out_w(), k = s.kernel;
@@ -64,11 +100,18 @@ void col2im(const Conv2dShape& s, const float* col, float* dx) {
         for (int oy = 0; oy < oh; ++oy) {
           int iy = oy * s.stride - s.padding + ky;
           if (iy < 0 || iy >= s.h) continue;
-          const float* in = row + int64_t{oy} * ow;
-          float* out = plane + int64_t{iy} * s.w;
-          for (int ox = 0; ox < ow; ++ox) {
-            int ix = ox * s.stride - s.padding + kx;
-            if (ix >= 0 && ix < s.w) out[ix] += in[ox];
+          const float* __restrict in = row + int64_t{oy} * ow;
+          float* __restrict out = plane + int64_t{iy} * s.w;
+          if (s.stride == 1) {
+            const int ix0 = kx - s.padding;
+            const int lo = std::clamp(-ix0, 0, ow), hi = std::clamp(s.w - ix0, lo, ow);
+            float* __restrict shifted = out + ix0;
+            for (int ox = lo; ox < hi; ++ox) shifted[ox] += in[ox];
+          } else {
+            for (int ox = 0; ox < ow; ++ox) {
+              int ix = ox * s.stride - s.padding + kx;
+              if (ix >= 0 && ix < s.w) out[ix] += in[ox];
+            }
           }
         }
       }
@@ -122,21 +165,22 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, 
     float* pw = partial_w.data() + chunk * w_count;
     float* pb = partial_b.data() + chunk * s.c_out;
     std::vector<float>& buffer = scratch(static_cast<size_t>(2 * ck * p));
-    float* col = buffer.data();
+    float* col_t = buffer.data();
     float* dcol = buffer.data() + ck * p;
     for (int64_t i = begin; i < end; ++i) {
       const float* dyi = dy + i * y_stride;
-      const float* xcol = x + i * x_stride;
-      if (!is_pointwise(s)) {
-        im2col(s, x + i * x_stride, col);
-        xcol = col;
+      const float beta = i == begin ? 0.0f : 1.0f;
+      if (is_pointwise(s)) {
+        // dW (c_out, c_in) += dy_i (c_out, p) * x_i^T (p, c_in)
+        gemm(false, true, s.c_out, ick, ip, 1.0f, dyi, ip, x + i * x_stride, ip, beta, pw, ick);
+      } else {
+        // dW (c_out, ck) += dy_i (c_out, p) * colT (p, ck)
+        im2col_transposed(s, x + i * x_stride, col_t);
+        gemm(false, false, s.c_out, ick, ip, 1.0f, dyi, ip, col_t, ick, beta, pw, ick);
       }
-      // dW (c_out, ck) += dy_i (c_out, p) * col^T (p, ck)
-      gemm(false, true, s.c_out, ick, ip, 1.0f, dyi, ip, xcol, ip, i == begin ? 0.0f : 1.0f, pw,
-           ick);
       if (dbias)
         for (int co = 0; co < s.c_out; ++co) {
-          const float* row = dyi + co * p;
+          const float* __restrict row = dyi + co * p;
           float sum = 0.0f;
           for (int64_t j = 0; j < p; ++j) sum += row[j];
           pb[co] += sum;

@@ -1,6 +1,8 @@
 // relu and inverted dropout: plain loops over fixed chunks, vectorised by the compiler.
 #include "digitflow/kernels/ops/elementwise.hpp"
 
+#include <algorithm>
+
 #include "digitflow/kernels/parallel.hpp"
 
 namespace digitflow::kernels {
@@ -10,14 +12,22 @@ constexpr int64_t kElementsPerChunk = 1 << 16;
 }
 
 void relu_forward(int64_t count, const float* x, float* y) {
-  parallel_chunks(count, kElementsPerChunk, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  parallel_chunks(count, kElementsPerChunk, [x, y](int64_t begin, int64_t end) {
+    const float* __restrict in = x;
+    float* __restrict out = y;
+    for (int64_t i = begin; i < end; ++i) out[i] = std::max(in[i], 0.0f);
   });
 }
 
 void relu_backward(int64_t count, const float* y, const float* dy, float* dx) {
-  parallel_chunks(count, kElementsPerChunk, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  parallel_chunks(count, kElementsPerChunk, [y, dy, dx](int64_t begin, int64_t end) {
+    const float* __restrict out = y;
+    const float* __restrict grad = dy;
+    float* __restrict result = dx;
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = grad[i];  // loaded unconditionally, so the select has no branch
+      result[i] = out[i] > 0.0f ? g : 0.0f;
+    }
   });
 }
 
@@ -32,17 +42,23 @@ float hash_uniform(uint64_t seed, uint64_t index) {
 void dropout_forward(int64_t count, float rate, uint64_t seed, const float* x, float* y,
                      float* mask) {
   const float keep_scale = 1.0f / (1.0f - rate);
-  parallel_chunks(count, kElementsPerChunk, [&](int64_t begin, int64_t end) {
+  parallel_chunks(count, kElementsPerChunk, [=](int64_t begin, int64_t end) {
+    const float* __restrict in = x;
+    float* __restrict out = y;
+    float* __restrict m = mask;
     for (int64_t i = begin; i < end; ++i) {
-      mask[i] = hash_uniform(seed, static_cast<uint64_t>(i)) < rate ? 0.0f : keep_scale;
-      y[i] = x[i] * mask[i];
+      m[i] = hash_uniform(seed, static_cast<uint64_t>(i)) < rate ? 0.0f : keep_scale;
+      out[i] = in[i] * m[i];
     }
   });
 }
 
 void dropout_backward(int64_t count, const float* mask, const float* dy, float* dx) {
-  parallel_chunks(count, kElementsPerChunk, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * mask[i];
+  parallel_chunks(count, kElementsPerChunk, [mask, dy, dx](int64_t begin, int64_t end) {
+    const float* __restrict m = mask;
+    const float* __restrict grad = dy;
+    float* __restrict result = dx;
+    for (int64_t i = begin; i < end; ++i) result[i] = grad[i] * m[i];
   });
 }
 

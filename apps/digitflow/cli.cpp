@@ -1,0 +1,113 @@
+// Shared option handling and terminal output for the subcommands.
+#include "cli.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+namespace digitflow::cli {
+
+namespace fs = std::filesystem;
+
+void add_config_options(po::options_description& options, CommonOptions& common) {
+  options.add_options()
+      ("config", po::value(&common.config_files)->composing()->value_name("FILE"),
+       "YAML file overriding config/digitflow.yaml (may be repeated)")
+      ("set", po::value(&common.sets)->composing()->value_name("KEY=VALUE"),
+       "override one setting, e.g. --set train.lr=0.01 (may be repeated)");
+}
+
+bool parse(int argc, char** argv, const std::string& usage, const std::string& about,
+           po::options_description& options, po::positional_options_description* positional,
+           po::variables_map& vm) {
+  options.add_options()("help,h", "show this help");
+  try {
+    po::command_line_parser parser(argc, argv);
+    parser.options(options);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
+    if (vm.count("help")) {
+      std::cout << "Usage: " << usage << "\n\n" << about << "\n\n" << options << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+fs::path project_root() {
+  auto has_config = [](const fs::path& dir) { return fs::exists(dir / "config" / "digitflow.yaml"); };
+  if (const char* home = std::getenv("DIGITFLOW_HOME"); home && *home) {
+    if (!has_config(home))
+      throw std::runtime_error(std::string("DIGITFLOW_HOME=") + home + " holds no config/digitflow.yaml");
+    return home;
+  }
+  if (has_config(fs::current_path())) return fs::current_path();
+  if (has_config(DIGITFLOW_SOURCE_DIR)) return DIGITFLOW_SOURCE_DIR;
+  throw std::runtime_error(
+      "cannot find config/digitflow.yaml: run from the digitflow folder or set DIGITFLOW_HOME");
+}
+
+config::Settings load_settings(const CommonOptions& common, std::vector<std::string> extra_sets) {
+  std::vector<fs::path> files(common.config_files.begin(), common.config_files.end());
+  for (const auto& f : files)
+    if (!fs::exists(f)) throw UsageError("--config " + f.string() + ": no such file");
+  std::vector<std::string> sets = common.sets;
+  sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
+  return config::load_settings(project_root() / "config" / "digitflow.yaml", files, sets);
+}
+
+fs::path resolve(const fs::path& path) {
+  if (path.is_absolute() || fs::exists(path)) return path;
+  fs::path in_root = project_root() / path;
+  return fs::exists(in_root) ? in_root : path;
+}
+
+fs::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option) {
+  if (!data_dir_option.empty()) return data_dir_option;
+  return resolve(settings.data.dir);
+}
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+ProgressLine::ProgressLine() : terminal_(isatty(fileno(stderr)) != 0) {}
+
+void ProgressLine::update(const std::string& text, bool force) {
+  double t = now_s();
+  if (terminal_) {
+    if (!force && t - last_ < 0.1) return;
+    std::cerr << "\r\033[K" << text << std::flush;
+    open_ = true;
+  } else if (force) {
+    std::cerr << text << "\n";
+  }
+  last_ = t;
+}
+
+void ProgressLine::finish() {
+  if (terminal_ && open_) std::cerr << "\n";
+  open_ = false;
+}
+
+std::string format_duration(double seconds) {
+  long s = std::lround(std::max(0.0, seconds));
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh %02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm %02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
+}  // namespace digitflow::cli

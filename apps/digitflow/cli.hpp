@@ -1,0 +1,65 @@
+// Shared pieces of the subcommands: usage errors, the --config/--set/--threads options,
+// finding config/digitflow.yaml and resolving paths, and a progress line for terminals.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "digitflow/config/config.hpp"
+
+namespace digitflow::cli {
+
+namespace po = boost::program_options;
+
+// A mistake on the command line: printed with a hint to --help, exit status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct CommonOptions {
+  std::vector<std::string> config_files;
+  std::vector<std::string> sets;
+};
+
+// Adds --config and --set to `options`.
+void add_config_options(po::options_description& options, CommonOptions& common);
+
+// Parses argv (after the subcommand) into `vm`; throws UsageError on unknown or bad options.
+// Returns false when --help was given (help is printed).
+bool parse(int argc, char** argv, const std::string& usage, const std::string& about,
+           po::options_description& options, po::positional_options_description* positional,
+           po::variables_map& vm);
+
+// The project folder: the one holding config/digitflow.yaml ($DIGITFLOW_HOME, then the
+// working directory, then the source tree this binary was built from).
+std::filesystem::path project_root();
+config::Settings load_settings(const CommonOptions& common, std::vector<std::string> extra_sets = {});
+// A relative path from the config: as given if it exists from the working directory, else
+// relative to the project root.
+std::filesystem::path resolve(const std::filesystem::path& path);
+
+// The MNIST folder named by --data-dir, DIGITFLOW_DATA or data.dir.
+std::filesystem::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option);
+
+// A single line redrawn in place on a terminal (stderr), throttled; plain lines elsewhere.
+class ProgressLine {
+ public:
+  ProgressLine();
+  bool is_terminal() const { return terminal_; }
+  // Redrawn on a terminal at most every 100 ms; ignored elsewhere unless `force`.
+  void update(const std::string& text, bool force = false);
+  void finish();  // ends the line on a terminal
+
+ private:
+  bool terminal_;
+  bool open_ = false;
+  double last_ = -1.0;
+};
+
+std::string format_duration(double seconds);  // "1h 02m", "3m 05s", "42s"
+
+}  // namespace digitflow::cli

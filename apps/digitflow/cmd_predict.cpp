@@ -1,0 +1,79 @@
+// digitflow predict: reads images of single handwritten digits, normalises each the way
+// MNIST was made, and prints the digit, its probability and the top 3.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "cli.hpp"
+#include "commands.hpp"
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/normalize.hpp"
+
+namespace digitflow::cli {
+
+namespace fs = std::filesystem;
+namespace k = digitflow::kernels;
+
+int run_predict(int argc, char** argv) {
+  CommonOptions common;
+  std::string model;
+  std::vector<std::string> images;
+  bool json = false;
+  po::options_description options("Options");
+  options.add_options()
+      ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
+      ("json", po::bool_switch(&json), "one JSON object per image: file, digit, probability, top3")
+      ("image", po::value(&images)->composing(), "image files (positional)");
+  add_config_options(options, common);
+  po::positional_options_description positional;
+  positional.add("image", -1);
+  po::variables_map vm;
+  if (!parse(argc, argv, "digitflow predict [--model M] IMAGE...",
+             "Recognises one handwritten digit per image (PNG, JPEG, BMP, TIFF; dark on light\n"
+             "or light on dark, any size): prints the digit, its probability and the top 3.",
+             options, &positional, vm))
+    return 0;
+  if (images.empty()) throw UsageError("no IMAGE given");
+  config::Settings settings = load_settings(common);
+  fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
+  k::LoadedModel loaded = k::load_model(model_path);
+
+  int failures = 0;
+  for (const std::string& file : images) {
+    try {
+      pipeline::DigitPixels pixels = pipeline::normalize_digit(pipeline::read_image(file));
+      k::Tensor probs = k::infer_probabilities(loaded.network, pixels.data(), 1);
+      const int classes = static_cast<int>(probs.dim(1));
+      std::vector<int> order(static_cast<size_t>(classes));
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + std::min(3, classes), order.end(),
+                        [&](int a, int b) { return probs[a] > probs[b]; });
+      if (json) {
+        nlohmann::json top = nlohmann::json::array();
+        for (int i = 0; i < std::min(3, classes); ++i)
+          top.push_back({{"digit", order[static_cast<size_t>(i)]}, {"probability", probs[order[static_cast<size_t>(i)]]}});
+        std::cout << nlohmann::json{{"file", file}, {"digit", order[0]},
+                                    {"probability", probs[order[0]]}, {"top3", top}}.dump()
+                  << "\n";
+      } else {
+        std::printf("%s: %d (%.4f)   top 3:", file.c_str(), order[0], static_cast<double>(probs[order[0]]));
+        for (int i = 0; i < std::min(3, classes); ++i)
+          std::printf("  %d %.4f", order[static_cast<size_t>(i)], static_cast<double>(probs[order[static_cast<size_t>(i)]]));
+        std::printf("\n");
+      }
+    } catch (const pipeline::ImageError& e) {
+      ++failures;
+      std::string message = e.what();
+      if (message.rfind(file, 0) != 0) message = file + ": " + message;
+      if (json)
+        std::cout << nlohmann::json{{"file", file}, {"error", message}}.dump() << "\n";
+      std::cerr << "digitflow predict: " << message << "\n";
+    }
+  }
+  return failures ? 1 : 0;
+}
+
+}  // namespace digitflow::cli

@@ -1,0 +1,11 @@
+// One function per subcommand; each returns the process exit status.
+#pragma once
+
+namespace digitflow::cli {
+
+int run_train(int argc, char** argv);
+int run_eval(int argc, char** argv);
+int run_predict(int argc, char** argv);
+int run_bench(int argc, char** argv);
+
+}  // namespace digitflow::cli

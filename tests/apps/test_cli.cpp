@@ -1,0 +1,122 @@
+// The digitflow binary as a user runs it: help, usage errors, missing files, and the
+// shipped model's accuracy on the MNIST test set through `digitflow eval --json`.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+
+struct Result {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+Result run(const std::string& args) {
+  std::string command = std::string("cd '") + DIGITFLOW_SOURCE_DIR + "' && '" + DIGITFLOW_BINARY +
+                        "' " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(Cli, HelpOnEverySubcommand) {
+  for (std::string cmd : {"train", "eval", "predict", "bench"}) {
+    Result r = run(cmd + " --help");
+    EXPECT_EQ(r.status, 0) << cmd << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, "Usage: digitflow " + cmd)) << r.output;
+  }
+  Result top = run("--help");
+  EXPECT_EQ(top.status, 0);
+  EXPECT_TRUE(contains(top.output, "train")) << top.output;
+}
+
+TEST(Cli, UnknownCommandAndOptionsAreUsageErrors) {
+  Result r = run("frobnicate");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "unknown command 'frobnicate'")) << r.output;
+  r = run("eval --modle x");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "modle")) << r.output;
+  r = run("train --epochs many");
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = run("predict");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "no IMAGE")) << r.output;
+  r = run("bench sideways --model config/models/seed.yaml");
+  EXPECT_EQ(r.status, 2) << r.output;
+}
+
+TEST(Cli, UnknownConfigKeyIsAnError) {
+  Result r = run("eval --set train.learning_rate=3");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "train.learning_rate")) << r.output;
+}
+
+TEST(Cli, MissingAndForeignModelFilesAreNamed) {
+  digitflow::testing::TempDir dir;
+  Result r = run("eval --model " + (dir / "nope.safetensors").string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "nope.safetensors")) << r.output;
+  {
+    std::FILE* f = std::fopen((dir / "junk.safetensors").c_str(), "w");
+    std::fputs("definitely not a model", f);
+    std::fclose(f);
+  }
+  r = run("predict --model " + (dir / "junk.safetensors").string() + " x.png");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "junk.safetensors")) << r.output;
+  r = run("predict " + (dir / "missing.png").string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "missing.png: no such file")) << r.output;
+}
+
+TEST(Cli, PredictReadsADrawnDigit) {
+  digitflow::testing::TempDir dir;
+  // A thick vertical bar: a "1", drawn dark on light at 200x300.
+  cv::Mat img(300, 200, CV_8UC1, cv::Scalar(240));
+  cv::line(img, {100, 40}, {96, 260}, cv::Scalar(15), 22);
+  cv::imwrite((dir / "one.png").string(), img);
+  Result r = run("predict --json " + (dir / "one.png").string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["digit"], 1) << r.output;
+  EXPECT_EQ(j["top3"].size(), 3u);
+  EXPECT_GT(j["probability"].get<double>(), 0.5);
+}
+
+TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
+  if (!digitflow::testing::mnist_available())
+    GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  Result r = run("eval --model models/digits.safetensors --data mnist-test --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["count"], 10000);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.995) << r.output;
+  EXPECT_EQ(j["per_class"].size(), 10u);
+  EXPECT_EQ(j["confusion"].size(), 10u);
+}
+
+TEST(Cli, BenchPrintsJson) {
+  Result r = run("bench infer --model config/models/seed.yaml --batch 8 --seconds 0.2 --threads 1 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_GT(j["images_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["latency_us"].get<double>(), 0.0);
+}
+
+}  // namespace
