@@ -30,7 +30,9 @@ int run_train(int argc, char** argv) {
       ("out", po::value(&out)->value_name("FILE"),
        "model file to write (default: models/<model name>.safetensors)")
       ("data-dir", po::value(&data_dir)->value_name("DIR"),
-       "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir)");
+       "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir)")
+      ("train-images", po::value<int64_t>()->value_name("N"),
+       "use only the first N training images (quick trials); default: all");
   add_config_options(options, common);
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow train [--config config/train.yaml] [--model config/models/X.yaml] "
@@ -61,6 +63,14 @@ int run_train(int argc, char** argv) {
   fs::path data = mnist_dir(settings, data_dir);
   k::LabelledImages train_set = k::load_mnist(data, k::MnistSplit::train);
   k::LabelledImages test_set = k::load_mnist(data, k::MnistSplit::test);
+  if (vm.count("train-images")) {
+    const int64_t n = vm["train-images"].as<int64_t>();
+    if (n <= 0 || n > train_set.count)
+      throw UsageError("--train-images must be between 1 and " + std::to_string(train_set.count));
+    train_set.count = n;
+    train_set.pixels.resize(static_cast<size_t>(n * train_set.rows * train_set.cols));
+    train_set.labels.resize(static_cast<size_t>(n));
+  }
 
   k::Network net(spec, tc.seed);
   std::cerr << "training " << spec.name << " (" << net.parameter_count() << " parameters, "

@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -109,6 +111,35 @@ TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
   EXPECT_GE(j["accuracy"].get<double>(), 0.995) << r.output;
   EXPECT_EQ(j["per_class"].size(), 10u);
   EXPECT_EQ(j["confusion"].size(), 10u);
+}
+
+TEST(Cli, TrainWritesModelAndMetricsCsv) {
+  if (!digitflow::testing::mnist_available())
+    GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  digitflow::testing::TempDir dir;
+  const auto model = dir / "quick.safetensors";
+  // The seed model, 2,400 images for 3 epochs: about 92% on the test set.
+  Result r = run("train --model config/models/seed.yaml --epochs 3 --train-images 3000 --threads 2 "
+                 "--set train.validation_images=600 --set train.augment.enabled=false "
+                 "--set train.batch_size=32 --set train.schedule=constant --set train.lr=0.001 "
+                 "--out " + model.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "epoch 3/3")) << r.output;
+  EXPECT_TRUE(contains(r.output, "test accuracy")) << r.output;
+  ASSERT_TRUE(std::filesystem::exists(model));
+  std::ifstream csv(dir / "quick.metrics.csv");
+  std::string header, line;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_s");
+  int rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 3);
+  // The model it wrote is usable, and far better than chance (10%).
+  Result e = run("eval --json --model " + model.string());
+  ASSERT_EQ(e.status, 0) << e.output;
+  EXPECT_GT(nlohmann::json::parse(e.output)["accuracy"].get<double>(), 0.8) << e.output;
+  r = run("train --model config/models/seed.yaml --train-images 0 --out " + model.string());
+  EXPECT_EQ(r.status, 2) << r.output;
 }
 
 TEST(Cli, BenchPrintsJson) {
