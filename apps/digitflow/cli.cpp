@@ -1,6 +1,8 @@
 // Shared option handling and terminal output for the subcommands.
 #include "cli.hpp"
 
+#include "digitflow/kernels/backend.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -60,6 +62,10 @@ config::Settings load_settings(const CommonOptions& common, std::vector<std::str
   std::vector<std::string> sets = common.sets;
   sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
   return config::load_settings(project_root() / "config" / "digitflow.yaml", files, sets);
+}
+
+void start_backend(const config::Settings& settings) {
+  kernels::start_backend(kernels::parse_backend(settings.runtime.backend));
 }
 
 fs::path resolve(const fs::path& path) {

@@ -38,6 +38,9 @@ bool parse(int argc, char** argv, const std::string& usage, const std::string& a
 // working directory, then the source tree this binary was built from).
 std::filesystem::path project_root();
 config::Settings load_settings(const CommonOptions& common, std::vector<std::string> extra_sets = {});
+// Starts runtime.backend (the CPU until the GPU backends exist); a backend that cannot
+// start throws with one line saying why.
+void start_backend(const config::Settings& settings);
 // A relative path from the config: as given if it exists from the working directory, else
 // relative to the project root.
 std::filesystem::path resolve(const std::filesystem::path& path);

@@ -57,6 +57,7 @@ int run_eval(int argc, char** argv) {
              options, nullptr, vm))
     return 0;
   config::Settings settings = load_settings(common);
+  start_backend(settings);
   k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);

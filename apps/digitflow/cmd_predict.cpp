@@ -38,6 +38,7 @@ int run_predict(int argc, char** argv) {
     return 0;
   if (images.empty()) throw UsageError("no IMAGE given");
   config::Settings settings = load_settings(common);
+  start_backend(settings);
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
 

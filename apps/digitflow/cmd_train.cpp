@@ -59,6 +59,7 @@ int run_train(int argc, char** argv) {
   csv_path.replace_extension(".metrics.csv");
 
   const k::TrainConfig& tc = settings.train;
+  start_backend(settings);
   k::set_threads(tc.threads);
   fs::path data = mnist_dir(settings, data_dir);
   k::LabelledImages train_set = k::load_mnist(data, k::MnistSplit::train);

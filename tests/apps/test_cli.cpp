@@ -69,6 +69,12 @@ TEST(Cli, UnknownConfigKeyIsAnError) {
   EXPECT_TRUE(contains(r.output, "train.learning_rate")) << r.output;
 }
 
+TEST(Cli, UnavailableBackendIsOneClearLine) {
+  Result r = run("eval --set runtime.backend=cuda");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "backend cuda is not available")) << r.output;
+}
+
 TEST(Cli, MissingAndForeignModelFilesAreNamed) {
   digitflow::testing::TempDir dir;
   Result r = run("eval --model " + (dir / "nope.safetensors").string());
