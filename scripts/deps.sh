@@ -7,9 +7,11 @@ packages=(
   build-essential cmake pkg-config
   libtbb-dev libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
   libopencv-dev libgtest-dev libbenchmark-dev
-  npm ca-certificates
+  ca-certificates
   "$@"
 )
+# npm may come from another Node.js distribution than Debian's: only its command counts.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
