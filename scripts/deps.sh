@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libtbb-dev libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
-  libopencv-dev libgtest-dev libbenchmark-dev
+  libopencv-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
   ca-certificates
   "$@"
 )

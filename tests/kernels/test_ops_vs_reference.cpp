@@ -17,7 +17,24 @@ using testing::random_tensor;
 
 constexpr float kAtol = 1e-4f, kRtol = 1e-4f;
 
+using ConvForward = void (*)(const Conv2dShape&, const float*, const float*, const float*, float*);
+using ConvBackward = void (*)(const Conv2dShape&, const float*, const float*, const float*, float*,
+                              float*, float*);
+
+// Both CPU paths: the one conv2d_forward/backward take in this build (oneDNN where found),
+// and im2col + our GEMM, which runs where oneDNN is absent.
+void compare_conv_path(const Conv2dShape& s, bool bias, ConvForward forward, ConvBackward backward);
+
 void compare_conv(const Conv2dShape& s, bool bias) {
+  {
+    SCOPED_TRACE(std::string("path ") + conv2d_path_name());
+    compare_conv_path(s, bias, conv2d_forward, conv2d_backward);
+  }
+  SCOPED_TRACE("path im2col+gemm");
+  compare_conv_path(s, bias, im2col_path::conv2d_forward, im2col_path::conv2d_backward);
+}
+
+void compare_conv_path(const Conv2dShape& s, bool bias, ConvForward forward, ConvBackward backward) {
   SCOPED_TRACE("conv n=" + std::to_string(s.n) + " c_in=" + std::to_string(s.c_in) + " h=" +
                std::to_string(s.h) + " w=" + std::to_string(s.w) + " c_out=" + std::to_string(s.c_out) +
                " k=" + std::to_string(s.kernel) + " stride=" + std::to_string(s.stride) +
@@ -27,7 +44,7 @@ void compare_conv(const Conv2dShape& s, bool bias) {
   Tensor b = random_tensor({s.c_out}, 3);
   Shape y_shape{s.n, s.c_out, s.out_h(), s.out_w()};
   Tensor y(y_shape), y_ref(y_shape);
-  conv2d_forward(s, x.data(), w.data(), bias ? b.data() : nullptr, y.data());
+  forward(s, x.data(), w.data(), bias ? b.data() : nullptr, y.data());
   ref::conv2d_forward(s, x.data(), w.data(), bias ? b.data() : nullptr, y_ref.data());
   EXPECT_TRUE(all_close(y, y_ref, kAtol, kRtol)) << "forward";
 
@@ -36,7 +53,11 @@ void compare_conv(const Conv2dShape& s, bool bias) {
       db_ref({s.c_out});
   dx.fill(123.0f);  // must be overwritten
   dw.fill(123.0f);
-  conv2d_backward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), bias ? db.data() : nullptr);
+  backward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), bias ? db.data() : nullptr);
+  // Without an input gradient (a first layer) the weight gradients are the same.
+  Tensor dw_only(w.shape());
+  backward(s, x.data(), w.data(), dy.data(), nullptr, dw_only.data(), bias ? db.data() : nullptr);
+  EXPECT_TRUE(all_close(dw_only, dw, 1e-5f, 1e-5f)) << "dweight without dx";
   ref::conv2d_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(),
                        bias ? db_ref.data() : nullptr);
   EXPECT_TRUE(all_close(dx, dx_ref, kAtol, kRtol)) << "dx";

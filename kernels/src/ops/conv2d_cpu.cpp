@@ -1,4 +1,5 @@
-// Convolution on the CPU: each image is lowered to a (c_in*k*k, oh*ow) column matrix and
+// Convolution on the CPU. conv2d_forward/backward run oneDNN's primitives where the build
+// found oneDNN (conv2d_onednn.cpp), else the path here: each image is lowered to a (c_in*k*k, oh*ow) column matrix and
 // multiplied by the weights with our GEMM; images run in parallel. Weight gradients are
 // summed per fixed chunk of images and then in chunk order, so results do not depend on
 // the thread count.
@@ -125,6 +126,8 @@ std::vector<float>& scratch(size_t count) {
 
 }  // namespace
 
+namespace im2col_path {
+
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y) {
   const int64_t p = int64_t{s.out_h()} * s.out_w(), ck = s.col_rows();
@@ -210,5 +213,27 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, 
       for (int co = 0; co < s.c_out; ++co) dbias[co] += partial_b[c * s.c_out + co];
   }
 }
+
+}  // namespace im2col_path
+
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                    float* y) {
+#if DIGITFLOW_HAVE_ONEDNN
+  onednn_path::conv2d_forward(s, x, weight, bias, y);
+#else
+  im2col_path::conv2d_forward(s, x, weight, bias, y);
+#endif
+}
+
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
+                     float* dx, float* dweight, float* dbias) {
+#if DIGITFLOW_HAVE_ONEDNN
+  onednn_path::conv2d_backward(s, x, weight, dy, dx, dweight, dbias);
+#else
+  im2col_path::conv2d_backward(s, x, weight, dy, dx, dweight, dbias);
+#endif
+}
+
+const char* conv2d_path_name() { return DIGITFLOW_HAVE_ONEDNN ? "onednn" : "im2col+gemm"; }
 
 }  // namespace digitflow::kernels

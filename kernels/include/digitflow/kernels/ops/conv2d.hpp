@@ -1,6 +1,7 @@
 // 2-D convolution (cross-correlation, as in every framework), NCHW, square kernel, any
-// stride and zero padding. The fast path lowers each image to columns (im2col) and calls
-// our GEMM, parallel over images; ref:: is the plain seven-loop version tests trust.
+// stride and zero padding. The CPU path is oneDNN's direct convolution where the build found
+// oneDNN (it measured fastest), else each image lowered to columns (im2col) times our GEMM;
+// both are exposed for tests and benchmarks. ref:: is the plain seven-loop version tests trust.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,25 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, c
 // Overwrites dweight and dbias (if not null) with the batch sums, and dx (if not null).
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
                      float* dx, float* dweight, float* dbias);
+
+// Which path conv2d_forward/backward take: "onednn" or "im2col+gemm".
+const char* conv2d_path_name();
+
+namespace im2col_path {
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                    float* y);
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
+                     float* dx, float* dweight, float* dbias);
+}  // namespace im2col_path
+
+#if DIGITFLOW_HAVE_ONEDNN
+namespace onednn_path {
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                    float* y);
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
+                     float* dx, float* dweight, float* dbias);
+}  // namespace onednn_path
+#endif
 
 namespace ref {
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
