@@ -101,6 +101,8 @@ void compare_dense(const DenseShape& s) {
 
 TEST(DenseFast, OddShapes) {
   compare_dense({1, 1, 1});
+  compare_dense({1, 9216, 64});  // batch 1 and a few rows take the dot-product path
+  compare_dense({3, 1031, 13});
   compare_dense({7, 13, 5});
   compare_dense({33, 127, 11});
   compare_dense({65, 1031, 3});
