@@ -154,6 +154,14 @@ TEST(Cli, BenchPrintsJson) {
   auto j = nlohmann::json::parse(r.output);
   EXPECT_GT(j["images_per_s"].get<double>(), 0.0);
   EXPECT_GT(j["latency_us"].get<double>(), 0.0);
+  r = run("bench train --model config/models/seed.yaml --images 256 --threads 2 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["images"], 256);
+  EXPECT_GT(j["images_per_s"].get<double>(), 0.0);
+  r = run("bench train --model no-such-model.yaml");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "no-such-model.yaml")) << r.output;
 }
 
 }  // namespace

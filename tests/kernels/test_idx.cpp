@@ -53,22 +53,8 @@ std::vector<uint8_t> counting(size_t n) {
 
 // Passes when `action` throws DataError whose message contains every one of `parts`.
 ::testing::AssertionResult throws_data_error(const std::function<void()>& action,
-                                             std::initializer_list<std::string> parts) {
-  try {
-    action();
-  } catch (const DataError& e) {
-    const std::string message = e.what();
-    for (const std::string& part : parts) {
-      if (message.find(part) == std::string::npos) {
-        return ::testing::AssertionFailure()
-               << "message \"" << message << "\" does not contain \"" << part << "\"";
-      }
-    }
-    return ::testing::AssertionSuccess() << message;
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw something other than DataError: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
+                                     std::initializer_list<std::string> parts) {
+  return digitflow::testing::throws_with_message<DataError>(action, parts);
 }
 
 TEST(Idx, ReadsImagesAndLabelsBackExactly) {

@@ -57,23 +57,8 @@ void write_raw(const fs::path& path, const std::string& json, size_t data_bytes,
 }
 
 ::testing::AssertionResult throws_model_error(const std::function<void()>& action,
-                                              std::initializer_list<std::string> parts) {
-  try {
-    action();
-  } catch (const ModelFileError& e) {
-    const std::string message = e.what();
-    for (const std::string& part : parts) {
-      if (message.find(part) == std::string::npos) {
-        return ::testing::AssertionFailure()
-               << "message \"" << message << "\" does not contain \"" << part << "\"";
-      }
-    }
-    return ::testing::AssertionSuccess() << message;
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure()
-           << "threw something other than ModelFileError: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
+                                     std::initializer_list<std::string> parts) {
+  return digitflow::testing::throws_with_message<ModelFileError>(action, parts);
 }
 
 ::testing::AssertionResult refused(const fs::path& path, std::initializer_list<std::string> parts) {

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
 #include <string>
 
 #include "digitflow/kernels/tensor.hpp"
@@ -21,6 +23,25 @@ kernels::Tensor random_tensor(const kernels::Shape& shape, uint64_t seed, float 
                                      const kernels::Tensor& expected, float atol, float rtol);
 ::testing::AssertionResult all_close(const float* actual, const float* expected, int64_t n,
                                      float atol, float rtol);
+
+// Passes when `action` throws an `Error` whose message contains every one of `parts`.
+template <typename Error>
+::testing::AssertionResult throws_with_message(const std::function<void()>& action,
+                                               std::initializer_list<std::string> parts) {
+  try {
+    action();
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const std::string& part : parts)
+      if (message.find(part) == std::string::npos)
+        return ::testing::AssertionFailure()
+               << "message \"" << message << "\" does not contain \"" << part << "\"";
+    return ::testing::AssertionSuccess() << message;
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "threw another kind of error: " << e.what();
+  }
+  return ::testing::AssertionFailure() << "nothing was thrown";
+}
 
 // A fresh directory under the system temp dir, removed when the object goes.
 class TempDir {
