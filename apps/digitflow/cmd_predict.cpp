@@ -9,6 +9,7 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "digitflow/kernels/model_file.hpp"
+#include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 
@@ -26,6 +27,7 @@ int run_predict(int argc, char** argv) {
   options.add_options()
       ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
       ("json", po::bool_switch(&json), "one JSON object per image: file, digit, probability, top3")
+      ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("image", po::value(&images)->composing(), "image files (positional)");
   add_config_options(options, common);
   po::positional_options_description positional;
@@ -41,12 +43,18 @@ int run_predict(int argc, char** argv) {
   start_backend(settings);
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
+  const k::ModelSpec& spec = loaded.network.spec();
+  if (spec.input_channels != 1 || spec.input_height != 28 || spec.input_width != 28)
+    throw std::runtime_error(model_path.string() + ": takes " +
+                             loaded.network.input_shape(1).str() +
+                             " inputs; predict normalises digits to 1x28x28 like MNIST");
+  k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
 
   int failures = 0;
   for (const std::string& file : images) {
     try {
       pipeline::DigitPixels pixels = pipeline::normalize_digit(pipeline::read_image(file));
-      k::Tensor probs = k::infer_probabilities(loaded.network, pixels.data(), 1);
+      k::Tensor probs = k::infer_probabilities(loaded.network, pixels, 1);
       const int classes = static_cast<int>(probs.dim(1));
       std::vector<int> order(static_cast<size_t>(classes));
       std::iota(order.begin(), order.end(), 0);
@@ -65,7 +73,7 @@ int run_predict(int argc, char** argv) {
           std::printf("  %d %.4f", order[static_cast<size_t>(i)], static_cast<double>(probs[order[static_cast<size_t>(i)]]));
         std::printf("\n");
       }
-    } catch (const pipeline::ImageError& e) {
+    } catch (const std::exception& e) {  // one bad image never stops the others
       ++failures;
       std::string message = e.what();
       if (message.rfind(file, 0) != 0) message = file + ": " + message;

@@ -52,7 +52,9 @@ int run_train(int argc, char** argv) {
   }
   config::Settings settings = load_settings(common, sets);
   fs::path spec_path = resolve(model_yaml.empty() ? settings.model.spec : model_yaml);
-  if (!fs::exists(spec_path)) throw UsageError("--model " + spec_path.string() + ": no such file");
+  if (!fs::exists(spec_path))
+    throw UsageError((model_yaml.empty() ? "model.spec " : "--model ") + spec_path.string() +
+                     ": no such file");
   k::ModelSpec spec = config::load_model_spec(spec_path);
   fs::path out_path = out.empty() ? fs::path("models") / (spec.name + ".safetensors") : fs::path(out);
   fs::path csv_path = out_path;

@@ -238,7 +238,7 @@ const std::vector<Field>& fields() {
             "train.epochs", [](auto& s) -> auto& { return s.train.epochs; }, at_least_1),
         int_field(
             "train.batch_size", [](auto& s) -> auto& { return s.train.batch_size; },
-            Range{1, 65536}),
+            Range{2, 65536}),
         choice_field("train.optimizer", [](auto& s) -> auto& { return s.train.optimizer; },
                      {"adamw", "sgd"}),
         real_field(
@@ -743,11 +743,13 @@ kernels::ModelSpec load_model_spec(const std::filesystem::path& yaml) {
     if (key == "name") {
       spec.name = reader.scalar(node, key).Scalar();
     } else if (key == "classes") {
-      spec.classes = reader.integer(node, key, Range{2, 1 << 20});
+      spec.classes = reader.integer(node, key, Range{2, 256});
     } else if (key == "input") {
       for (const auto& [dim, value] :
            reader.entries(node, "input", node, {"channels", "height", "width"})) {
-        const int size = reader.integer(value, "input." + dim, Range{1, 1 << 16});
+        // One channel of 8-bit pixels is what the data sets and the pipeline provide.
+        const int size = dim == "channels" ? reader.integer(value, "input." + dim, Range{1, 1})
+                                           : reader.integer(value, "input." + dim, Range{1, 4096});
         (dim == "channels" ? spec.input_channels
          : dim == "height" ? spec.input_height
                            : spec.input_width) = size;

@@ -132,6 +132,7 @@ class BatchNorm2dLayer final : public Layer {
     running_var_ = Tensor(c);
     mean_ = Tensor(c);
     invstd_ = Tensor(c);
+    variance_ = Tensor(c);
     mean_name_ = layer_name(index, "running_mean");
     var_name_ = layer_name(index, "running_var");
   }
@@ -150,11 +151,11 @@ class BatchNorm2dLayer final : public Layer {
       return;
     }
     batchnorm2d_forward_train(g, x.data(), gamma_.value.data(), beta_.value.data(), spec_.eps,
-                              y.data(), mean_.data(), invstd_.data());
+                              y.data(), mean_.data(), invstd_.data(), variance_.data());
     const double count = static_cast<double>(g.n) * g.hw;
     const float m = spec_.momentum;
     for (int c = 0; c < channels_; ++c) {
-      double var = 1.0 / (double{invstd_[c]} * invstd_[c]) - spec_.eps;
+      double var = variance_[c];
       double unbiased = count > 1 ? var * count / (count - 1) : var;
       running_mean_[c] = (1 - m) * running_mean_[c] + m * mean_[c];
       running_var_[c] = (1 - m) * running_var_[c] + m * static_cast<float>(unbiased);
@@ -183,7 +184,7 @@ class BatchNorm2dLayer final : public Layer {
   LayerSpec spec_;
   int channels_ = 0;
   Parameter gamma_, beta_;
-  Tensor running_mean_, running_var_, mean_, invstd_;
+  Tensor running_mean_, running_var_, mean_, invstd_, variance_;
   std::string mean_name_, var_name_;
 };
 

@@ -1,6 +1,8 @@
 // Model files: our metadata on top of safetensors, checked field by field on load.
 #include "digitflow/kernels/model_file.hpp"
 
+#include <cmath>
+
 namespace digitflow::kernels {
 
 void save_model(const std::filesystem::path& path, Network& net,
@@ -23,11 +25,15 @@ LoadedModel load_model(const std::filesystem::path& path) {
   if (meta.find("format") == meta.end() || meta["format"] != kModelFormat)
     throw ModelFileError(where + "not a digitflow model (safetensors without digitflow metadata)");
   int version = 0;
+  const std::string& version_text = meta["format_version"];
+  size_t used = 0;
   try {
-    version = std::stoi(meta["format_version"]);
+    version = std::stoi(version_text, &used);
   } catch (const std::exception&) {
-    throw ModelFileError(where + "bad format_version '" + meta["format_version"] + "'");
+    used = 0;
   }
+  if (used == 0 || used != version_text.size() || version < 1)
+    throw ModelFileError(where + "bad format_version '" + version_text + "'");
   if (version > kModelFormatVersion)
     throw ModelFileError(where + "model format version " + std::to_string(version) +
                          " is newer than this build understands (" +
@@ -48,7 +54,10 @@ LoadedModel load_model(const std::filesystem::path& path) {
     ModelSpec spec = model_spec_from_json(parse("model", true));
     Network net(spec);
     nlohmann::json norm = parse("normalization", true);
-    net.set_normalization({norm.at("mean").get<float>(), norm.at("std").get<float>()});
+    const float mean = norm.at("mean").get<float>(), stdev = norm.at("std").get<float>();
+    if (!std::isfinite(mean) || !std::isfinite(stdev) || !(stdev > 0.0f))
+      throw ModelFileError(where + "input normalization needs a finite mean and std > 0");
+    net.set_normalization({mean, stdev});
     net.load_state(content.tensors);
     return {std::move(net), parse("train", false), parse("metrics", false)};
   } catch (const ModelFileError&) {

@@ -72,6 +72,14 @@ ModelSpec model_spec_from_json(const nlohmann::json& j) {
   spec.input_height = get<int>(input, "height", "model input");
   spec.input_width = get<int>(input, "width", "model input");
   spec.classes = get<int>(j, "classes", "model");
+  if (spec.input_channels != 1)
+    throw std::invalid_argument("model input has " + std::to_string(spec.input_channels) +
+                                " channels; only 1 (grey pixels) is supported");
+  if (spec.input_height < 1 || spec.input_height > 4096 || spec.input_width < 1 ||
+      spec.input_width > 4096)
+    throw std::invalid_argument("model input size out of range (1..4096)");
+  if (spec.classes < 2 || spec.classes > 256)
+    throw std::invalid_argument("model classes out of range (2..256)");
   if (!j.contains("layers") || !j.at("layers").is_array())
     throw std::invalid_argument("model: 'layers' must be a list");
   int index = 0;
@@ -99,6 +107,8 @@ ModelSpec model_spec_from_json(const nlohmann::json& j) {
       case LayerKind::batchnorm2d:
         l.momentum = get<float>(lj, "momentum", where);
         l.eps = get<float>(lj, "eps", where);
+        if (!(l.eps > 0.0f) || !(l.momentum > 0.0f && l.momentum <= 1.0f))
+          throw std::invalid_argument(where + ": batchnorm needs eps > 0 and momentum in (0, 1]");
         break;
       default: break;
     }

@@ -43,7 +43,7 @@ const Tensor& Network::forward(const Tensor& x, const ForwardContext& ctx) {
   if (x.shape() != expected)
     throw std::invalid_argument("Network::forward: input " + x.shape().str() + ", expected " +
                                 expected.str());
-  input_ = &x;
+  input_ = ctx.training ? &x : nullptr;  // backward needs this input and training statistics
   const Tensor* in = &x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->forward(*in, activations_[i], ctx);
@@ -53,7 +53,7 @@ const Tensor& Network::forward(const Tensor& x, const ForwardContext& ctx) {
 }
 
 void Network::backward(const Tensor& dlogits) {
-  if (!input_) throw std::logic_error("Network::backward before forward");
+  if (!input_) throw std::logic_error("Network::backward needs a training forward just before");
   const Tensor* dy = &dlogits;
   for (size_t i = layers_.size(); i-- > 0;) {
     const Tensor& x = i == 0 ? *input_ : activations_[i - 1];
@@ -107,28 +107,36 @@ void Network::load_state(const std::vector<std::pair<std::string, Tensor>>& tens
     for (Parameter* p : layer->parameters()) targets.emplace_back(p->name, &p->value);
     for (auto& b : layer->buffers()) targets.push_back(b);
   }
-  for (auto& [name, target] : targets) {
+  std::vector<const Tensor*> sources;
+  for (auto& [name, target] : targets) {  // check everything before changing anything
     auto it = std::find_if(tensors.begin(), tensors.end(),
                            [&](const auto& entry) { return entry.first == name; });
     if (it == tensors.end()) throw std::invalid_argument("missing tensor '" + name + "'");
     if (it->second.shape() != target->shape())
       throw std::invalid_argument("tensor '" + name + "' has shape " + it->second.shape().str() +
                                   ", the model needs " + target->shape().str());
-    std::copy_n(it->second.data(), target->numel(), target->data());
+    sources.push_back(&it->second);
   }
   if (tensors.size() != targets.size())
     throw std::invalid_argument("the file holds " + std::to_string(tensors.size()) +
                                 " tensors, the model has " + std::to_string(targets.size()));
+  for (size_t i = 0; i < targets.size(); ++i)
+    std::copy_n(sources[i]->data(), targets[i].second->numel(), targets[i].second->data());
 }
 
-void Network::prepare_input(const uint8_t* pixels, int64_t count, Tensor& x) const {
-  x.resize(input_shape(count));
+void Network::prepare_input(std::span<const uint8_t> pixels, int64_t count, Tensor& x) const {
+  const Shape shape = input_shape(count);
+  if (static_cast<int64_t>(pixels.size()) != shape.numel())
+    throw std::invalid_argument("prepare_input: " + std::to_string(pixels.size()) +
+                                " pixels for " + std::to_string(count) + " images of " +
+                                input_shape(1).str());
+  x.resize(shape);
   const float scale = 1.0f / (255.0f * normalization_.std);
   const float shift = -normalization_.mean / normalization_.std;
   float* out = x.data();
   parallel_chunks(x.numel(), 1 << 16, [=](int64_t begin, int64_t end) {
     float* __restrict o = out;
-    const uint8_t* __restrict in = pixels;
+    const uint8_t* __restrict in = pixels.data();
     for (int64_t i = begin; i < end; ++i) o[i] = static_cast<float>(in[i]) * scale + shift;
   });
 }

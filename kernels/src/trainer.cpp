@@ -36,23 +36,43 @@ int argmax_row(const float* p, int classes) {
   return static_cast<int>(std::max_element(p, p + classes) - p);
 }
 
+// Images must have the model's size and labels must be below its class count: both are
+// read as raw bytes into buffers sized by the model.
+void check_data(const LabelledImages& data, const Network& net) {
+  if (data.rows != net.spec().input_height || data.cols != net.spec().input_width ||
+      net.spec().input_channels != 1)
+    throw std::invalid_argument("images are " + std::to_string(data.rows) + "x" +
+                                std::to_string(data.cols) + ", the model takes " +
+                                std::to_string(net.spec().input_channels) + "x" +
+                                std::to_string(net.spec().input_height) + "x" +
+                                std::to_string(net.spec().input_width));
+  if (data.pixels.size() != static_cast<size_t>(data.count) * data.rows * data.cols ||
+      data.labels.size() != static_cast<size_t>(data.count))
+    throw std::invalid_argument("image or label count disagrees with the stated count");
+  for (uint8_t label : data.labels)
+    if (label >= net.spec().classes)
+      throw std::invalid_argument("label " + std::to_string(label) + " is not below the " +
+                                  std::to_string(net.spec().classes) + " classes of the model");
+}
+
 void validate(const TrainConfig& c, const LabelledImages& data, const Network& net) {
   if (c.epochs <= 0) throw std::invalid_argument("train: epochs must be positive");
   if (c.batch_size < 2) throw std::invalid_argument("train: batch_size must be at least 2");
   if (c.optimizer != "adamw" && c.optimizer != "sgd")
     throw std::invalid_argument("train: optimizer must be adamw or sgd, not '" + c.optimizer + "'");
-  if (data.rows != net.spec().input_height || data.cols != net.spec().input_width)
-    throw std::invalid_argument("train: images are " + std::to_string(data.rows) + "x" +
-                                std::to_string(data.cols) + ", the model takes " +
-                                std::to_string(net.spec().input_height) + "x" +
-                                std::to_string(net.spec().input_width));
+  learning_rate(c, 0, 2);  // refuses an unknown schedule before any work
+  if (c.validation_images < 0 || c.validation_images >= data.count)
+    throw std::invalid_argument("train: validation_images must be between 0 and the image count");
+  if (c.early_stop_patience > 0 && c.validation_images == 0)
+    throw std::invalid_argument("train: early stopping needs a validation split (validation_images > 0)");
+  try {
+    check_data(data, net);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("train: ") + e.what());
+  }
   if (data.count - c.validation_images < c.batch_size)
     throw std::invalid_argument("train: " + std::to_string(data.count) + " images leave fewer than one batch after holding out " +
                                 std::to_string(c.validation_images) + " for validation");
-  for (uint8_t label : data.labels)
-    if (label >= net.spec().classes)
-      throw std::invalid_argument("train: label " + std::to_string(label) + " is not below the " +
-                                  std::to_string(net.spec().classes) + " classes of the model");
 }
 
 }  // namespace
@@ -69,7 +89,8 @@ float learning_rate(const TrainConfig& c, int64_t step, int64_t total_steps) {
     return static_cast<float>(end + (c.lr - end) * 0.5 * (1.0 + std::cos(pi * t)));
   }
   if (c.schedule == "cosine") {
-    if (pct < warm) return static_cast<float>(c.lr * pct / warm);
+    const double first = 1.0 / static_cast<double>(total_steps);  // step 0 already learns
+    if (pct < warm) return static_cast<float>(c.lr * std::max(pct, first) / warm);
     double t = warm < 1.0 ? (pct - warm) / (1.0 - warm) : 1.0;
     return static_cast<float>(c.lr * 0.5 * (1.0 + std::cos(pi * t)));
   }
@@ -207,7 +228,7 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
           labels[static_cast<size_t>(i)] = data.labels[static_cast<size_t>(src)];
         }
       });
-      net.prepare_input(pixels.data(), batch, x);
+      net.prepare_input(pixels, batch, x);
       const Tensor& logits = net.forward(x, {true, config.seed, static_cast<uint64_t>(step)});
       float loss = softmax_xent_forward(batch, classes, logits.data(), labels.data(),
                                         config.label_smoothing, probs.data());
@@ -271,6 +292,7 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
 
 EvalResult evaluate_subset(Network& net, const LabelledImages& data,
                            const std::vector<int64_t>& indices, int batch_size) {
+  check_data(data, net);
   const int classes = net.spec().classes;
   const int64_t image_size = int64_t{data.rows} * data.cols;
   EvalResult r;
@@ -288,7 +310,7 @@ EvalResult evaluate_subset(Network& net, const LabelledImages& data,
                   static_cast<size_t>(image_size));
       labels[static_cast<size_t>(i)] = data.labels[static_cast<size_t>(src)];
     }
-    net.prepare_input(pixels.data(), n, x);
+    net.prepare_input(std::span<const uint8_t>(pixels).first(static_cast<size_t>(n * image_size)), n, x);
     const Tensor& logits = net.forward(x, {false, 0, 0});
     probs.resize({n, classes});
     loss_sum += double{softmax_xent_forward(n, classes, logits.data(), labels.data(), 0.0f, probs.data())} * n;
@@ -316,13 +338,18 @@ EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size) {
   return evaluate_subset(net, data, all, batch_size);
 }
 
-Tensor infer_probabilities(Network& net, const uint8_t* pixels, int64_t count, int batch_size) {
+Tensor infer_probabilities(Network& net, std::span<const uint8_t> pixels, int64_t count,
+                           int batch_size) {
   const int classes = net.spec().classes;
   const int64_t image_size = int64_t{net.spec().input_channels} * net.spec().input_height * net.spec().input_width;
+  if (static_cast<int64_t>(pixels.size()) != count * image_size)
+    throw std::invalid_argument("infer_probabilities: " + std::to_string(pixels.size()) +
+                                " pixels for " + std::to_string(count) + " images of " +
+                                net.input_shape(1).str());
   Tensor out({count, classes}), x;
   for (int64_t start = 0; start < count; start += batch_size) {
     const int n = static_cast<int>(std::min<int64_t>(batch_size, count - start));
-    net.prepare_input(pixels + start * image_size, n, x);
+    net.prepare_input(pixels.subspan(static_cast<size_t>(start * image_size), static_cast<size_t>(n * image_size)), n, x);
     const Tensor& logits = net.forward(x, {false, 0, 0});
     softmax(n, classes, logits.data(), out.data() + start * classes);
   }

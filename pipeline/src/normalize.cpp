@@ -14,6 +14,12 @@ namespace digitflow::pipeline {
 namespace {
 
 cv::Mat to_gray8(const cv::Mat& image) {
+  const int channels = image.channels(), depth = image.depth();
+  if (channels != 1 && channels != 3 && channels != 4)
+    throw ImageError("unsupported image: " + std::to_string(channels) +
+                     " channels (grey, colour or colour with alpha expected)");
+  if (depth != CV_8U && depth != CV_16U)
+    throw ImageError("unsupported image: samples are not 8- or 16-bit integers");
   cv::Mat gray;
   if (image.channels() == 4) {
     // Transparent pixels are background: composite onto white.
@@ -34,7 +40,6 @@ cv::Mat to_gray8(const cv::Mat& image) {
   else
     gray = image;
   if (gray.depth() == CV_16U) gray.convertTo(gray, CV_8U, 1.0 / 257);
-  else if (gray.depth() != CV_8U) gray.convertTo(gray, CV_8U);
   return gray;
 }
 

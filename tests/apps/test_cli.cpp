@@ -107,6 +107,21 @@ TEST(Cli, PredictReadsADrawnDigit) {
   EXPECT_GT(j["probability"].get<double>(), 0.5);
 }
 
+TEST(Cli, PredictGoesOnPastABadImage) {
+  digitflow::testing::TempDir dir;
+  cv::Mat two_channels(40, 40, CV_8UC2, cv::Scalar(0, 0));
+  cv::Mat one(300, 200, CV_8UC1, cv::Scalar(240));
+  cv::line(one, {100, 40}, {96, 260}, cv::Scalar(15), 22);
+  cv::imwrite((dir / "one.png").string(), one);
+  {
+    std::ofstream((dir / "broken.png").string()) << "\x89PNG\r\n\x1a\n truncated";
+  }
+  Result r = run("predict " + (dir / "broken.png").string() + " " + (dir / "one.png").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "broken.png: not a readable image")) << r.output;
+  EXPECT_TRUE(contains(r.output, "one.png: 1 (")) << r.output;
+}
+
 TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
   if (!digitflow::testing::mnist_available())
     GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";

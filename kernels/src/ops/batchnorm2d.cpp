@@ -20,7 +20,7 @@ void for_each_channel(const BatchNormShape& s, Body&& body) {
 
 void batchnorm2d_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
                                const float* beta, float eps, float* y, float* mean,
-                               float* invstd) {
+                               float* invstd, float* variance) {
   const int64_t plane = s.hw, stride = int64_t{s.c} * s.hw;
   const double count = static_cast<double>(s.n) * s.hw;
   for_each_channel(s, [&](int c) {
@@ -37,6 +37,7 @@ void batchnorm2d_forward_train(const BatchNormShape& s, const float* x, const fl
     float is = static_cast<float>(1.0 / std::sqrt(var + eps));
     mean[c] = static_cast<float>(m);
     invstd[c] = is;
+    variance[c] = static_cast<float>(var);
     float scale = gamma[c] * is, shift = beta[c] - static_cast<float>(m) * scale;
     for (int n = 0; n < s.n; ++n) {
       const float* xp = x + n * stride + c * plane;

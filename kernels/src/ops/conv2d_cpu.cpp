@@ -106,8 +106,9 @@ void col2im(const Conv2dShape& s, const float* col, float* dx) {
           if (s.stride == 1) {
             const int ix0 = kx - s.padding;
             const int lo = std::clamp(-ix0, 0, ow), hi = std::clamp(s.w - ix0, lo, ow);
-            float* __restrict shifted = out + ix0;
-            for (int ox = lo; ox < hi; ++ox) shifted[ox] += in[ox];
+            float* __restrict shifted = out + ix0 + lo;  // stays inside the row
+            const float* __restrict from = in + lo;
+            for (int j = 0; j < hi - lo; ++j) shifted[j] += from[j];
           } else {
             for (int ox = 0; ox < ow; ++ox) {
               int ix = ox * s.stride - s.padding + kx;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -68,7 +69,8 @@ class Network {
 
   // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call.
   const Tensor& forward(const Tensor& x, const ForwardContext& ctx);
-  // From d(loss)/d(logits); fills every parameter's grad. Needs a training forward first.
+  // From d(loss)/d(logits); fills every parameter's grad. Needs a training forward just
+  // before, on an input that still exists (throws std::logic_error otherwise).
   void backward(const Tensor& dlogits);
 
   std::vector<Parameter*> parameters();
@@ -81,8 +83,9 @@ class Network {
   void load_state(const std::vector<std::pair<std::string, Tensor>>& tensors);
   std::vector<std::pair<std::string, Tensor>> copy_state();
 
-  // Pixels (N, H, W) of 0..255 -> normalised input tensor.
-  void prepare_input(const uint8_t* pixels, int64_t count, Tensor& x) const;
+  // Pixels (N, C, H, W) of 0..255 -> normalised input tensor; throws std::invalid_argument
+  // when `pixels` does not hold exactly `count` images of the model's input size.
+  void prepare_input(std::span<const uint8_t> pixels, int64_t count, Tensor& x) const;
   Shape input_shape(int64_t batch) const;
 
  private:

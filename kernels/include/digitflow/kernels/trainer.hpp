@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "digitflow/kernels/idx.hpp"
@@ -65,8 +66,9 @@ EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size = 5
 EvalResult evaluate_subset(Network& net, const LabelledImages& data,
                            const std::vector<int64_t>& indices, int batch_size = 500);
 
-// Class probabilities (count, classes) for raw 0..255 pixels (count, H, W).
-Tensor infer_probabilities(Network& net, const uint8_t* pixels, int64_t count,
+// Class probabilities (count, classes) for raw 0..255 pixels (count, H, W); throws
+// std::invalid_argument when `pixels` does not hold count images of the model's size.
+Tensor infer_probabilities(Network& net, std::span<const uint8_t> pixels, int64_t count,
                            int batch_size = 256);
 
 // The learning rate at `step` of `total_steps` under the config's schedule.
