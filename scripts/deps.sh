@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libtbb-dev libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
-  libopencv-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
+  libopencv-dev libpoppler-cpp-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
+  fonts-dejavu-core
   ca-certificates
   "$@"
 )

@@ -1,0 +1,48 @@
+// Finding and decoding the pages of a job folder. Files are recognised by their first bytes,
+// not their names; a file's header is read before its pixels so that a page over the pixel
+// limit (a decompression bomb) is refused without being decoded. Nothing here throws for a
+// bad file: the problem becomes the page's `error`, and the job goes on.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+namespace digitflow::pipeline {
+
+struct DecodeLimits {
+  int64_t max_pixels = 80'000'000;  // width x height of one page (A4 at 600 dpi is 35 MP)
+  int pdf_dpi = 300;                // PDF pages are rendered at this resolution
+};
+
+enum class FileFormat { unknown, png, jpeg, tiff, bmp, pdf };
+const char* format_name(FileFormat format);
+
+// One page of one file, as listed before decoding.
+struct PageRef {
+  std::filesystem::path file;  // absolute or as given
+  std::string name;            // relative to the job folder, '/' separated
+  int page_index = 0;          // inside a multi-page TIFF or PDF
+  int width = 0, height = 0;   // from the header (0 when unknown)
+  FileFormat format = FileFormat::unknown;
+  std::string error;           // set when the file cannot be a page (unreadable, too large, ...)
+};
+
+// Every page under `job_dir`, recursively, in a stable order: files by path (byte order),
+// then pages inside a file. Hidden files and folders (a leading '.') are skipped; every
+// other regular file is listed, so that a stray non-image shows up as an error line.
+// Throws std::runtime_error when job_dir is not a readable folder.
+std::vector<PageRef> list_pages(const std::filesystem::path& job_dir, const DecodeLimits& limits);
+
+// The pages one file holds (one entry with an error when it cannot be read).
+std::vector<PageRef> probe_file(const std::filesystem::path& file, const std::string& name,
+                                const DecodeLimits& limits);
+
+// Decodes one page to 8-bit grey. Throws ImageError (normalize.hpp) with a message for the
+// results line (without the file name) when the page cannot be decoded.
+cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits);
+
+}  // namespace digitflow::pipeline

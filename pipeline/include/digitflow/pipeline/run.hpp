@@ -1,0 +1,77 @@
+// Reading a job folder: the page flow graph (list -> decode -> clean -> find strings ->
+// normalise -> batch across pages -> CNN -> assemble -> write, in input order) and the
+// files it writes: results.jsonl, results.csv, summary.json and, on request, overlays.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "digitflow/kernels/network.hpp"
+#include "digitflow/pipeline/clean.hpp"
+#include "digitflow/pipeline/decode.hpp"
+#include "digitflow/pipeline/fields.hpp"
+#include "digitflow/pipeline/segment.hpp"
+
+namespace digitflow::pipeline {
+
+struct RunOptions {
+  std::filesystem::path job_dir;
+  std::filesystem::path out_dir;
+  DecodeLimits limits;
+  CleanOptions clean;
+  SegmentOptions segment;
+  ReadOptions read;
+  const Template* page_template = nullptr;  // fields to read; none: the whole page is searched
+  bool overlays = false;                    // OUT/overlays/<page>.png with boxes and text
+  int pages_in_flight = 0;                  // pages decoded but not yet written; 0 = 4 per thread
+  int batch_digits = 512;                   // CNN batch across pages
+  double low_confidence = 0.9;              // strings below this are counted for review
+};
+
+struct RunProgress {
+  int64_t pages_done = 0, pages_total = 0, failed = 0, strings = 0;
+  double seconds = 0, pages_per_s = 0;
+};
+
+// Seconds spent in each stage, summed over threads (stages overlap in time).
+struct StageSeconds {
+  double list = 0, decode = 0, clean = 0, find = 0, normalize = 0, infer = 0, assemble = 0, overlay = 0, write = 0;
+};
+
+struct RunSummary {
+  int64_t pages = 0, failed_pages = 0, strings = 0, digits = 0, low_confidence_strings = 0;
+  int64_t fields = 0, valid_fields = 0;
+  double seconds = 0, pages_per_s = 0;
+  StageSeconds stages;
+  bool cancelled = false;
+};
+nlohmann::json to_json(const RunSummary& summary);
+
+// Reads every page under options.job_dir with `model` (1x28x28 input, 10 classes or 11 with
+// "not a digit") and writes the outputs into options.out_dir (created if needed; existing
+// results there are replaced). `progress` is called from one thread after each page is
+// written; setting `*cancel` stops feeding pages, lets those in flight finish and be
+// written, and returns with cancelled = true. A bad page never stops the run: it becomes a
+// results line with an error. Throws only when the folder cannot be listed or the outputs
+// cannot be written.
+RunSummary run_job(const RunOptions& options, kernels::Network& model,
+                   const std::function<void(const RunProgress&)>& progress = {},
+                   const std::atomic<bool>* cancel = nullptr);
+
+// The same graph on pages already listed, with results handed to `write` in input order
+// instead of files (the building block of run_job; also what tests drive).
+RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& options, kernels::Network& model,
+                     const std::function<void(const PageResult&, const cv::Mat* overlay)>& write,
+                     const std::function<void(const RunProgress&)>& progress = {},
+                     const std::atomic<bool>* cancel = nullptr);
+
+// The page with its strings drawn: boxes coloured by confidence (green >= 0.99, amber >=
+// low, red below), the text above each string; scaled so its longer side is <= max_side.
+cv::Mat draw_overlay(const cv::Mat& gray, const PageResult& result, double low_confidence, int max_side = 1800);
+
+}  // namespace digitflow::pipeline

@@ -1,0 +1,79 @@
+// Finding digit strings on a cleaned page, and reading them once the CNN has scored the
+// pieces. Connected components of the ink are merged when they are broken strokes of one
+// digit, chained into strings by geometry, and every component too wide for one digit
+// gets candidate cuts; each hypothesis (uncut, cut here, cut there, cut in three) becomes
+// digit images for the CNN, and `read_strings` keeps the hypothesis whose digits the model
+// is most sure of. With an 11-class model (class 10 = "not a digit"), pieces that are not
+// digits (printed letters, symbols, form debris) are dropped and break strings.
+#pragma once
+
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "digitflow/pipeline/clean.hpp"
+#include "digitflow/pipeline/normalize.hpp"
+#include "digitflow/pipeline/results.hpp"
+
+namespace digitflow::pipeline {
+
+struct SegmentOptions {
+  int min_digit_height = 20;    // px; smaller ink is dots and noise
+  int max_digit_height = 400;   // px; taller ink is not a digit of a form
+  double string_gap = 0.9;      // largest gap inside a string, in digit heights
+  double split_aspect = 0.85;   // a component wider than this x its height may be 2 digits
+  int max_cuts = 3;             // candidate cut positions tried per split
+};
+
+// One way of reading one component: as one digit, or cut into two or three.
+struct Hypothesis {
+  std::vector<int> pieces;  // indices into Segmentation::pieces, left to right
+};
+
+// One blob of ink in a string (after merging broken strokes), with its ways of reading.
+struct Slot {
+  Box box;                             // deskewed page coordinates
+  std::vector<Hypothesis> hypotheses;  // [0] is the uncut reading
+};
+
+struct StringCandidate {
+  Box box;
+  std::vector<Slot> slots;  // left to right
+};
+
+struct Piece {
+  Box box;             // deskewed page coordinates of its ink
+  cv::Mat mask;        // its ink, box-sized (released once normalised)
+  DigitPixels pixels{};
+  bool usable = false;  // normalised; false when it held no ink
+};
+
+struct Segmentation {
+  std::vector<StringCandidate> strings;
+  std::vector<Piece> pieces;
+};
+
+// Components -> strings -> hypotheses, with each piece's mask.
+Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options = {});
+
+// Turns every piece's mask into a 28x28 MNIST-style image (from the flattened grey levels)
+// and releases the masks.
+void normalize_pieces(const CleanedPage& page, Segmentation& segmentation);
+
+struct ReadOptions {
+  double split_penalty = 0.35;  // log-probability cost of each extra digit from a cut
+  double wide_penalty = 3.0;    // log-probability cost per unit of a piece's width/height over 1
+  double temperature = 1.0;     // probabilities are sharpened as p^(1/T), renormalised
+};
+
+// Reads the strings given the model's probabilities for every piece (row i of `probs` is
+// piece i; `classes` is 10, or 11 with "not a digit" last). Boxes are mapped through
+// `to_page` into the coordinates of the page as stored and clipped to width x height.
+std::vector<StringResult> read_strings(const Segmentation& segmentation, const float* probs, int classes,
+                                       const cv::Mat& to_page, int width, int height,
+                                       const ReadOptions& options = {});
+
+// The box of `box` after the affine map (2x3 CV_64F), clipped to the page.
+Box map_box(const Box& box, const cv::Mat& affine, int width, int height);
+
+}  // namespace digitflow::pipeline

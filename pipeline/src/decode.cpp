@@ -1,0 +1,311 @@
+// Listing and decoding pages. Image headers (PNG, JPEG, BMP, TIFF) are parsed here, a few
+// hundred bytes each, to learn page counts and sizes before any pixel is decoded; OpenCV
+// decodes the pixels and poppler renders PDF pages.
+#include "digitflow/pipeline/decode.hpp"
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <memory>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <poppler-document.h>
+#include <poppler-global.h>
+#include <poppler-image.h>
+#include <poppler-page-renderer.h>
+#include <poppler-page.h>
+#include <stdexcept>
+
+#include "digitflow/pipeline/normalize.hpp"
+
+namespace digitflow::pipeline {
+
+namespace fs = std::filesystem;
+
+const char* format_name(FileFormat format) {
+  switch (format) {
+    case FileFormat::png: return "PNG";
+    case FileFormat::jpeg: return "JPEG";
+    case FileFormat::tiff: return "TIFF";
+    case FileFormat::bmp: return "BMP";
+    case FileFormat::pdf: return "PDF";
+    case FileFormat::unknown: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::vector<uint8_t> read_bytes(const fs::path& file, uint64_t offset, size_t count) {
+  std::ifstream in(file, std::ios::binary);
+  std::vector<uint8_t> bytes(count);
+  in.seekg(static_cast<std::streamoff>(offset));
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(count));
+  bytes.resize(in ? count : static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+  return bytes;
+}
+
+uint32_t be16(const uint8_t* p) { return static_cast<uint32_t>(p[0] << 8 | p[1]); }
+uint32_t be32(const uint8_t* p) { return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | be16(p + 2); }
+uint32_t le16(const uint8_t* p) { return static_cast<uint32_t>(p[1] << 8 | p[0]); }
+uint32_t le32(const uint8_t* p) { return static_cast<uint32_t>(p[3]) << 24 | static_cast<uint32_t>(p[2]) << 16 | le16(p); }
+
+FileFormat sniff(const std::vector<uint8_t>& b) {
+  auto starts = [&](std::initializer_list<uint8_t> magic) {
+    return b.size() >= magic.size() && std::equal(magic.begin(), magic.end(), b.begin());
+  };
+  if (starts({0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A})) return FileFormat::png;
+  if (starts({0xFF, 0xD8, 0xFF})) return FileFormat::jpeg;
+  if (starts({'I', 'I', 42, 0}) || starts({'M', 'M', 0, 42})) return FileFormat::tiff;
+  if (starts({'B', 'M'}) && b.size() >= 26) return FileFormat::bmp;
+  if (starts({'%', 'P', 'D', 'F', '-'})) return FileFormat::pdf;
+  return FileFormat::unknown;
+}
+
+struct Size {
+  int64_t width = 0, height = 0;
+};
+
+// Width and height from a JPEG's start-of-frame marker.
+Size jpeg_size(const fs::path& file, uint64_t file_size) {
+  std::vector<uint8_t> b = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(file_size, 1 << 20)));
+  size_t i = 2;
+  while (i + 9 < b.size()) {
+    if (b[i] != 0xFF) return {};
+    const uint8_t marker = b[i + 1];
+    if (marker == 0xFF) { ++i; continue; }
+    const uint32_t length = be16(&b[i + 2]);
+    const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (sof) return {be16(&b[i + 7]), be16(&b[i + 5])};
+    if (marker == 0xD9 || marker == 0xDA || length < 2) return {};
+    i += 2 + length;
+  }
+  return {};
+}
+
+// The size of every page (IFD) of a TIFF; empty when the structure is broken.
+std::vector<Size> tiff_sizes(const fs::path& file, uint64_t file_size) {
+  std::vector<uint8_t> head = read_bytes(file, 0, 8);
+  if (head.size() < 8) return {};
+  const bool little = head[0] == 'I';
+  auto u16 = [&](const uint8_t* p) { return little ? le16(p) : be16(p); };
+  auto u32 = [&](const uint8_t* p) { return little ? le32(p) : be32(p); };
+  std::vector<Size> pages;
+  uint64_t offset = u32(&head[4]);
+  std::vector<uint64_t> seen;
+  while (offset != 0 && pages.size() < 10000) {
+    if (offset + 2 > file_size || std::find(seen.begin(), seen.end(), offset) != seen.end()) return {};
+    seen.push_back(offset);
+    std::vector<uint8_t> count_bytes = read_bytes(file, offset, 2);
+    if (count_bytes.size() < 2) return {};
+    const uint32_t entries = u16(count_bytes.data());
+    std::vector<uint8_t> ifd = read_bytes(file, offset + 2, entries * 12u + 4u);
+    if (ifd.size() < entries * 12u + 4u) return {};
+    Size size;
+    for (uint32_t e = 0; e < entries; ++e) {
+      const uint8_t* p = &ifd[e * 12u];
+      const uint32_t tag = u16(p), type = u16(p + 2);
+      const uint32_t value = type == 3 ? u16(p + 8) : u32(p + 8);
+      if (tag == 256) size.width = value;
+      if (tag == 257) size.height = value;
+    }
+    pages.push_back(size);
+    offset = u32(&ifd[entries * 12u]);
+  }
+  return pages;
+}
+
+std::string too_large(int64_t w, int64_t h, const DecodeLimits& limits) {
+  return "page too large: " + std::to_string(w) + " x " + std::to_string(h) + " pixels is over the limit of " +
+         std::to_string(limits.max_pixels) + " (pipeline.max_page_pixels)";
+}
+
+void quiet_poppler(const std::string&, void*) {}
+
+std::unique_ptr<poppler::document> open_pdf(const fs::path& file) {
+  static const bool silenced = [] {
+    poppler::set_debug_error_function(quiet_poppler, nullptr);
+    return true;
+  }();
+  (void)silenced;
+  std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(file.string()));
+  if (!doc) throw ImageError("not a readable PDF (corrupt or truncated)");
+  if (doc->is_locked()) throw ImageError("the PDF is password-protected");
+  return doc;
+}
+
+Size pdf_page_size(const poppler::page& page, int dpi) {
+  poppler::rectf r = page.page_rect(poppler::media_box);
+  const bool turned = page.orientation() == poppler::page::landscape || page.orientation() == poppler::page::seascape;
+  double w = r.width() * dpi / 72.0, h = r.height() * dpi / 72.0;
+  if (turned) std::swap(w, h);
+  return {static_cast<int64_t>(std::lround(w)), static_cast<int64_t>(std::lround(h))};
+}
+
+}  // namespace
+
+std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, const DecodeLimits& limits) {
+  PageRef one{file, name, 0, 0, 0, FileFormat::unknown, ""};
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  if (ec) {
+    one.error = "cannot read the file (" + ec.message() + ")";
+    return {one};
+  }
+  if (size == 0) {
+    one.error = "empty file (0 bytes)";
+    return {one};
+  }
+  std::vector<uint8_t> head = read_bytes(file, 0, 32);
+  one.format = sniff(head);
+  switch (one.format) {
+    case FileFormat::unknown:
+      one.error = "not an image: unrecognised content (PNG, JPEG, TIFF, BMP or PDF expected)";
+      return {one};
+    case FileFormat::png:
+      if (head.size() < 24) {
+        one.error = "truncated PNG header";
+        return {one};
+      }
+      one.width = static_cast<int>(std::min<uint32_t>(be32(&head[16]), 1u << 30));
+      one.height = static_cast<int>(std::min<uint32_t>(be32(&head[20]), 1u << 30));
+      break;
+    case FileFormat::bmp: {
+      const int64_t w = static_cast<int32_t>(le32(&head[18])), h = static_cast<int32_t>(le32(&head[22]));
+      one.width = static_cast<int>(std::min<int64_t>(std::abs(w), 1 << 30));
+      one.height = static_cast<int>(std::min<int64_t>(std::abs(h), 1 << 30));
+      break;
+    }
+    case FileFormat::jpeg: {
+      Size s = jpeg_size(file, size);
+      if (s.width == 0) {
+        one.error = "corrupt JPEG: no frame header";
+        return {one};
+      }
+      one.width = static_cast<int>(s.width), one.height = static_cast<int>(s.height);
+      break;
+    }
+    case FileFormat::tiff: {
+      std::vector<Size> sizes = tiff_sizes(file, size);
+      if (sizes.empty()) {
+        one.error = "corrupt or truncated TIFF: its page directory cannot be read";
+        return {one};
+      }
+      std::vector<PageRef> pages;
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        PageRef p = one;
+        p.page_index = static_cast<int>(i);
+        p.width = static_cast<int>(std::min<int64_t>(sizes[i].width, 1 << 30));
+        p.height = static_cast<int>(std::min<int64_t>(sizes[i].height, 1 << 30));
+        if (sizes[i].width * sizes[i].height > limits.max_pixels) p.error = too_large(sizes[i].width, sizes[i].height, limits);
+        pages.push_back(std::move(p));
+      }
+      return pages;
+    }
+    case FileFormat::pdf: {
+      std::unique_ptr<poppler::document> doc;
+      try {
+        doc = open_pdf(file);
+      } catch (const ImageError& e) {
+        one.error = e.what();
+        return {one};
+      }
+      if (doc->pages() < 1) {
+        one.error = "the PDF has no pages";
+        return {one};
+      }
+      std::vector<PageRef> pages;
+      for (int i = 0; i < doc->pages(); ++i) {
+        PageRef p = one;
+        p.page_index = i;
+        std::unique_ptr<poppler::page> page(doc->create_page(i));
+        if (!page) {
+          p.error = "PDF page " + std::to_string(i + 1) + " cannot be read";
+        } else {
+          Size s = pdf_page_size(*page, limits.pdf_dpi);
+          p.width = static_cast<int>(std::min<int64_t>(s.width, 1 << 30));
+          p.height = static_cast<int>(std::min<int64_t>(s.height, 1 << 30));
+          if (s.width * s.height > limits.max_pixels) p.error = too_large(s.width, s.height, limits);
+        }
+        pages.push_back(std::move(p));
+      }
+      return pages;
+    }
+  }
+  if (static_cast<int64_t>(one.width) * one.height > limits.max_pixels)
+    one.error = too_large(one.width, one.height, limits);
+  else if (one.width == 0 || one.height == 0)
+    one.error = std::string("corrupt ") + format_name(one.format) + ": zero width or height";
+  return {one};
+}
+
+std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& limits) {
+  std::error_code ec;
+  if (!fs::is_directory(job_dir, ec))
+    throw std::runtime_error(job_dir.string() + ": " + (fs::exists(job_dir, ec) ? "not a folder" : "no such folder"));
+  std::vector<std::pair<std::string, fs::path>> files;
+  fs::recursive_directory_iterator it(job_dir, fs::directory_options::skip_permission_denied, ec), end;
+  if (ec) throw std::runtime_error(job_dir.string() + ": cannot list (" + ec.message() + ")");
+  for (; it != end; it.increment(ec)) {
+    if (ec) throw std::runtime_error(job_dir.string() + ": cannot list (" + ec.message() + ")");
+    const std::string leaf = it->path().filename().string();
+    if (!leaf.empty() && leaf[0] == '.') {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file(ec)) continue;
+    files.emplace_back(fs::relative(it->path(), job_dir, ec).generic_string(), it->path());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<PageRef> pages;
+  for (const auto& [name, path] : files) {
+    std::vector<PageRef> more = probe_file(path, name, limits);
+    pages.insert(pages.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+  }
+  return pages;
+}
+
+cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
+  if (!page.error.empty()) throw ImageError(page.error);
+  cv::Mat gray;
+  if (page.format == FileFormat::pdf) {
+    std::unique_ptr<poppler::document> doc = open_pdf(page.file);
+    std::unique_ptr<poppler::page> p(doc->create_page(page.page_index));
+    if (!p) throw ImageError("PDF page " + std::to_string(page.page_index + 1) + " cannot be read");
+    poppler::page_renderer renderer;
+    renderer.set_render_hint(poppler::page_renderer::antialiasing, true);
+    renderer.set_image_format(poppler::image::format_gray8);
+    poppler::image image = renderer.render_page(p.get(), limits.pdf_dpi, limits.pdf_dpi);
+    if (!image.is_valid() || image.width() <= 0)
+      throw ImageError("PDF page " + std::to_string(page.page_index + 1) + " cannot be rendered");
+    cv::Mat view(image.height(), image.width(), CV_8UC1, const_cast<char*>(image.const_data()),
+                 static_cast<size_t>(image.bytes_per_row()));
+    return view.clone();
+  }
+  if (page.format == FileFormat::jpeg) {
+    // libjpeg fills a truncated file's missing rows with grey and only warns: refuse it here.
+    std::error_code ec;
+    const uint64_t size = fs::file_size(page.file, ec);
+    std::vector<uint8_t> tail = read_bytes(page.file, size > 4096 ? size - 4096 : 0, 4096);
+    bool end_marker = false;
+    for (size_t i = 0; i + 1 < tail.size(); ++i) end_marker |= tail[i] == 0xFF && tail[i + 1] == 0xD9;
+    if (!end_marker) throw ImageError("truncated JPEG (the end-of-image marker is missing)");
+  }
+  try {
+    if (page.format == FileFormat::tiff) {
+      std::vector<cv::Mat> mats;
+      if (cv::imreadmulti(page.file.string(), mats, page.page_index, 1, cv::IMREAD_GRAYSCALE) && !mats.empty())
+        gray = mats[0];
+    } else {
+      gray = cv::imread(page.file.string(), cv::IMREAD_GRAYSCALE);
+    }
+  } catch (const cv::Exception&) {
+    gray.release();
+  }
+  if (gray.empty())
+    throw ImageError(std::string("corrupt or truncated ") + format_name(page.format) + ": it cannot be decoded");
+  if (gray.depth() != CV_8U) gray.convertTo(gray, CV_8U, 1.0 / 257);
+  return gray;
+}
+
+}  // namespace digitflow::pipeline

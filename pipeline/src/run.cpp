@@ -1,0 +1,404 @@
+// The page flow graph. Every stage is a node; compute stages run with unlimited concurrency
+// (oneTBB sizes them to the threads), the CNN and the writer are serial. A limiter holds the
+// number of pages between decode and write, so memory does not grow with the folder; the
+// writer releases a token per page. Pages are batched across pages for the CNN; the batcher
+// flushes when a batch is large enough, when it holds half the pages in flight, or when it
+// holds the page the writer waits for, and run_pages flushes whatever is left when the
+// graph goes idle.
+#include "digitflow/pipeline/run.hpp"
+
+#include <tbb/flow_graph.h>
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <thread>
+
+#include "digitflow/kernels/parallel.hpp"
+#include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/normalize.hpp"
+
+namespace digitflow::pipeline {
+
+namespace fs = std::filesystem;
+namespace flow = tbb::flow;
+using Clock = std::chrono::steady_clock;
+
+nlohmann::json to_json(const RunSummary& s) {
+  const StageSeconds& t = s.stages;
+  auto r3 = [](double v) { return std::round(v * 1000) / 1000; };
+  return {{"pages", s.pages},
+          {"failed_pages", s.failed_pages},
+          {"strings", s.strings},
+          {"digits", s.digits},
+          {"low_confidence_strings", s.low_confidence_strings},
+          {"fields", s.fields},
+          {"valid_fields", s.valid_fields},
+          {"seconds", r3(s.seconds)},
+          {"pages_per_s", r3(s.pages_per_s)},
+          {"cancelled", s.cancelled},
+          {"stage_seconds",
+           {{"list", r3(t.list)}, {"decode", r3(t.decode)}, {"clean", r3(t.clean)}, {"find_strings", r3(t.find)},
+            {"normalize", r3(t.normalize)}, {"infer", r3(t.infer)}, {"assemble", r3(t.assemble)},
+            {"overlay", r3(t.overlay)}, {"write", r3(t.write)}}}};
+}
+
+namespace {
+
+// One page on its way through the graph.
+struct PageWork {
+  size_t seq = 0;
+  PageRef ref;
+  cv::Mat gray;
+  CleanedPage cleaned;
+  Segmentation segmentation;
+  std::vector<float> probs;
+  PageResult result;
+  cv::Mat overlay;
+};
+using PageMsg = std::shared_ptr<PageWork>;
+using BatchMsg = std::shared_ptr<std::vector<PageMsg>>;
+
+// Stage time accumulated across threads, in nanoseconds.
+struct StageClock {
+  std::atomic<int64_t> ns{0};
+  template <typename F>
+  auto time(F&& f) {
+    const auto start = Clock::now();
+    struct Add {
+      std::atomic<int64_t>& ns;
+      Clock::time_point start;
+      ~Add() { ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(); }
+    } add{ns, start};
+    return f();
+  }
+  double seconds() const { return static_cast<double>(ns.load()) * 1e-9; }
+};
+
+struct Clocks {
+  StageClock decode, clean, find, normalize, infer, assemble, overlay, write;
+};
+
+std::string page_label(const PageRef& ref) {
+  return ref.name + (ref.page_index > 0 || ref.format == FileFormat::tiff || ref.format == FileFormat::pdf
+                         ? " page " + std::to_string(ref.page_index + 1)
+                         : "");
+}
+
+// Holds pages until there are enough digits for a CNN batch.
+class Batcher {
+ public:
+  Batcher(int batch_digits, size_t flush_pages, const std::atomic<size_t>& next_to_write)
+      : batch_digits_(batch_digits), flush_pages_(flush_pages), next_to_write_(next_to_write) {}
+
+  // A null message asks for a flush.
+  BatchMsg add(const PageMsg& page) {
+    if (page) {
+      held_.push_back(page);
+      digits_ += static_cast<int64_t>(page->segmentation.pieces.size());
+    }
+    const size_t wanted = next_to_write_.load();
+    const bool writer_waits = std::any_of(held_.begin(), held_.end(), [&](const PageMsg& p) { return p->seq == wanted; });
+    if (held_.empty() || (page && digits_ < batch_digits_ && held_.size() < flush_pages_ && !writer_waits)) return nullptr;
+    auto batch = std::make_shared<std::vector<PageMsg>>(std::move(held_));
+    held_.clear();
+    digits_ = 0;
+    return batch;
+  }
+  bool pending() const { return !held_.empty(); }
+
+ private:
+  int batch_digits_;
+  size_t flush_pages_;
+  const std::atomic<size_t>& next_to_write_;
+  std::vector<PageMsg> held_;
+  int64_t digits_ = 0;
+};
+
+}  // namespace
+
+RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& options, kernels::Network& model,
+                     const std::function<void(const PageResult&, const cv::Mat* overlay)>& write,
+                     const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
+  const kernels::ModelSpec& spec = model.spec();
+  if (spec.input_channels != 1 || spec.input_height != 28 || spec.input_width != 28 || spec.classes < 10 ||
+      spec.classes > 11)
+    throw std::invalid_argument("the model takes " + model.input_shape(1).str() + " inputs and " +
+                                std::to_string(spec.classes) +
+                                " classes; pages need a 1x28x28 digit model with 10 classes (11 with 'not a digit')");
+  const int classes = spec.classes;
+  const size_t in_flight = static_cast<size_t>(
+      options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
+
+  RunSummary summary;
+  Clocks clocks;
+  const auto started = Clock::now();
+  std::atomic<size_t> next_to_write{0};
+  RunProgress state;
+  state.pages_total = static_cast<int64_t>(pages.size());
+  size_t next_input = 0;
+
+  flow::graph g;
+  flow::input_node<PageMsg> source(g, [&](tbb::flow_control& control) -> PageMsg {
+    if (next_input >= pages.size() || (cancel && cancel->load())) {
+      control.stop();
+      return nullptr;
+    }
+    auto work = std::make_shared<PageWork>();
+    work->seq = next_input;
+    work->ref = pages[next_input++];
+    work->result.page = work->ref.name;
+    work->result.page_index = work->ref.page_index;
+    work->result.width = work->ref.width;
+    work->result.height = work->ref.height;
+    return work;
+  });
+  flow::limiter_node<PageMsg> limiter(g, in_flight);
+
+  // Each stage skips pages that already failed; a failure becomes the page's error.
+  auto stage = [](StageClock& clock, auto&& body) {
+    return [&clock, body](PageMsg m) -> PageMsg {
+      if (m->result.error) return m;
+      try {
+        clock.time([&] { body(*m); });
+      } catch (const std::exception& e) {
+        m->result.error = e.what();
+        m->gray.release();
+        m->cleaned = CleanedPage{};
+        m->segmentation = Segmentation{};
+      }
+      return m;
+    };
+  };
+  flow::function_node<PageMsg, PageMsg> decode(g, flow::unlimited, stage(clocks.decode, [&](PageWork& w) {
+    w.gray = decode_page(w.ref, options.limits);
+    w.result.width = w.gray.cols;
+    w.result.height = w.gray.rows;
+  }));
+  flow::function_node<PageMsg, PageMsg> clean(g, flow::unlimited, stage(clocks.clean, [&](PageWork& w) {
+    w.cleaned = clean_page(w.gray, options.clean);
+    if (!options.overlays) w.gray.release();
+  }));
+  flow::function_node<PageMsg, PageMsg> find(g, flow::unlimited, stage(clocks.find, [&](PageWork& w) {
+    w.segmentation = find_strings(w.cleaned, options.segment);
+  }));
+  flow::function_node<PageMsg, PageMsg> normalize(g, flow::unlimited, stage(clocks.normalize, [&](PageWork& w) {
+    normalize_pieces(w.cleaned, w.segmentation);
+    w.cleaned.flat.release();  // what is left is small: the map back to the page
+    w.cleaned.ink.release();
+    w.cleaned.lines.release();
+  }));
+
+  Batcher batcher_state(options.batch_digits, std::max<size_t>(1, in_flight / 2), next_to_write);
+  // serial: the batcher's state is its own.
+  flow::multifunction_node<PageMsg, std::tuple<BatchMsg>> batcher(
+      g, flow::serial, [&](const PageMsg& m, auto& ports) {
+        if (BatchMsg batch = batcher_state.add(m)) std::get<0>(ports).try_put(batch);
+      });
+  // serial: one network, and each forward pass already uses every thread.
+  flow::function_node<BatchMsg, BatchMsg> infer(g, flow::serial, [&](BatchMsg batch) {
+    clocks.infer.time([&] {
+      std::vector<uint8_t> pixels;
+      int64_t count = 0;
+      for (const PageMsg& m : *batch)
+        for (const Piece& piece : m->segmentation.pieces) {
+          pixels.insert(pixels.end(), piece.pixels.begin(), piece.pixels.end());
+          ++count;
+        }
+      if (count == 0) return;
+      kernels::Tensor probs = kernels::infer_probabilities(model, pixels, count, 512);
+      const float* p = probs.data();
+      for (const PageMsg& m : *batch) {
+        const size_t n = m->segmentation.pieces.size() * static_cast<size_t>(classes);
+        m->probs.assign(p, p + n);
+        p += n;
+      }
+    });
+    return batch;
+  });
+  flow::multifunction_node<BatchMsg, std::tuple<PageMsg>> unbatch(
+      g, flow::serial, [](const BatchMsg& batch, auto& ports) {
+        for (const PageMsg& m : *batch) std::get<0>(ports).try_put(m);
+      });
+  flow::function_node<PageMsg, PageMsg> assemble(g, flow::unlimited, stage(clocks.assemble, [&](PageWork& w) {
+    w.result.strings = read_strings(w.segmentation, w.probs.data(), classes, w.cleaned.to_page, w.result.width,
+                                    w.result.height, options.read);
+    w.segmentation = Segmentation{};
+    w.probs.clear();
+    if (options.page_template) apply_template(*options.page_template, w.result);
+  }));
+  flow::function_node<PageMsg, PageMsg> overlay(g, flow::unlimited, [&](PageMsg m) {
+    if (options.overlays && !m->gray.empty())
+      clocks.overlay.time([&] { m->overlay = draw_overlay(m->gray, m->result, options.low_confidence); });
+    m->gray.release();
+    return m;
+  });
+  flow::sequencer_node<PageMsg> in_order(g, [](const PageMsg& m) { return m->seq; });
+  // serial: one writer keeps the files in input order.
+  flow::function_node<PageMsg, flow::continue_msg> writer(g, flow::serial, [&](PageMsg m) {
+    clocks.write.time([&] {
+      PageResult& r = m->result;
+      if (r.error && r.error->rfind(r.page, 0) != 0) r.error = page_label(m->ref) + ": " + *r.error;
+      write(r, m->overlay.empty() ? nullptr : &m->overlay);
+      ++summary.pages;
+      if (r.error) ++summary.failed_pages;
+      summary.strings += static_cast<int64_t>(r.strings.size());
+      for (const StringResult& s : r.strings) {
+        summary.digits += static_cast<int64_t>(s.digits.size());
+        if (s.confidence < options.low_confidence) ++summary.low_confidence_strings;
+      }
+      for (const FieldResult& f : r.fields) {
+        ++summary.fields;
+        if (f.valid) ++summary.valid_fields;
+      }
+    });
+    next_to_write = m->seq + 1;
+    if (progress) {
+      state.pages_done = summary.pages;
+      state.failed = summary.failed_pages;
+      state.strings = summary.strings;
+      state.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      state.pages_per_s = state.seconds > 0 ? static_cast<double>(state.pages_done) / state.seconds : 0;
+      progress(state);
+    }
+    return flow::continue_msg{};
+  });
+
+  flow::make_edge(source, limiter);
+  flow::make_edge(limiter, decode);
+  flow::make_edge(decode, clean);
+  flow::make_edge(clean, find);
+  flow::make_edge(find, normalize);
+  flow::make_edge(normalize, batcher);
+  flow::make_edge(flow::output_port<0>(batcher), infer);
+  flow::make_edge(infer, unbatch);
+  flow::make_edge(flow::output_port<0>(unbatch), assemble);
+  flow::make_edge(assemble, overlay);
+  flow::make_edge(overlay, in_order);
+  flow::make_edge(in_order, writer);
+  flow::make_edge(writer, limiter.decrementer());
+
+  source.activate();
+  g.wait_for_all();
+  // Pages left in the batcher when the graph idles (the last ones, or all tokens held).
+  while (batcher_state.pending()) {
+    batcher.try_put(nullptr);
+    g.wait_for_all();
+  }
+
+  summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
+  summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());
+  summary.stages = {0, clocks.decode.seconds(), clocks.clean.seconds(), clocks.find.seconds(),
+                    clocks.normalize.seconds(), clocks.infer.seconds(), clocks.assemble.seconds(),
+                    clocks.overlay.seconds(), clocks.write.seconds()};
+  return summary;
+}
+
+cv::Mat draw_overlay(const cv::Mat& gray, const PageResult& result, double low_confidence, int max_side) {
+  const double scale = std::min(1.0, static_cast<double>(max_side) / std::max(gray.cols, gray.rows));
+  cv::Mat small, color;
+  cv::resize(gray, small, cv::Size(), scale, scale, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+  cv::cvtColor(small, color, cv::COLOR_GRAY2BGR);
+  auto rect = [&](const Box& b) {
+    return cv::Rect(static_cast<int>(b.x * scale), static_cast<int>(b.y * scale),
+                    std::max(1, static_cast<int>(b.w * scale)), std::max(1, static_cast<int>(b.h * scale)));
+  };
+  auto colour = [&](double c) {
+    if (c >= 0.99) return cv::Scalar(40, 160, 40);    // green
+    if (c >= low_confidence) return cv::Scalar(0, 150, 235);  // amber
+    return cv::Scalar(40, 40, 220);                   // red
+  };
+  const double font = std::max(0.5, 0.9 * small.cols / 1400.0);
+  for (const StringResult& s : result.strings) {
+    for (const DigitResult& d : s.digits) cv::rectangle(color, rect(d.box), colour(d.confidence), 1);
+    const cv::Rect r = rect(s.box);
+    cv::rectangle(color, r, colour(s.confidence), 2);
+    char label[64];
+    std::snprintf(label, sizeof label, "%s  %.0f%%", s.text.c_str(), 100 * s.confidence);
+    int base = 0;
+    const cv::Size size = cv::getTextSize(label, cv::FONT_HERSHEY_SIMPLEX, font, 2, &base);
+    const cv::Point at(r.x, std::max(size.height + 4, r.y - 4));
+    cv::rectangle(color, cv::Rect(at.x - 2, at.y - size.height - 3, size.width + 4, size.height + base + 4),
+                  cv::Scalar(255, 255, 255), cv::FILLED);
+    cv::putText(color, label, at, cv::FONT_HERSHEY_SIMPLEX, font, colour(s.confidence), 2, cv::LINE_AA);
+  }
+  for (const FieldResult& f : result.fields) {
+    if (!f.found) continue;
+    const cv::Rect r = rect(f.box) + cv::Size(8, 8) - cv::Point(4, 4);
+    cv::rectangle(color, r, f.valid ? cv::Scalar(160, 90, 0) : cv::Scalar(40, 40, 220), 1, cv::LINE_4);
+    std::string label = f.name + (f.valid ? " ok" : " invalid");
+    cv::putText(color, label, cv::Point(r.x, r.y + r.height + static_cast<int>(22 * font)), cv::FONT_HERSHEY_SIMPLEX,
+                font * 0.8, f.valid ? cv::Scalar(160, 90, 0) : cv::Scalar(40, 40, 220), 1, cv::LINE_AA);
+  }
+  if (result.error) cv::putText(color, *result.error, cv::Point(10, 40), cv::FONT_HERSHEY_SIMPLEX, font, cv::Scalar(40, 40, 220), 2);
+  return color;
+}
+
+namespace {
+
+// Writes a file whole or not at all.
+void write_atomically(const fs::path& path, const std::string& text) {
+  const fs::path temp = path.string() + ".part";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(temp.string() + ": cannot write");
+  }
+  fs::rename(temp, path);
+}
+
+std::string overlay_name(const PageResult& r) {
+  std::string name = r.page;
+  const size_t dot = name.rfind('.');
+  const size_t slash = name.rfind('/');
+  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) name.resize(dot);
+  return name + (r.page_index > 0 ? "-p" + std::to_string(r.page_index + 1) : "") + ".png";
+}
+
+}  // namespace
+
+RunSummary run_job(const RunOptions& options, kernels::Network& model,
+                   const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
+  const auto list_start = Clock::now();
+  std::vector<PageRef> pages = list_pages(options.job_dir, options.limits);
+  const double list_seconds = std::chrono::duration<double>(Clock::now() - list_start).count();
+
+  std::error_code ec;
+  fs::create_directories(options.out_dir, ec);
+  if (ec) throw std::runtime_error(options.out_dir.string() + ": cannot create the output folder (" + ec.message() + ")");
+  const fs::path jsonl_path = options.out_dir / "results.jsonl", csv_path = options.out_dir / "results.csv";
+  std::ofstream jsonl(jsonl_path, std::ios::trunc), csv(csv_path, std::ios::trunc);
+  if (!jsonl) throw std::runtime_error(jsonl_path.string() + ": cannot write");
+  if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
+  fs::remove(options.out_dir / "summary.json", ec);
+  write_csv_header(csv);
+
+  auto write = [&](const PageResult& r, const cv::Mat* overlay) {
+    // Flushed per page: a crash loses at most the pages in flight.
+    jsonl << to_json(r).dump() << '\n' << std::flush;
+    write_csv_rows(csv, r);
+    csv.flush();
+    if (!jsonl || !csv) throw std::runtime_error(options.out_dir.string() + ": writing the results failed (disk full?)");
+    if (overlay) {
+      const fs::path path = options.out_dir / "overlays" / overlay_name(r);
+      fs::create_directories(path.parent_path());
+      cv::imwrite(path.string(), *overlay);
+    }
+  };
+  RunSummary summary = run_pages(pages, options, model, write, progress, cancel);
+  summary.stages.list = list_seconds;
+  summary.seconds += list_seconds;
+  summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
+  nlohmann::json s = to_json(summary);
+  s["job"] = options.job_dir.string();
+  s["pages_listed"] = pages.size();
+  write_atomically(options.out_dir / "summary.json", s.dump(2) + "\n");
+  return summary;
+}
+
+}  // namespace digitflow::pipeline

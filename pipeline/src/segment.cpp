@@ -1,0 +1,337 @@
+// Segmentation of a cleaned page into digit strings, and reading them from CNN scores.
+#include "digitflow/pipeline/segment.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <opencv2/imgproc.hpp>
+
+namespace digitflow::pipeline {
+
+namespace {
+
+Box to_box(const cv::Rect& r) { return {r.x, r.y, r.width, r.height}; }
+cv::Rect to_rect(const Box& b) { return {b.x, b.y, b.w, b.h}; }
+
+struct UnionFind {
+  std::vector<int> parent;
+  explicit UnionFind(int n) : parent(static_cast<size_t>(n)) { std::iota(parent.begin(), parent.end(), 0); }
+  int find(int i) {
+    while (parent[static_cast<size_t>(i)] != i) i = parent[static_cast<size_t>(i)] = parent[static_cast<size_t>(parent[static_cast<size_t>(i)])];
+    return i;
+  }
+  void join(int a, int b) { parent[static_cast<size_t>(find(a))] = find(b); }
+};
+
+int overlap(int a0, int a1, int b0, int b1) { return std::min(a1, b1) - std::max(a0, b0); }
+
+// Keeps the connected parts of `mask` that hold at least `share` of its ink.
+cv::Mat drop_fragments(const cv::Mat& mask, double share) {
+  cv::Mat labels, stats, centroids;
+  const int n = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
+  if (n <= 2) return mask;
+  int total = 0;
+  for (int i = 1; i < n; ++i) total += stats.at<int>(i, cv::CC_STAT_AREA);
+  cv::Mat kept = cv::Mat::zeros(mask.size(), CV_8U);
+  for (int i = 1; i < n; ++i)
+    if (stats.at<int>(i, cv::CC_STAT_AREA) >= share * total) kept.setTo(255, labels == i);
+  return kept;
+}
+
+// A piece from columns [x0, x1) of a slot's mask (slot-relative), trimmed to its ink.
+bool make_piece(const cv::Mat& slot_mask, const Box& slot_box, int x0, int x1, Piece& piece) {
+  cv::Mat part = cv::Mat::zeros(slot_mask.size(), CV_8U);
+  slot_mask.colRange(x0, x1).copyTo(part.colRange(x0, x1));
+  part = drop_fragments(part, 0.12);
+  const cv::Rect r = cv::boundingRect(part);
+  if (r.area() == 0) return false;
+  piece.mask = part(r).clone();
+  piece.box = {slot_box.x + r.x, slot_box.y + r.y, r.width, r.height};
+  return true;
+}
+
+// Column positions in [lo, hi) where the ink is thinnest, best first, at least `apart`
+// from each other.
+std::vector<int> thin_columns(const std::vector<double>& count, int lo, int hi, int apart, int how_many) {
+  std::vector<int> order;
+  for (int x = std::max(1, lo); x < std::min(static_cast<int>(count.size()) - 1, hi); ++x) order.push_back(x);
+  const double middle = (lo + hi) / 2.0, half = std::max(1.0, (hi - lo) / 2.0);
+  auto cost = [&](int x) { return count[static_cast<size_t>(x)] * (1.0 + 0.3 * std::abs(x - middle) / half); };
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return cost(a) < cost(b); });
+  std::vector<int> chosen;
+  for (int x : order) {
+    if (static_cast<int>(chosen.size()) >= how_many) break;
+    if (std::all_of(chosen.begin(), chosen.end(), [&](int c) { return std::abs(c - x) >= apart; })) chosen.push_back(x);
+  }
+  return chosen;
+}
+
+}  // namespace
+
+Box map_box(const Box& box, const cv::Mat& affine, int width, int height) {
+  const double* m0 = affine.ptr<double>(0);
+  const double* m1 = affine.ptr<double>(1);
+  double x0 = 1e18, y0 = 1e18, x1 = -1e18, y1 = -1e18;
+  for (int corner = 0; corner < 4; ++corner) {
+    const double x = box.x + ((corner & 1) ? box.w : 0), y = box.y + ((corner & 2) ? box.h : 0);
+    const double px = m0[0] * x + m0[1] * y + m0[2], py = m1[0] * x + m1[1] * y + m1[2];
+    x0 = std::min(x0, px), x1 = std::max(x1, px), y0 = std::min(y0, py), y1 = std::max(y1, py);
+  }
+  const int left = std::clamp(static_cast<int>(std::floor(x0)), 0, width);
+  const int top = std::clamp(static_cast<int>(std::floor(y0)), 0, height);
+  const int right = std::clamp(static_cast<int>(std::ceil(x1)), 0, width);
+  const int bottom = std::clamp(static_cast<int>(std::ceil(y1)), 0, height);
+  return {left, top, right - left, bottom - top};
+}
+
+Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options) {
+  Segmentation out;
+  cv::Mat labels, stats, centroids;
+  const int n = cv::connectedComponentsWithStats(page.ink, labels, stats, centroids, 8, CV_32S);
+  auto rect = [&](int i) {
+    return cv::Rect(stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP),
+                    stats.at<int>(i, cv::CC_STAT_WIDTH), stats.at<int>(i, cv::CC_STAT_HEIGHT));
+  };
+  // Specks are dropped before anything is merged with them.
+  const int speck = std::max(3, options.min_digit_height / 4);
+  std::vector<int> kept;
+  for (int i = 1; i < n; ++i) {
+    const cv::Rect r = rect(i);
+    if (std::max(r.width, r.height) >= speck && r.height <= options.max_digit_height * 2) kept.push_back(i);
+  }
+  // Broken strokes of one digit: boxes that share most of their columns and nearly touch.
+  UnionFind groups(n);
+  std::sort(kept.begin(), kept.end(), [&](int a, int b) { return rect(a).x < rect(b).x; });
+  for (size_t a = 0; a < kept.size(); ++a) {
+    const cv::Rect ra = rect(kept[a]);
+    for (size_t b = a + 1; b < kept.size(); ++b) {
+      const cv::Rect rb = rect(kept[b]);
+      if (rb.x >= ra.x + ra.width) break;
+      const int shared = overlap(ra.x, ra.x + ra.width, rb.x, rb.x + rb.width);
+      const int gap = -overlap(ra.y, ra.y + ra.height, rb.y, rb.y + rb.height);
+      const int tall = std::max(ra.height, rb.height);
+      const int joint = std::max(ra.y + ra.height, rb.y + rb.height) - std::min(ra.y, rb.y);
+      if (shared >= 0.5 * std::min(ra.width, rb.width) && gap <= 0.3 * tall && joint <= 2.2 * tall &&
+          joint <= options.max_digit_height)
+        groups.join(kept[a], kept[b]);
+    }
+  }
+  std::vector<int> group_of(static_cast<size_t>(n), -1);
+  std::vector<cv::Rect> group_rect;
+  std::vector<int> root_index(static_cast<size_t>(n), -1);
+  for (int i : kept) {
+    const int root = groups.find(i);
+    if (root_index[static_cast<size_t>(root)] < 0) {
+      root_index[static_cast<size_t>(root)] = static_cast<int>(group_rect.size());
+      group_rect.push_back(rect(i));
+    } else {
+      cv::Rect& g = group_rect[static_cast<size_t>(root_index[static_cast<size_t>(root)])];
+      g |= rect(i);
+    }
+    group_of[static_cast<size_t>(i)] = root_index[static_cast<size_t>(root)];
+  }
+  // Slots: groups of a digit's size (tall enough; not long flat line debris).
+  std::vector<int> slots;
+  for (size_t g = 0; g < group_rect.size(); ++g) {
+    const cv::Rect& r = group_rect[g];
+    if (r.height < options.min_digit_height || r.height > options.max_digit_height) continue;
+    if (r.width > 8 * r.height) continue;
+    slots.push_back(static_cast<int>(g));
+  }
+  std::sort(slots.begin(), slots.end(), [&](int a, int b) {
+    return group_rect[static_cast<size_t>(a)].x < group_rect[static_cast<size_t>(b)].x;
+  });
+  // Strings: chain slots left to right on a shared baseline band with small gaps.
+  std::vector<std::vector<int>> chains;
+  for (int g : slots) {
+    const cv::Rect& r = group_rect[static_cast<size_t>(g)];
+    int best = -1;
+    double best_gap = 1e18;
+    for (size_t c = 0; c < chains.size(); ++c) {
+      const cv::Rect& last = group_rect[static_cast<size_t>(chains[c].back())];
+      const int tall = std::max(r.height, last.height);
+      const int gap = r.x - (last.x + last.width);
+      const int shared_rows = overlap(r.y, r.y + r.height, last.y, last.y + last.height);
+      if (shared_rows < 0.45 * std::min(r.height, last.height)) continue;
+      if (gap > options.string_gap * tall || gap < -0.5 * std::min(r.width, last.width)) continue;
+      if (gap < best_gap) best_gap = gap, best = static_cast<int>(c);
+    }
+    if (best < 0) chains.push_back({g});
+    else chains[static_cast<size_t>(best)].push_back(g);
+  }
+  // Masks and hypotheses per slot.
+  for (const std::vector<int>& chain : chains) {
+    StringCandidate candidate;
+    for (int g : chain) {
+      const cv::Rect r = group_rect[static_cast<size_t>(g)];
+      cv::Mat mask(r.size(), CV_8U);
+      for (int y = 0; y < r.height; ++y) {
+        const int* l = labels.ptr<int>(r.y + y) + r.x;
+        uint8_t* m = mask.ptr<uint8_t>(y);
+        for (int x = 0; x < r.width; ++x) m[x] = (l[x] > 0 && group_of[static_cast<size_t>(l[x])] == g) ? 255 : 0;
+      }
+      Slot slot;
+      slot.box = to_box(r);
+      auto add = [&](const std::vector<int>& cuts) {
+        Hypothesis h;
+        std::vector<int> edges = {0};
+        edges.insert(edges.end(), cuts.begin(), cuts.end());
+        edges.push_back(r.width);
+        const size_t first = out.pieces.size();
+        for (size_t e = 0; e + 1 < edges.size(); ++e) {
+          Piece piece;
+          if (!make_piece(mask, slot.box, edges[e], edges[e + 1], piece)) {
+            out.pieces.resize(first);
+            return;
+          }
+          h.pieces.push_back(static_cast<int>(out.pieces.size()));
+          out.pieces.push_back(std::move(piece));
+        }
+        slot.hypotheses.push_back(std::move(h));
+      };
+      add({});
+      const double aspect = static_cast<double>(r.width) / r.height;
+      if (aspect > options.split_aspect) {
+        std::vector<double> count(static_cast<size_t>(r.width), 0.0);
+        for (int y = 0; y < r.height; ++y) {
+          const uint8_t* m = mask.ptr<uint8_t>(y);
+          for (int x = 0; x < r.width; ++x) count[static_cast<size_t>(x)] += m[x] ? 1 : 0;
+        }
+        std::vector<double> smooth = count;
+        for (size_t x = 1; x + 1 < count.size(); ++x) smooth[x] = (count[x - 1] + count[x] + count[x + 1]) / 3;
+        for (int k = 2; k <= 4; ++k) {
+          if (aspect < 0.42 * k || aspect > 1.25 * k) continue;
+          if (k == 2) {
+            for (int cut : thin_columns(smooth, r.width / 4, 3 * r.width / 4, std::max(2, r.width / 12), options.max_cuts))
+              add({cut});
+          } else {
+            std::vector<int> cuts;
+            const int window = static_cast<int>(0.3 * r.width / k);
+            for (int i = 1; i < k; ++i) {
+              const int ideal = i * r.width / k;
+              std::vector<int> best = thin_columns(smooth, ideal - window, ideal + window, 1, 1);
+              if (best.empty()) break;
+              cuts.push_back(best[0]);
+            }
+            if (static_cast<int>(cuts.size()) == k - 1) add(cuts);
+          }
+        }
+      }
+      if (slot.hypotheses.empty()) continue;
+      candidate.box = unite(candidate.box, slot.box);
+      candidate.slots.push_back(std::move(slot));
+    }
+    if (!candidate.slots.empty()) out.strings.push_back(std::move(candidate));
+  }
+  // Reading order: top to bottom by line, then left to right.
+  std::sort(out.strings.begin(), out.strings.end(), [](const StringCandidate& a, const StringCandidate& b) {
+    const int shared = overlap(a.box.y, a.box.bottom(), b.box.y, b.box.bottom());
+    if (shared > 0.5 * std::min(a.box.h, b.box.h)) return a.box.x < b.box.x;
+    return a.box.y < b.box.y;
+  });
+  return out;
+}
+
+void normalize_pieces(const CleanedPage& page, Segmentation& segmentation) {
+  const cv::Mat grow = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(5, 5));
+  for (Piece& piece : segmentation.pieces) {
+    const cv::Rect r = to_rect(piece.box);
+    const cv::Rect padded = (r + cv::Size(4, 4) - cv::Point(2, 2)) & cv::Rect(0, 0, page.flat.cols, page.flat.rows);
+    cv::Mat mask = cv::Mat::zeros(padded.size(), CV_8U);
+    piece.mask.copyTo(mask(cv::Rect(r.x - padded.x, r.y - padded.y, r.width, r.height)));
+    cv::dilate(mask, mask, grow);
+    cv::Mat image(padded.size(), CV_8U, cv::Scalar(page.paper));
+    page.flat(padded).copyTo(image, mask);
+    try {
+      piece.pixels = normalize_digit(image);
+      piece.usable = true;
+    } catch (const ImageError&) {
+      piece.usable = false;
+    }
+    piece.mask.release();
+  }
+}
+
+std::vector<StringResult> read_strings(const Segmentation& seg, const float* probs, int classes, const cv::Mat& to_page,
+                                       int width, int height, const ReadOptions& options) {
+  const bool has_reject = classes > 10;
+  const int digit_classes = std::min(classes, 10);
+  // Calibrated probabilities per piece.
+  std::vector<std::vector<double>> p(seg.pieces.size());
+  for (size_t i = 0; i < seg.pieces.size(); ++i) {
+    std::vector<double>& q = p[i];
+    q.assign(static_cast<size_t>(classes), 0.0);
+    if (!seg.pieces[i].usable) continue;
+    double sum = 0;
+    for (int c = 0; c < classes; ++c) {
+      q[static_cast<size_t>(c)] = std::pow(std::max(1e-12, static_cast<double>(probs[i * static_cast<size_t>(classes) + static_cast<size_t>(c)])), 1.0 / options.temperature);
+      sum += q[static_cast<size_t>(c)];
+    }
+    for (double& v : q) v /= sum;
+  }
+  auto best_digit = [&](size_t i) {
+    return static_cast<int>(std::max_element(p[i].begin(), p[i].begin() + digit_classes) - p[i].begin());
+  };
+  auto is_digit = [&](size_t i) {
+    if (!seg.pieces[i].usable) return false;
+    if (!has_reject) return true;
+    return p[i][static_cast<size_t>(best_digit(i))] > p[i][10];
+  };
+
+  std::vector<StringResult> results;
+  for (const StringCandidate& candidate : seg.strings) {
+    // The chosen pieces of every slot, in order.
+    std::vector<int> chosen;
+    for (const Slot& slot : candidate.slots) {
+      const Hypothesis* best = nullptr;
+      double best_score = -1e300;
+      for (const Hypothesis& h : slot.hypotheses) {
+        double score = -options.split_penalty * static_cast<double>(h.pieces.size() - 1);
+        for (int piece : h.pieces) {
+          const size_t i = static_cast<size_t>(piece);
+          score += seg.pieces[i].usable ? std::log(std::max(1e-12, p[i][static_cast<size_t>(best_digit(i))])) : -30.0;
+          // One handwritten digit is seldom wider than tall; two glued together are.
+          const Box& b = seg.pieces[i].box;
+          score -= options.wide_penalty * std::max(0.0, static_cast<double>(b.w) / std::max(1, b.h) - 1.0);
+          // Nor much shorter than its neighbours: a short piece is a fragment of a cut.
+          score -= options.wide_penalty * std::max(0.0, 0.75 - static_cast<double>(b.h) / std::max(1, slot.box.h));
+        }
+        if (score > best_score) best_score = score, best = &h;
+      }
+      chosen.insert(chosen.end(), best->pieces.begin(), best->pieces.end());
+    }
+    const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return is_digit(static_cast<size_t>(i)); });
+    if (accepted == 0 || 2 * accepted <= static_cast<long>(chosen.size())) continue;  // mostly not digits: print or debris
+    // Runs of digits between rejected pieces become strings.
+    StringResult current;
+    auto flush = [&] {
+      if (!current.digits.empty()) results.push_back(std::move(current));
+      current = StringResult{};
+    };
+    for (int piece : chosen) {
+      const size_t i = static_cast<size_t>(piece);
+      if (!is_digit(i)) {
+        flush();
+        continue;
+      }
+      DigitResult d;
+      std::vector<int> order(static_cast<size_t>(digit_classes));
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](int a, int b) { return p[i][static_cast<size_t>(a)] > p[i][static_cast<size_t>(b)]; });
+      d.digit = order[0];
+      d.confidence = static_cast<float>(p[i][static_cast<size_t>(order[0])]);
+      for (size_t k = 0; k < 3 && k < order.size(); ++k)
+        d.top.push_back({order[k], static_cast<float>(p[i][static_cast<size_t>(order[k])])});
+      d.box = map_box(seg.pieces[i].box, to_page, width, height);
+      if (current.digits.empty()) current.confidence = 1.0;
+      current.confidence *= d.confidence;
+      current.text += static_cast<char>('0' + d.digit);
+      current.box = unite(current.box, d.box);
+      current.digits.push_back(std::move(d));
+    }
+    flush();
+  }
+  return results;
+}
+
+}  // namespace digitflow::pipeline

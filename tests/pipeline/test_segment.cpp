@@ -1,0 +1,199 @@
+// Page cleaning and segmentation on small synthetic pages: deskew recovers a known angle,
+// form lines go and the digits that cross them stay, touching digits are split, broken
+// strokes merged, boxes come back in the coordinates of the page as stored.
+#include <gtest/gtest.h>
+
+#include <opencv2/imgproc.hpp>
+
+#include "digitflow/kernels/idx.hpp"
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/clean.hpp"
+#include "digitflow/pipeline/segment.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::pipeline {
+namespace {
+
+namespace t = digitflow::testing;
+
+const kernels::LabelledImages& mnist_test() {
+  static kernels::LabelledImages set = kernels::load_mnist(t::mnist_dir(), kernels::MnistSplit::test);
+  return set;
+}
+
+// The first MNIST test image of `digit`, skipping `skip` of them.
+cv::Mat mnist_digit(int digit, int skip = 0) {
+  const kernels::LabelledImages& set = mnist_test();
+  for (int64_t i = 0; i < set.count; ++i)
+    if (set.labels[static_cast<size_t>(i)] == digit && skip-- == 0)
+      return cv::Mat(28, 28, CV_8U, const_cast<uint8_t*>(&set.pixels[static_cast<size_t>(i) * 784])).clone();
+  return {};
+}
+
+// Draws MNIST digits dark on light paper, `height` px tall, left to right from `at`;
+// `gap` between ink boxes (negative: they touch). Returns each digit's ink box.
+std::vector<cv::Rect> write_digits(cv::Mat& page, const std::vector<int>& digits, cv::Point at, int height, int gap,
+                                   int skip = 0) {
+  std::vector<cv::Rect> boxes;
+  int x = at.x;
+  for (int d : digits) {
+    cv::Mat m = mnist_digit(d, skip);
+    const cv::Rect ink = cv::boundingRect(m > 40);
+    cv::Mat big;
+    const double scale = static_cast<double>(height) / ink.height;
+    cv::resize(m(ink), big, cv::Size(), scale, scale, cv::INTER_CUBIC);
+    const cv::Rect where(x, at.y, big.cols, big.rows);
+    cv::Mat dark = 255 - big;
+    cv::Mat region = page(where);
+    cv::min(region, dark, region);
+    boxes.push_back(cv::boundingRect(page(where) < 128) + where.tl());
+    x += big.cols + gap;
+  }
+  return boxes;
+}
+
+kernels::Network& shipped_model() {
+  static kernels::LoadedModel model = kernels::load_model(t::source_dir() / "models" / "digits.safetensors");
+  return model.network;
+}
+
+std::vector<StringResult> read_page(const cv::Mat& page) {
+  CleanedPage cleaned = clean_page(page);
+  Segmentation seg = find_strings(cleaned);
+  normalize_pieces(cleaned, seg);
+  std::vector<uint8_t> pixels;
+  for (const Piece& p : seg.pieces) pixels.insert(pixels.end(), p.pixels.begin(), p.pixels.end());
+  if (seg.pieces.empty()) return {};
+  kernels::Tensor probs = kernels::infer_probabilities(shipped_model(), pixels, static_cast<int64_t>(seg.pieces.size()));
+  return read_strings(seg, probs.data(), static_cast<int>(probs.dim(1)), cleaned.to_page, page.cols, page.rows);
+}
+
+std::string texts(const std::vector<StringResult>& strings) {
+  std::string all;
+  for (const StringResult& s : strings) all += (all.empty() ? "" : " ") + s.text;
+  return all;
+}
+
+TEST(Clean, DeskewRecoversAKnownAngle) {
+  for (double angle : {-5.0, -2.5, 3.0, 5.0}) {
+    SCOPED_TRACE(angle);
+    cv::Mat page(1200, 1600, CV_8U, cv::Scalar(235));
+    for (int line = 0; line < 6; ++line)
+      for (int word = 0; word < 8; ++word)
+        cv::rectangle(page, cv::Rect(150 + word * 160, 200 + line * 140, 120, 50), cv::Scalar(30), cv::FILLED);
+    cv::Mat turn = cv::getRotationMatrix2D(cv::Point2f(800, 600), angle, 1.0), turned;
+    cv::warpAffine(page, turned, turn, page.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(235));
+    CleanedPage cleaned = clean_page(turned);
+    EXPECT_NEAR(cleaned.skew_deg, -angle, 0.2);
+    // The map back to the page takes a corner of the levelled first block to where it was drawn.
+    const cv::Mat& m = cleaned.to_page;
+    cv::Mat levelled_to_original = m.clone();
+    std::vector<cv::Point2f> src{{150, 200}}, ours, theirs;
+    cv::transform(src, theirs, turn);  // where it landed on the stored page
+    cv::Mat forward;
+    cv::invertAffineTransform(m, forward);
+    std::vector<cv::Point2f> levelled;
+    cv::transform(theirs, levelled, forward);
+    cv::transform(levelled, ours, m);
+    EXPECT_NEAR(ours[0].x, theirs[0].x, 1.0);
+    EXPECT_NEAR(ours[0].y, theirs[0].y, 1.0);
+  }
+}
+
+TEST(Clean, UnevenLightAndOffWhitePaperAreFlattened) {
+  cv::Mat page(800, 1200, CV_8U);
+  for (int y = 0; y < page.rows; ++y)
+    for (int x = 0; x < page.cols; ++x) page.at<uint8_t>(y, x) = static_cast<uint8_t>(120 + 90 * x / page.cols);
+  cv::rectangle(page, cv::Rect(100, 300, 40, 60), cv::Scalar(20), cv::FILLED);    // dark corner
+  cv::rectangle(page, cv::Rect(1000, 300, 40, 60), cv::Scalar(80), cv::FILLED);   // light corner
+  CleanedPage cleaned = clean_page(page);
+  EXPECT_GT(cv::countNonZero(cleaned.ink(cv::Rect(100, 300, 40, 60))), 2000);
+  EXPECT_GT(cv::countNonZero(cleaned.ink(cv::Rect(1000, 300, 40, 60))), 2000);
+  EXPECT_LT(cv::countNonZero(cleaned.ink), 2 * 2400 + 200);  // no paper taken for ink
+}
+
+TEST(Clean, BlankPageHasNoInkAndBlackPageIsRefused) {
+  cv::Mat blank(900, 700, CV_8U, cv::Scalar(228));
+  cv::randn(blank, 228, 4);
+  EXPECT_EQ(cv::countNonZero(clean_page(blank).ink), 0);
+  cv::Mat black(900, 700, CV_8U, cv::Scalar(12));
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { clean_page(black); }, {"nearly black"}));
+}
+
+TEST(Clean, LineRemovalKeepsTheDigitsThatCrossIt) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(500, 1000, CV_8U, cv::Scalar(240));
+  std::vector<cv::Rect> boxes = write_digits(page, {4, 7, 1}, {200, 150}, 80, 25);
+  const int line_y = 150 + 60;
+  cv::line(page, {50, line_y}, {950, line_y}, cv::Scalar(40), 3);                 // an underline through them
+  cv::rectangle(page, cv::Rect(170, 120, 340, 130), cv::Scalar(40), 2);           // a box around them
+  CleanedPage cleaned = clean_page(page);
+  // The line is gone away from the digits...
+  EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(600, line_y - 3, 300, 7))), 0);
+  EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(168, 130, 6, 100))), 0);  // box side
+  // ... each digit is still one piece of ink, crossing where the line was.
+  for (const cv::Rect& b : boxes) {
+    cv::Mat labels;
+    cv::Mat ink = cleaned.ink(b).clone();
+    const int parts = cv::connectedComponents(ink, labels, 8) - 1;
+    EXPECT_LE(parts, 2) << "digit at " << b;
+    EXPECT_GT(cv::countNonZero(ink.row(line_y - b.y)), 0) << "stroke cut at the line in " << b;
+  }
+  EXPECT_EQ(texts(read_page(page)), "471");
+}
+
+TEST(Segment, ReadsStringsInReadingOrderWithBoxesOnThePage) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(900, 1400, CV_8U, cv::Scalar(230));
+  std::vector<cv::Rect> first = write_digits(page, {0, 4, 1, 2}, {100, 100}, 70, 18);
+  std::vector<cv::Rect> second = write_digits(page, {9, 8, 3}, {700, 500}, 90, 20);
+  std::vector<StringResult> strings = read_page(page);
+  ASSERT_EQ(texts(strings), "0412 983");
+  for (size_t i = 0; i < first.size(); ++i) {
+    const Box b = strings[0].digits[i].box;
+    EXPECT_GT(iou(b, {first[i].x, first[i].y, first[i].width, first[i].height}), 0.8) << i;
+  }
+  EXPECT_GT(strings[1].confidence, 0.5);
+  for (const DigitResult& d : strings[1].digits) EXPECT_EQ(d.top.size(), 3u);
+}
+
+TEST(Segment, SplitsTouchingDigits) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  int right = 0, total = 0;
+  std::string misread;
+  for (auto [a, b] : {std::pair{3, 5}, {2, 8}, {6, 0}, {4, 9}, {7, 2}, {5, 3}, {0, 0}, {8, 6}}) {
+    // Push the pair together until their ink touches.
+    for (int gap = 0; gap > -40; gap -= 2) {
+      cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
+      write_digits(page, {a, b}, {150, 150}, 80, gap, 2);
+      cv::Mat labels;
+      if (cv::connectedComponents(page < 128, labels, 8) - 1 != 1) continue;
+      const std::string expected = std::to_string(a) + std::to_string(b), read = texts(read_page(page));
+      right += read == expected;
+      if (read != expected) misread += " " + expected + "->" + read;
+      ++total;
+      break;
+    }
+  }
+  EXPECT_EQ(total, 8);
+  EXPECT_GE(right, total - 1) << right << " of " << total << " touching pairs read;" << misread;
+}
+
+TEST(Segment, MergesBrokenStrokes) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
+  std::vector<cv::Rect> boxes = write_digits(page, {5, 4}, {200, 120}, 90, 30);
+  // A paper-coloured cut across each digit breaks it in two.
+  for (const cv::Rect& b : boxes) cv::line(page, {b.x - 5, b.y + b.height / 3}, {b.x + b.width + 5, b.y + b.height / 3}, cv::Scalar(235), 4);
+  EXPECT_EQ(texts(read_page(page)), "54");
+}
+
+TEST(Segment, MapBoxFollowsTheAffineMap) {
+  cv::Mat shift = (cv::Mat_<double>(2, 3) << 1, 0, 10, 0, 1, -5);
+  EXPECT_EQ(map_box({20, 30, 40, 50}, shift, 1000, 1000), (Box{30, 25, 40, 50}));
+  EXPECT_EQ(map_box({990, 0, 40, 50}, shift, 1000, 1000), (Box{1000, 0, 0, 45}));  // clipped to the page
+}
+
+}  // namespace
+}  // namespace digitflow::pipeline
