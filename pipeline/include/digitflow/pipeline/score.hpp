@@ -1,0 +1,73 @@
+// Scores a run against the truth of the same pages (both results.jsonl-shaped): how many
+// strings were found and read exactly, digit accuracy from edit distances, strings read
+// where there are none, and the same at confidence thresholds, so that a threshold for the
+// review queue can be chosen from numbers.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "digitflow/pipeline/results.hpp"
+
+namespace digitflow::pipeline {
+
+// A truth string and a result string match when their boxes overlap this much (IoU).
+inline constexpr double kMatchIoU = 0.3;
+
+// Result strings kept at confidence >= threshold.
+struct ThresholdScore {
+  double threshold = 0;
+  int kept = 0;                // result strings kept (on pages with truth)
+  int kept_exact = 0;          // kept strings that match a truth string with identical text
+  int false_strings = 0;       // kept strings that match no truth string
+  double exact_rate = 0;       // kept_exact / kept (1 when nothing is kept)
+  double truth_kept_rate = 0;  // truth strings whose matched result string is kept
+  double false_per_page = 0;   // false_strings / pages
+};
+
+// Per template field, over the result pages that have it.
+struct FieldScore {
+  std::string name;
+  int pages = 0;  // result pages with this field
+  int found = 0;
+  int valid = 0;
+  int corrected = 0;
+  double valid_rate = 0;  // valid / pages
+  int with_truth = 0;     // of those, pages whose truth has this field
+  int exact = 0;          // of those, pages whose field text equals the truth's
+};
+
+struct ScoreReport {
+  int pages = 0;          // truth pages
+  int missing_pages = 0;  // truth pages with no result page
+  int failed_pages = 0;   // truth pages whose result is an error
+  int extra_pages = 0;    // result pages with no truth page (not scored)
+  int truth_strings = 0;
+  int truth_digits = 0;       // characters of the truth strings
+  int result_strings = 0;     // on result pages that have a truth page
+  int matched = 0;            // truth strings matched to a result string (IoU >= kMatchIoU)
+  int exact = 0;              // matched with identical text
+  int edit_distance = 0;      // Levenshtein sum; an unmatched truth string counts its length
+  int false_strings = 0;      // result strings matching no truth string
+  double exact_rate = 0;      // exact / truth_strings (1 when there are none)
+  double digit_accuracy = 0;  // 1 - edit_distance / truth_digits (1 when there are none)
+  double false_per_page = 0;  // false_strings / pages (0 when there are none)
+  std::vector<ThresholdScore> thresholds;  // at 0.5, 0.9, 0.99
+  std::vector<FieldScore> fields;          // in order of first appearance; empty without fields
+};
+
+// Pages are paired by (page, page_index); within a page, string pairs are matched one to
+// one, greedily by decreasing IoU among pairs with IoU >= kMatchIoU. Truth strings on
+// missing or failed pages are unmatched. A digit accuracy below 0 is possible when results
+// insert many digits; it is not clamped.
+ScoreReport score_results(const std::vector<PageResult>& results,
+                          const std::vector<PageResult>& truth);
+
+size_t levenshtein(const std::string& a, const std::string& b);
+
+nlohmann::json to_json(const ScoreReport& report);
+// The report as an aligned plain-text table for a terminal.
+std::string score_table(const ScoreReport& report);
+
+}  // namespace digitflow::pipeline

@@ -1,0 +1,302 @@
+// Field rules and reading a field out of its zone. The correction walks the combinations of
+// top candidates best-first: a combination's children raise one digit's candidate index at or
+// right of the last raised one, so each combination is generated once and never before one
+// at least as probable.
+#include "digitflow/pipeline/fields.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <queue>
+
+namespace digitflow::pipeline {
+
+const std::vector<std::string>& rule_names() {
+  static const std::vector<std::string> names{"none", "aba_routing", "luhn", "amount", "date"};
+  return names;
+}
+
+std::string rule_name(FieldRule rule) { return rule_names()[static_cast<size_t>(rule)]; }
+
+std::optional<FieldRule> rule_from_name(std::string_view name) {
+  const auto& names = rule_names();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<FieldRule>(i);
+  return std::nullopt;
+}
+
+const std::vector<std::string>& date_formats() {
+  static const std::vector<std::string> formats{"DDMMYYYY", "MMDDYYYY", "YYYYMMDD", "DDMMYY",
+                                                "MMDDYY"};
+  return formats;
+}
+
+namespace {
+
+bool all_digits(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+int digit_at(std::string_view s, size_t i) { return s[i] - '0'; }
+
+bool leap_year(int year) { return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0); }
+
+}  // namespace
+
+bool aba_routing_valid(std::string_view digits) {
+  if (digits.size() != 9 || !all_digits(digits)) return false;
+  static constexpr int kWeights[3] = {3, 7, 1};
+  int sum = 0;
+  for (size_t i = 0; i < 9; ++i) sum += kWeights[i % 3] * digit_at(digits, i);
+  return sum % 10 == 0;
+}
+
+bool luhn_valid(std::string_view digits) {
+  if (digits.size() < 2 || !all_digits(digits)) return false;
+  int sum = 0;
+  bool twice = false;  // every second digit from the right, the check digit excluded
+  for (size_t i = digits.size(); i-- > 0;) {
+    int d = digit_at(digits, i);
+    if (twice) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+    twice = !twice;
+  }
+  return sum % 10 == 0;
+}
+
+bool amount_valid(std::string_view digits) {
+  if (digits.size() < 3 || digits.size() > 12 || !all_digits(digits)) return false;
+  return digits[0] != '0' || digits.size() == 3;
+}
+
+bool date_valid(std::string_view digits, const std::string& format) {
+  const auto& formats = date_formats();
+  if (std::find(formats.begin(), formats.end(), format) == formats.end()) return false;
+  if (digits.size() != format.size() || !all_digits(digits)) return false;
+  int day = 0, month = 0, year = 0;
+  for (size_t i = 0; i < format.size(); ++i) {
+    int& part = format[i] == 'D' ? day : format[i] == 'M' ? month : year;
+    part = part * 10 + digit_at(digits, i);
+  }
+  const bool short_year = std::count(format.begin(), format.end(), 'Y') == 2;
+  if (short_year) {
+    year += 2000;
+  } else if (year < 1900 || year > 2099) {
+    return false;
+  }
+  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || day < 1) return false;
+  const int days = kDays[month - 1] + (month == 2 && leap_year(year) ? 1 : 0);
+  return day <= days;
+}
+
+bool rule_holds(const FieldSpec& spec, std::string_view digits) {
+  if (digits.empty() || !all_digits(digits)) return false;
+  if (spec.length > 0 && digits.size() != static_cast<size_t>(spec.length)) return false;
+  switch (spec.rule) {
+    case FieldRule::none:
+      return true;
+    case FieldRule::aba_routing:
+      return aba_routing_valid(digits);
+    case FieldRule::luhn:
+      return luhn_valid(digits);
+    case FieldRule::amount:
+      return amount_valid(digits);
+    case FieldRule::date:
+      return date_valid(digits, spec.date_format);
+  }
+  return false;
+}
+
+std::string format_field(const FieldSpec& spec, std::string_view digits) {
+  if (spec.rule != FieldRule::amount || digits.size() < 3) return std::string(digits);
+  const size_t units = digits.size() - 2;
+  std::string text;
+  text.reserve(digits.size() + 1);
+  text.append(digits.substr(0, units)).append(1, '.').append(digits.substr(units));
+  return text;
+}
+
+namespace {
+
+struct ZoneRect {
+  double x0, y0, x1, y1;
+};
+
+// The share of the box's own area that lies inside the zone.
+double share_inside(const Box& box, const ZoneRect& zone) {
+  if (box.area() <= 0) return 0.0;
+  const double w = std::min<double>(box.right(), zone.x1) - std::max<double>(box.x, zone.x0);
+  const double h = std::min<double>(box.bottom(), zone.y1) - std::max<double>(box.y, zone.y0);
+  if (w <= 0 || h <= 0) return 0.0;
+  return w * h / static_cast<double>(box.area());
+}
+
+bool same_line(const Box& a, const Box& b) {
+  const int overlap = std::min(a.bottom(), b.bottom()) - std::max(a.y, b.y);
+  return overlap > 0 && 2 * overlap >= std::min(a.h, b.h);
+}
+
+// The string in the zone, joined with its neighbours on the same line; nullopt when none.
+std::optional<StringResult> string_in_zone(const FieldSpec& spec,
+                                           const std::vector<StringResult>& strings, int page_width,
+                                           int page_height) {
+  const ZoneRect zone{spec.zone[0] * page_width, spec.zone[1] * page_height,
+                      (spec.zone[0] + spec.zone[2]) * page_width,
+                      (spec.zone[1] + spec.zone[3]) * page_height};
+  std::vector<const StringResult*> inside;
+  const StringResult* best = nullptr;
+  double best_share = 0;
+  for (const StringResult& s : strings) {
+    const double share = share_inside(s.box, zone);
+    if (share < 0.5) continue;
+    inside.push_back(&s);
+    if (!best || share > best_share || (share == best_share && s.box.area() > best->box.area())) {
+      best = &s;
+      best_share = share;
+    }
+  }
+  if (!best) return std::nullopt;
+  std::vector<const StringResult*> line;
+  for (const StringResult* s : inside)
+    if (s == best || same_line(s->box, best->box)) line.push_back(s);
+  std::stable_sort(line.begin(), line.end(), [](const StringResult* a, const StringResult* b) {
+    return a->box.x < b->box.x;
+  });
+  StringResult joined;
+  joined.confidence = 1.0;
+  for (const StringResult* s : line) {
+    joined.text += s->text;
+    joined.box = unite(joined.box, s->box);
+    joined.confidence *= s->confidence;
+    joined.digits.insert(joined.digits.end(), s->digits.begin(), s->digits.end());
+  }
+  return joined;
+}
+
+char digit_char(int digit) {
+  return digit >= 0 && digit <= 9 ? static_cast<char>('0' + digit) : '?';
+}
+
+// Up to kCorrectionCandidates candidates, most probable first, always including the digit read.
+std::vector<Candidate> candidates_of(const DigitResult& d) {
+  std::vector<Candidate> list;
+  for (const Candidate& c : d.top) {
+    if (c.digit < 0 || c.digit > 9) continue;
+    if (std::none_of(list.begin(), list.end(),
+                     [&](const Candidate& o) { return o.digit == c.digit; }))
+      list.push_back(c);
+  }
+  if (std::none_of(list.begin(), list.end(),
+                   [&](const Candidate& o) { return o.digit == d.digit; }))
+    list.push_back({d.digit, d.confidence});
+  std::stable_sort(list.begin(), list.end(), [](const Candidate& a, const Candidate& b) {
+    return a.confidence > b.confidence;
+  });
+  while (list.size() > static_cast<size_t>(kCorrectionCandidates)) {
+    auto drop = list.end() - 1;
+    if (drop->digit == d.digit) --drop;
+    list.erase(drop);
+  }
+  return list;
+}
+
+struct Combination {
+  double log_probability = 0;
+  std::vector<uint8_t> index;  // candidate index per digit
+  size_t pivot = 0;            // children raise indices at or right of this position
+};
+
+struct LessLikely {
+  bool operator()(const Combination& a, const Combination& b) const {
+    if (a.log_probability != b.log_probability) return a.log_probability < b.log_probability;
+    return a.index > b.index;  // ties: the lexicographically smaller combination first
+  }
+};
+
+double log_of(float p) { return std::log(std::max(static_cast<double>(p), 1e-30)); }
+
+// The likeliest combination of candidates that passes the rule, other than `best`.
+std::optional<std::string> correct(const FieldSpec& spec,
+                                   const std::vector<std::vector<Candidate>>& candidates,
+                                   const std::string& best, double& probability) {
+  const size_t n = candidates.size();
+  if (spec.length > 0 && n != static_cast<size_t>(spec.length)) return std::nullopt;
+  std::priority_queue<Combination, std::vector<Combination>, LessLikely> queue;
+  Combination root;
+  root.index.assign(n, 0);
+  for (const auto& list : candidates) root.log_probability += log_of(list[0].confidence);
+  queue.push(std::move(root));
+  std::string text(n, '0');
+  for (int tried = 0; tried < kMaxCorrectionCombinations && !queue.empty(); ++tried) {
+    Combination top = queue.top();
+    queue.pop();
+    for (size_t i = 0; i < n; ++i) text[i] = digit_char(candidates[i][top.index[i]].digit);
+    if (text != best && rule_holds(spec, text)) {
+      probability = 1.0;
+      for (size_t i = 0; i < n; ++i) probability *= candidates[i][top.index[i]].confidence;
+      return text;
+    }
+    for (size_t j = top.pivot; j < n; ++j) {
+      const size_t next = top.index[j] + 1u;
+      if (next >= candidates[j].size()) continue;
+      Combination child = top;
+      child.log_probability +=
+          log_of(candidates[j][next].confidence) - log_of(candidates[j][top.index[j]].confidence);
+      child.index[j] = static_cast<uint8_t>(next);
+      child.pivot = j;
+      queue.push(std::move(child));
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& strings,
+                       int page_width, int page_height) {
+  FieldResult field;
+  field.name = spec.name;
+  field.rule = spec.rule == FieldRule::none ? "" : rule_name(spec.rule);
+  const std::optional<StringResult> found = string_in_zone(spec, strings, page_width, page_height);
+  if (!found) return field;
+  field.found = true;
+  field.box = found->box;
+
+  std::string best;
+  double probability = 1.0;
+  if (found->digits.empty()) {
+    best = found->text;
+    probability = found->confidence;
+  } else {
+    for (const DigitResult& d : found->digits) {
+      best += digit_char(d.digit);
+      probability *= d.confidence;
+    }
+  }
+  std::string chosen = best;
+  field.valid = rule_holds(spec, best);
+  if (!field.valid && !found->digits.empty()) {
+    std::vector<std::vector<Candidate>> candidates;
+    for (const DigitResult& d : found->digits) candidates.push_back(candidates_of(d));
+    double corrected_probability = 0;
+    if (auto text = correct(spec, candidates, best, corrected_probability)) {
+      chosen = *text;
+      probability = corrected_probability;
+      field.valid = true;
+      field.corrected = true;
+    }
+  }
+  field.text = format_field(spec, chosen);
+  field.confidence = probability;
+  return field;
+}
+
+void apply_template(const Template& form, PageResult& page) {
+  page.fields.clear();
+  if (page.error) return;
+  for (const FieldSpec& spec : form.fields)
+    page.fields.push_back(read_field(spec, page.strings, page.width, page.height));
+}
+
+}  // namespace digitflow::pipeline

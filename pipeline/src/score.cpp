@@ -1,0 +1,255 @@
+// Scoring results against truth: pages paired by name and index, strings paired greedily by
+// box overlap, text compared exactly and by edit distance.
+#include "digitflow/pipeline/score.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
+#include <utility>
+
+namespace digitflow::pipeline {
+
+namespace {
+
+constexpr double kThresholds[] = {0.5, 0.9, 0.99};
+
+double ratio(int part, int whole, double if_empty) {
+  return whole == 0 ? if_empty : static_cast<double>(part) / whole;
+}
+
+// matched[i] = index of the result string paired with truth string i, or -1.
+std::vector<int> match_strings(const std::vector<StringResult>& truth,
+                               const std::vector<StringResult>& results) {
+  std::vector<std::tuple<double, size_t, size_t>> pairs;
+  for (size_t i = 0; i < truth.size(); ++i)
+    for (size_t j = 0; j < results.size(); ++j)
+      if (const double overlap = iou(truth[i].box, results[j].box); overlap >= kMatchIoU)
+        pairs.emplace_back(overlap, i, j);
+  std::stable_sort(pairs.begin(), pairs.end(),
+                   [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
+  std::vector<int> matched(truth.size(), -1);
+  std::vector<bool> taken(results.size(), false);
+  for (const auto& [overlap, i, j] : pairs) {
+    if (matched[i] >= 0 || taken[j]) continue;
+    matched[i] = static_cast<int>(j);
+    taken[j] = true;
+  }
+  return matched;
+}
+
+FieldScore& field_score(ScoreReport& report, const std::string& name) {
+  for (FieldScore& f : report.fields)
+    if (f.name == name) return f;
+  report.fields.push_back({});
+  report.fields.back().name = name;
+  return report.fields.back();
+}
+
+std::string percent(double rate) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f%%", 100.0 * rate);
+  return text;
+}
+
+}  // namespace
+
+size_t levenshtein(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+ScoreReport score_results(const std::vector<PageResult>& results,
+                          const std::vector<PageResult>& truth) {
+  using Key = std::pair<std::string, int>;
+  std::map<Key, const PageResult*> by_key;
+  for (const PageResult& r : results) by_key.emplace(Key{r.page, r.page_index}, &r);
+  std::set<Key> truth_keys;
+  for (const PageResult& t : truth) truth_keys.insert({t.page, t.page_index});
+
+  ScoreReport report;
+  for (double threshold : kThresholds) {
+    ThresholdScore level;
+    level.threshold = threshold;
+    report.thresholds.push_back(level);
+  }
+  std::vector<int> truth_kept(report.thresholds.size(), 0);
+
+  for (const PageResult& t : truth) {
+    ++report.pages;
+    report.truth_strings += static_cast<int>(t.strings.size());
+    int unmatched_length = 0;
+    for (const StringResult& s : t.strings) {
+      report.truth_digits += static_cast<int>(s.text.size());
+      unmatched_length += static_cast<int>(s.text.size());
+    }
+    const auto found = by_key.find({t.page, t.page_index});
+    if (found == by_key.end()) {
+      ++report.missing_pages;
+      report.edit_distance += unmatched_length;
+      continue;
+    }
+    const PageResult& r = *found->second;
+    if (r.error && !t.error) ++report.failed_pages;
+    report.result_strings += static_cast<int>(r.strings.size());
+
+    const std::vector<int> matched = match_strings(t.strings, r.strings);
+    std::vector<bool> has_truth(r.strings.size(), false);
+    std::vector<bool> exact(r.strings.size(), false);
+    for (size_t i = 0; i < t.strings.size(); ++i) {
+      const std::string& text = t.strings[i].text;
+      if (matched[i] < 0) {
+        report.edit_distance += static_cast<int>(text.size());
+        continue;
+      }
+      const StringResult& s = r.strings[static_cast<size_t>(matched[i])];
+      ++report.matched;
+      has_truth[static_cast<size_t>(matched[i])] = true;
+      report.edit_distance += static_cast<int>(levenshtein(text, s.text));
+      if (s.text == text) {
+        ++report.exact;
+        exact[static_cast<size_t>(matched[i])] = true;
+      }
+      for (size_t k = 0; k < report.thresholds.size(); ++k)
+        if (s.confidence >= report.thresholds[k].threshold) ++truth_kept[k];
+    }
+    for (size_t j = 0; j < r.strings.size(); ++j) {
+      if (!has_truth[j]) ++report.false_strings;
+      for (ThresholdScore& level : report.thresholds) {
+        if (r.strings[j].confidence < level.threshold) continue;
+        ++level.kept;
+        if (exact[j]) ++level.kept_exact;
+        if (!has_truth[j]) ++level.false_strings;
+      }
+    }
+
+    for (const FieldResult& f : r.fields) {
+      FieldScore& score = field_score(report, f.name);
+      ++score.pages;
+      score.found += f.found ? 1 : 0;
+      score.valid += f.valid ? 1 : 0;
+      score.corrected += f.corrected ? 1 : 0;
+      const auto truth_field = std::find_if(t.fields.begin(), t.fields.end(),
+                                            [&](const FieldResult& g) { return g.name == f.name; });
+      if (truth_field != t.fields.end()) {
+        ++score.with_truth;
+        score.exact += f.found && f.text == truth_field->text ? 1 : 0;
+      }
+    }
+  }
+  for (const PageResult& r : results)
+    if (!truth_keys.count({r.page, r.page_index})) ++report.extra_pages;
+
+  report.exact_rate = ratio(report.exact, report.truth_strings, 1.0);
+  report.digit_accuracy =
+      report.truth_digits == 0
+          ? 1.0
+          : 1.0 - static_cast<double>(report.edit_distance) / report.truth_digits;
+  report.false_per_page = ratio(report.false_strings, report.pages, 0.0);
+  for (size_t k = 0; k < report.thresholds.size(); ++k) {
+    ThresholdScore& level = report.thresholds[k];
+    level.exact_rate = ratio(level.kept_exact, level.kept, 1.0);
+    level.truth_kept_rate = ratio(truth_kept[k], report.truth_strings, 1.0);
+    level.false_per_page = ratio(level.false_strings, report.pages, 0.0);
+  }
+  for (FieldScore& f : report.fields) f.valid_rate = ratio(f.valid, f.pages, 0.0);
+  return report;
+}
+
+nlohmann::json to_json(const ScoreReport& report) {
+  nlohmann::json thresholds = nlohmann::json::array();
+  for (const ThresholdScore& t : report.thresholds)
+    thresholds.push_back({{"threshold", t.threshold},
+                          {"kept", t.kept},
+                          {"kept_exact", t.kept_exact},
+                          {"false_strings", t.false_strings},
+                          {"exact_rate", t.exact_rate},
+                          {"truth_kept_rate", t.truth_kept_rate},
+                          {"false_per_page", t.false_per_page}});
+  nlohmann::json fields = nlohmann::json::array();
+  for (const FieldScore& f : report.fields)
+    fields.push_back({{"name", f.name},
+                      {"pages", f.pages},
+                      {"found", f.found},
+                      {"valid", f.valid},
+                      {"corrected", f.corrected},
+                      {"valid_rate", f.valid_rate},
+                      {"with_truth", f.with_truth},
+                      {"exact", f.exact}});
+  return {{"pages", report.pages},
+          {"missing_pages", report.missing_pages},
+          {"failed_pages", report.failed_pages},
+          {"extra_pages", report.extra_pages},
+          {"truth_strings", report.truth_strings},
+          {"truth_digits", report.truth_digits},
+          {"result_strings", report.result_strings},
+          {"matched", report.matched},
+          {"exact", report.exact},
+          {"edit_distance", report.edit_distance},
+          {"false_strings", report.false_strings},
+          {"exact_rate", report.exact_rate},
+          {"digit_accuracy", report.digit_accuracy},
+          {"false_per_page", report.false_per_page},
+          {"thresholds", thresholds},
+          {"fields", fields}};
+}
+
+std::string score_table(const ScoreReport& report) {
+  std::string out;
+  char line[256];
+  auto row = [&](const char* label, int count, const std::string& note) {
+    std::snprintf(line, sizeof line, "%-22s %8d", label, count);
+    out += line;
+    if (!note.empty()) out.append("   ").append(note);
+    out += '\n';
+  };
+  row("pages", report.pages,
+      "missing " + std::to_string(report.missing_pages) + ", failed " +
+          std::to_string(report.failed_pages) + ", not in truth " +
+          std::to_string(report.extra_pages));
+  row("truth strings", report.truth_strings, std::to_string(report.truth_digits) + " digits");
+  row("result strings", report.result_strings, "");
+  row("matched", report.matched,
+      percent(ratio(report.matched, report.truth_strings, 1.0)) +
+          " of truth strings (box IoU >= 0.3)");
+  row("exact", report.exact,
+      percent(report.exact_rate) + " exact-match rate (exact / truth strings)");
+  row("edit distance", report.edit_distance, percent(report.digit_accuracy) + " digit accuracy");
+  char per_page[32];
+  std::snprintf(per_page, sizeof per_page, "%.3f", report.false_per_page);
+  row("false strings", report.false_strings, std::string(per_page) + " per page");
+
+  out += "\nconfidence >=      kept  exact among kept  truth kept  false/page\n";
+  for (const ThresholdScore& t : report.thresholds) {
+    std::snprintf(line, sizeof line, "%-13.2f %9d  %16s  %10s  %10.3f\n", t.threshold, t.kept,
+                  t.kept == 0 ? "-" : percent(t.exact_rate).c_str(),
+                  percent(t.truth_kept_rate).c_str(), t.false_per_page);
+    out += line;
+  }
+  if (!report.fields.empty()) {
+    out += "\nfield                 pages   found   valid  corrected  valid rate  exact\n";
+    for (const FieldScore& f : report.fields) {
+      const std::string exact =
+          f.with_truth == 0 ? "-" : std::to_string(f.exact) + "/" + std::to_string(f.with_truth);
+      std::snprintf(line, sizeof line, "%-20s %6d  %6d  %6d  %9d  %10s  %s\n", f.name.c_str(),
+                    f.pages, f.found, f.valid, f.corrected, percent(f.valid_rate).c_str(),
+                    exact.c_str());
+      out += line;
+    }
+  }
+  return out;
+}
+
+}  // namespace digitflow::pipeline

@@ -1,0 +1,113 @@
+// `digitflow score` as a script runs it: the table, --json, the --min-exact exit status, and
+// a malformed truth file named with its line.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_support.hpp"
+
+namespace {
+
+struct Result {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+Result run_digitflow(const std::string& args) {
+  const std::string command = std::string("cd '") + DIGITFLOW_SOURCE_DIR + "' && '" +
+                              DIGITFLOW_BINARY + "' " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// 'path' for the shell (built by appending: GCC 12 warns falsely on "'" + std::string).
+std::string quoted(const std::filesystem::path& path) {
+  std::string out = "'";
+  out += path.string();
+  out += "'";
+  return out;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Truth: two strings on one page. Results: one exact, one with a wrong digit.
+class ScoreCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(truth_)
+        << R"({"page": "a.png", "page_index": 0, "width": 100, "height": 50, "strings": [)"
+        << R"({"text": "0412", "box": [10, 10, 40, 20], "confidence": 1},)"
+        << R"({"text": "77", "box": [60, 10, 20, 20], "confidence": 1}]})"
+        << "\n";
+    std::ofstream(results_)
+        << R"({"page": "a.png", "page_index": 0, "width": 100, "height": 50, "strings": [)"
+        << R"({"text": "0412", "box": [10, 10, 40, 20], "confidence": 0.97},)"
+        << R"({"text": "71", "box": [60, 10, 20, 20], "confidence": 0.6}]})"
+        << "\n";
+  }
+
+  std::string files() const { return quoted(results_) + " " + quoted(truth_); }
+
+  digitflow::testing::TempDir dir_;
+  std::filesystem::path truth_ = dir_ / "truth.jsonl";
+  std::filesystem::path results_ = dir_ / "results.jsonl";
+};
+
+TEST_F(ScoreCli, PrintsTheTableAndHelp) {
+  Result r = run_digitflow("score " + files());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "50.00% exact-match rate")) << r.output;
+  EXPECT_TRUE(contains(r.output, "83.33% digit accuracy")) << r.output;
+  r = run_digitflow("score --help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(contains(r.output, "Usage: digitflow score RESULTS.jsonl TRUTH.jsonl")) << r.output;
+  EXPECT_TRUE(contains(run_digitflow("--help").output, "score")) << r.output;
+}
+
+TEST_F(ScoreCli, JsonReport) {
+  const Result r = run_digitflow("score --json " + files());
+  ASSERT_EQ(r.status, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["truth_strings"], 2);
+  EXPECT_EQ(j["exact"], 1);
+  EXPECT_DOUBLE_EQ(j["exact_rate"].get<double>(), 0.5);
+}
+
+TEST_F(ScoreCli, MinExactSetsTheExitStatus) {
+  EXPECT_EQ(run_digitflow("score --min-exact 0.5 " + files()).status, 0);
+  const Result r = run_digitflow("score --min-exact 0.9 " + files());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "below --min-exact 0.9")) << r.output;
+  EXPECT_EQ(run_digitflow("score --min-exact 2 " + files()).status, 2);
+}
+
+TEST_F(ScoreCli, UsageAndFileErrors) {
+  Result r = run_digitflow("score " + quoted(results_));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "RESULTS.jsonl and TRUTH.jsonl")) << r.output;
+
+  std::ofstream(truth_, std::ios::app) << R"({"page": "b.png", "strings": [{"text": "1"}]})"
+                                       << "\n";
+  r = run_digitflow("score " + files());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, truth_.string() + ":2:")) << r.output;
+  EXPECT_TRUE(contains(r.output, "missing key \"box\"")) << r.output;
+
+  r = run_digitflow("score " + quoted(results_) + " " + quoted(dir_ / "absent.jsonl"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "absent.jsonl: cannot open")) << r.output;
+}
+
+}  // namespace

@@ -1,0 +1,252 @@
+// Tests of the field rules (worked examples and their near misses), and of reading a field:
+// choosing the string in the zone, joining a split field, and correcting a digit from the
+// top-3 candidates when the best digits break the rule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "digitflow/pipeline/fields.hpp"
+
+namespace digitflow::pipeline {
+namespace {
+
+// A string of digits at `box`, each digit the best of its candidates; a digit's candidates
+// default to itself at `confidence` and two unlikely others.
+StringResult digit_string(const std::string& text, Box box, float confidence = 0.99f) {
+  StringResult s;
+  s.text = text;
+  s.box = box;
+  s.confidence = 1.0;
+  const int width = box.w / static_cast<int>(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    DigitResult d;
+    d.digit = text[i] - '0';
+    d.confidence = confidence;
+    d.box = {box.x + static_cast<int>(i) * width, box.y, width, box.h};
+    d.top = {{d.digit, confidence}, {(d.digit + 1) % 10, 0.004f}, {(d.digit + 2) % 10, 0.003f}};
+    s.confidence *= confidence;
+    s.digits.push_back(d);
+  }
+  return s;
+}
+
+FieldSpec spec(const std::string& name, FieldRule rule, std::array<double, 4> zone,
+               int length = 0) {
+  FieldSpec f;
+  f.name = name;
+  f.rule = rule;
+  f.zone = zone;
+  f.length = length;
+  return f;
+}
+
+constexpr int kWidth = 1000, kHeight = 500;
+
+TEST(FieldsRules, AbaRouting) {
+  for (const char* good : {"011000015", "021000021", "111000025"})
+    EXPECT_TRUE(aba_routing_valid(good)) << good;
+  for (const char* bad : {"011000016", "12345678", "0110000150", "", "01100001a"})
+    EXPECT_FALSE(aba_routing_valid(bad)) << bad;
+}
+
+TEST(FieldsRules, Luhn) {
+  EXPECT_TRUE(luhn_valid("79927398713"));
+  EXPECT_TRUE(luhn_valid("4111111111111111"));
+  EXPECT_TRUE(luhn_valid("18"));
+  EXPECT_FALSE(luhn_valid("79927398710"));
+  EXPECT_FALSE(luhn_valid("0"));  // fewer than 2 digits
+  EXPECT_FALSE(luhn_valid("7992739871x"));
+}
+
+TEST(FieldsRules, Amount) {
+  for (const char* good : {"100", "012", "099", "12345", "123456789012"})
+    EXPECT_TRUE(amount_valid(good)) << good;
+  for (const char* bad : {"12", "0123", "0012", "1234567890123", "12.45", ""})
+    EXPECT_FALSE(amount_valid(bad)) << bad;
+}
+
+TEST(FieldsRules, DatesAreRealCalendarDates) {
+  EXPECT_TRUE(date_valid("29022024", "DDMMYYYY"));  // 2024 is a leap year
+  EXPECT_FALSE(date_valid("29022023", "DDMMYYYY"));
+  EXPECT_FALSE(date_valid("31042024", "DDMMYYYY"));  // April has 30 days
+  EXPECT_TRUE(date_valid("30042024", "DDMMYYYY"));
+  EXPECT_TRUE(date_valid("02292024", "MMDDYYYY"));
+  EXPECT_FALSE(date_valid("29022024", "MMDDYYYY"));  // month 29
+  EXPECT_TRUE(date_valid("20240229", "YYYYMMDD"));
+  EXPECT_TRUE(date_valid("29022000", "DDMMYYYY"));   // divisible by 400
+  EXPECT_FALSE(date_valid("29021900", "DDMMYYYY"));  // divisible by 100 only
+  EXPECT_FALSE(date_valid("01011899", "DDMMYYYY"));  // before 1900
+  EXPECT_FALSE(date_valid("01012100", "DDMMYYYY"));  // after 2099
+  EXPECT_FALSE(date_valid("00012024", "DDMMYYYY"));
+  EXPECT_FALSE(date_valid("01132024", "DDMMYYYY"));
+  EXPECT_TRUE(date_valid("290224", "DDMMYY"));
+  EXPECT_FALSE(date_valid("290223", "DDMMYY"));
+  EXPECT_TRUE(date_valid("123124", "MMDDYY"));
+  EXPECT_FALSE(date_valid("2902202", "DDMMYYYY"));   // wrong length
+  EXPECT_FALSE(date_valid("29022024", "YYYYDDMM"));  // unknown format
+}
+
+TEST(FieldsRules, RuleHoldsChecksLengthThenRule) {
+  FieldSpec account = spec("account", FieldRule::none, {0, 0, 1, 1}, 6);
+  EXPECT_TRUE(rule_holds(account, "123456"));
+  EXPECT_FALSE(rule_holds(account, "12345"));
+  EXPECT_FALSE(rule_holds(account, ""));
+  FieldSpec date = spec("date", FieldRule::date, {0, 0, 1, 1});
+  date.date_format = "YYYYMMDD";
+  EXPECT_TRUE(rule_holds(date, "20240229"));
+  EXPECT_FALSE(rule_holds(date, "29022024"));
+  EXPECT_TRUE(rule_holds(spec("any", FieldRule::none, {0, 0, 1, 1}), "7"));
+}
+
+TEST(FieldsRules, RuleNamesRoundTrip) {
+  for (const std::string& name : rule_names()) {
+    const auto rule = rule_from_name(name);
+    ASSERT_TRUE(rule) << name;
+    EXPECT_EQ(rule_name(*rule), name);
+  }
+  EXPECT_FALSE(rule_from_name("iban"));
+}
+
+TEST(FieldsRules, AmountsAreFormattedWithTheirDecimals) {
+  const FieldSpec amount = spec("amount", FieldRule::amount, {0, 0, 1, 1});
+  EXPECT_EQ(format_field(amount, "12345"), "123.45");
+  EXPECT_EQ(format_field(amount, "012"), "0.12");
+  EXPECT_EQ(format_field(amount, "12"), "12");
+  EXPECT_EQ(format_field(spec("routing", FieldRule::aba_routing, {0, 0, 1, 1}), "011000015"),
+            "011000015");
+}
+
+TEST(FieldsRead, ValidDigitsAreKept) {
+  const FieldSpec routing = spec("routing", FieldRule::aba_routing, {0.0, 0.8, 0.5, 0.2}, 9);
+  const std::vector<StringResult> strings = {digit_string("011000015", {50, 420, 270, 40}),
+                                             digit_string("4242", {700, 50, 120, 40})};
+  const FieldResult f = read_field(routing, strings, kWidth, kHeight);
+  EXPECT_EQ(f.name, "routing");
+  EXPECT_EQ(f.rule, "aba_routing");
+  EXPECT_TRUE(f.found);
+  EXPECT_TRUE(f.valid);
+  EXPECT_FALSE(f.corrected);
+  EXPECT_EQ(f.text, "011000015");
+  EXPECT_EQ(f.box, (Box{50, 420, 270, 40}));
+  EXPECT_NEAR(f.confidence, std::pow(0.99, 9), 1e-6);
+}
+
+TEST(FieldsRead, SecondChoiceFromTopThreeCorrectsABrokenChecksum) {
+  const FieldSpec routing = spec("routing", FieldRule::aba_routing, {0.0, 0.8, 0.5, 0.2}, 9);
+  StringResult s = digit_string("011000016", {50, 420, 270, 40});
+  DigitResult& last = s.digits.back();
+  last.confidence = 0.6f;
+  last.top = {{6, 0.6f}, {5, 0.3f}, {8, 0.1f}};
+  const FieldResult f = read_field(routing, {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.found);
+  EXPECT_TRUE(f.valid);
+  EXPECT_TRUE(f.corrected);
+  EXPECT_EQ(f.text, "011000015");
+  EXPECT_NEAR(f.confidence, std::pow(0.99, 8) * 0.3, 1e-6);  // joint probability
+}
+
+TEST(FieldsRead, CorrectionTakesTheLikeliestPassingCombination) {
+  // 011000016 fails (weighted sum 21). Last digit 6 -> 5 passes alone (probability ratio
+  // 0.05 / 0.5 = 0.1); second digit 1 -> 2 with last digit 6 -> 8 passes too (sum 30) and is
+  // likelier (0.35 / 0.6 * 0.4 / 0.5 = 0.47). The likelier single changes (011000018,
+  // 021000016) fail.
+  const FieldSpec routing = spec("routing", FieldRule::aba_routing, {0.0, 0.8, 0.5, 0.2}, 9);
+  StringResult s = digit_string("011000016", {50, 420, 270, 40});
+  s.digits[1].top = {{1, 0.6f}, {2, 0.35f}, {7, 0.05f}};
+  s.digits[1].confidence = 0.6f;
+  s.digits[8].top = {{6, 0.5f}, {8, 0.4f}, {5, 0.05f}};
+  s.digits[8].confidence = 0.5f;
+  ASSERT_TRUE(aba_routing_valid("021000018"));
+  ASSERT_TRUE(aba_routing_valid("011000015"));
+  const FieldResult f = read_field(routing, {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.valid);
+  EXPECT_TRUE(f.corrected);
+  EXPECT_EQ(f.text, "021000018");
+  EXPECT_NEAR(f.confidence, std::pow(0.99, 7) * 0.35 * 0.4, 1e-6);
+}
+
+TEST(FieldsRead, NoPassingCombinationKeepsTheBestDigits) {
+  const FieldSpec routing = spec("routing", FieldRule::aba_routing, {0.0, 0.8, 0.5, 0.2}, 9);
+  StringResult s = digit_string("011000016", {50, 420, 270, 40});
+  for (DigitResult& d : s.digits) d.top = {{d.digit, d.confidence}};  // no alternatives
+  FieldResult f = read_field(routing, {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.found);
+  EXPECT_FALSE(f.valid);
+  EXPECT_FALSE(f.corrected);
+  EXPECT_EQ(f.text, "011000016");
+
+  // Eight digits where nine are expected: no choice of candidates can help.
+  f = read_field(routing, {digit_string("01100001", {50, 420, 240, 40})}, kWidth, kHeight);
+  EXPECT_TRUE(f.found);
+  EXPECT_FALSE(f.valid);
+  EXPECT_EQ(f.text, "01100001");
+}
+
+TEST(FieldsRead, NothingInTheZoneIsNotFound) {
+  const FieldSpec amount = spec("amount", FieldRule::amount, {0.7, 0.3, 0.25, 0.15});
+  // One string far away, one less than half inside the zone (x 700..770 of 620..770).
+  const std::vector<StringResult> strings = {digit_string("12345", {50, 50, 150, 40}),
+                                             digit_string("999", {620, 160, 150, 40})};
+  const FieldResult f = read_field(amount, strings, kWidth, kHeight);
+  EXPECT_EQ(f.name, "amount");
+  EXPECT_FALSE(f.found);
+  EXPECT_FALSE(f.valid);
+  EXPECT_EQ(f.text, "");
+  EXPECT_EQ(f.confidence, 0.0);
+}
+
+TEST(FieldsRead, AFieldSplitAtAGapIsJoinedLeftToRight) {
+  const FieldSpec amount = spec("amount", FieldRule::amount, {0.6, 0.3, 0.4, 0.15});
+  // "123" and "45" on one line (right part listed first), "7" on a line below in the zone.
+  const std::vector<StringResult> strings = {digit_string("45", {880, 160, 60, 40}),
+                                             digit_string("123", {660, 165, 90, 40}),
+                                             digit_string("7", {700, 215, 20, 6})};
+  const FieldResult f = read_field(amount, strings, kWidth, kHeight);
+  EXPECT_TRUE(f.found);
+  EXPECT_TRUE(f.valid);
+  EXPECT_EQ(f.text, "123.45");
+  EXPECT_EQ(f.box, (Box{660, 160, 280, 45}));
+}
+
+TEST(FieldsRead, StringsWithoutDigitResultsUseTheirText) {
+  StringResult s;
+  s.text = "79927398713";
+  s.box = {100, 100, 200, 40};
+  s.confidence = 0.8;
+  const FieldResult f =
+      read_field(spec("card", FieldRule::luhn, {0, 0, 1, 1}), {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.valid);
+  EXPECT_EQ(f.text, "79927398713");
+  EXPECT_DOUBLE_EQ(f.confidence, 0.8);
+}
+
+TEST(FieldsRead, ApplyTemplateFillsOneFieldPerSpecInOrder) {
+  Template form;
+  form.name = "check";
+  form.fields = {spec("amount", FieldRule::amount, {0.6, 0.0, 0.4, 0.5}),
+                 spec("routing", FieldRule::aba_routing, {0.0, 0.5, 0.5, 0.5}, 9),
+                 spec("date", FieldRule::date, {0.0, 0.0, 0.2, 0.2})};
+  PageResult page;
+  page.width = kWidth;
+  page.height = kHeight;
+  page.strings = {digit_string("011000015", {50, 420, 270, 40}),
+                  digit_string("2500", {700, 100, 120, 40})};
+  apply_template(form, page);
+  ASSERT_EQ(page.fields.size(), 3u);
+  EXPECT_EQ(page.fields[0].name, "amount");
+  EXPECT_EQ(page.fields[0].text, "25.00");
+  EXPECT_EQ(page.fields[1].name, "routing");
+  EXPECT_TRUE(page.fields[1].valid);
+  EXPECT_EQ(page.fields[2].name, "date");
+  EXPECT_FALSE(page.fields[2].found);
+
+  PageResult failed;
+  failed.error = "cannot decode";
+  apply_template(form, failed);
+  EXPECT_TRUE(failed.fields.empty());
+}
+
+}  // namespace
+}  // namespace digitflow::pipeline

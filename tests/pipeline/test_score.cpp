@@ -1,0 +1,212 @@
+// Tests of scoring results against truth, on small pages whose figures are worked out by
+// hand: exact matches, edit distances, false strings, missing and failed pages, thresholds,
+// and template fields.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "digitflow/pipeline/score.hpp"
+
+namespace digitflow::pipeline {
+namespace {
+
+StringResult text_at(const std::string& text, Box box, double confidence = 0.99) {
+  StringResult s;
+  s.text = text;
+  s.box = box;
+  s.confidence = confidence;
+  return s;
+}
+
+PageResult page(const std::string& name, std::vector<StringResult> strings, int index = 0) {
+  PageResult p;
+  p.page = name;
+  p.page_index = index;
+  p.width = 1000;
+  p.height = 500;
+  p.strings = std::move(strings);
+  return p;
+}
+
+// Two pages, three strings, 4 + 6 + 9 = 19 digits.
+std::vector<PageResult> truth_pages() {
+  return {
+      page("a.png", {text_at("0412", {100, 100, 80, 40}), text_at("987654", {400, 100, 120, 40})}),
+      page("b.png", {text_at("011000015", {50, 400, 270, 40})})};
+}
+
+TEST(Score, PerfectResultsScoreOne) {
+  const ScoreReport r = score_results(truth_pages(), truth_pages());
+  EXPECT_EQ(r.pages, 2);
+  EXPECT_EQ(r.truth_strings, 3);
+  EXPECT_EQ(r.truth_digits, 19);
+  EXPECT_EQ(r.result_strings, 3);
+  EXPECT_EQ(r.matched, 3);
+  EXPECT_EQ(r.exact, 3);
+  EXPECT_DOUBLE_EQ(r.exact_rate, 1.0);
+  EXPECT_DOUBLE_EQ(r.digit_accuracy, 1.0);
+  EXPECT_EQ(r.false_strings, 0);
+  EXPECT_EQ(r.missing_pages, 0);
+  EXPECT_EQ(r.failed_pages, 0);
+  EXPECT_EQ(r.extra_pages, 0);
+}
+
+TEST(Score, OneWrongDigitCostsOneEdit) {
+  std::vector<PageResult> results = truth_pages();
+  results[0].strings[1].text = "987604";
+  results[0].strings[1].box = {404, 102, 118, 40};  // a slightly different box still matches
+  const ScoreReport r = score_results(results, truth_pages());
+  EXPECT_EQ(r.matched, 3);
+  EXPECT_EQ(r.exact, 2);
+  EXPECT_DOUBLE_EQ(r.exact_rate, 2.0 / 3.0);
+  EXPECT_EQ(r.edit_distance, 1);
+  EXPECT_DOUBLE_EQ(r.digit_accuracy, 1.0 - 1.0 / 19.0);
+}
+
+TEST(Score, InsertionsAndDeletionsAreEdits) {
+  EXPECT_EQ(levenshtein("0412", "04412"), 1u);
+  EXPECT_EQ(levenshtein("0412", "042"), 1u);
+  EXPECT_EQ(levenshtein("0412", ""), 4u);
+  EXPECT_EQ(levenshtein("123", "321"), 2u);
+  std::vector<PageResult> results = truth_pages();
+  results[0].strings[0].text = "04412";    // 1 insertion
+  results[1].strings[0].text = "0110015";  // 2 deletions
+  const ScoreReport r = score_results(results, truth_pages());
+  EXPECT_EQ(r.edit_distance, 3);
+  EXPECT_DOUBLE_EQ(r.digit_accuracy, 1.0 - 3.0 / 19.0);
+}
+
+TEST(Score, FalseAndMisplacedStringsAreCounted) {
+  std::vector<PageResult> results = truth_pages();
+  results[0].strings.push_back(text_at("77", {800, 300, 40, 40}));  // nothing there
+  results[1].strings[0].box = {600, 50, 270, 40};                   // right text, wrong place
+  const ScoreReport r = score_results(results, truth_pages());
+  EXPECT_EQ(r.result_strings, 4);
+  EXPECT_EQ(r.matched, 2);
+  EXPECT_EQ(r.exact, 2);
+  EXPECT_EQ(r.false_strings, 2);
+  EXPECT_DOUBLE_EQ(r.false_per_page, 1.0);
+  EXPECT_EQ(r.edit_distance, 9);  // the unmatched truth string counts its full length
+  EXPECT_DOUBLE_EQ(r.digit_accuracy, 1.0 - 9.0 / 19.0);
+}
+
+TEST(Score, MatchingIsOneToOneByLargestOverlap) {
+  // Two result strings over one truth string: the closer one is matched, the other is false.
+  const std::vector<PageResult> truth = {page("a.png", {text_at("55", {100, 100, 100, 40})})};
+  const std::vector<PageResult> results = {
+      page("a.png", {text_at("56", {150, 100, 100, 40}), text_at("55", {105, 100, 100, 40})})};
+  const ScoreReport r = score_results(results, truth);
+  EXPECT_EQ(r.matched, 1);
+  EXPECT_EQ(r.exact, 1);
+  EXPECT_EQ(r.false_strings, 1);
+  EXPECT_EQ(r.edit_distance, 0);
+}
+
+TEST(Score, MissingFailedAndExtraPages) {
+  std::vector<PageResult> results = {truth_pages()[0], page("c.png", {text_at("1", {0, 0, 9, 9})})};
+  ScoreReport r = score_results(results, truth_pages());
+  EXPECT_EQ(r.pages, 2);
+  EXPECT_EQ(r.missing_pages, 1);
+  EXPECT_EQ(r.extra_pages, 1);
+  EXPECT_EQ(r.result_strings, 2);  // the extra page is not scored
+  EXPECT_EQ(r.false_strings, 0);
+  EXPECT_EQ(r.exact, 2);
+  EXPECT_DOUBLE_EQ(r.exact_rate, 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(r.digit_accuracy, 1.0 - 9.0 / 19.0);
+
+  results = truth_pages();
+  results[1].strings.clear();
+  results[1].error = "cannot decode b.png";
+  r = score_results(results, truth_pages());
+  EXPECT_EQ(r.failed_pages, 1);
+  EXPECT_EQ(r.missing_pages, 0);
+  EXPECT_EQ(r.exact, 2);
+
+  // Pages pair by name and index: page 1 of a multi-page file is another page.
+  results = truth_pages();
+  results[1].page_index = 1;
+  r = score_results(results, truth_pages());
+  EXPECT_EQ(r.missing_pages, 1);
+  EXPECT_EQ(r.extra_pages, 1);
+}
+
+TEST(Score, ConfidenceThresholds) {
+  std::vector<PageResult> results = truth_pages();
+  results[0].strings[0].confidence = 0.995;  // exact
+  results[0].strings[1].confidence = 0.95;   // wrong text
+  results[0].strings[1].text = "987655";
+  results[1].strings[0].confidence = 0.6;                              // exact
+  results[1].strings.push_back(text_at("3", {900, 10, 20, 40}, 0.3));  // false
+  const ScoreReport r = score_results(results, truth_pages());
+  ASSERT_EQ(r.thresholds.size(), 3u);
+  EXPECT_DOUBLE_EQ(r.thresholds[0].threshold, 0.5);
+  EXPECT_DOUBLE_EQ(r.thresholds[1].threshold, 0.9);
+  EXPECT_DOUBLE_EQ(r.thresholds[2].threshold, 0.99);
+
+  const ThresholdScore& half = r.thresholds[0];  // keeps 0.995, 0.95, 0.6
+  EXPECT_EQ(half.kept, 3);
+  EXPECT_EQ(half.kept_exact, 2);
+  EXPECT_DOUBLE_EQ(half.exact_rate, 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(half.truth_kept_rate, 1.0);
+  EXPECT_EQ(half.false_strings, 0);
+
+  const ThresholdScore& high = r.thresholds[1];  // keeps 0.995, 0.95
+  EXPECT_EQ(high.kept, 2);
+  EXPECT_EQ(high.kept_exact, 1);
+  EXPECT_DOUBLE_EQ(high.truth_kept_rate, 2.0 / 3.0);
+
+  const ThresholdScore& top = r.thresholds[2];  // keeps 0.995
+  EXPECT_EQ(top.kept, 1);
+  EXPECT_DOUBLE_EQ(top.exact_rate, 1.0);
+  EXPECT_DOUBLE_EQ(top.truth_kept_rate, 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(top.false_per_page, 0.0);
+
+  EXPECT_EQ(r.false_strings, 1);  // the unthresholded figure counts the 0.3 string
+  EXPECT_DOUBLE_EQ(r.false_per_page, 0.5);
+}
+
+TEST(Score, FieldsAreScoredWhenPresent) {
+  std::vector<PageResult> truth = truth_pages();
+  std::vector<PageResult> results = truth_pages();
+  EXPECT_TRUE(score_results(results, truth).fields.empty());
+  FieldResult routing;
+  routing.name = "routing";
+  routing.text = "011000015";
+  routing.found = routing.valid = true;
+  results[1].fields = {routing};
+  truth[1].fields = {routing};
+  routing.valid = false;
+  routing.text = "011000016";
+  results[0].fields = {routing};
+  const ScoreReport r = score_results(results, truth);
+  ASSERT_EQ(r.fields.size(), 1u);
+  EXPECT_EQ(r.fields[0].name, "routing");
+  EXPECT_EQ(r.fields[0].pages, 2);
+  EXPECT_EQ(r.fields[0].found, 2);
+  EXPECT_EQ(r.fields[0].valid, 1);
+  EXPECT_DOUBLE_EQ(r.fields[0].valid_rate, 0.5);
+  EXPECT_EQ(r.fields[0].with_truth, 1);
+  EXPECT_EQ(r.fields[0].exact, 1);
+}
+
+TEST(Score, JsonAndTableCarryTheFigures) {
+  std::vector<PageResult> results = truth_pages();
+  results[0].strings[1].text = "987604";
+  const ScoreReport r = score_results(results, truth_pages());
+  const nlohmann::json j = to_json(r);
+  EXPECT_EQ(j["pages"], 2);
+  EXPECT_EQ(j["exact"], 2);
+  EXPECT_DOUBLE_EQ(j["exact_rate"].get<double>(), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(j["digit_accuracy"].get<double>(), 1.0 - 1.0 / 19.0);
+  ASSERT_EQ(j["thresholds"].size(), 3u);
+  EXPECT_DOUBLE_EQ(j["thresholds"][2]["threshold"].get<double>(), 0.99);
+  const std::string table = score_table(r);
+  EXPECT_NE(table.find("66.67% exact-match rate"), std::string::npos) << table;
+  EXPECT_NE(table.find("94.74% digit accuracy"), std::string::npos) << table;
+  EXPECT_NE(table.find("0.99"), std::string::npos) << table;
+}
+
+}  // namespace
+}  // namespace digitflow::pipeline
