@@ -116,6 +116,11 @@ int run_run(int argc, char** argv) {
   if (run.page_template)
     std::printf(", %lld of %lld fields valid", static_cast<long long>(s.valid_fields), static_cast<long long>(s.fields));
   std::printf("\n");
+  if (!s.skipped_files.empty()) {
+    std::printf("skipped %zu files that are not pages:", s.skipped_files.size());
+    for (size_t i = 0; i < s.skipped_files.size() && i < 5; ++i) std::printf(" %s", s.skipped_files[i].c_str());
+    std::printf("%s\n", s.skipped_files.size() > 5 ? " ..." : "");
+  }
   if (s.failed_pages)
     std::printf("%lld pages could not be read: see \"error\" in %s\n", static_cast<long long>(s.failed_pages),
                 (fs::path(out) / "results.jsonl").c_str());

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <fstream>
 #include <memory>
 #include <opencv2/imgcodecs.hpp>
@@ -239,7 +240,19 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
   return {one};
 }
 
-std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& limits) {
+namespace {
+
+bool page_extension(const fs::path& path) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* known : {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".pdf"})
+    if (ext == known) return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& limits, std::vector<std::string>* skipped) {
   std::error_code ec;
   if (!fs::is_directory(job_dir, ec))
     throw std::runtime_error(job_dir.string() + ": " + (fs::exists(job_dir, ec) ? "not a folder" : "no such folder"));
@@ -259,6 +272,10 @@ std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& lim
   std::sort(files.begin(), files.end());
   std::vector<PageRef> pages;
   for (const auto& [name, path] : files) {
+    if (!page_extension(path) && sniff(read_bytes(path, 0, 32)) == FileFormat::unknown) {
+      if (skipped) skipped->push_back(name);
+      continue;
+    }
     std::vector<PageRef> more = probe_file(path, name, limits);
     pages.insert(pages.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
   }

@@ -209,7 +209,11 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
           ++count;
         }
       if (count == 0) return;
-      kernels::Tensor probs = kernels::infer_probabilities(model, pixels, count, 512);
+      // Padded to a multiple of 64 images: the convolution primitives are built per batch
+      // shape, so few distinct shapes keep them cached.
+      const int64_t padded = (count + 63) / 64 * 64;
+      pixels.resize(static_cast<size_t>(padded) * 784, 0);
+      kernels::Tensor probs = kernels::infer_probabilities(model, pixels, padded, 256);
       const float* p = probs.data();
       for (const PageMsg& m : *batch) {
         const size_t n = m->segmentation.pieces.size() * static_cast<size_t>(classes);
@@ -365,7 +369,8 @@ std::string overlay_name(const PageResult& r) {
 RunSummary run_job(const RunOptions& options, kernels::Network& model,
                    const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
   const auto list_start = Clock::now();
-  std::vector<PageRef> pages = list_pages(options.job_dir, options.limits);
+  std::vector<std::string> skipped;
+  std::vector<PageRef> pages = list_pages(options.job_dir, options.limits, &skipped);
   const double list_seconds = std::chrono::duration<double>(Clock::now() - list_start).count();
 
   std::error_code ec;
@@ -392,11 +397,13 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   };
   RunSummary summary = run_pages(pages, options, model, write, progress, cancel);
   summary.stages.list = list_seconds;
+  summary.skipped_files = std::move(skipped);
   summary.seconds += list_seconds;
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   nlohmann::json s = to_json(summary);
   s["job"] = options.job_dir.string();
   s["pages_listed"] = pages.size();
+  s["skipped_files"] = summary.skipped_files;  // under the job folder, not pages
   write_atomically(options.out_dir / "summary.json", s.dump(2) + "\n");
   return summary;
 }

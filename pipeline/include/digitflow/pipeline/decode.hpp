@@ -32,10 +32,14 @@ struct PageRef {
 };
 
 // Every page under `job_dir`, recursively, in a stable order: files by path (byte order),
-// then pages inside a file. Hidden files and folders (a leading '.') are skipped; every
-// other regular file is listed, so that a stray non-image shows up as an error line.
+// then pages inside a file. A file is a page when its name ends in a page extension (.png,
+// .jpg, .jpeg, .tif, .tiff, .bmp, .pdf, any case) or its content is one of those formats;
+// a page file that turns out unreadable (a text file named .png, a truncated scan) is
+// listed with its error. Other files (notes, truth.jsonl, a template) and hidden files and
+// folders are left out and, when `skipped` is given, their names go there.
 // Throws std::runtime_error when job_dir is not a readable folder.
-std::vector<PageRef> list_pages(const std::filesystem::path& job_dir, const DecodeLimits& limits);
+std::vector<PageRef> list_pages(const std::filesystem::path& job_dir, const DecodeLimits& limits,
+                                std::vector<std::string>* skipped = nullptr);
 
 // The pages one file holds (one entry with an error when it cannot be read).
 std::vector<PageRef> probe_file(const std::filesystem::path& file, const std::string& name,

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -49,6 +50,7 @@ struct RunSummary {
   double seconds = 0, pages_per_s = 0;
   StageSeconds stages;
   bool cancelled = false;
+  std::vector<std::string> skipped_files;  // under the job folder, not pages (run_job only)
 };
 nlohmann::json to_json(const RunSummary& summary);
 
