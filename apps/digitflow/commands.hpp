@@ -8,5 +8,6 @@ int run_eval(int argc, char** argv);
 int run_predict(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_score(int argc, char** argv);
+int run_synth(int argc, char** argv);
 
 }  // namespace digitflow::cli

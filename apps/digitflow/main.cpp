@@ -19,7 +19,8 @@ constexpr const char* kUsage =
     "  eval      accuracy, per-class accuracy and confusion matrix of a model\n"
     "  predict   recognise the digit in each of some image files\n"
     "  bench     time training (bench train) or inference (bench infer)\n"
-    "  score     compare results.jsonl with the truth: exact-match rate, digit accuracy\n";
+    "  score     compare results.jsonl with the truth: exact-match rate, digit accuracy\n"
+    "  synth     write synthetic scanned forms, checks or sheets and their truth.jsonl\n";
 
 }  // namespace
 
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     if (command == "predict") return run_predict(argc - 1, argv + 1);
     if (command == "bench") return run_bench(argc - 1, argv + 1);
     if (command == "score") return run_score(argc - 1, argv + 1);
+    if (command == "synth") return run_synth(argc - 1, argv + 1);
     std::cerr << "digitflow: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const UsageError& e) {

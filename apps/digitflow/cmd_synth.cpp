@@ -1,0 +1,99 @@
+// digitflow synth: writes a folder of synthetic scanned pages (forms, checks or plain sheets
+// with MNIST test digits written on them) and their truth.jsonl, to test and score runs on.
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "cli.hpp"
+#include "commands.hpp"
+#include "digitflow/pipeline/results.hpp"
+#include "digitflow/pipeline/synth.hpp"
+
+namespace digitflow::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// --force over an earlier synth output: its page files go, so that no page of the old job
+// is left without truth in the new one.
+void remove_previous_job(const fs::path& out) {
+  std::set<std::string> files;
+  for (const pipeline::PageResult& page : pipeline::read_results((out / "truth.jsonl").string()))
+    files.insert(page.page);
+  for (const std::string& file : files) fs::remove(out / file);
+  fs::remove(out / "truth.jsonl");
+  fs::remove(out / "template.yaml");
+}
+
+}  // namespace
+
+int run_synth(int argc, char** argv) {
+  CommonOptions common;
+  pipeline::SynthOptions synth;
+  std::string out, data_dir;
+  bool force = false;
+  po::options_description options("Options");
+  // clang-format off
+  options.add_options()
+      ("out", po::value(&out)->value_name("DIR"),
+       "folder to write the pages, truth.jsonl and template.yaml into")
+      ("pages", po::value(&synth.pages)->value_name("N")->default_value(12),
+       "pages in all (with 6 or more, one multi-page TIFF and one PDF among them)")
+      ("seed", po::value(&synth.seed)->value_name("S")->default_value(1),
+       "random seed: the same seed gives identical files")
+      ("kind", po::value(&synth.kind)->value_name("K")->default_value("forms"),
+       "forms (A4 forms with 8 fields), checks (bank checks) or free (strings anywhere on a "
+       "plain sheet)")
+      ("data-dir", po::value(&data_dir)->value_name("DIR"),
+       "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir); only the test set "
+       "is used")
+      ("force", po::bool_switch(&force),
+       "write into a folder that is not empty; replaces an earlier synth output there");
+  // clang-format on
+  add_config_options(options, common);
+  po::variables_map vm;
+  if (!parse(
+          argc, argv, "digitflow synth --out DIR [--pages N] [--seed S] [--kind forms|checks|free]",
+          "Writes synthetic scanned pages with handwritten digit strings made of MNIST test\n"
+          "digits: PNG and JPEG pages in DIR/batch1 and DIR/batch2 and, from 6 pages on, one\n"
+          "multi-page TIFF and one PDF; pages are rotated up to 4 degrees, unevenly lit, blurred\n"
+          "and noisy. DIR/truth.jsonl holds every string and digit with its box, in the shape\n"
+          "of results.jsonl (for digitflow score); for forms and checks DIR/template.yaml names\n"
+          "the fields for digitflow run --template.",
+          options, nullptr, vm))
+    return 0;
+  if (out.empty()) throw UsageError("--out DIR is required");
+  if (synth.pages < 1) throw UsageError("--pages must be at least 1");
+  if (synth.kind != "forms" && synth.kind != "checks" && synth.kind != "free")
+    throw UsageError("--kind " + synth.kind + ": expected forms, checks or free");
+  synth.out = out;
+  std::error_code ec;
+  if (fs::exists(synth.out / "truth.jsonl", ec)) {
+    if (!force)
+      throw UsageError(out +
+                       " holds an earlier synth output (truth.jsonl); pass --force to replace it");
+    remove_previous_job(synth.out);
+  } else if (fs::is_directory(synth.out, ec) && !fs::is_empty(synth.out, ec) && !force) {
+    throw UsageError(out + " is not empty; choose a new folder, or pass --force to write into it");
+  }
+  config::Settings settings = load_settings(common);
+  synth.mnist_dir = mnist_dir(settings, data_dir);
+
+  ProgressLine progress;
+  const pipeline::SynthReport report =
+      pipeline::make_synthetic_job(synth, [&](int done, int total) {
+        progress.update("synth: page " + std::to_string(done) + " of " + std::to_string(total),
+                        done == total);
+      });
+  progress.finish();
+  std::printf(
+      "%d %s pages in %d files (%d PNG, %d JPEG, %d TIFF, %d PDF), %d strings, %d digits; truth in "
+      "%s%s%s\n",
+      report.pages, synth.kind.c_str(), report.files, report.png, report.jpeg, report.tiff,
+      report.pdf, report.strings, report.digits, report.truth.c_str(),
+      report.template_file.empty() ? "" : ", template in ", report.template_file.c_str());
+  return 0;
+}
+
+}  // namespace digitflow::cli

@@ -1,0 +1,42 @@
+// Synthetic scanned pages with their truth: printed forms, bank checks or plain sheets with
+// handwritten digit strings made only of MNIST *test* digits (never seen in training), then
+// rotated, shaded, blurred, noised and saved as PNG, JPEG, multi-page TIFF and PDF.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace digitflow::pipeline {
+
+struct SynthOptions {
+  std::filesystem::path out;        // folder to write into (created when missing)
+  int pages = 12;                   // pages in all, >= 1
+  uint64_t seed = 1;                // same seed, same options -> byte-identical files
+  std::string kind = "forms";       // forms | checks | free
+  std::filesystem::path mnist_dir;  // holds t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte
+};
+
+struct SynthReport {
+  int pages = 0;                             // pages made (each page of a multi-page file counts)
+  int files = 0;                             // page files written
+  int png = 0, jpeg = 0, tiff = 0, pdf = 0;  // files by format
+  int strings = 0;                           // handwritten strings in the truth
+  int digits = 0;
+  std::filesystem::path truth;          // out/truth.jsonl
+  std::filesystem::path template_file;  // out/template.yaml; empty for kind free
+};
+
+// Called after each page with (pages done, pages in all).
+using SynthProgress = std::function<void(int done, int total)>;
+
+// Writes the page files under out/ (in subfolders batch1/ and batch2/), out/truth.jsonl
+// (one PageResult per page: every handwritten string and digit with its box in the page as
+// stored, confidence 1, and for forms and checks the template fields) and, for forms and
+// checks, out/template.yaml. With pages >= 6 one multi-page TIFF (2-3 pages) and one PDF
+// (2 pages) are among the files. Throws std::runtime_error for an unknown kind, pages < 1,
+// missing MNIST test files (naming the folder) or a missing DejaVu font.
+SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress& progress = {});
+
+}  // namespace digitflow::pipeline

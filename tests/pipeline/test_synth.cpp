@@ -1,0 +1,314 @@
+// The synthetic job generator: a seed gives identical files, the truth boxes hold ink in the
+// pages as stored (PNG, JPEG, multi-page TIFF, and the PDF as poppler renders it), fields keep
+// their rules and stay in their template zones, and bad options are refused with a message.
+#include <gtest/gtest.h>
+#include <poppler/cpp/poppler-document.h>
+#include <poppler/cpp/poppler-image.h>
+#include <poppler/cpp/poppler-page-renderer.h>
+#include <poppler/cpp/poppler-page.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
+
+#include "digitflow/pipeline/results.hpp"
+#include "digitflow/pipeline/synth.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define SKIP_WITHOUT_MNIST()       \
+  if (!testing::mnist_available()) \
+  GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh"
+
+// A job made once per test run and shared by the tests that only read it.
+const fs::path& job(const std::string& kind, int pages, uint64_t seed) {
+  static std::map<std::string, std::unique_ptr<testing::TempDir>> jobs;
+  const std::string key = kind + "-" + std::to_string(pages) + "-" + std::to_string(seed);
+  auto& dir = jobs[key];
+  if (!dir) {
+    dir = std::make_unique<testing::TempDir>();
+    make_synthetic_job({dir->path(), pages, seed, kind, testing::mnist_dir()});
+  }
+  return dir->path();
+}
+
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The pages of a file as 8-bit gray, the PDF rendered at 300 dpi as a reader would.
+std::vector<cv::Mat> load_pages(const fs::path& file) {
+  std::vector<cv::Mat> pages;
+  if (file.extension() == ".tif") {
+    cv::imreadmulti(file.string(), pages, cv::IMREAD_GRAYSCALE);
+  } else if (file.extension() == ".pdf") {
+    std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(file.string()));
+    if (!doc) return pages;
+    poppler::page_renderer renderer;
+    for (int i = 0; i < doc->pages(); ++i) {
+      std::unique_ptr<poppler::page> page(doc->create_page(i));
+      poppler::image image = renderer.render_page(page.get(), 300, 300);
+      cv::Mat argb(image.height(), image.width(), CV_8UC4, image.data(),
+                   static_cast<size_t>(image.bytes_per_row()));
+      cv::Mat gray;
+      cv::cvtColor(argb, gray, cv::COLOR_BGRA2GRAY);
+      pages.push_back(gray);
+    }
+  } else {
+    pages.push_back(cv::imread(file.string(), cv::IMREAD_GRAYSCALE));
+  }
+  return pages;
+}
+
+// Share of the box's pixels clearly darker than the paper around it.
+double ink_share(const cv::Mat& page, const Box& box) {
+  const cv::Rect inside =
+      cv::Rect(box.x, box.y, box.w, box.h) & cv::Rect(0, 0, page.cols, page.rows);
+  const cv::Rect around = cv::Rect(box.x - 30, box.y - 30, box.w + 60, box.h + 60) &
+                          cv::Rect(0, 0, page.cols, page.rows);
+  if (inside.empty()) return 0;
+  std::vector<uint8_t> values(page(around).clone().reshape(1, 1));
+  std::nth_element(values.begin(), values.begin() + static_cast<long>(values.size() / 2),
+                   values.end());
+  const int paper = values[values.size() / 2];
+  return static_cast<double>(cv::countNonZero(page(inside) < paper - 45)) / inside.area();
+}
+
+// Every digit box lies in the page and holds ink; strings are the union of their digits.
+void expect_truth_holds(const fs::path& dir) {
+  const std::vector<PageResult> truth = read_results((dir / "truth.jsonl").string());
+  ASSERT_FALSE(truth.empty());
+  std::map<std::string, std::vector<cv::Mat>> files;
+  for (const PageResult& page : truth) {
+    SCOPED_TRACE(page.page + " page " + std::to_string(page.page_index));
+    auto& images = files[page.page];
+    if (images.empty()) images = load_pages(dir / page.page);
+    ASSERT_LT(page.page_index, static_cast<int>(images.size()));
+    const cv::Mat& image = images[static_cast<size_t>(page.page_index)];
+    EXPECT_NEAR(image.cols, page.width, 1);
+    EXPECT_NEAR(image.rows, page.height, 1);
+    EXPECT_FALSE(page.strings.empty());
+    for (const StringResult& s : page.strings) {
+      ASSERT_EQ(s.text.size(), s.digits.size()) << s.text;
+      Box all;
+      for (size_t i = 0; i < s.digits.size(); ++i) {
+        const DigitResult& d = s.digits[i];
+        EXPECT_EQ(d.digit, s.text[i] - '0');
+        EXPECT_GT(d.box.area(), 0);
+        EXPECT_TRUE(d.box.x >= 0 && d.box.y >= 0 && d.box.right() <= page.width &&
+                    d.box.bottom() <= page.height)
+            << s.text << " digit " << i;
+        EXPECT_GT(ink_share(image, d.box), 0.03)
+            << s.text << " digit " << i << " box " << d.box.x << "," << d.box.y;
+        all = unite(all, d.box);
+      }
+      EXPECT_EQ(s.box, all) << s.text;
+      EXPECT_EQ(s.confidence, 1.0);
+    }
+  }
+}
+
+bool aba_valid(const std::string& s) {
+  int sum = 0;
+  for (size_t i = 0; i < s.size(); ++i) sum += (s[i] - '0') * std::array{3, 7, 1}[i % 3];
+  return s.size() == 9 && sum % 10 == 0;
+}
+
+bool luhn_valid(const std::string& s) {
+  int sum = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    int d = s[s.size() - 1 - i] - '0';
+    if (i % 2 == 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+  }
+  return sum % 10 == 0;
+}
+
+bool date_valid(const std::string& s) {  // DDMMYYYY
+  if (s.size() != 8) return false;
+  const int day = std::stoi(s.substr(0, 2)), month = std::stoi(s.substr(2, 2)),
+            year = std::stoi(s.substr(4));
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  const std::array<int, 12> days = {31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return month >= 1 && month <= 12 && day >= 1 && day <= days[static_cast<size_t>(month - 1)];
+}
+
+// Zones of template.yaml by field name, read line by line (the format the generator writes).
+std::map<std::string, cv::Rect2d> template_zones(const fs::path& file) {
+  std::map<std::string, cv::Rect2d> zones;
+  std::ifstream in(file);
+  std::string line, name;
+  while (std::getline(in, line)) {
+    if (const auto at = line.find("- name: "); at != std::string::npos) name = line.substr(at + 8);
+    double x = 0, y = 0, w = 0, h = 0;
+    if (std::sscanf(line.c_str(), " zone: [%lf, %lf, %lf, %lf]", &x, &y, &w, &h) == 4)
+      zones[name] = {x, y, w, h};
+  }
+  return zones;
+}
+
+// Each field is one of the page's strings, keeps its rule, and lies inside its zone.
+void expect_fields_hold(const fs::path& dir, size_t fields_per_page) {
+  const auto zones = template_zones(dir / "template.yaml");
+  ASSERT_EQ(zones.size(), fields_per_page);
+  for (const PageResult& page : read_results((dir / "truth.jsonl").string())) {
+    SCOPED_TRACE(page.page + " page " + std::to_string(page.page_index));
+    ASSERT_EQ(page.fields.size(), fields_per_page);
+    for (const FieldResult& f : page.fields) {
+      EXPECT_TRUE(std::any_of(page.strings.begin(), page.strings.end(), [&](const StringResult& s) {
+        return s.text == f.text && s.box == f.box;
+      })) << f.name;
+      if (f.rule == "aba_routing") {
+        EXPECT_TRUE(aba_valid(f.text)) << f.text;
+      } else if (f.rule == "luhn") {
+        EXPECT_TRUE(luhn_valid(f.text)) << f.text;
+      } else if (f.rule == "date") {
+        EXPECT_TRUE(date_valid(f.text)) << f.text;
+      }
+      ASSERT_TRUE(zones.count(f.name)) << f.name;
+      const cv::Rect2d z = zones.at(f.name);
+      EXPECT_GE(f.box.x, z.x * page.width) << f.name;
+      EXPECT_GE(f.box.y, z.y * page.height) << f.name;
+      EXPECT_LE(f.box.right(), (z.x + z.width) * page.width) << f.name;
+      EXPECT_LE(f.box.bottom(), (z.y + z.height) * page.height) << f.name;
+    }
+  }
+}
+
+TEST(Synth, SameSeedGivesIdenticalFiles) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& a = job("checks", 6, 7);
+  testing::TempDir b;
+  make_synthetic_job({b.path(), 6, 7, "checks", testing::mnist_dir()});
+  EXPECT_EQ(file_bytes(a / "truth.jsonl"), file_bytes(b / "truth.jsonl"));
+  int files = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(a)) {
+    if (!entry.is_regular_file()) continue;
+    ++files;
+    const fs::path relative = fs::relative(entry.path(), a);
+    EXPECT_EQ(file_bytes(entry.path()), file_bytes(b.path() / relative)) << relative;
+  }
+  EXPECT_GE(files, 5);
+
+  testing::TempDir c;
+  make_synthetic_job({c.path(), 6, 8, "checks", testing::mnist_dir()});
+  EXPECT_NE(file_bytes(a / "truth.jsonl"), file_bytes(c / "truth.jsonl"));
+}
+
+TEST(Synth, ChecksTruthHoldsInTheStoredPages) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& dir = job("checks", 6, 7);
+  expect_truth_holds(dir);
+  expect_fields_hold(dir, 4);
+}
+
+TEST(Synth, FormsTruthHoldsAndFieldsKeepTheirRules) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& dir = job("forms", 2, 11);
+  expect_truth_holds(dir);
+  expect_fields_hold(dir, 8);
+  const std::vector<PageResult> truth = read_results((dir / "truth.jsonl").string());
+  for (const PageResult& page : truth) {
+    EXPECT_EQ(page.width, 2480);
+    EXPECT_EQ(page.height, 3508);
+  }
+}
+
+TEST(Synth, FreePagesHaveNoTemplateAndNoFields) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& dir = job("free", 2, 5);
+  expect_truth_holds(dir);
+  EXPECT_FALSE(fs::exists(dir / "template.yaml"));
+  for (const PageResult& page : read_results((dir / "truth.jsonl").string())) {
+    EXPECT_TRUE(page.fields.empty());
+    EXPECT_GE(page.strings.size(), 3u);
+    EXPECT_LE(page.strings.size(), 8u);
+  }
+}
+
+TEST(Synth, SomeStringsHaveTouchingDigits) {
+  SKIP_WITHOUT_MNIST();
+  int strings = 0, touching = 0;
+  for (const fs::path& dir : {job("checks", 6, 7), job("forms", 2, 11), job("free", 2, 5)})
+    for (const PageResult& page : read_results((dir / "truth.jsonl").string()))
+      for (const StringResult& s : page.strings) {
+        ++strings;
+        for (size_t i = 1; i < s.digits.size(); ++i)
+          if (s.digits[i].box.x < s.digits[i - 1].box.right()) {
+            ++touching;
+            break;
+          }
+      }
+  EXPECT_GT(touching, 0) << "of " << strings << " strings";
+  EXPECT_LT(touching, strings / 2) << "of " << strings << " strings";
+}
+
+TEST(Synth, MultiPageFilesHoldTheirPages) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& dir = job("checks", 6, 7);
+  std::map<std::string, std::vector<PageResult>> by_file;
+  for (PageResult& page : read_results((dir / "truth.jsonl").string()))
+    by_file[page.page].push_back(page);
+  int tiffs = 0, pdfs = 0;
+  for (const auto& [name, pages] : by_file) {
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(name.rfind("batch1/", 0) == 0 || name.rfind("batch2/", 0) == 0);
+    for (size_t i = 0; i < pages.size(); ++i) EXPECT_EQ(pages[i].page_index, static_cast<int>(i));
+    if (fs::path(name).extension() == ".tif") {
+      ++tiffs;
+      EXPECT_GE(pages.size(), 2u);
+      EXPECT_LE(pages.size(), 3u);
+      EXPECT_EQ(cv::imcount((dir / name).string()), pages.size());
+    }
+    if (fs::path(name).extension() == ".pdf") {
+      ++pdfs;
+      std::unique_ptr<poppler::document> doc(
+          poppler::document::load_from_file((dir / name).string()));
+      ASSERT_TRUE(doc) << "poppler cannot open it";
+      ASSERT_EQ(doc->pages(), 2);
+      ASSERT_EQ(pages.size(), 2u);
+      for (int i = 0; i < 2; ++i) {
+        std::unique_ptr<poppler::page> page(doc->create_page(i));
+        const poppler::rectf size = page->page_rect();
+        EXPECT_NEAR(size.width() * 300 / 72, pages[static_cast<size_t>(i)].width, 1.0);
+        EXPECT_NEAR(size.height() * 300 / 72, pages[static_cast<size_t>(i)].height, 1.0);
+      }
+    }
+  }
+  EXPECT_EQ(tiffs, 1);
+  EXPECT_EQ(pdfs, 1);
+}
+
+TEST(Synth, RefusesBadOptions) {
+  testing::TempDir dir;
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
+      [&] {
+        make_synthetic_job({dir / "out", 3, 1, "letters", testing::mnist_dir()});
+      },
+      {"letters", "forms, checks or free"}));
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
+      [&] {
+        make_synthetic_job({dir / "out", 0, 1, "forms", testing::mnist_dir()});
+      },
+      {"pages", "at least 1"}));
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
+      [&] {
+        make_synthetic_job({dir / "out", 2, 1, "forms", dir / "no-mnist"});
+      },
+      {(dir / "no-mnist").string(), "t10k-images-idx3-ubyte"}));
+  EXPECT_FALSE(fs::exists(dir / "out" / "truth.jsonl"));
+}
+
+}  // namespace
+}  // namespace digitflow::pipeline
