@@ -45,6 +45,8 @@ int run_synth(int argc, char** argv) {
       ("kind", po::value(&synth.kind)->value_name("K")->default_value("forms"),
        "forms (A4 forms with 8 fields), checks (bank checks) or free (strings anywhere on a "
        "plain sheet)")
+      ("jpeg-share", po::value(&synth.jpeg_share)->value_name("X")->default_value(0.2),
+       "share of the single-page files stored as JPEG, 0..1 (the others are PNG)")
       ("data-dir", po::value(&data_dir)->value_name("DIR"),
        "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir); only the test set "
        "is used")
@@ -65,6 +67,8 @@ int run_synth(int argc, char** argv) {
     return 0;
   if (out.empty()) throw UsageError("--out DIR is required");
   if (synth.pages < 1) throw UsageError("--pages must be at least 1");
+  if (!(synth.jpeg_share >= 0 && synth.jpeg_share <= 1))
+    throw UsageError("--jpeg-share must be between 0 and 1");
   if (synth.kind != "forms" && synth.kind != "checks" && synth.kind != "free")
     throw UsageError("--kind " + synth.kind + ": expected forms, checks or free");
   synth.out = out;

@@ -819,7 +819,7 @@ struct PageFile {
 
 // Which pages go to which file: single PNG (and some JPEG) pages in batch1/ and batch2/,
 // and with 6 pages or more a multi-page TIFF in batch1/ and a two-page PDF in batch2/.
-std::vector<PageFile> plan_files(int pages, const std::string& stem, Rng& rng) {
+std::vector<PageFile> plan_files(int pages, const std::string& stem, double jpeg_share, Rng& rng) {
   const int tiff_pages = pages >= 6 ? rng.integer(2, 3) : 0, pdf_pages = pages >= 6 ? 2 : 0;
   const int singles = pages - tiff_pages - pdf_pages, first_batch = (singles + 1) / 2;
   std::vector<PageFile> files;
@@ -833,7 +833,7 @@ std::vector<PageFile> plan_files(int pages, const std::string& stem, Rng& rng) {
     page += count;
   };
   std::vector<Format> single(static_cast<size_t>(singles));
-  for (Format& f : single) f = rng.chance(0.2) ? Format::jpeg : Format::png;
+  for (Format& f : single) f = rng.chance(jpeg_share) ? Format::jpeg : Format::png;
   if (singles >= 5 &&
       std::none_of(single.begin(), single.end(), [](Format f) { return f == Format::jpeg; }))
     single[1] = Format::jpeg;
@@ -1030,7 +1030,7 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   SynthReport report;
   const std::string stem = kind == Kind::forms ? "form" : kind == Kind::checks ? "check" : "page";
   Rng plan_rng = stream(options.seed, 0);
-  const std::vector<PageFile> files = plan_files(options.pages, stem, plan_rng);
+  const std::vector<PageFile> files = plan_files(options.pages, stem, options.jpeg_share, plan_rng);
   std::string truth;
   for (const PageFile& file : files) {
     std::vector<Page> pages;
