@@ -87,6 +87,18 @@ int run_run(int argc, char** argv) {
   }
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
+  const config::PipelineSettings& ps = settings.pipeline;
+  if (ps.min_digit_height > ps.max_digit_height)
+    throw UsageError("pipeline.min_digit_height (" + std::to_string(ps.min_digit_height) +
+                     ") is above pipeline.max_digit_height (" + std::to_string(ps.max_digit_height) + ")");
+  run.limits.max_pixels = ps.max_page_pixels;
+  run.limits.pdf_dpi = ps.pdf_dpi;
+  run.pages_in_flight = ps.pages_in_flight;
+  run.batch_digits = ps.batch_digits;
+  run.segment.min_digit_height = ps.min_digit_height;
+  run.segment.max_digit_height = ps.max_digit_height;
+  run.low_confidence = ps.low_confidence;
+  run.read.temperature = ps.temperature;
   run.job_dir = job;
   run.out_dir = out;
   run.overlays = overlays;

@@ -230,6 +230,8 @@ const std::vector<Field>& fields() {
     return std::vector<Field>{
         path_field(
             "data.dir", [](auto& s) -> auto& { return s.data.dir; }),
+        int_field(
+            "data.negatives", [](auto& s) -> auto& { return s.data.negatives; }, at_least_0),
         path_field(
             "model.default", [](auto& s) -> auto& { return s.model.default_model; }),
         path_field(
@@ -298,6 +300,29 @@ const std::vector<Field>& fields() {
             "runtime.threads", [](auto& s) -> auto& { return s.runtime.threads; }, at_least_0),
         choice_field("runtime.backend", [](auto& s) -> auto& { return s.runtime.backend; },
                      {"cpu", "cuda", "cudnn", "auto"}),
+        int_field(
+            "pipeline.max_page_pixels", [](auto& s) -> auto& { return s.pipeline.max_page_pixels; },
+            Range{10000, 1e9}),
+        int_field(
+            "pipeline.pdf_dpi", [](auto& s) -> auto& { return s.pipeline.pdf_dpi; }, Range{50, 1200}),
+        int_field(
+            "pipeline.pages_in_flight", [](auto& s) -> auto& { return s.pipeline.pages_in_flight; },
+            Range{0, 4096}),
+        int_field(
+            "pipeline.batch_digits", [](auto& s) -> auto& { return s.pipeline.batch_digits; },
+            Range{1, 65536}),
+        int_field(
+            "pipeline.min_digit_height", [](auto& s) -> auto& { return s.pipeline.min_digit_height; },
+            Range{4, 4096}),
+        int_field(
+            "pipeline.max_digit_height", [](auto& s) -> auto& { return s.pipeline.max_digit_height; },
+            Range{4, 4096}),
+        real_field(
+            "pipeline.low_confidence", [](auto& s) -> auto& { return s.pipeline.low_confidence; },
+            Range{0, 1}),
+        real_field(
+            "pipeline.temperature", [](auto& s) -> auto& { return s.pipeline.temperature; },
+            Range{0, 10, true, false}),
     };
   }();
   return table;

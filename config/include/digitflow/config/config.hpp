@@ -34,6 +34,7 @@ class ConfigError : public std::runtime_error {
 // Relative paths are kept as written and resolved against the working directory.
 struct DataSettings {
   std::string dir = "data/mnist";  // data.dir: folder of the MNIST IDX files
+  int negatives = 0;               // data.negatives: generated "not a digit" images (class 10)
 };
 
 struct ModelSettings {
@@ -46,11 +47,24 @@ struct RuntimeSettings {
   std::string backend = "cpu";  // runtime.backend: "cpu" | "cuda" | "cudnn" | "auto"
 };
 
+// The page pipeline (digitflow run); see pipeline/run.hpp for what each one steers.
+struct PipelineSettings {
+  int max_page_pixels = 80'000'000;  // pipeline.max_page_pixels: larger pages are refused
+  int pdf_dpi = 300;                 // pipeline.pdf_dpi: PDF pages rendered at this resolution
+  int pages_in_flight = 0;           // pipeline.pages_in_flight: 0 = 4 per thread
+  int batch_digits = 512;            // pipeline.batch_digits: CNN batch across pages
+  int min_digit_height = 30;         // pipeline.min_digit_height: px; smaller ink is not a digit
+  int max_digit_height = 400;        // pipeline.max_digit_height: px
+  float low_confidence = 0.9f;       // pipeline.low_confidence: strings below go to review
+  float temperature = 1.0f;          // pipeline.temperature: probabilities sharpened as p^(1/T)
+};
+
 struct Settings {
   DataSettings data;
   ModelSettings model;
   kernels::TrainConfig train;
   RuntimeSettings runtime;
+  PipelineSettings pipeline;
 };
 
 // Precedence, lowest first: the C++ defaults above, defaults_file, the DIGITFLOW_DATA

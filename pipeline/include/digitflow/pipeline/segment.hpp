@@ -18,7 +18,7 @@
 namespace digitflow::pipeline {
 
 struct SegmentOptions {
-  int min_digit_height = 20;    // px; smaller ink is dots and noise
+  int min_digit_height = 30;    // px; smaller ink is dots, noise and small print
   int max_digit_height = 400;   // px; taller ink is not a digit of a form
   double string_gap = 0.9;      // largest gap inside a string, in digit heights
   double split_aspect = 0.85;   // a component wider than this x its height may be 2 digits

@@ -15,8 +15,8 @@ struct SynthOptions {
   int pages = 12;                   // pages in all, >= 1
   uint64_t seed = 1;                // same seed, same options -> byte-identical files
   std::string kind = "forms";       // forms | checks | free
-  double jpeg_share = 0.2;          // share of the single-page files stored as JPEG (else PNG)
   std::filesystem::path mnist_dir;  // holds t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte
+  double jpeg_share = 0.2;          // share of the single-page files stored as JPEG (else PNG)
 };
 
 struct SynthReport {
