@@ -44,6 +44,8 @@ int run_run(int argc, char** argv) {
   CommonOptions common;
   std::string job, out, model, template_file;
   bool overlays = false;
+  pipeline::Template form;
+  pipeline::RunOptions run;
   po::options_description options("Options");
   options.add_options()
       ("out", po::value(&out)->value_name("DIR"), "output folder (created; results there are replaced)")
@@ -52,6 +54,8 @@ int run_run(int argc, char** argv) {
       ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("overlays", po::bool_switch(&overlays), "also write OUT/overlays/<page>.png with the boxes and text drawn")
+      ("decode-clean-only", po::bool_switch(&run.decode_clean_only),
+       "for timing: decode and clean every page but read nothing (results have no strings)")
       ("job", po::value(&job), "job folder (positional)");
   add_config_options(options, common);
   po::positional_options_description positional;
@@ -79,8 +83,6 @@ int run_run(int argc, char** argv) {
   k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 
-  pipeline::Template form;
-  pipeline::RunOptions run;
   if (!template_file.empty()) {
     form = config::load_template(template_file);
     run.page_template = &form;

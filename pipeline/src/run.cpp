@@ -181,11 +181,13 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   flow::function_node<PageMsg, PageMsg> clean(g, flow::unlimited, stage(clocks.clean, [&](PageWork& w) {
     w.cleaned = clean_page(w.gray, options.clean);
     if (!options.overlays) w.gray.release();
+    if (options.decode_clean_only) w.cleaned = CleanedPage{};
   }));
   flow::function_node<PageMsg, PageMsg> find(g, flow::unlimited, stage(clocks.find, [&](PageWork& w) {
-    w.segmentation = find_strings(w.cleaned, options.segment);
+    if (!options.decode_clean_only) w.segmentation = find_strings(w.cleaned, options.segment);
   }));
   flow::function_node<PageMsg, PageMsg> normalize(g, flow::unlimited, stage(clocks.normalize, [&](PageWork& w) {
+    if (options.decode_clean_only) return;
     normalize_pieces(w.cleaned, w.segmentation);
     w.cleaned.flat.release();  // what is left is small: the map back to the page
     w.cleaned.ink.release();
@@ -228,6 +230,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
         for (const PageMsg& m : *batch) std::get<0>(ports).try_put(m);
       });
   flow::function_node<PageMsg, PageMsg> assemble(g, flow::unlimited, stage(clocks.assemble, [&](PageWork& w) {
+    if (options.decode_clean_only) return;
     w.result.strings = read_strings(w.segmentation, w.probs.data(), classes, w.cleaned.to_page, w.result.width,
                                     w.result.height, options.read);
     w.segmentation = Segmentation{};

@@ -32,6 +32,7 @@ struct RunOptions {
   int pages_in_flight = 0;                  // pages decoded but not yet written; 0 = 4 per thread
   int batch_digits = 512;                   // CNN batch across pages
   double low_confidence = 0.9;              // strings below this are counted for review
+  bool decode_clean_only = false;           // benchmarks: decode and clean each page, read nothing
 };
 
 struct RunProgress {
