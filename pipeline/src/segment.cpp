@@ -131,10 +131,12 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     group_of[static_cast<size_t>(i)] = root_index[static_cast<size_t>(root)];
   }
   // Slots: groups of a digit's size (tall enough; not long flat line debris).
+  // Groups from half the digit height up take part in strings; those below the digit
+  // height only as context (see Slot).
   std::vector<int> slots;
   for (size_t g = 0; g < group_rect.size(); ++g) {
     const cv::Rect& r = group_rect[g];
-    if (r.height < options.min_digit_height || r.height > options.max_digit_height) continue;
+    if (2 * r.height < options.min_digit_height || r.height > options.max_digit_height) continue;
     if (r.width > 8 * r.height) continue;
     slots.push_back(static_cast<int>(g));
   }
@@ -172,6 +174,10 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       }
       Slot slot;
       slot.box = to_box(r);
+      if (r.height < options.min_digit_height) {
+        candidate.slots.push_back(std::move(slot));
+        continue;
+      }
       auto add = [&](const std::vector<int>& cuts) {
         Hypothesis h;
         std::vector<int> edges = {0};
@@ -217,11 +223,13 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
           }
         }
       }
-      if (slot.hypotheses.empty()) continue;
+      if (slot.hypotheses.empty()) continue;  // no piece held ink
       candidate.box = unite(candidate.box, slot.box);
       candidate.slots.push_back(std::move(slot));
     }
-    if (!candidate.slots.empty()) out.strings.push_back(std::move(candidate));
+    const bool readable = std::any_of(candidate.slots.begin(), candidate.slots.end(),
+                                      [](const Slot& slot) { return !slot.hypotheses.empty(); });
+    if (readable) out.strings.push_back(std::move(candidate));
   }
   // Reading order: top to bottom by line, then left to right.
   std::sort(out.strings.begin(), out.strings.end(), [](const StringCandidate& a, const StringCandidate& b) {
@@ -281,8 +289,12 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
   std::vector<StringResult> results;
   for (const StringCandidate& candidate : seg.strings) {
     // The chosen pieces of every slot, in order.
-    std::vector<int> chosen;
+    std::vector<int> chosen;  // piece indices; -1 for small context
     for (const Slot& slot : candidate.slots) {
+      if (slot.hypotheses.empty()) {
+        chosen.push_back(-1);
+        continue;
+      }
       const Hypothesis* best = nullptr;
       double best_score = -1e300;
       for (const Hypothesis& h : slot.hypotheses) {
@@ -300,7 +312,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       }
       chosen.insert(chosen.end(), best->pieces.begin(), best->pieces.end());
     }
-    const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return is_digit(static_cast<size_t>(i)); });
+    const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); });
     if (accepted == 0 || 2 * accepted <= static_cast<long>(chosen.size())) continue;  // mostly not digits: print or debris
     // Runs of digits between rejected pieces become strings.
     StringResult current;
@@ -310,7 +322,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     };
     for (int piece : chosen) {
       const size_t i = static_cast<size_t>(piece);
-      if (!is_digit(i)) {
+      if (piece < 0 || !is_digit(i)) {
         flush();
         continue;
       }

@@ -4,6 +4,8 @@
 // (splitmix64, the same on every platform), so a seed names a job byte for byte.
 #include "digitflow/pipeline/synth.hpp"
 
+#include "digitflow/pipeline/fields.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -506,7 +508,9 @@ void write_field(Page& page, const DigitBank& bank, const FieldLayout& field, co
   FieldResult f;
   f.name = field.name;
   f.rule = std::string(field.rule) == "none" ? "" : field.rule;
-  f.text = text;
+  FieldSpec spec;
+  spec.rule = rule_from_name(field.rule).value_or(FieldRule::none);
+  f.text = format_field(spec, text);  // as digitflow run writes it: amounts with their point
   f.found = f.valid = true;
   f.confidence = 1.0;
   page.fields.push_back(f);

@@ -166,8 +166,11 @@ void expect_fields_hold(const fs::path& dir, size_t fields_per_page) {
     SCOPED_TRACE(page.page + " page " + std::to_string(page.page_index));
     ASSERT_EQ(page.fields.size(), fields_per_page);
     for (const FieldResult& f : page.fields) {
+      // Amounts are written with their decimal point, like digitflow run writes them.
+      std::string digits = f.text;
+      if (f.rule == "amount") digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
       EXPECT_TRUE(std::any_of(page.strings.begin(), page.strings.end(), [&](const StringResult& s) {
-        return s.text == f.text && s.box == f.box;
+        return s.text == digits && s.box == f.box;
       })) << f.name;
       if (f.rule == "aba_routing") {
         EXPECT_TRUE(aba_valid(f.text)) << f.text;

@@ -21,7 +21,7 @@ struct SegmentOptions {
   int min_digit_height = 30;    // px; smaller ink is dots, noise and small print
   int max_digit_height = 400;   // px; taller ink is not a digit of a form
   double string_gap = 0.9;      // largest gap inside a string, in digit heights
-  double split_aspect = 0.85;   // a component wider than this x its height may be 2 digits
+  double split_aspect = 0.6;    // a component wider than this x its height may be 2 digits
   int max_cuts = 3;             // candidate cut positions tried per split
 };
 
@@ -31,9 +31,12 @@ struct Hypothesis {
 };
 
 // One blob of ink in a string (after merging broken strokes), with its ways of reading.
+// A blob below the digit height (lower-case print beside a capital, a short mark) is kept
+// as context with no hypotheses: it is never read, and it counts against the string being
+// handwritten digits.
 struct Slot {
   Box box;                             // deskewed page coordinates
-  std::vector<Hypothesis> hypotheses;  // [0] is the uncut reading
+  std::vector<Hypothesis> hypotheses;  // [0] is the uncut reading; empty for small context
 };
 
 struct StringCandidate {
