@@ -1,6 +1,7 @@
 // digitflow score: compares a run's results.jsonl with the truth of the same pages and
 // prints exact-match rate, digit accuracy, false strings, and the same at confidence
 // thresholds; --min-exact turns it into a pass/fail check for scripts.
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -16,7 +17,7 @@ namespace digitflow::cli {
 
 int run_score(int argc, char** argv) {
   std::vector<std::string> files;
-  bool json = false;
+  bool json = false, fit = false;
   double min_exact = -1;
   po::options_description options("Options");
   // clang-format off
@@ -25,12 +26,15 @@ int run_score(int argc, char** argv) {
       ("min-exact", po::value(&min_exact)->value_name("X"),
        "exit with status 1 when the exact-match rate (exact strings / truth strings) is "
        "below X (0..1)")
+      ("fit-temperature", po::bool_switch(&fit),
+       "also fit the calibration: the factor to multiply pipeline.temperature by so that\n"
+       "string confidences best predict exact strings")
       ("file", po::value(&files)->composing(), "RESULTS.jsonl TRUTH.jsonl (positional)");
   // clang-format on
   po::positional_options_description positional;
   positional.add("file", 2);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow score RESULTS.jsonl TRUTH.jsonl [--json] [--min-exact X]",
+  if (!parse(argc, argv, "digitflow score RESULTS.jsonl TRUTH.jsonl [--json] [--min-exact X] [--fit-temperature]",
              "Scores results against truth (both in the results.jsonl format). Pages pair by\n"
              "page and page_index; a result string matches a truth string when their boxes\n"
              "overlap with IoU >= 0.3 (one to one, largest overlap first), and is exact when\n"
@@ -50,10 +54,20 @@ int run_score(int argc, char** argv) {
   if (truth.empty()) throw std::runtime_error(files[1] + ": holds no pages");
   const pipeline::ScoreReport report = pipeline::score_results(results, truth);
 
+  pipeline::TemperatureFit calibration;
+  if (fit) calibration = pipeline::fit_temperature(results, truth);
   if (json) {
-    std::cout << pipeline::to_json(report).dump(2) << "\n";
+    nlohmann::json out = pipeline::to_json(report);
+    if (fit)
+      out["temperature_fit"] = {{"factor", calibration.factor}, {"brier_before", calibration.brier_before},
+                                {"brier_after", calibration.brier_after}, {"strings", calibration.strings}};
+    std::cout << out.dump(2) << "\n";
   } else {
     std::cout << pipeline::score_table(report);
+    if (fit)
+      std::printf("\ntemperature fit over %d strings: multiply pipeline.temperature by %.3f "
+                  "(Brier score %.4f -> %.4f)\n",
+                  calibration.strings, calibration.factor, calibration.brier_before, calibration.brier_after);
   }
   if (vm.count("min-exact") && report.exact_rate < min_exact) {
     std::cerr << "digitflow score: exact-match rate " << report.exact_rate

@@ -3,6 +3,7 @@
 #include "digitflow/pipeline/score.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -250,6 +251,64 @@ std::string score_table(const ScoreReport& report) {
     }
   }
   return out;
+}
+
+namespace {
+
+// A string's confidence after scaling its digits' probabilities by 1/temperature.
+double scaled_confidence(const StringResult& s, double temperature) {
+  double confidence = 1;
+  for (const DigitResult& d : s.digits) {
+    if (d.top.empty()) return s.confidence;
+    double top_mass = 0, chosen = 0, sum = 0;
+    for (const Candidate& c : d.top) {
+      const double w = std::pow(std::max(1e-9, static_cast<double>(c.confidence)), 1 / temperature);
+      top_mass += c.confidence;
+      sum += w;
+      if (c.digit == d.digit) chosen = w;
+    }
+    const double others = 8;  // classes outside the top 3 (of 11; 7 of 10 would change little)
+    const double rest = std::max(0.0, 1 - top_mass) / others;
+    sum += others * std::pow(std::max(1e-12, rest), 1 / temperature);
+    confidence *= chosen / sum;
+  }
+  return confidence;
+}
+
+}  // namespace
+
+TemperatureFit fit_temperature(const std::vector<PageResult>& results, const std::vector<PageResult>& truth) {
+  std::map<std::pair<std::string, int>, const PageResult*> truth_of;
+  for (const PageResult& t : truth) truth_of.emplace(std::pair{t.page, t.page_index}, &t);
+  std::vector<std::pair<const StringResult*, bool>> samples;  // string, exactly right
+  for (const PageResult& r : results) {
+    auto it = truth_of.find({r.page, r.page_index});
+    if (it == truth_of.end() || r.error) continue;
+    const std::vector<int> matched = match_strings(it->second->strings, r.strings);
+    std::vector<bool> right(r.strings.size(), false);
+    for (size_t i = 0; i < matched.size(); ++i)
+      if (matched[i] >= 0 && r.strings[static_cast<size_t>(matched[i])].text == it->second->strings[i].text)
+        right[static_cast<size_t>(matched[i])] = true;
+    for (size_t j = 0; j < r.strings.size(); ++j) samples.emplace_back(&r.strings[j], right[j]);
+  }
+  TemperatureFit fit;
+  fit.strings = static_cast<int>(samples.size());
+  if (samples.empty()) return fit;
+  auto brier = [&](double temperature) {
+    double sum = 0;
+    for (const auto& [s, right] : samples) {
+      const double miss = scaled_confidence(*s, temperature) - (right ? 1.0 : 0.0);
+      sum += miss * miss;
+    }
+    return sum / static_cast<double>(samples.size());
+  };
+  fit.brier_before = brier(1.0);
+  fit.brier_after = fit.brier_before;
+  for (double t = 0.05; t <= 3.0; t *= 1.03) {  // a 3% grid is finer than the fit's noise
+    const double b = brier(t);
+    if (b < fit.brier_after) fit.brier_after = b, fit.factor = t;
+  }
+  return fit;
 }
 
 }  // namespace digitflow::pipeline

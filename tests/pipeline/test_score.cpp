@@ -208,5 +208,42 @@ TEST(Score, JsonAndTableCarryTheFigures) {
   EXPECT_NE(table.find("0.99"), std::string::npos) << table;
 }
 
+// Strings whose digits each carry the same top-3 probabilities.
+StringResult read_with(const std::string& text, Box box, float p) {
+  StringResult s = text_at(text, box);
+  s.confidence = 1;
+  for (char c : text) {
+    DigitResult d;
+    d.digit = c - '0';
+    d.confidence = p;
+    d.top = {{d.digit, p}, {(d.digit + 1) % 10, (1 - p) / 2}, {(d.digit + 2) % 10, (1 - p) / 4}};
+    s.confidence *= p;
+    s.digits.push_back(d);
+  }
+  return s;
+}
+
+TEST(Score, TemperatureFitSharpensUnderconfidentDigits) {
+  // Right strings read at 0.9 per digit (string confidence ~0.66): the fit must sharpen.
+  std::vector<PageResult> truth, results;
+  for (int i = 0; i < 20; ++i) {
+    std::string name = "p";
+    name += std::to_string(i);
+    name += ".png";
+    truth.push_back(page(name, {text_at("0412", {100, 100, 80, 40})}));
+    results.push_back(page(name, {read_with("0412", {100, 100, 80, 40}, 0.9f)}));
+  }
+  TemperatureFit fit = fit_temperature(results, truth);
+  EXPECT_EQ(fit.strings, 20);
+  EXPECT_LT(fit.factor, 0.5);
+  EXPECT_LT(fit.brier_after, fit.brier_before / 4);
+  // Wrong strings read at 0.9 per digit: the fit must soften instead.
+  for (PageResult& r : results) r.strings[0] = read_with("0413", {100, 100, 80, 40}, 0.9f);
+  fit = fit_temperature(results, truth);
+  EXPECT_GT(fit.factor, 1.0);
+  EXPECT_LT(fit.brier_after, fit.brier_before);
+  EXPECT_EQ(fit_temperature({}, truth).strings, 0);
+}
+
 }  // namespace
 }  // namespace digitflow::pipeline

@@ -66,6 +66,19 @@ ScoreReport score_results(const std::vector<PageResult>& results,
 
 size_t levenshtein(const std::string& a, const std::string& b);
 
+// Temperature scaling fitted on scored results: the factor F such that raising each digit's
+// probabilities to the power 1/F (renormalised) makes the string confidences best predict
+// which strings are exactly right (least Brier score over every result string on a page with
+// truth; a false string counts as wrong). The digits' top 3 carry the probabilities; the
+// mass outside them is taken as spread evenly over the other classes. Results made with
+// pipeline.temperature T0 are recalibrated by T0 * F.
+struct TemperatureFit {
+  double factor = 1;
+  double brier_before = 0, brier_after = 0;
+  int strings = 0;  // result strings used
+};
+TemperatureFit fit_temperature(const std::vector<PageResult>& results, const std::vector<PageResult>& truth);
+
 nlohmann::json to_json(const ScoreReport& report);
 // The report as an aligned plain-text table for a terminal.
 std::string score_table(const ScoreReport& report);
