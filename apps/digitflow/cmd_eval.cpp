@@ -1,5 +1,7 @@
 // digitflow eval: accuracy, per-class accuracy and the confusion matrix of a model file on
-// a labelled IDX test set, as a table or as one JSON object.
+// a labelled IDX test set, as a table or as one JSON object. For a model with the "not a
+// digit" class also the rejection rate on held-out generated negatives and the share of the
+// set's digits wrongly rejected.
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -9,6 +11,7 @@
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/negatives.hpp"
 
 namespace digitflow::cli {
 
@@ -35,6 +38,22 @@ k::LabelledImages load_eval_data(const std::string& data, const config::Settings
   return k::load_mnist(dir, k::MnistSplit::test);
 }
 
+// The held-out negatives `digitflow train` reports: fixed seed, glued pairs and slices cut
+// from MNIST test digits (the evaluated set when it is MNIST test).
+k::LabelledImages held_out_negatives(const std::string& data, const k::LabelledImages& set,
+                                     const config::Settings& settings, const std::string& data_dir) {
+  if (data == "mnist-test")
+    return pipeline::make_negatives(pipeline::kHeldOutNegatives, pipeline::kHeldOutNegativesSeed, &set);
+  try {
+    const k::LabelledImages test = k::load_mnist(mnist_dir(settings, data_dir), k::MnistSplit::test);
+    return pipeline::make_negatives(pipeline::kHeldOutNegatives, pipeline::kHeldOutNegativesSeed, &test);
+  } catch (const std::exception& e) {
+    std::cerr << "digitflow eval: no MNIST test digits for the held-out negatives (" << e.what()
+              << "); glued pairs and slices left out\n";
+    return pipeline::make_negatives(pipeline::kHeldOutNegatives, pipeline::kHeldOutNegativesSeed);
+  }
+}
+
 }  // namespace
 
 int run_eval(int argc, char** argv) {
@@ -53,7 +72,9 @@ int run_eval(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow eval --model M [--data mnist-test|fashion-test|DIR] [--json]",
              "Evaluates a model file: accuracy, accuracy per class and the confusion matrix\n"
-             "(rows: true class, columns: predicted).",
+             "(rows: true class, columns: predicted). For a model with class 10 (\"not a digit\")\n"
+             "also the share of 2,000 held-out generated negatives it rejects and the share of\n"
+             "the set's digits it wrongly rejects.",
              options, nullptr, vm))
     return 0;
   config::Settings settings = load_settings(common);
@@ -63,19 +84,44 @@ int run_eval(int argc, char** argv) {
   k::LoadedModel loaded = k::load_model(model_path);
   k::LabelledImages set = load_eval_data(data, settings, data_dir);
   k::EvalResult r = k::evaluate(loaded.network, set);
+  const bool rejects = loaded.network.spec().classes == pipeline::kClassesWithNotDigit;
+  int64_t negatives = 0;
+  double negatives_rejected = 0;
+  k::EvalResult page;  // the set redrawn as the page pipeline draws digits
+  if (rejects) {
+    const k::LabelledImages held_out = held_out_negatives(data, set, settings, data_dir);
+    negatives = held_out.count;
+    negatives_rejected = pipeline::rejected_share(k::evaluate(loaded.network, held_out));
+    page = k::evaluate(loaded.network, pipeline::digits_through_page(set, pipeline::kHeldOutNegativesSeed));
+  }
 
   if (json) {
     nlohmann::json out = {{"model", model_path.string()}, {"data", data},
                           {"count", r.count},             {"accuracy", r.accuracy},
                           {"loss", r.loss},               {"per_class", r.per_class},
                           {"confusion", r.confusion}};
+    if (rejects) {
+      out["held_out_negatives"] = negatives;
+      out["negatives_rejected"] = negatives_rejected;
+      out["digits_rejected"] = pipeline::rejected_share(r);
+      out["page_digits_accuracy"] = page.accuracy;
+      out["page_digits_rejected"] = pipeline::rejected_share(page);
+    }
     std::cout << out.dump() << "\n";
     return 0;
   }
-  std::printf("%s on %s: accuracy %.2f%% (%lld of %lld), loss %.4f\n\n", model_path.c_str(),
+  std::printf("%s on %s: accuracy %.2f%% (%lld of %lld), loss %.4f\n", model_path.c_str(),
               data.c_str(), 100 * r.accuracy,
               static_cast<long long>(std::llround(r.accuracy * static_cast<double>(r.count))),
               static_cast<long long>(r.count), r.loss);
+  if (rejects)
+    std::printf("not a digit (class 10): %.2f%% of %lld held-out negatives rejected; %.2f%% of the "
+                "%lld images of %s wrongly rejected (%.2f%% when redrawn as on a page, accuracy then "
+                "%.2f%%)\n",
+                100 * negatives_rejected, static_cast<long long>(negatives), 100 * pipeline::rejected_share(r),
+                static_cast<long long>(r.count), data.c_str(), 100 * pipeline::rejected_share(page),
+                100 * page.accuracy);
+  std::printf("\n");
   const size_t classes = r.per_class.size();
   std::printf("true\\pred");
   for (size_t c = 0; c < classes; ++c) std::printf("%6zu", c);

@@ -1,5 +1,7 @@
 // digitflow predict: reads images of single handwritten digits, normalises each the way
-// MNIST was made, and prints the digit, its probability and the top 3.
+// MNIST was made, and prints the digit, its probability and the top 3 digits. With a model
+// that has class 10, an image in that class is "not a digit" (JSON: "digit": null), and the
+// JSON always gives the not-a-digit probability.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/negatives.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 
 namespace digitflow::cli {
@@ -26,7 +29,7 @@ int run_predict(int argc, char** argv) {
   po::options_description options("Options");
   options.add_options()
       ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
-      ("json", po::bool_switch(&json), "one JSON object per image: file, digit, probability, top3")
+      ("json", po::bool_switch(&json), "one JSON object per image: file, digit (null: not a digit), probability, not_digit (11-class models), top3")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("image", po::value(&images)->composing(), "image files (positional)");
   add_config_options(options, common);
@@ -35,7 +38,8 @@ int run_predict(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow predict [--model M] IMAGE...",
              "Recognises one handwritten digit per image (PNG, JPEG, BMP, TIFF; dark on light\n"
-             "or light on dark, any size): prints the digit, its probability and the top 3.",
+             "or light on dark, any size): prints the digit, its probability and the top 3\n"
+             "digits, or \"not a digit\" where the model has that class (10) and picks it.",
              options, &positional, vm))
     return 0;
   if (images.empty()) throw UsageError("no IMAGE given");
@@ -55,22 +59,33 @@ int run_predict(int argc, char** argv) {
     try {
       pipeline::DigitPixels pixels = pipeline::normalize_digit(pipeline::read_image(file));
       k::Tensor probs = k::infer_probabilities(loaded.network, pixels, 1);
-      const int classes = static_cast<int>(probs.dim(1));
+      const bool rejects = probs.dim(1) == pipeline::kClassesWithNotDigit;
+      const int classes = static_cast<int>(probs.dim(1)) - (rejects ? 1 : 0);  // the digits
       std::vector<int> order(static_cast<size_t>(classes));
       std::iota(order.begin(), order.end(), 0);
       std::partial_sort(order.begin(), order.begin() + std::min(3, classes), order.end(),
                         [&](int a, int b) { return probs[a] > probs[b]; });
+      const float not_digit = rejects ? probs[pipeline::kNotDigitClass] : 0.0f;
+      const bool rejected = rejects && not_digit > probs[order[0]];
+      const float probability = rejected ? not_digit : probs[order[0]];
       if (json) {
         nlohmann::json top = nlohmann::json::array();
         for (int i = 0; i < std::min(3, classes); ++i)
           top.push_back({{"digit", order[static_cast<size_t>(i)]}, {"probability", probs[order[static_cast<size_t>(i)]]}});
-        std::cout << nlohmann::json{{"file", file}, {"digit", order[0]},
-                                    {"probability", probs[order[0]]}, {"top3", top}}.dump()
-                  << "\n";
+        nlohmann::json line = {{"file", file},
+                               {"digit", rejected ? nlohmann::json(nullptr) : nlohmann::json(order[0])},
+                               {"probability", probability}};
+        if (rejects) line["not_digit"] = not_digit;
+        line["top3"] = top;
+        std::cout << line.dump() << "\n";
       } else {
-        std::printf("%s: %d (%.4f)   top 3:", file.c_str(), order[0], static_cast<double>(probs[order[0]]));
+        if (rejected)
+          std::printf("%s: not a digit (%.4f)   top 3:", file.c_str(), static_cast<double>(not_digit));
+        else
+          std::printf("%s: %d (%.4f)   top 3:", file.c_str(), order[0], static_cast<double>(probability));
         for (int i = 0; i < std::min(3, classes); ++i)
           std::printf("  %d %.4f", order[static_cast<size_t>(i)], static_cast<double>(probs[order[static_cast<size_t>(i)]]));
+        if (rejects && !rejected) std::printf("   not a digit %.4f", static_cast<double>(not_digit));
         std::printf("\n");
       }
     } catch (const std::exception& e) {  // one bad image never stops the others
