@@ -1,42 +1,19 @@
 // `digitflow score` as a script runs it: the table, --json, the --min-exact exit status, and
 // a malformed truth file named with its line.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_support.hpp"
 #include "test_support.hpp"
 
 namespace {
 
-struct Result {
-  int status;
-  std::string output;  // stdout and stderr
-};
-
-Result run_digitflow(const std::string& args) {
-  const std::string command = std::string("cd '") + DIGITFLOW_SOURCE_DIR + "' && '" +
-                              DIGITFLOW_BINARY + "' " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// 'path' for the shell (built by appending: GCC 12 warns falsely on "'" + std::string).
-std::string quoted(const std::filesystem::path& path) {
-  std::string out = "'";
-  out += path.string();
-  out += "'";
-  return out;
-}
+using digitflow::testing::quoted;
+using digitflow::testing::run_digitflow;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -66,7 +43,7 @@ class ScoreCli : public ::testing::Test {
 };
 
 TEST_F(ScoreCli, PrintsTheTableAndHelp) {
-  Result r = run_digitflow("score " + files());
+  digitflow::testing::CommandResult r = run_digitflow("score " + files());
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "50.00% exact-match rate")) << r.output;
   EXPECT_TRUE(contains(r.output, "83.33% digit accuracy")) << r.output;
@@ -77,7 +54,7 @@ TEST_F(ScoreCli, PrintsTheTableAndHelp) {
 }
 
 TEST_F(ScoreCli, JsonReport) {
-  const Result r = run_digitflow("score --json " + files());
+  const digitflow::testing::CommandResult r = run_digitflow("score --json " + files());
   ASSERT_EQ(r.status, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["truth_strings"], 2);
@@ -87,14 +64,14 @@ TEST_F(ScoreCli, JsonReport) {
 
 TEST_F(ScoreCli, MinExactSetsTheExitStatus) {
   EXPECT_EQ(run_digitflow("score --min-exact 0.5 " + files()).status, 0);
-  const Result r = run_digitflow("score --min-exact 0.9 " + files());
+  const digitflow::testing::CommandResult r = run_digitflow("score --min-exact 0.9 " + files());
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "below --min-exact 0.9")) << r.output;
   EXPECT_EQ(run_digitflow("score --min-exact 2 " + files()).status, 2);
 }
 
 TEST_F(ScoreCli, UsageAndFileErrors) {
-  Result r = run_digitflow("score " + quoted(results_));
+  digitflow::testing::CommandResult r = run_digitflow("score " + quoted(results_));
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "RESULTS.jsonl and TRUTH.jsonl")) << r.output;
 

@@ -1,0 +1,82 @@
+// digitflow synth, run and score end to end, as a user runs them: generated forms read with
+// their template reach an accuracy floor; bad arguments and a bad folder are named.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(RunCli, SynthRunScoreReachTheAccuracyFloor) {
+  if (!mnist_available()) GTEST_SKIP() << "MNIST not in " << mnist_dir() << ": run scripts/fetch-mnist.sh";
+  TempDir dir;
+  const fs::path job = dir / "job", out = dir / "out";
+  CommandResult synth = run_digitflow("synth --out " + quoted(job) + " --pages 6 --seed 99 --kind forms");
+  ASSERT_EQ(synth.status, 0) << synth.output;
+  CommandResult run = run_digitflow("run " + quoted(job) + " --out " + quoted(out) + " --template " +
+                                    quoted(job / "template.yaml") + " --threads 2 --overlays");
+  ASSERT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "6 pages in")) << run.output;
+  EXPECT_TRUE(contains(run.output, "skipped 2 files that are not pages: template.yaml truth.jsonl")) << run.output;
+  EXPECT_TRUE(fs::exists(out / "results.csv"));
+  EXPECT_TRUE(fs::exists(out / "overlays" / "batch1"));
+  CommandResult score = run_digitflow("score --json " + quoted(out / "results.jsonl") + " " + quoted(job / "truth.jsonl"));
+  ASSERT_EQ(score.status, 0) << score.output;
+  const nlohmann::json report = nlohmann::json::parse(score.output);
+  std::cout << "exact " << report["exact_rate"] << ", digit accuracy " << report["digit_accuracy"]
+            << ", false strings per page " << report["false_per_page"] << "\n";
+  EXPECT_EQ(report["pages"], 6);
+  EXPECT_GE(report["exact_rate"].get<double>(), 0.80);
+  EXPECT_GE(report["digit_accuracy"].get<double>(), 0.95);
+  EXPECT_LE(report["false_per_page"].get<double>(), 1.0);
+}
+
+TEST(RunCli, NamesWhatIsWrong) {
+  TempDir dir;
+  CommandResult r = run_digitflow("run /nonexistent/scans --out " + quoted(dir / "out"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "/nonexistent/scans: no such folder")) << r.output;
+  r = run_digitflow("run " + quoted(dir.path()));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "--out OUT_DIR is required")) << r.output;
+  r = run_digitflow("run " + quoted(dir.path()) + " --out " + quoted(dir.path()));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "must not be the job folder")) << r.output;
+  std::ofstream(dir / "bad.yaml") << "name: x\nfields:\n  - name: a\n    zone: [0.5, 0.5, 0.9, 0.1]\n";
+  fs::create_directories(dir / "job");
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template " + quoted(dir / "bad.yaml"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "bad.yaml:4")) << r.output;
+  r = run_digitflow("run --help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(contains(r.output, "results.jsonl")) << r.output;
+}
+
+TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {
+  TempDir dir;
+  fs::create_directories(dir / "job");
+  std::ofstream(dir / "job" / "scan.png") << "not a png";
+  std::ofstream(dir / "job" / "empty.jpg");
+  CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out"));
+  EXPECT_EQ(r.status, 3) << r.output;  // some pages failed
+  EXPECT_TRUE(contains(r.output, "2 pages could not be read")) << r.output;
+  std::ifstream in(dir / "out" / "results.jsonl");
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  EXPECT_TRUE(contains(first, R"x("error":"empty.jpg: empty file (0 bytes)")x")) << first;
+  EXPECT_TRUE(contains(second, R"x("error":"scan.png: not an image)x")) << second;
+}
+
+}  // namespace
+}  // namespace digitflow::testing
