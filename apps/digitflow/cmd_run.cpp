@@ -74,9 +74,13 @@ int run_run(int argc, char** argv) {
   if (!fs::is_directory(job)) throw UsageError(job + ": " + (fs::exists(job) ? "not a folder" : "no such folder"));
   if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out " + out + ": exists and is not a folder");
   {
-    std::error_code ec;
-    const fs::path a = fs::weakly_canonical(job, ec), b = fs::weakly_canonical(out, ec);
-    if (a == b) throw UsageError("--out must not be the job folder itself");
+    // Results inside the job folder would be read as pages by the next run.
+    const fs::path a = fs::weakly_canonical(fs::absolute(job)), b = fs::weakly_canonical(fs::absolute(out));
+    const auto [a_end, b_at] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+    if (a_end == a.end())
+      throw UsageError("--out " + out + " is " + (b_at == b.end() ? "the job folder itself" : "inside the job folder") +
+                       "; write the results elsewhere");
+    interrupted = false;
   }
   config::Settings settings = load_settings(common);
   start_backend(settings);

@@ -152,7 +152,7 @@ CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
     for (int x = 0; x < flat.cols; x += 2)
       if (row[x] < dark) inky.push_back(row[x]);
   }
-  if (inky.size() * 4 < static_cast<size_t>(flat.total() / 20000)) {  // blank page
+  if (inky.empty() || inky.size() * 4 < static_cast<size_t>(flat.total() / 20000)) {  // blank page
     page.flat = flat;
     page.ink = cv::Mat::zeros(flat.size(), CV_8U);
     page.lines = cv::Mat::zeros(flat.size(), CV_8U);

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cctype>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <poppler-document.h>
@@ -123,6 +125,13 @@ std::string too_large(int64_t w, int64_t h, const DecodeLimits& limits) {
 
 void quiet_poppler(const std::string&, void*) {}
 
+// poppler builds shared colour-management state lazily, without a lock: one PDF call at a
+// time across the threads of a run.
+std::mutex& poppler_lock() {
+  static std::mutex lock;
+  return lock;
+}
+
 std::unique_ptr<poppler::document> open_pdf(const fs::path& file) {
   static const bool silenced = [] {
     poppler::set_debug_error_function(quiet_poppler, nullptr);
@@ -139,6 +148,8 @@ Size pdf_page_size(const poppler::page& page, int dpi) {
   poppler::rectf r = page.page_rect(poppler::media_box);
   const bool turned = page.orientation() == poppler::page::landscape || page.orientation() == poppler::page::seascape;
   double w = r.width() * dpi / 72.0, h = r.height() * dpi / 72.0;
+  if (!std::isfinite(w) || !std::isfinite(h)) w = h = 0;
+  w = std::clamp(w, 0.0, 1e9), h = std::clamp(h, 0.0, 1e9);
   if (turned) std::swap(w, h);
   return {static_cast<int64_t>(std::lround(w)), static_cast<int64_t>(std::lround(h))};
 }
@@ -198,12 +209,16 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
         p.page_index = static_cast<int>(i);
         p.width = static_cast<int>(std::min<int64_t>(sizes[i].width, 1 << 30));
         p.height = static_cast<int>(std::min<int64_t>(sizes[i].height, 1 << 30));
-        if (sizes[i].width * sizes[i].height > limits.max_pixels) p.error = too_large(sizes[i].width, sizes[i].height, limits);
+        if (sizes[i].width == 0 || sizes[i].height == 0)
+          p.error = "corrupt TIFF: page " + std::to_string(i + 1) + " has zero width or height";
+        else if (sizes[i].width > limits.max_pixels / sizes[i].height)
+          p.error = too_large(sizes[i].width, sizes[i].height, limits);
         pages.push_back(std::move(p));
       }
       return pages;
     }
     case FileFormat::pdf: {
+      std::lock_guard<std::mutex> hold(poppler_lock());
       std::unique_ptr<poppler::document> doc;
       try {
         doc = open_pdf(file);
@@ -226,7 +241,10 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
           Size s = pdf_page_size(*page, limits.pdf_dpi);
           p.width = static_cast<int>(std::min<int64_t>(s.width, 1 << 30));
           p.height = static_cast<int>(std::min<int64_t>(s.height, 1 << 30));
-          if (s.width * s.height > limits.max_pixels) p.error = too_large(s.width, s.height, limits);
+          if (s.width == 0 || s.height == 0)
+            p.error = "PDF page " + std::to_string(i + 1) + " has no size";
+          else if (s.width > limits.max_pixels / s.height)
+            p.error = too_large(s.width, s.height, limits);
         }
         pages.push_back(std::move(p));
       }
@@ -286,6 +304,7 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
   if (!page.error.empty()) throw ImageError(page.error);
   cv::Mat gray;
   if (page.format == FileFormat::pdf) {
+    std::lock_guard<std::mutex> hold(poppler_lock());
     std::unique_ptr<poppler::document> doc = open_pdf(page.file);
     std::unique_ptr<poppler::page> p(doc->create_page(page.page_index));
     if (!p) throw ImageError("PDF page " + std::to_string(page.page_index + 1) + " cannot be read");
@@ -301,20 +320,26 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
   }
   if (page.format == FileFormat::jpeg) {
     // libjpeg fills a truncated file's missing rows with grey and only warns: refuse it here.
+    // The end marker may sit before trailing data (a phone's appended video): look for it
+    // anywhere after the start of scan, where the coded data cannot contain FF D9.
     std::error_code ec;
     const uint64_t size = fs::file_size(page.file, ec);
-    std::vector<uint8_t> tail = read_bytes(page.file, size > 4096 ? size - 4096 : 0, 4096);
+    const std::vector<uint8_t> bytes = read_bytes(page.file, 0, static_cast<size_t>(size));
+    size_t scan = 2;
+    while (scan + 4 < bytes.size() && bytes[scan] == 0xFF && bytes[scan + 1] != 0xDA)
+      scan += bytes[scan + 1] == 0xFF ? 1 : 2 + be16(&bytes[scan + 2]);
     bool end_marker = false;
-    for (size_t i = 0; i + 1 < tail.size(); ++i) end_marker |= tail[i] == 0xFF && tail[i + 1] == 0xD9;
+    for (size_t i = scan; i + 1 < bytes.size() && !end_marker; ++i) end_marker = bytes[i] == 0xFF && bytes[i + 1] == 0xD9;
     if (!end_marker) throw ImageError("truncated JPEG (the end-of-image marker is missing)");
   }
   try {
     if (page.format == FileFormat::tiff) {
       std::vector<cv::Mat> mats;
-      if (cv::imreadmulti(page.file.string(), mats, page.page_index, 1, cv::IMREAD_GRAYSCALE) && !mats.empty())
+      if (cv::imreadmulti(page.file.string(), mats, page.page_index, 1, cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION) && !mats.empty())
         gray = mats[0];
     } else {
-      gray = cv::imread(page.file.string(), cv::IMREAD_GRAYSCALE);
+      // Stored pixels, not the EXIF display orientation: boxes are in the page as stored.
+      gray = cv::imread(page.file.string(), cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION);
     }
   } catch (const cv::Exception&) {
     gray.release();

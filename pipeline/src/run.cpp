@@ -211,6 +211,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
           ++count;
         }
       if (count == 0) return;
+      try {
       // Padded to a multiple of 64 images: the convolution primitives are built per batch
       // shape, so few distinct shapes keep them cached.
       const int64_t padded = (count + 63) / 64 * 64;
@@ -221,6 +222,10 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
         const size_t n = m->segmentation.pieces.size() * static_cast<size_t>(classes);
         m->probs.assign(p, p + n);
         p += n;
+      }
+      } catch (const std::exception& e) {  // the batch's pages fail; the run goes on
+        for (const PageMsg& m : *batch)
+          if (!m->result.error) m->result.error = std::string("recognition failed: ") + e.what();
       }
     });
     return batch;
@@ -238,8 +243,13 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
     if (options.page_template) apply_template(*options.page_template, w.result);
   }));
   flow::function_node<PageMsg, PageMsg> overlay(g, flow::unlimited, [&](PageMsg m) {
-    if (options.overlays && !m->gray.empty())
-      clocks.overlay.time([&] { m->overlay = draw_overlay(m->gray, m->result, options.low_confidence); });
+    if (options.overlays && !m->gray.empty()) {
+      try {
+        clocks.overlay.time([&] { m->overlay = draw_overlay(m->gray, m->result, options.low_confidence); });
+      } catch (const std::exception&) {
+        m->overlay.release();  // the page keeps its results, without an overlay
+      }
+    }
     m->gray.release();
     return m;
   });
@@ -308,7 +318,9 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
 cv::Mat draw_overlay(const cv::Mat& gray, const PageResult& result, double low_confidence, int max_side) {
   const double scale = std::min(1.0, static_cast<double>(max_side) / std::max(gray.cols, gray.rows));
   cv::Mat small, color;
-  cv::resize(gray, small, cv::Size(), scale, scale, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+  const cv::Size fitted(std::max(1, static_cast<int>(std::lround(gray.cols * scale))),
+                        std::max(1, static_cast<int>(std::lround(gray.rows * scale))));
+  cv::resize(gray, small, fitted, 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
   cv::cvtColor(small, color, cv::COLOR_GRAY2BGR);
   auto rect = [&](const Box& b) {
     return cv::Rect(static_cast<int>(b.x * scale), static_cast<int>(b.y * scale),
@@ -388,7 +400,8 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
 
   auto write = [&](const PageResult& r, const cv::Mat* overlay) {
     // Flushed per page: a crash loses at most the pages in flight.
-    jsonl << to_json(r).dump() << '\n' << std::flush;
+    // File names that are not UTF-8 (old Windows archives) are written with U+FFFD.
+    jsonl << to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
     write_csv_rows(csv, r);
     csv.flush();
     if (!jsonl || !csv) throw std::runtime_error(options.out_dir.string() + ": writing the results failed (disk full?)");
@@ -407,7 +420,7 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   s["job"] = options.job_dir.string();
   s["pages_listed"] = pages.size();
   s["skipped_files"] = summary.skipped_files;  // under the job folder, not pages
-  write_atomically(options.out_dir / "summary.json", s.dump(2) + "\n");
+  write_atomically(options.out_dir / "summary.json", s.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   return summary;
 }
 

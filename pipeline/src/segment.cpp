@@ -32,9 +32,14 @@ cv::Mat drop_fragments(const cv::Mat& mask, double share) {
   if (n <= 2) return mask;
   int total = 0;
   for (int i = 1; i < n; ++i) total += stats.at<int>(i, cv::CC_STAT_AREA);
-  cv::Mat kept = cv::Mat::zeros(mask.size(), CV_8U);
-  for (int i = 1; i < n; ++i)
-    if (stats.at<int>(i, cv::CC_STAT_AREA) >= share * total) kept.setTo(255, labels == i);
+  std::vector<uint8_t> keep(static_cast<size_t>(n), 0);
+  for (int i = 1; i < n; ++i) keep[static_cast<size_t>(i)] = stats.at<int>(i, cv::CC_STAT_AREA) >= share * total ? 255 : 0;
+  cv::Mat kept(mask.size(), CV_8U);
+  for (int y = 0; y < mask.rows; ++y) {
+    const int* l = labels.ptr<int>(y);
+    uint8_t* k = kept.ptr<uint8_t>(y);
+    for (int x = 0; x < mask.cols; ++x) k[x] = keep[static_cast<size_t>(l[x])];
+  }
   return kept;
 }
 
@@ -231,12 +236,28 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
                                       [](const Slot& slot) { return !slot.hypotheses.empty(); });
     if (readable) out.strings.push_back(std::move(candidate));
   }
-  // Reading order: top to bottom by line, then left to right.
-  std::sort(out.strings.begin(), out.strings.end(), [](const StringCandidate& a, const StringCandidate& b) {
-    const int shared = overlap(a.box.y, a.box.bottom(), b.box.y, b.box.bottom());
-    if (shared > 0.5 * std::min(a.box.h, b.box.h)) return a.box.x < b.box.x;
-    return a.box.y < b.box.y;
-  });
+  // Reading order: lines top to bottom (a string joins the line it shares most rows with),
+  // then left to right within a line.
+  std::sort(out.strings.begin(), out.strings.end(),
+            [](const StringCandidate& a, const StringCandidate& b) { return a.box.y < b.box.y; });
+  std::vector<std::pair<int, int>> order;  // (line, x)
+  Box line;
+  int line_number = -1;
+  for (const StringCandidate& c : out.strings) {
+    if (line_number < 0 || overlap(line.y, line.bottom(), c.box.y, c.box.bottom()) <= 0.5 * std::min(line.h, c.box.h)) {
+      ++line_number;
+      line = c.box;
+    } else {
+      line = unite(line, c.box);
+    }
+    order.emplace_back(line_number, c.box.x);
+  }
+  std::vector<size_t> index(out.strings.size());
+  std::iota(index.begin(), index.end(), 0);
+  std::sort(index.begin(), index.end(), [&](size_t a, size_t b) { return order[a] < order[b]; });
+  std::vector<StringCandidate> sorted;
+  for (size_t i : index) sorted.push_back(std::move(out.strings[i]));
+  out.strings = std::move(sorted);
   return out;
 }
 

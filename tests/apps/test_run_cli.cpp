@@ -51,7 +51,10 @@ TEST(RunCli, NamesWhatIsWrong) {
   EXPECT_TRUE(contains(r.output, "--out OUT_DIR is required")) << r.output;
   r = run_digitflow("run " + quoted(dir.path()) + " --out " + quoted(dir.path()));
   EXPECT_EQ(r.status, 2);
-  EXPECT_TRUE(contains(r.output, "must not be the job folder")) << r.output;
+  EXPECT_TRUE(contains(r.output, "is the job folder itself")) << r.output;
+  r = run_digitflow("run " + quoted(dir.path()) + " --out " + quoted(dir / "results"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "inside the job folder")) << r.output;
   std::ofstream(dir / "bad.yaml") << "name: x\nfields:\n  - name: a\n    zone: [0.5, 0.5, 0.9, 0.1]\n";
   fs::create_directories(dir / "job");
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template " + quoted(dir / "bad.yaml"));

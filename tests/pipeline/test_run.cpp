@@ -194,5 +194,28 @@ TEST(Run, RefusesAMissingFolder) {
                                                          {"/nonexistent/job", "no such folder"}));
 }
 
+TEST(Run, OddPagesNeitherCrashNorStopTheRun) {
+  t::TempDir dir;
+  const fs::path job = dir.path() / "job";
+  fs::create_directories(job);
+  cv::imwrite((job / "1-dot.png").string(), cv::Mat(1, 1, CV_8U, cv::Scalar(255)));
+  cv::imwrite((job / "2-small-blank.png").string(), cv::Mat(100, 100, CV_8U, cv::Scalar(250)));
+  cv::Mat strip(2, 8000, CV_8U, cv::Scalar(240));
+  strip(cv::Rect(100, 0, 50, 2)).setTo(10);
+  cv::imwrite((job / "3-strip.png").string(), strip);
+  cv::imwrite((job / "4-ch\xe8que.png").string(), cv::Mat(300, 300, CV_8U, cv::Scalar(240)));  // Latin-1 name
+  RunOptions options;
+  options.job_dir = job;
+  options.out_dir = dir.path() / "out";
+  options.overlays = true;
+  RunSummary summary = run_job(options, shipped_model());
+  EXPECT_EQ(summary.pages, 4);
+  EXPECT_EQ(summary.failed_pages, 0);
+  std::vector<PageResult> lines = read_results((options.out_dir / "results.jsonl").string());
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[3].page, "4-ch\xef\xbf\xbdque.png");  // written with U+FFFD
+  EXPECT_TRUE(fs::exists(options.out_dir / "summary.json"));
+}
+
 }  // namespace
 }  // namespace digitflow::pipeline
