@@ -105,6 +105,7 @@ int run_run(int argc, char** argv) {
   run.segment.max_digit_height = ps.max_digit_height;
   run.low_confidence = ps.low_confidence;
   run.read.temperature = ps.temperature;
+  run.read.min_digits = ps.min_string_digits;
   run.job_dir = job;
   run.out_dir = out;
   run.overlays = overlays;

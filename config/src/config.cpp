@@ -317,6 +317,9 @@ const std::vector<Field>& fields() {
         int_field(
             "pipeline.max_digit_height", [](auto& s) -> auto& { return s.pipeline.max_digit_height; },
             Range{4, 4096}),
+        int_field(
+            "pipeline.min_string_digits", [](auto& s) -> auto& { return s.pipeline.min_string_digits; },
+            Range{1, 64}),
         real_field(
             "pipeline.low_confidence", [](auto& s) -> auto& { return s.pipeline.low_confidence; },
             Range{0, 1}),

@@ -148,23 +148,37 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   std::sort(slots.begin(), slots.end(), [&](int a, int b) {
     return group_rect[static_cast<size_t>(a)].x < group_rect[static_cast<size_t>(b)].x;
   });
-  // Strings: chain slots left to right on a shared baseline band with small gaps.
+  // Strings: chain slots left to right on a shared baseline band with small gaps. A chain is
+  // compared through its last slot of digit height (small context such as a detached dot
+  // or a stroke's tail must not steer it) and its rightmost ink.
   std::vector<std::vector<int>> chains;
+  std::vector<int> anchor, right, tallest;  // per chain: reference group, rightmost x, tallest slot
   for (int g : slots) {
     const cv::Rect& r = group_rect[static_cast<size_t>(g)];
+    const bool full = r.height >= options.min_digit_height;
     int best = -1;
     double best_gap = 1e18;
     for (size_t c = 0; c < chains.size(); ++c) {
-      const cv::Rect& last = group_rect[static_cast<size_t>(chains[c].back())];
-      const int tall = std::max(r.height, last.height);
-      const int gap = r.x - (last.x + last.width);
+      const cv::Rect& last = group_rect[static_cast<size_t>(anchor[c])];
+      const int tall = std::max(r.height, tallest[c]);
+      const int gap = r.x - right[c];
       const int shared_rows = overlap(r.y, r.y + r.height, last.y, last.y + last.height);
       if (shared_rows < 0.45 * std::min(r.height, last.height)) continue;
       if (gap > options.string_gap * tall || gap < -0.5 * std::min(r.width, last.width)) continue;
       if (gap < best_gap) best_gap = gap, best = static_cast<int>(c);
     }
-    if (best < 0) chains.push_back({g});
-    else chains[static_cast<size_t>(best)].push_back(g);
+    if (best < 0) {
+      chains.push_back({g});
+      anchor.push_back(g);
+      right.push_back(r.x + r.width);
+      tallest.push_back(r.height);
+    } else {
+      const size_t c = static_cast<size_t>(best);
+      chains[c].push_back(g);
+      if (full || group_rect[static_cast<size_t>(anchor[c])].height < options.min_digit_height) anchor[c] = g;
+      right[c] = std::max(right[c], r.x + r.width);
+      tallest[c] = std::max(tallest[c], r.height);
+    }
   }
   // Masks and hypotheses per slot.
   for (const std::vector<int>& chain : chains) {
@@ -211,7 +225,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
         std::vector<double> smooth = count;
         for (size_t x = 1; x + 1 < count.size(); ++x) smooth[x] = (count[x - 1] + count[x] + count[x + 1]) / 3;
         for (int k = 2; k <= 4; ++k) {
-          if (aspect < 0.42 * k || aspect > 1.25 * k) continue;
+          if (aspect < (k == 2 ? options.split_aspect : 0.42 * k) || aspect > 1.25 * k) continue;
           if (k == 2) {
             for (int cut : thin_columns(smooth, r.width / 4, 3 * r.width / 4, std::max(2, r.width / 12), options.max_cuts))
               add({cut});
@@ -304,7 +318,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
   auto is_digit = [&](size_t i) {
     if (!seg.pieces[i].usable) return false;
     if (!has_reject) return true;
-    return p[i][static_cast<size_t>(best_digit(i))] > p[i][10];
+    return p[i][10] < 0.5;  // more likely some digit than not one: read it, maybe with low confidence
   };
 
   std::vector<StringResult> results;
@@ -338,12 +352,13 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     // Runs of digits between rejected pieces become strings.
     StringResult current;
     auto flush = [&] {
-      if (!current.digits.empty()) results.push_back(std::move(current));
+      if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits)) results.push_back(std::move(current));
       current = StringResult{};
     };
     for (int piece : chosen) {
+      if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
-      if (piece < 0 || !is_digit(i)) {
+      if (!is_digit(i)) {
         flush();
         continue;
       }

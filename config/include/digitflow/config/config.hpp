@@ -55,6 +55,7 @@ struct PipelineSettings {
   int batch_digits = 512;            // pipeline.batch_digits: CNN batch across pages
   int min_digit_height = 30;         // pipeline.min_digit_height: px; smaller ink is not a digit
   int max_digit_height = 400;        // pipeline.max_digit_height: px
+  int min_string_digits = 2;         // pipeline.min_string_digits: shorter strings are not reported
   float low_confidence = 0.9f;       // pipeline.low_confidence: strings below go to review
   float temperature = 1.0f;          // pipeline.temperature: probabilities sharpened as p^(1/T)
 };

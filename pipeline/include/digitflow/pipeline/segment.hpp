@@ -20,7 +20,7 @@ namespace digitflow::pipeline {
 struct SegmentOptions {
   int min_digit_height = 30;    // px; smaller ink is dots, noise and small print
   int max_digit_height = 400;   // px; taller ink is not a digit of a form
-  double string_gap = 0.9;      // largest gap inside a string, in digit heights
+  double string_gap = 1.0;      // largest gap inside a string, in heights of its tallest digit
   double split_aspect = 0.6;    // a component wider than this x its height may be 2 digits
   int max_cuts = 3;             // candidate cut positions tried per split
 };
@@ -67,6 +67,7 @@ struct ReadOptions {
   double split_penalty = 0.35;  // log-probability cost of each extra digit from a cut
   double wide_penalty = 3.0;    // log-probability cost per unit of a piece's width/height over 1
   double temperature = 1.0;     // probabilities are sharpened as p^(1/T), renormalised
+  int min_digits = 2;           // shorter strings are dropped: a lone mark looks like a '1'
 };
 
 // Reads the strings given the model's probabilities for every piece (row i of `probs` is
