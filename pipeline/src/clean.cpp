@@ -162,7 +162,9 @@ CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
   }
   std::nth_element(inky.begin(), inky.begin() + static_cast<long>(inky.size() / 2), inky.end());
   page.ink_level = inky[inky.size() / 2];
-  const double threshold = std::min(dark + 10, (page.paper + page.ink_level) / 2);
+  // Faint strokes (a light pen, a tired hand) sit between paper and typical ink: keep
+  // everything clearly off the paper's noise.
+  const double threshold = std::max((page.paper + page.ink_level) / 2, page.paper - std::max(65.0, 7.0 * noise));
 
   cv::Mat ink = flat < threshold;
   // Deskew on a 4x smaller mask.
