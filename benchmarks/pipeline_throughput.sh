@@ -27,6 +27,9 @@ digitflow="$root/build/apps/digitflow"
 [[ -x /usr/bin/time ]] || { echo "pipeline_throughput: needs GNU time (Debian package 'time')" >&2; exit 1; }
 
 mkdir -p "$work"
+# A copy of the binary: a rebuild during a long run must not pull it away.
+cp "$digitflow" "$work/digitflow"
+digitflow="$work/digitflow"
 job="$work/$kind-$pages-$seed"
 if [[ ! -f "$job/truth.jsonl" ]]; then
   "$digitflow" synth --out "$job" --pages "$pages" --seed "$seed" --kind "$kind" --force >/dev/null 2>&1

@@ -37,6 +37,7 @@ nlohmann::json to_json(const RunSummary& s) {
           {"low_confidence_strings", s.low_confidence_strings},
           {"fields", s.fields},
           {"valid_fields", s.valid_fields},
+          {"images_scored", s.images_scored},
           {"seconds", r3(s.seconds)},
           {"pages_per_s", r3(s.pages_per_s)},
           {"cancelled", s.cancelled},
@@ -55,7 +56,8 @@ struct PageWork {
   cv::Mat gray;
   CleanedPage cleaned;
   Segmentation segmentation;
-  std::vector<float> probs;
+  std::vector<int> to_score;  // pieces waiting for the CNN
+  std::vector<float> probs;   // per piece, `classes` wide
   PageResult result;
   cv::Mat overlay;
 };
@@ -98,7 +100,7 @@ class Batcher {
   BatchMsg add(const PageMsg& page) {
     if (page) {
       held_.push_back(page);
-      digits_ += static_cast<int64_t>(page->segmentation.pieces.size());
+      digits_ += static_cast<int64_t>(page->to_score.size());
     }
     const size_t wanted = next_to_write_.load();
     const bool writer_waits = std::any_of(held_.begin(), held_.end(), [&](const PageMsg& p) { return p->seq == wanted; });
@@ -188,7 +190,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   }));
   flow::function_node<PageMsg, PageMsg> normalize(g, flow::unlimited, stage(clocks.normalize, [&](PageWork& w) {
     if (options.decode_clean_only) return;
-    normalize_pieces(w.cleaned, w.segmentation);
+    w.to_score = normalize_pieces(w.cleaned, w.segmentation);
     w.cleaned.flat.release();  // what is left is small: the map back to the page
     w.cleaned.ink.release();
     w.cleaned.lines.release();
@@ -200,29 +202,38 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
       g, flow::serial, [&](const PageMsg& m, auto& ports) {
         if (BatchMsg batch = batcher_state.add(m)) std::get<0>(ports).try_put(batch);
       });
+  // Scores the pieces each page of a batch has waiting, in one CNN pass over the batch.
+  auto score_waiting = [&](const std::vector<PageMsg>& batch) {
+    std::vector<uint8_t> pixels;
+    int64_t count = 0;
+    for (const PageMsg& m : batch)
+      for (int i : m->to_score) {
+        const DigitPixels& d = m->segmentation.pieces[static_cast<size_t>(i)].pixels;
+        pixels.insert(pixels.end(), d.begin(), d.end());
+        ++count;
+      }
+    summary.images_scored += count;
+    if (count == 0) return;
+    // Padded to a multiple of 64 images: the convolution primitives are built per batch
+    // shape, so few distinct shapes keep them cached.
+    const int64_t padded = (count + 63) / 64 * 64;
+    pixels.resize(static_cast<size_t>(padded) * 784, 0);
+    kernels::Tensor probs = kernels::infer_probabilities(model, pixels, padded, 256);
+    const float* p = probs.data();
+    for (const PageMsg& m : batch)
+      for (int i : m->to_score) {
+        std::copy(p, p + classes, m->probs.begin() + static_cast<std::ptrdiff_t>(i) * classes);
+        p += classes;
+      }
+  };
   // serial: one network, and each forward pass already uses every thread.
   flow::function_node<BatchMsg, BatchMsg> infer(g, flow::serial, [&](BatchMsg batch) {
     clocks.infer.time([&] {
-      std::vector<uint8_t> pixels;
-      int64_t count = 0;
-      for (const PageMsg& m : *batch)
-        for (const Piece& piece : m->segmentation.pieces) {
-          pixels.insert(pixels.end(), piece.pixels.begin(), piece.pixels.end());
-          ++count;
-        }
-      if (count == 0) return;
       try {
-      // Padded to a multiple of 64 images: the convolution primitives are built per batch
-      // shape, so few distinct shapes keep them cached.
-      const int64_t padded = (count + 63) / 64 * 64;
-      pixels.resize(static_cast<size_t>(padded) * 784, 0);
-      kernels::Tensor probs = kernels::infer_probabilities(model, pixels, padded, 256);
-      const float* p = probs.data();
-      for (const PageMsg& m : *batch) {
-        const size_t n = m->segmentation.pieces.size() * static_cast<size_t>(classes);
-        m->probs.assign(p, p + n);
-        p += n;
-      }
+        for (const PageMsg& m : *batch) m->probs.assign(m->segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
+        score_waiting(*batch);  // every slot read whole
+        for (const PageMsg& m : *batch) m->to_score = normalize_cuts(m->segmentation, m->probs, classes);
+        score_waiting(*batch);  // cuts, where the whole reading was unsure
       } catch (const std::exception& e) {  // the batch's pages fail; the run goes on
         for (const PageMsg& m : *batch)
           if (!m->result.error) m->result.error = std::string("recognition failed: ") + e.what();

@@ -205,6 +205,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
         const size_t first = out.pieces.size();
         for (size_t e = 0; e + 1 < edges.size(); ++e) {
           Piece piece;
+          piece.cut = !cuts.empty();
           if (!make_piece(mask, slot.box, edges[e], edges[e + 1], piece)) {
             out.pieces.resize(first);
             return;
@@ -275,24 +276,61 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   return out;
 }
 
-void normalize_pieces(const CleanedPage& page, Segmentation& segmentation) {
+std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segmentation) {
   const cv::Mat grow = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(5, 5));
-  for (Piece& piece : segmentation.pieces) {
+  std::vector<int> first;
+  for (size_t i = 0; i < segmentation.pieces.size(); ++i) {
+    Piece& piece = segmentation.pieces[i];
     const cv::Rect r = to_rect(piece.box);
     const cv::Rect padded = (r + cv::Size(4, 4) - cv::Point(2, 2)) & cv::Rect(0, 0, page.flat.cols, page.flat.rows);
     cv::Mat mask = cv::Mat::zeros(padded.size(), CV_8U);
     piece.mask.copyTo(mask(cv::Rect(r.x - padded.x, r.y - padded.y, r.width, r.height)));
+    piece.mask.release();
     cv::dilate(mask, mask, grow);
     cv::Mat image(padded.size(), CV_8U, cv::Scalar(page.paper));
     page.flat(padded).copyTo(image, mask);
+    piece.usable = false;
+    if (piece.cut) {
+      piece.image = image;
+      continue;
+    }
     try {
       piece.pixels = normalize_digit(image);
       piece.usable = true;
+      first.push_back(static_cast<int>(i));
     } catch (const ImageError&) {
-      piece.usable = false;
     }
-    piece.mask.release();
   }
+  return first;
+}
+
+std::vector<int> normalize_cuts(Segmentation& segmentation, const std::vector<float>& probs, int classes) {
+  std::vector<int> second;
+  for (const StringCandidate& candidate : segmentation.strings)
+    for (const Slot& slot : candidate.slots) {
+      if (slot.hypotheses.size() < 2) continue;
+      const Piece& whole = segmentation.pieces[static_cast<size_t>(slot.hypotheses[0].pieces[0])];
+      bool needed = !whole.usable || static_cast<double>(whole.box.w) > 1.0 * whole.box.h;
+      if (!needed) {
+        const float* p = &probs[static_cast<size_t>(slot.hypotheses[0].pieces[0]) * static_cast<size_t>(classes)];
+        const float best = *std::max_element(p, p + std::min(classes, 10));
+        needed = best < 0.9f || (classes > 10 && p[10] > 0.25f);
+      }
+      for (size_t h = 1; h < slot.hypotheses.size(); ++h)
+        for (int index : slot.hypotheses[h].pieces) {
+          Piece& piece = segmentation.pieces[static_cast<size_t>(index)];
+          if (needed && !piece.image.empty()) {
+            try {
+              piece.pixels = normalize_digit(piece.image);
+              piece.usable = true;
+              second.push_back(index);
+            } catch (const ImageError&) {
+            }
+          }
+          piece.image.release();
+        }
+    }
+  return second;
 }
 
 std::vector<StringResult> read_strings(const Segmentation& seg, const float* probs, int classes, const cv::Mat& to_page,

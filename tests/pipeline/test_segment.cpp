@@ -58,15 +58,26 @@ kernels::Network& shipped_model() {
   return model.network;
 }
 
+// Scores pieces `which` of `seg` into `probs`.
+void score(const Segmentation& seg, const std::vector<int>& which, std::vector<float>& probs) {
+  if (which.empty()) return;
+  std::vector<uint8_t> pixels;
+  for (int i : which) pixels.insert(pixels.end(), seg.pieces[static_cast<size_t>(i)].pixels.begin(), seg.pieces[static_cast<size_t>(i)].pixels.end());
+  kernels::Tensor p = kernels::infer_probabilities(shipped_model(), pixels, static_cast<int64_t>(which.size()));
+  const int classes = shipped_model().spec().classes;
+  for (size_t k = 0; k < which.size(); ++k)
+    std::copy(p.data() + k * static_cast<size_t>(classes), p.data() + (k + 1) * static_cast<size_t>(classes),
+              probs.begin() + static_cast<std::ptrdiff_t>(which[k]) * classes);
+}
+
 std::vector<StringResult> read_page(const cv::Mat& page) {
   CleanedPage cleaned = clean_page(page);
   Segmentation seg = find_strings(cleaned);
-  normalize_pieces(cleaned, seg);
-  std::vector<uint8_t> pixels;
-  for (const Piece& p : seg.pieces) pixels.insert(pixels.end(), p.pixels.begin(), p.pixels.end());
-  if (seg.pieces.empty()) return {};
-  kernels::Tensor probs = kernels::infer_probabilities(shipped_model(), pixels, static_cast<int64_t>(seg.pieces.size()));
-  return read_strings(seg, probs.data(), static_cast<int>(probs.dim(1)), cleaned.to_page, page.cols, page.rows);
+  const int classes = shipped_model().spec().classes;
+  std::vector<float> probs(seg.pieces.size() * static_cast<size_t>(classes), 0.0f);
+  score(seg, normalize_pieces(cleaned, seg), probs);
+  score(seg, normalize_cuts(seg, probs, classes), probs);
+  return read_strings(seg, probs.data(), classes, cleaned.to_page, page.cols, page.rows);
 }
 
 std::string texts(const std::vector<StringResult>& strings) {

@@ -48,6 +48,7 @@ struct StageSeconds {
 struct RunSummary {
   int64_t pages = 0, failed_pages = 0, strings = 0, digits = 0, low_confidence_strings = 0;
   int64_t fields = 0, valid_fields = 0;
+  int64_t images_scored = 0;  // 28x28 images through the CNN: digits, print, and candidate cuts
   double seconds = 0, pages_per_s = 0;
   StageSeconds stages;
   bool cancelled = false;

@@ -45,10 +45,12 @@ struct StringCandidate {
 };
 
 struct Piece {
-  Box box;             // deskewed page coordinates of its ink
-  cv::Mat mask;        // its ink, box-sized (released once normalised)
+  Box box;              // deskewed page coordinates of its ink
+  bool cut = false;     // made by a cut (not the uncut reading of its slot)
+  cv::Mat mask;         // its ink, box-sized (released once normalised)
+  cv::Mat image;        // a cut piece's grey image, kept until its slot is known to need cuts
   DigitPixels pixels{};
-  bool usable = false;  // normalised; false when it held no ink
+  bool usable = false;  // normalised and scored; false when it held no ink or was not needed
 };
 
 struct Segmentation {
@@ -59,9 +61,15 @@ struct Segmentation {
 // Components -> strings -> hypotheses, with each piece's mask.
 Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options = {});
 
-// Turns every piece's mask into a 28x28 MNIST-style image (from the flattened grey levels)
-// and releases the masks.
-void normalize_pieces(const CleanedPage& page, Segmentation& segmentation);
+// Reading is two passes over the CNN, so that cuts are only scored where they can matter:
+// 1. normalize_pieces turns each uncut piece into a 28x28 MNIST-style image (from the
+//    flattened grey levels) and keeps the cut pieces' grey images; it returns the pieces to
+//    score first.
+// 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts
+//    normalises the cut pieces of the slots that need them (the uncut reading is unsure, not
+//    a digit, or too wide for one) and returns them to score; the others are dropped.
+std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segmentation);
+std::vector<int> normalize_cuts(Segmentation& segmentation, const std::vector<float>& probs, int classes);
 
 struct ReadOptions {
   double split_penalty = 0.35;  // log-probability cost of each extra digit from a cut
