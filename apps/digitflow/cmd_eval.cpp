@@ -128,8 +128,15 @@ int run_eval(int argc, char** argv) {
   std::printf("   accuracy\n");
   for (size_t t = 0; t < classes; ++t) {
     std::printf("%9zu", t);
-    for (size_t p = 0; p < classes; ++p) std::printf("%6lld", static_cast<long long>(r.confusion[t][p]));
-    std::printf("   %7.2f%%\n", 100 * r.per_class[t]);
+    int64_t row_total = 0;
+    for (size_t p = 0; p < classes; ++p) {
+      std::printf("%6lld", static_cast<long long>(r.confusion[t][p]));
+      row_total += r.confusion[t][p];
+    }
+    if (row_total == 0)
+      std::printf("         -\n");  // no image of this class in the set (class 10 in MNIST)
+    else
+      std::printf("   %7.2f%%\n", 100 * r.per_class[t]);
   }
   return 0;
 }
