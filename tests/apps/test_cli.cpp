@@ -130,8 +130,76 @@ TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
   auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["count"], 10000);
   EXPECT_GE(j["accuracy"].get<double>(), 0.995) << r.output;
-  EXPECT_EQ(j["per_class"].size(), 10u);
-  EXPECT_EQ(j["confusion"].size(), 10u);
+  // Ten digits and class 10, "not a digit": it rejects generated negatives, not test digits.
+  EXPECT_EQ(j["per_class"].size(), 11u);
+  EXPECT_EQ(j["confusion"].size(), 11u);
+  EXPECT_EQ(j["held_out_negatives"], 2000);
+  EXPECT_GE(j["negatives_rejected"].get<double>(), 0.95) << r.output;
+  EXPECT_LE(j["digits_rejected"].get<double>(), 0.005) << r.output;
+}
+
+TEST(Cli, PredictSaysNotADigit) {
+  digitflow::testing::TempDir dir;
+  // Printed capitals, as on a check's "AMOUNT" label: no digit.
+  cv::Mat img(120, 260, CV_8UC1, cv::Scalar(235));
+  cv::putText(img, "AM", {20, 95}, cv::FONT_HERSHEY_SIMPLEX, 2.8, cv::Scalar(20), 7, cv::LINE_AA);
+  cv::imwrite((dir / "am.png").string(), img);
+  Result r = run("predict --json " + (dir / "am.png").string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_TRUE(j["digit"].is_null()) << r.output;
+  EXPECT_GT(j["not_digit"].get<double>(), 0.5) << r.output;
+  EXPECT_EQ(j["probability"], j["not_digit"]);
+  EXPECT_EQ(j["top3"].size(), 3u);
+  r = run("predict " + (dir / "am.png").string());
+  EXPECT_TRUE(contains(r.output, "am.png: not a digit (")) << r.output;
+}
+
+TEST(Cli, NegativesNeedAnElevenClassModelAndTheOtherWayRound) {
+  digitflow::testing::TempDir dir;
+  Result r = run("train --model config/models/seed.yaml --negatives 100 --epochs 1 --out " +
+                 (dir / "x.safetensors").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "config/models/seed.yaml")) << r.output;
+  EXPECT_TRUE(contains(r.output, "classes: 11")) << r.output;
+  r = run("train --model config/models/default.yaml --set data.negatives=0 --epochs 1 --out " +
+          (dir / "x.safetensors").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "config/models/default.yaml")) << r.output;
+  EXPECT_TRUE(contains(r.output, "set data.negatives")) << r.output;
+  r = run("train --negatives -3");
+  EXPECT_EQ(r.status, 2) << r.output;
+}
+
+TEST(Cli, TrainWithNegativesReportsRejection) {
+  if (!digitflow::testing::mnist_available())
+    GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  digitflow::testing::TempDir dir;
+  // The seed model with an eleventh output.
+  std::ifstream seed_yaml(std::string(DIGITFLOW_SOURCE_DIR) + "/config/models/seed.yaml");
+  std::string text((std::istreambuf_iterator<char>(seed_yaml)), std::istreambuf_iterator<char>());
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"classes: 10", "classes: 11"},
+                                 {"dense: {out: 10}", "dense: {out: 11}"}}) {
+    const auto at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    text = text.substr(0, at) + to + text.substr(at + from.size());
+  }
+  std::ofstream(dir / "seed11.yaml") << text;
+  const auto model = dir / "rejects.safetensors";
+  Result r = run("train --model " + (dir / "seed11.yaml").string() +
+                 " --epochs 3 --train-images 2000 --negatives 500 --threads 2 "
+                 "--set train.validation_images=300 --set train.augment.enabled=false "
+                 "--set train.batch_size=32 --set train.schedule=constant --set train.lr=0.001 "
+                 "--out " + model.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "2200 images (500 of the set are generated negatives")) << r.output;
+  EXPECT_TRUE(contains(r.output, "held-out negatives rejected")) << r.output;
+  Result e = run("eval --json --model " + model.string());
+  ASSERT_EQ(e.status, 0) << e.output;
+  auto j = nlohmann::json::parse(e.output);
+  EXPECT_EQ(j["per_class"].size(), 11u);
+  EXPECT_EQ(j["held_out_negatives"], 2000);
+  EXPECT_GT(j["negatives_rejected"].get<double>(), 0.5) << e.output;  // one short epoch
 }
 
 TEST(Cli, TrainWritesModelAndMetricsCsv) {

@@ -72,6 +72,7 @@ TEST(Settings, ShippedDefaultsEqualBuiltInDefaults) {
   const Settings settings = load_settings(defaults_file());
   EXPECT_EQ(settings_to_yaml(settings), settings_to_yaml(Settings{}));
   EXPECT_EQ(settings.data.dir, "data/mnist");
+  EXPECT_EQ(settings.data.negatives, 0);
   EXPECT_EQ(settings.model.default_model, "models/digits.safetensors");
   EXPECT_EQ(settings.model.spec, "config/models/default.yaml");
   EXPECT_EQ(settings.train.epochs, 15);
@@ -100,7 +101,8 @@ TEST(Settings, ShippedTrainConfigOverridesTrainKeys) {
   const Settings settings =
       load_settings(defaults_file(), {source_dir() / "config" / "train.yaml"});
   EXPECT_FLOAT_EQ(settings.train.label_smoothing, 0.05f);
-  EXPECT_EQ(settings.train.epochs, 12);
+  EXPECT_EQ(settings.train.epochs, 15);
+  EXPECT_EQ(settings.data.negatives, 12000);  // the shipped model has class 10
   EXPECT_EQ(settings.model.spec, "config/models/default.yaml");
 }
 
@@ -165,6 +167,7 @@ TEST(Settings, YamlRoundTripKeepsEveryValue) {
   DataVariableGuard guard;
   const Settings changed = load_settings(defaults_file(), {},
                                          {"data.dir=/d",
+                                          "data.negatives=250",
                                           "model.default=m.safetensors",
                                           "model.spec=s.yaml",
                                           "train.epochs=7",
@@ -295,6 +298,8 @@ TEST(Settings, OutOfRangeValuesAreErrors) {
   rejects("runtime.backend=tpu", "runtime.backend");
   rejects("runtime.threads=-2", "runtime.threads");
   rejects("model.spec=", "model.spec");
+  rejects("data.negatives=-1", "data.negatives");
+  rejects("data.negatives=1.5", "data.negatives");
 
   TempDir dir;
   const auto file = write_file(dir, "range.yaml", "train:\n  optimizer: adam\n");
@@ -364,7 +369,8 @@ TEST(ModelSpec, DefaultYamlParses) {
   EXPECT_EQ(spec.layers[1].kind, LayerKind::batchnorm2d);
   EXPECT_FLOAT_EQ(spec.layers[1].momentum, 0.1f);
   EXPECT_EQ(spec.layers.back().kind, LayerKind::dense);
-  EXPECT_EQ(spec.layers.back().out, 10);
+  EXPECT_EQ(spec.classes, 11);  // digits and "not a digit"
+  EXPECT_EQ(spec.layers.back().out, 11);
 }
 
 TEST(ModelSpec, OptionalFieldsAndParameters) {
