@@ -180,8 +180,14 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       tallest[c] = std::max(tallest[c], r.height);
     }
   }
-  // Masks and hypotheses per slot.
+  // Masks and hypotheses per slot. A chain where blobs below the digit height are at least
+  // half is print (lower-case beside capitals): read_strings would drop it whatever the CNN
+  // said of its larger blobs, so they are not scored at all.
   for (const std::vector<int>& chain : chains) {
+    const auto small = std::count_if(chain.begin(), chain.end(), [&](int g) {
+      return group_rect[static_cast<size_t>(g)].height < options.min_digit_height;
+    });
+    if (2 * small >= static_cast<long>(chain.size())) continue;
     StringCandidate candidate;
     for (int g : chain) {
       const cv::Rect r = group_rect[static_cast<size_t>(g)];
