@@ -3,6 +3,9 @@
 // and an unknown key can be answered with the valid keys at its level and the closest one.
 #include "digitflow/config/config.hpp"
 
+#include "digitflow/pipeline/score.hpp"
+#include "yaml_support.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -37,31 +40,8 @@ std::string compose(const std::string& source, int line, const std::string& key,
   return message + problem;
 }
 
-int line_of(const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  return mark.is_null() ? 0 : mark.line + 1;
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
+using detail::join;
+using detail::line_of;
 
 // "unknown key; did you mean 'lr'? Valid keys under 'train': ..."
 std::string unknown_problem(const std::string& what, const std::string& name,
@@ -70,7 +50,7 @@ std::string unknown_problem(const std::string& what, const std::string& name,
   size_t best = std::numeric_limits<size_t>::max();
   std::string closest;
   for (const auto& candidate : valid) {
-    const size_t distance = edit_distance(name, candidate);
+    const size_t distance = pipeline::levenshtein(name, candidate);
     if (distance < best) best = distance, closest = candidate;
   }
   for (const auto& candidate : valid) {  // "rotation" -> "rotation_deg"

@@ -2,6 +2,8 @@
 // yaml-cpp, each node checked where it is read so that an error points at its own line.
 #include "digitflow/config/template.hpp"
 
+#include "yaml_support.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -23,16 +25,8 @@ namespace {
 using pipeline::FieldRule;
 using pipeline::FieldSpec;
 
-int line_of(const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  return mark.is_null() ? 0 : mark.line + 1;
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
+using detail::join;
+using detail::line_of;
 
 std::string describe(const YAML::Node& node) {
   if (node.IsNull()) return "no value";
