@@ -393,9 +393,13 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     }
     const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); });
     if (accepted == 0 || 2 * accepted <= static_cast<long>(chosen.size())) continue;  // mostly not digits: print or debris
-    // Runs of digits between rejected pieces become strings.
+    // Runs of digits between rejected pieces become strings. A string that a rejected piece
+    // ends is only right if that piece truly is no digit: its confidence carries the piece's
+    // "not a digit" probability on each side where it was cut.
     StringResult current;
-    auto flush = [&] {
+    double cut_before = 1.0;  // "not a digit" probability of the piece that ended the last run
+    auto flush = [&](double cut_after) {
+      current.confidence *= cut_after;
       if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits)) results.push_back(std::move(current));
       current = StringResult{};
     };
@@ -403,7 +407,9 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
       if (!is_digit(i)) {
-        flush();
+        const double not_digit = has_reject && seg.pieces[i].usable ? p[i][10] : 1.0;
+        if (!current.digits.empty()) flush(not_digit);
+        cut_before = not_digit;
         continue;
       }
       DigitResult d;
@@ -415,13 +421,13 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       for (size_t k = 0; k < 3 && k < order.size(); ++k)
         d.top.push_back({order[k], static_cast<float>(p[i][static_cast<size_t>(order[k])])});
       d.box = map_box(seg.pieces[i].box, to_page, width, height);
-      if (current.digits.empty()) current.confidence = 1.0;
+      if (current.digits.empty()) current.confidence = cut_before;
       current.confidence *= d.confidence;
       current.text += static_cast<char>('0' + d.digit);
       current.box = unite(current.box, d.box);
       current.digits.push_back(std::move(d));
     }
-    flush();
+    flush(1.0);
   }
   return results;
 }

@@ -206,5 +206,39 @@ TEST(Segment, MapBoxFollowsTheAffineMap) {
   EXPECT_EQ(map_box({990, 0, 40, 50}, shift, 1000, 1000), (Box{1000, 0, 0, 45}));  // clipped to the page
 }
 
+TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
+  // One chain of five pieces; the middle one is "not a digit" with probability 0.6.
+  Segmentation seg;
+  StringCandidate chain;
+  for (int k = 0; k < 5; ++k) {
+    Piece piece;
+    piece.box = {100 + 50 * k, 100, 40, 60};
+    piece.usable = true;
+    seg.pieces.push_back(piece);
+    Slot slot;
+    slot.box = piece.box;
+    slot.hypotheses.push_back({{k}});
+    chain.slots.push_back(slot);
+  }
+  seg.strings.push_back(chain);
+  std::vector<float> probs(5 * 11, 0.0f);
+  const int digits[5] = {4, 7, -1, 2, 9};
+  for (int k = 0; k < 5; ++k) {
+    float* p = &probs[static_cast<size_t>(k) * 11];
+    if (digits[k] < 0) {
+      p[10] = 0.6f, p[3] = 0.4f;
+    } else {
+      p[digits[k]] = 0.9f, p[10] = 0.1f;
+    }
+  }
+  const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+  std::vector<StringResult> strings = read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  ASSERT_EQ(strings.size(), 2u);
+  EXPECT_EQ(strings[0].text, "47");
+  EXPECT_EQ(strings[1].text, "29");
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.6, 1e-6);
+  EXPECT_NEAR(strings[1].confidence, 0.6 * 0.9 * 0.9, 1e-6);
+}
+
 }  // namespace
 }  // namespace digitflow::pipeline
