@@ -56,7 +56,7 @@ int run_run(int argc, char** argv) {
       ("overlays", po::bool_switch(&overlays), "also write OUT/overlays/<page>.png with the boxes and text drawn")
       ("decode-clean-only", po::bool_switch(&run.decode_clean_only),
        "for timing: decode and clean every page but read nothing (results have no strings)")
-      ("job", po::value(&job), "job folder (positional)");
+      ("job", po::value(&job)->value_name("JOB_DIR"), "job folder (positional)");
   add_config_options(options, common);
   po::positional_options_description positional;
   positional.add("job", 1);
@@ -66,7 +66,11 @@ int run_run(int argc, char** argv) {
              "JPEG, BMP, TIFF incl. multi-page, PDF at 300 dpi) and writes OUT_DIR/results.jsonl\n"
              "(one JSON object per page), results.csv (one row per string) and summary.json.\n"
              "A page that cannot be read gets an \"error\" in its results line; the job goes on.\n"
-             "Exit status: 0 when every page was read, 3 when some pages failed, 1 on errors.",
+             "Files that are not pages (notes, truth.jsonl) are skipped and listed in summary.json.\n"
+             "Settings: pipeline.* in config/digitflow.yaml (e.g. --set pipeline.min_digit_height=24).\n"
+             "Ctrl-C finishes the pages in flight and stops with valid outputs.\n"
+             "Exit status: 0 when every page was read, 3 when some pages failed, 130 when\n"
+             "stopped, 1 on errors, 2 on usage mistakes.",
              options, &positional, vm))
     return 0;
   if (job.empty()) throw UsageError("no JOB_DIR given");
