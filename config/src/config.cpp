@@ -337,19 +337,7 @@ std::string dotted(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
-// Reads and parses a YAML file; a missing file or malformed YAML is a ConfigError.
-YAML::Node load_yaml(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path.string(), 0, "", "cannot open the file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return YAML::Load(text.str());
-  } catch (const YAML::Exception& error) {
-    const int line = error.mark.is_null() ? 0 : error.mark.line + 1;
-    throw ConfigError(path.string(), line, "", "malformed YAML: " + error.msg);
-  }
-}
+using detail::load_yaml;
 
 void apply_map(const YAML::Node& map, const std::string& prefix, const std::string& source,
                Settings& settings) {

@@ -91,18 +91,7 @@ class TemplateReader {
   std::string source_;
 };
 
-YAML::Node load_yaml(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path.string(), 0, "", "cannot open the file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return YAML::Load(text.str());
-  } catch (const YAML::Exception& error) {
-    throw ConfigError(path.string(), error.mark.is_null() ? 0 : error.mark.line + 1, "",
-                      "malformed YAML: " + error.msg);
-  }
-}
+using detail::load_yaml;
 
 std::array<double, 4> read_zone(const TemplateReader& reader, const YAML::Node& node,
                                 const std::string& key) {

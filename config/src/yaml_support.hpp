@@ -1,11 +1,16 @@
-// Small pieces shared by the YAML readers of this folder (settings, templates): the line of a
-// node for error messages, and lists joined for "expected one of ..." messages.
+// Small pieces shared by the YAML readers of this folder (settings, templates): reading a
+// file, the line of a node for error messages, and lists joined for "expected one of ...".
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "digitflow/config/config.hpp"
 
 namespace digitflow::config::detail {
 
@@ -23,6 +28,20 @@ inline std::string join(const std::vector<std::string>& items) {
     out += item;
   }
   return out;
+}
+
+// Reads and parses a YAML file; a missing file or malformed YAML is a ConfigError.
+inline YAML::Node load_yaml(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path.string(), 0, "", "cannot open the file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return YAML::Load(text.str());
+  } catch (const YAML::Exception& error) {
+    const int line = error.mark.is_null() ? 0 : error.mark.line + 1;
+    throw ConfigError(path.string(), line, "", "malformed YAML: " + error.msg);
+  }
 }
 
 }  // namespace digitflow::config::detail
