@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libtbb-dev libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
   libopencv-dev libpoppler-cpp-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
+  libsqlite3-dev libpqxx-dev postgresql
   fonts-dejavu-core
   ca-certificates
   "$@"

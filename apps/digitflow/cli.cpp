@@ -68,6 +68,24 @@ void start_backend(const config::Settings& settings) {
   kernels::start_backend(kernels::parse_backend(settings.runtime.backend));
 }
 
+pipeline::RunOptions run_options(const config::Settings& settings) {
+  const config::PipelineSettings& ps = settings.pipeline;
+  if (ps.min_digit_height > ps.max_digit_height)
+    throw UsageError("pipeline.min_digit_height (" + std::to_string(ps.min_digit_height) +
+                     ") is above pipeline.max_digit_height (" + std::to_string(ps.max_digit_height) + ")");
+  pipeline::RunOptions run;
+  run.limits.max_pixels = ps.max_page_pixels;
+  run.limits.pdf_dpi = ps.pdf_dpi;
+  run.pages_in_flight = ps.pages_in_flight;
+  run.batch_digits = ps.batch_digits;
+  run.segment.min_digit_height = ps.min_digit_height;
+  run.segment.max_digit_height = ps.max_digit_height;
+  run.low_confidence = ps.low_confidence;
+  run.read.temperature = ps.temperature;
+  run.read.min_digits = ps.min_string_digits;
+  return run;
+}
+
 fs::path resolve(const fs::path& path) {
   if (path.is_absolute() || fs::exists(path)) return path;
   fs::path in_root = project_root() / path;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "digitflow/config/config.hpp"
+#include "digitflow/pipeline/run.hpp"
 
 namespace digitflow::cli {
 
@@ -41,6 +42,9 @@ config::Settings load_settings(const CommonOptions& common, std::vector<std::str
 // Starts runtime.backend (the CPU until the GPU backends exist); a backend that cannot
 // start throws with one line saying why.
 void start_backend(const config::Settings& settings);
+// The page pipeline's settings (pipeline.*) as run options; folders, outputs, template and
+// overlays are left for the caller. Throws UsageError for settings that contradict.
+pipeline::RunOptions run_options(const config::Settings& settings);
 // A relative path from the config: as given if it exists from the working directory, else
 // relative to the project root.
 std::filesystem::path resolve(const std::filesystem::path& path);

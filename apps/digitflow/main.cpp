@@ -21,7 +21,15 @@ constexpr const char* kUsage =
     "  predict   recognise the digit in each of some image files\n"
     "  bench     time training (bench train) or inference (bench infer)\n"
     "  score     compare results.jsonl with the truth: exact-match rate, digit accuracy\n"
-    "  synth     write synthetic scanned forms, checks or sheets and their truth.jsonl\n";
+    "  synth     write synthetic scanned forms, checks or sheets and their truth.jsonl\n"
+    "\n"
+    "Jobs (the nightly batch, on a store under the state directory or PostgreSQL):\n"
+    "  submit    queue a folder of pages as a job (the folder is copied first)\n"
+    "  jobs      list the jobs: id, name, owner, state, progress\n"
+    "  job       one job in detail; --results prints or exports its results\n"
+    "  cancel    cancel a queued or running job\n"
+    "  worker    run queued jobs (and the drop folder) until stopped\n"
+    "  user      add or list users (the first administrator comes from here)\n";
 
 }  // namespace
 
@@ -47,6 +55,12 @@ int main(int argc, char** argv) {
     if (command == "synth") return run_synth(argc - 1, argv + 1);
     std::cerr << "digitflow: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
+    if (command == "submit") return run_submit(argc - 1, argv + 1);
+    if (command == "jobs") return run_jobs(argc - 1, argv + 1);
+    if (command == "job") return run_job(argc - 1, argv + 1);
+    if (command == "cancel") return run_cancel(argc - 1, argv + 1);
+    if (command == "worker") return run_worker(argc - 1, argv + 1);
+    if (command == "user") return run_user(argc - 1, argv + 1);
   } catch (const UsageError& e) {
     std::cerr << "digitflow " << command << ": " << e.what() << "\n(see digitflow " << command
               << " --help)\n";

@@ -202,6 +202,18 @@ Field path_field(std::string key, Ref ref) {
           [=](const Settings& s) { return ref(s); }};
 }
 
+// The job store: empty (SQLite in the state directory) or a PostgreSQL URL.
+template <typename Ref>
+Field store_field(std::string key, Ref ref) {
+  return {std::move(key),
+          [=](Settings& s, const std::string& t) {
+            if (!t.empty() && !t.starts_with("postgres://") && !t.starts_with("postgresql://"))
+              throw BadValue{"expects \"\" (SQLite in jobs.state_dir) or a postgres:// URL, got " + quoted(t)};
+            ref(s) = t;
+          },
+          [=](const Settings& s) { return ref(s); }};
+}
+
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = [] {
     const Range at_least_0{0, kNoLimit};
@@ -306,6 +318,16 @@ const std::vector<Field>& fields() {
         real_field(
             "pipeline.temperature", [](auto& s) -> auto& { return s.pipeline.temperature; },
             Range{0, 10, true, false}),
+        path_field(
+            "jobs.state_dir", [](auto& s) -> auto& { return s.jobs.state_dir; }),
+        store_field(
+            "jobs.db", [](auto& s) -> auto& { return s.jobs.db; }),
+        int_field(
+            "jobs.lease_seconds", [](auto& s) -> auto& { return s.jobs.lease_seconds; }, Range{5, 86400}),
+        int_field(
+            "jobs.heartbeat_seconds", [](auto& s) -> auto& { return s.jobs.heartbeat_seconds; }, Range{1, 3600}),
+        bool_field(
+            "jobs.overlays", [](auto& s) -> auto& { return s.jobs.overlays; }),
     };
   }();
   return table;

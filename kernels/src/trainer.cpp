@@ -14,27 +14,12 @@
 #include "digitflow/kernels/ops/elementwise.hpp"
 #include "digitflow/kernels/ops/softmax_xent.hpp"
 #include "digitflow/kernels/parallel.hpp"
+#include "seed_mix.hpp"
+#include "training_loop.hpp"
 
 namespace digitflow::kernels {
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-int argmax_row(const float* p, int classes) {
-  return static_cast<int>(std::max_element(p, p + classes) - p);
-}
+namespace detail {
 
 // Images must have the model's size and labels must be below its class count: both are
 // read as raw bytes into buffers sized by the model.
@@ -53,6 +38,21 @@ void check_data(const LabelledImages& data, const Network& net) {
     if (label >= net.spec().classes)
       throw std::invalid_argument("label " + std::to_string(label) + " is not below the " +
                                   std::to_string(net.spec().classes) + " classes of the model");
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::check_data;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int argmax_row(const float* p, int classes) {
+  return static_cast<int>(std::max_element(p, p + classes) - p);
 }
 
 void validate(const TrainConfig& c, const LabelledImages& data, const Network& net) {
@@ -181,40 +181,26 @@ void Optimizer::step(float lr) {
 
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
                   const TrainCallbacks& callbacks) {
-  validate(config, data, net);
-  const auto t0 = Clock::now();
+  const detail::TrainingPlan plan = detail::plan_training(config, data, net);
   const int rows = data.rows, cols = data.cols, classes = net.spec().classes;
   const int64_t image_size = int64_t{rows} * cols;
-
-  // Validation split: the first validation_images of a seeded permutation.
-  std::vector<int64_t> all(static_cast<size_t>(data.count));
-  std::iota(all.begin(), all.end(), 0);
-  std::shuffle(all.begin(), all.end(), std::mt19937_64(mix(config.seed, 0x5eed)));
-  std::vector<int64_t> val(all.begin(), all.begin() + config.validation_images);
-  std::vector<int64_t> train_idx(all.begin() + config.validation_images, all.end());
-  std::sort(val.begin(), val.end());
-
   const int batch = config.batch_size;
-  const int64_t batches = static_cast<int64_t>(train_idx.size()) / batch;
-  const int64_t total_steps = batches * config.epochs;
   Optimizer optimizer(config, net.parameters());
 
   std::vector<uint8_t> pixels(static_cast<size_t>(batch * image_size));
   std::vector<uint8_t> labels(static_cast<size_t>(batch));
   Tensor x, probs({batch, classes}), dlogits({batch, classes});
 
-  TrainResult result;
-  std::vector<std::pair<std::string, Tensor>> best_state;
+  detail::EpochBook book(config, plan, callbacks);
   int64_t step = 0;
-  int stale_epochs = 0;
   for (int epoch = 1; epoch <= config.epochs; ++epoch) {
-    const auto epoch_t0 = Clock::now();
-    std::vector<int64_t> order = train_idx;
-    std::shuffle(order.begin(), order.end(), std::mt19937_64(mix(config.seed, epoch)));
+    book.start_epoch(epoch);
+    const std::vector<int64_t> order = detail::epoch_order(plan, config, epoch);
+    const uint64_t seed_base = detail::augment_seed_base(config, epoch);
     double loss_sum = 0.0;
     int64_t correct = 0, seen = 0;
     float lr = 0.0f;
-    for (int64_t b = 0; b < batches; ++b, ++step) {
+    for (int64_t b = 0; b < plan.batches; ++b, ++step) {
       parallel_chunks(batch, 8, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           int64_t src = order[static_cast<size_t>(b * batch + i)];
@@ -222,7 +208,7 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
           uint8_t* out = pixels.data() + i * image_size;
           if (config.augment.enabled)
             random_affine(image, rows, cols, config.augment,
-                          mix(mix(config.seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(b * batch + i)), out);
+                          mix_seed(seed_base, static_cast<uint64_t>(b * batch + i)), out);
           else
             std::memcpy(out, image, static_cast<size_t>(image_size));
           labels[static_cast<size_t>(i)] = data.labels[static_cast<size_t>(src)];
@@ -235,60 +221,128 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
       softmax_xent_backward(batch, classes, probs.data(), labels.data(), config.label_smoothing,
                             dlogits.data());
       net.backward(dlogits);
-      lr = learning_rate(config, step, total_steps);
+      lr = learning_rate(config, step, plan.total_steps);
       optimizer.step(lr);
 
       loss_sum += double{loss} * batch;
       for (int i = 0; i < batch; ++i)
         correct += argmax_row(probs.data() + i * classes, classes) == labels[static_cast<size_t>(i)];
       seen += batch;
-      if (callbacks.on_batch) {
-        TrainProgress p;
-        p.epoch = epoch;
-        p.epochs = config.epochs;
-        p.batch = b + 1;
-        p.batches = batches;
-        double elapsed = seconds_since(epoch_t0);
-        p.images_per_s = static_cast<double>(seen) / std::max(elapsed, 1e-9);
-        p.loss = loss_sum / static_cast<double>(seen);
-        p.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
-        p.eta_s = static_cast<double>(total_steps - step - 1) * batch / std::max(p.images_per_s, 1e-9);
-        p.lr = lr;
-        callbacks.on_batch(p);
-      }
+      book.batch_done(b, step, loss_sum, correct, seen, lr);
     }
-
-    EpochMetrics m;
-    m.epoch = epoch;
-    m.lr = lr;
-    m.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(seen, 1));
-    m.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
-    m.seconds = seconds_since(epoch_t0);
-    m.images_per_s = static_cast<double>(seen) / std::max(m.seconds, 1e-9);
-    if (!val.empty()) {
-      EvalResult v = evaluate_subset(net, data, val);
-      m.val_loss = v.loss;
-      m.val_accuracy = v.accuracy;
-      m.improved = result.best_epoch == 0 || v.accuracy > result.best_val_accuracy;
-    } else {
-      m.improved = true;
-    }
-    if (m.improved) {
-      result.best_epoch = epoch;
-      result.best_val_accuracy = m.val_accuracy;
-      if (!val.empty()) best_state = net.copy_state();
-      stale_epochs = 0;
-    } else {
-      ++stale_epochs;
-    }
-    result.epochs.push_back(m);
-    if (callbacks.on_epoch) callbacks.on_epoch(m, net);
-    if (config.early_stop_patience > 0 && stale_epochs >= config.early_stop_patience) break;
+    if (!book.finish_epoch(net, loss_sum, correct, seen, lr,
+                           [&] { return evaluate_subset(net, data, plan.validation); }))
+      break;
   }
-  if (!best_state.empty()) net.load_state(best_state);
-  result.seconds = seconds_since(t0);
-  return result;
+  return book.finish(net);
 }
+
+namespace detail {
+
+TrainingPlan plan_training(const TrainConfig& config, const LabelledImages& data, const Network& net) {
+  validate(config, data, net);
+  // Validation split: the first validation_images of a seeded permutation.
+  std::vector<int64_t> all(static_cast<size_t>(data.count));
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), std::mt19937_64(mix_seed(config.seed, 0x5eed)));
+  TrainingPlan plan;
+  plan.validation.assign(all.begin(), all.begin() + config.validation_images);
+  plan.training.assign(all.begin() + config.validation_images, all.end());
+  std::sort(plan.validation.begin(), plan.validation.end());
+  plan.batches = static_cast<int64_t>(plan.training.size()) / config.batch_size;
+  plan.total_steps = plan.batches * config.epochs;
+  return plan;
+}
+
+std::vector<int64_t> epoch_order(const TrainingPlan& plan, const TrainConfig& config, int epoch) {
+  std::vector<int64_t> order = plan.training;
+  std::shuffle(order.begin(), order.end(),
+               std::mt19937_64(mix_seed(config.seed, static_cast<uint64_t>(epoch))));
+  return order;
+}
+
+uint64_t augment_seed_base(const TrainConfig& config, int epoch) {
+  return mix_seed(config.seed, static_cast<uint64_t>(epoch));
+}
+
+void finish_evaluation(EvalResult& r, double loss_sum) {
+  const size_t classes = r.confusion.size();
+  int64_t correct = 0;
+  r.per_class.assign(classes, 0.0);
+  for (size_t c = 0; c < classes; ++c) {
+    int64_t row_total = 0;
+    for (size_t p = 0; p < classes; ++p) row_total += r.confusion[c][p];
+    correct += r.confusion[c][c];
+    r.per_class[c] = row_total ? static_cast<double>(r.confusion[c][c]) / static_cast<double>(row_total) : 0.0;
+  }
+  r.accuracy = r.count ? static_cast<double>(correct) / static_cast<double>(r.count) : 0.0;
+  r.loss = r.count ? loss_sum / static_cast<double>(r.count) : 0.0;
+}
+
+EpochBook::EpochBook(const TrainConfig& config, const TrainingPlan& plan,
+                     const TrainCallbacks& callbacks)
+    : config_(config), plan_(plan), callbacks_(callbacks), run_start_(Clock::now()) {}
+
+void EpochBook::start_epoch(int epoch) {
+  epoch_ = epoch;
+  epoch_start_ = Clock::now();
+}
+
+void EpochBook::batch_done(int64_t batch, int64_t step, double loss_sum, int64_t correct,
+                           int64_t seen, float lr) {
+  if (!callbacks_.on_batch) return;
+  TrainProgress p;
+  p.epoch = epoch_;
+  p.epochs = config_.epochs;
+  p.batch = batch + 1;
+  p.batches = plan_.batches;
+  double elapsed = seconds_since(epoch_start_);
+  p.images_per_s = static_cast<double>(seen) / std::max(elapsed, 1e-9);
+  p.loss = loss_sum / static_cast<double>(std::max<int64_t>(seen, 1));
+  p.accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
+  p.eta_s = static_cast<double>(plan_.total_steps - step - 1) * config_.batch_size /
+            std::max(p.images_per_s, 1e-9);
+  p.lr = lr;
+  callbacks_.on_batch(p);
+}
+
+bool EpochBook::finish_epoch(Network& net, double loss_sum, int64_t correct, int64_t seen,
+                             float lr, const std::function<EvalResult()>& validate_epoch) {
+  EpochMetrics m;
+  m.epoch = epoch_;
+  m.lr = lr;
+  m.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(seen, 1));
+  m.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
+  m.seconds = seconds_since(epoch_start_);
+  m.images_per_s = static_cast<double>(seen) / std::max(m.seconds, 1e-9);
+  if (!plan_.validation.empty()) {
+    EvalResult v = validate_epoch();
+    m.val_loss = v.loss;
+    m.val_accuracy = v.accuracy;
+    m.improved = result_.best_epoch == 0 || v.accuracy > result_.best_val_accuracy;
+  } else {
+    m.improved = true;
+  }
+  if (m.improved) {
+    result_.best_epoch = epoch_;
+    result_.best_val_accuracy = m.val_accuracy;
+    if (!plan_.validation.empty()) best_state_ = net.copy_state();
+    stale_epochs_ = 0;
+  } else {
+    ++stale_epochs_;
+  }
+  result_.epochs.push_back(m);
+  if (callbacks_.on_epoch) callbacks_.on_epoch(m, net);
+  return !(config_.early_stop_patience > 0 && stale_epochs_ >= config_.early_stop_patience);
+}
+
+TrainResult EpochBook::finish(Network& net) {
+  if (!best_state_.empty()) net.load_state(best_state_);
+  result_.seconds = seconds_since(run_start_);
+  return result_;
+}
+
+}  // namespace detail
 
 EvalResult evaluate_subset(Network& net, const LabelledImages& data,
                            const std::vector<int64_t>& indices, int batch_size) {
@@ -319,16 +373,7 @@ EvalResult evaluate_subset(Network& net, const LabelledImages& data,
       ++r.confusion[labels[static_cast<size_t>(i)]][static_cast<size_t>(predicted)];
     }
   }
-  int64_t correct = 0;
-  r.per_class.assign(static_cast<size_t>(classes), 0.0);
-  for (int c = 0; c < classes; ++c) {
-    int64_t row_total = 0;
-    for (int p = 0; p < classes; ++p) row_total += r.confusion[c][p];
-    correct += r.confusion[c][c];
-    r.per_class[c] = row_total ? static_cast<double>(r.confusion[c][c]) / static_cast<double>(row_total) : 0.0;
-  }
-  r.accuracy = r.count ? static_cast<double>(correct) / static_cast<double>(r.count) : 0.0;
-  r.loss = r.count ? loss_sum / static_cast<double>(r.count) : 0.0;
+  detail::finish_evaluation(r, loss_sum);
   return r;
 }
 

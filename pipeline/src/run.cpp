@@ -384,6 +384,8 @@ void write_atomically(const fs::path& path, const std::string& text) {
   fs::rename(temp, path);
 }
 
+}  // namespace
+
 std::string overlay_name(const PageResult& r) {
   std::string name = r.page;
   const size_t dot = name.rfind('.');
@@ -391,8 +393,6 @@ std::string overlay_name(const PageResult& r) {
   if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) name.resize(dot);
   return name + (r.page_index > 0 ? "-p" + std::to_string(r.page_index + 1) : "") + ".png";
 }
-
-}  // namespace
 
 RunSummary run_job(const RunOptions& options, kernels::Network& model,
                    const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {

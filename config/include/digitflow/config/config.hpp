@@ -60,12 +60,22 @@ struct PipelineSettings {
   float temperature = 0.7f;          // pipeline.temperature: probabilities sharpened as p^(1/T)
 };
 
+// Jobs: the store, the state directory and the workers (digitflow submit, worker, serve).
+struct JobsSettings {
+  std::string state_dir = "var";  // jobs.state_dir: job inputs, results, drop folder, SQLite file
+  std::string db;                 // jobs.db: "" = SQLite in the state dir; or postgres://...
+  int lease_seconds = 30;         // jobs.lease_seconds: a silent worker's job is taken back after this
+  int heartbeat_seconds = 2;      // jobs.heartbeat_seconds: also how soon a cancel is noticed
+  bool overlays = true;           // jobs.overlays: draw overlays for every page of a job
+};
+
 struct Settings {
   DataSettings data;
   ModelSettings model;
   kernels::TrainConfig train;
   RuntimeSettings runtime;
   PipelineSettings pipeline;
+  JobsSettings jobs;
 };
 
 // Precedence, lowest first: the C++ defaults above, defaults_file, the DIGITFLOW_DATA

@@ -75,6 +75,10 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
                      const std::atomic<bool>* cancel = nullptr);
 
 // The page with its strings drawn: boxes coloured by confidence (green >= 0.99, amber >=
+// The file name of a page's overlay under OUT/overlays: its path without the extension,
+// "-p<n>" for page n > 1 of a multi-page file, ".png".
+std::string overlay_name(const PageResult& result);
+
 // low, red below), the text above each string; scaled so its longer side is <= max_side.
 cv::Mat draw_overlay(const cv::Mat& gray, const PageResult& result, double low_confidence, int max_side = 1800);
 

@@ -1,0 +1,167 @@
+// The job store: users, jobs and per-page results, behind one interface with two
+// implementations that pass the same test suite: SQLite (one file, the embedded default)
+// and PostgreSQL (many workers on many machines share one queue). Every state change that
+// workers race on is one statement or one transaction in the store, never read-then-write
+// in the caller.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace digitflow::jobs {
+
+// Any failure of the store; the message names the store and the operation.
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// A failure that may pass if tried again: the database is busy or locked, the connection
+// dropped. Workers retry these; anything else fails the job.
+class TransientError : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+// The database was written by a newer digitflow (its schema version is above ours).
+class SchemaTooNew : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+// A name that must be unique is taken (user name, job source).
+class Conflict : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+// The worker no longer holds the job: its lease expired and another worker claimed it,
+// or the job was cancelled or finished meanwhile. The worker must stop writing.
+class LeaseLost : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+
+enum class JobState { queued, running, done, failed, cancelled };
+std::string_view to_string(JobState state);
+JobState parse_job_state(std::string_view text);  // throws StoreError on an unknown name
+bool is_final(JobState state);                    // done, failed or cancelled
+
+struct User {
+  int64_t id = 0;
+  std::string name, email;
+  std::string password_hash;  // empty: cannot log in with a password
+  std::string role = "user";  // "user" | "admin"
+  bool disabled = false;
+  int64_t created_ms = 0;
+};
+
+struct NewJob {
+  int64_t owner = 0;
+  std::string name;
+  std::filesystem::path input_dir;  // the job's own copy of the pages, under the state dir
+  std::string template_path;        // "" = search the whole page
+  std::string model;                // "" = the worker's default model
+  std::string source;               // "" or a unique origin (a drop folder): submitted once
+};
+
+struct Job {
+  int64_t id = 0;
+  int64_t owner = 0;
+  std::string owner_name;
+  std::string name;
+  JobState state = JobState::queued;
+  std::filesystem::path input_dir;
+  std::string template_path, model, source;
+  int64_t pages_total = -1;  // -1 until a worker has listed the folder
+  int64_t pages_done = 0, pages_failed = 0, strings = 0, low_confidence = 0;
+  int64_t created_ms = 0, started_ms = 0, finished_ms = 0;  // 0 = not yet
+  std::string error;
+  std::string worker;          // the worker that holds (or last held) the job
+  int64_t lease_expires_ms = 0;
+  bool cancel_requested = false;
+  int attempts = 0;            // times claimed
+};
+
+// One page's result as the pipeline wrote it (a results.jsonl line).
+struct PageRecord {
+  int64_t seq = 0;             // position of the page in the job's stable page order
+  std::string key;             // "<relative path>#<page index>", unique in a job
+  bool failed = false;         // the line has an "error"
+  int64_t strings = 0, low_confidence = 0;
+  std::string result_json;     // the results.jsonl line, without its newline
+};
+
+// What a heartbeat learns.
+struct Lease {
+  bool held = false;              // false: stop at once and write nothing more
+  bool cancel_requested = false;  // the owner asked to stop: finish as cancelled
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+  // "sqlite:<path>" or "postgresql://..." (password elided), for messages.
+  virtual std::string describe() const = 0;
+  // The schema version this store is at (the binary's, after migrations at open).
+  virtual int schema_version() = 0;
+
+  // Users. add_user throws Conflict when the name is taken.
+  virtual int64_t add_user(const User& user) = 0;
+  virtual std::optional<User> user_by_name(std::string_view name) = 0;
+  virtual std::optional<User> user_by_id(int64_t id) = 0;
+  virtual std::vector<User> users() = 0;  // by id
+  // Replaces email, password hash, role and disabled of user.id; false when no such user.
+  virtual bool update_user(const User& user) = 0;
+
+  // Jobs. create_job throws Conflict when a non-empty source was submitted before.
+  virtual int64_t create_job(const NewJob& job) = 0;
+  virtual std::optional<Job> job(int64_t id) = 0;
+  // Newest first; owner 0 = every user's.
+  virtual std::vector<Job> jobs(int64_t owner = 0) = 0;
+
+  // Takes the oldest job that is queued, or running under an expired lease (its worker
+  // died), for `worker` until now + lease_ms; atomically, so two workers never get the
+  // same job. A job whose worker died after its owner asked to cancel becomes cancelled
+  // here instead. Empty when there is nothing to do.
+  virtual std::optional<Job> claim_job(const std::string& worker, int64_t lease_ms) = 0;
+  // Extends the lease; says whether the worker still holds the job and whether the owner
+  // asked to cancel.
+  virtual Lease heartbeat(int64_t job, const std::string& worker, int64_t lease_ms) = 0;
+  // Records the number of pages once the worker has listed the folder. Throws LeaseLost.
+  virtual void set_pages_total(int64_t job, const std::string& worker, int64_t total) = 0;
+  // Stores one page's result and adds it to the job's counts in one transaction; a page
+  // stored before (same key) is left as it is and not counted twice. Throws LeaseLost when
+  // `worker` no longer holds the job. Returns false for a page that was already stored.
+  virtual bool put_page(int64_t job, const std::string& worker, const PageRecord& page) = 0;
+  // The keys of the pages stored so far (what a resumed job skips).
+  virtual std::vector<std::string> page_keys(int64_t job) = 0;
+  // The stored pages in page order, from seq `from` on, at most `limit` (0 = all).
+  virtual std::vector<PageRecord> pages(int64_t job, int64_t from = 0, int64_t limit = 0) = 0;
+  // Ends a running job held by `worker`: done, failed (with the reason) or cancelled.
+  // Throws LeaseLost when the worker no longer holds it.
+  virtual void finish_job(int64_t job, const std::string& worker, JobState state,
+                          const std::string& error = {}) = 0;
+  // Puts a running job held by `worker` back in the queue (a worker that shuts down).
+  virtual void release_job(int64_t job, const std::string& worker) = 0;
+  // A queued job becomes cancelled at once; a running one is flagged and its worker stops
+  // at its next heartbeat. Returns the state after the call; nullopt when no such job.
+  virtual std::optional<JobState> cancel_job(int64_t id) = 0;
+};
+
+// Opens (and creates or migrates) a store: a "postgres://" or "postgresql://" URL gives
+// PostgreSQL; anything else is the path of an SQLite file. Throws SchemaTooNew when the
+// database is newer than this binary, StoreError when it cannot be opened.
+std::unique_ptr<JobStore> open_store(const std::string& location);
+std::unique_ptr<JobStore> open_sqlite_store(const std::filesystem::path& file);
+std::unique_ptr<JobStore> open_postgres_store(const std::string& url);
+
+// The schema version this binary writes and understands.
+constexpr int kSchemaVersion = 1;
+
+// Milliseconds since the Unix epoch (the clock stores compare leases with).
+int64_t now_ms();
+
+}  // namespace digitflow::jobs

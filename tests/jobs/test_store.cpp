@@ -1,0 +1,376 @@
+// The behaviour every job store must have, run against SQLite and against a real
+// PostgreSQL server started by the tests: users, jobs, the claim/lease/heartbeat cycle,
+// pages stored once, cancellation, and workers racing for one queue.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "digitflow/jobs/store.hpp"
+#include "postgres_server.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::jobs {
+namespace {
+
+using digitflow::testing::TempDir;
+
+// A fresh, empty store of one kind, and the location to open more connections to it.
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite")
+      location_ = (dir_ / "jobs.db").string();
+    else
+      location_ = digitflow::testing::PostgresServer::instance().fresh_database();
+    store_ = open_store(location_);
+  }
+
+  int64_t user(const std::string& name, const std::string& role = "user") {
+    User u;
+    u.name = name;
+    u.email = name + "@example.org";
+    u.role = role;
+    return store_->add_user(u);
+  }
+  int64_t job(int64_t owner, const std::string& name, const std::string& source = {}) {
+    NewJob j;
+    j.owner = owner;
+    j.name = name;
+    j.input_dir = "/state/inputs/" + name;
+    j.source = source;
+    return store_->create_job(j);
+  }
+  static PageRecord page(int64_t seq, bool failed = false, int64_t strings = 2) {
+    PageRecord p;
+    p.seq = seq;
+    p.key = "p" + std::to_string(seq) + ".png#0";
+    p.failed = failed;
+    p.strings = strings;
+    p.low_confidence = 1;
+    p.result_json = R"({"page":"p)" + std::to_string(seq) + R"(.png"})";
+    return p;
+  }
+
+  TempDir dir_;
+  std::string location_;
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_P(StoreTest, FreshStoreIsAtTheCurrentSchemaAndReopens) {
+  EXPECT_EQ(store_->schema_version(), kSchemaVersion);
+  const int64_t id = user("ana");
+  store_.reset();
+  auto again = open_store(location_);
+  EXPECT_EQ(again->schema_version(), kSchemaVersion);
+  ASSERT_TRUE(again->user_by_id(id));
+  EXPECT_EQ(again->user_by_id(id)->name, "ana");
+}
+
+TEST_P(StoreTest, UsersAreAddedFoundUpdatedAndUnique) {
+  const int64_t ana = user("ana", "admin");
+  const int64_t bo = user("bo");
+  EXPECT_NE(ana, bo);
+  auto found = store_->user_by_name("ana");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->id, ana);
+  EXPECT_EQ(found->email, "ana@example.org");
+  EXPECT_EQ(found->role, "admin");
+  EXPECT_FALSE(found->disabled);
+  EXPECT_GT(found->created_ms, 0);
+  EXPECT_FALSE(store_->user_by_name("nobody"));
+  EXPECT_FALSE(store_->user_by_id(9999));
+
+  EXPECT_TRUE(digitflow::testing::throws_with_message<Conflict>([&] { user("ana"); }, {"ana", "already exists"}));
+
+  found->disabled = true;
+  found->role = "user";
+  found->password_hash = "$argon2id$x";
+  EXPECT_TRUE(store_->update_user(*found));
+  auto changed = store_->user_by_id(ana);
+  EXPECT_TRUE(changed->disabled);
+  EXPECT_EQ(changed->role, "user");
+  EXPECT_EQ(changed->password_hash, "$argon2id$x");
+  User ghost;
+  ghost.id = 12345;
+  EXPECT_FALSE(store_->update_user(ghost));
+
+  const auto all = store_->users();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "ana");
+  EXPECT_EQ(all[1].name, "bo");
+}
+
+TEST_P(StoreTest, AnUnknownRoleIsRefused) {
+  User u;
+  u.name = "eve";
+  u.role = "root";
+  EXPECT_THROW(store_->add_user(u), StoreError);
+}
+
+TEST_P(StoreTest, JobsAreCreatedQueuedAndListedPerOwnerNewestFirst) {
+  const int64_t ana = user("ana"), bo = user("bo");
+  const int64_t a1 = job(ana, "monday"), b1 = job(bo, "tuesday"), a2 = job(ana, "wednesday");
+  auto j = store_->job(a1);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->state, JobState::queued);
+  EXPECT_EQ(j->owner, ana);
+  EXPECT_EQ(j->owner_name, "ana");
+  EXPECT_EQ(j->name, "monday");
+  EXPECT_EQ(j->input_dir, "/state/inputs/monday");
+  EXPECT_EQ(j->pages_total, -1);
+  EXPECT_EQ(j->pages_done, 0);
+  EXPECT_GT(j->created_ms, 0);
+  EXPECT_EQ(j->started_ms, 0);
+  EXPECT_FALSE(store_->job(9999));
+
+  const auto mine = store_->jobs(ana);
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[0].id, a2);
+  EXPECT_EQ(mine[1].id, a1);
+  const auto all = store_->jobs();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[1].id, b1);
+}
+
+TEST_P(StoreTest, AJobNeedsAnExistingOwner) {
+  EXPECT_TRUE(digitflow::testing::throws_with_message<StoreError>([&] { job(777, "orphan"); }, {"no user", "777"}));
+}
+
+TEST_P(StoreTest, ASourceIsSubmittedOnlyOnce) {
+  const int64_t ana = user("ana");
+  job(ana, "night-1", "inbox/ana/night-1");
+  EXPECT_TRUE(digitflow::testing::throws_with_message<Conflict>([&] { job(ana, "again", "inbox/ana/night-1"); },
+                                                                {"inbox/ana/night-1", "submitted before"}));
+  job(ana, "no-source-1");
+  job(ana, "no-source-2");  // empty sources do not collide
+  EXPECT_EQ(store_->jobs(ana).size(), 3u);
+}
+
+TEST_P(StoreTest, ClaimTakesTheOldestQueuedJobOnce) {
+  const int64_t ana = user("ana");
+  const int64_t first = job(ana, "first"), second = job(ana, "second");
+  auto a = store_->claim_job("w1", 60'000);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->id, first);
+  EXPECT_EQ(a->state, JobState::running);
+  EXPECT_EQ(a->worker, "w1");
+  EXPECT_EQ(a->attempts, 1);
+  EXPECT_GT(a->started_ms, 0);
+  EXPECT_GT(a->lease_expires_ms, a->started_ms);
+  auto b = store_->claim_job("w2", 60'000);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->id, second);
+  EXPECT_FALSE(store_->claim_job("w3", 60'000));
+}
+
+TEST_P(StoreTest, AnExpiredLeaseIsClaimedAgainAndTheOldWorkerIsFencedOff) {
+  const int64_t ana = user("ana");
+  const int64_t id = job(ana, "night");
+  ASSERT_TRUE(store_->claim_job("dead", 1));
+  store_->set_pages_total(id, "dead", 3);
+  EXPECT_TRUE(store_->put_page(id, "dead", page(0)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+
+  auto again = store_->claim_job("alive", 60'000);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id, id);
+  EXPECT_EQ(again->worker, "alive");
+  EXPECT_EQ(again->attempts, 2);
+  EXPECT_EQ(again->pages_done, 1);
+  EXPECT_EQ(again->pages_total, 3);
+
+  // The worker that lost its lease can no longer write anything.
+  EXPECT_FALSE(store_->heartbeat(id, "dead", 60'000).held);
+  EXPECT_THROW(store_->put_page(id, "dead", page(1)), LeaseLost);
+  EXPECT_THROW(store_->set_pages_total(id, "dead", 3), LeaseLost);
+  EXPECT_THROW(store_->finish_job(id, "dead", JobState::done), LeaseLost);
+
+  EXPECT_TRUE(store_->heartbeat(id, "alive", 60'000).held);
+  EXPECT_FALSE(store_->put_page(id, "alive", page(0)));  // stored before: not twice
+  EXPECT_TRUE(store_->put_page(id, "alive", page(1)));
+  EXPECT_TRUE(store_->put_page(id, "alive", page(2, true, 0)));
+  store_->finish_job(id, "alive", JobState::done);
+  auto done = store_->job(id);
+  EXPECT_EQ(done->state, JobState::done);
+  EXPECT_EQ(done->pages_done, 3);
+  EXPECT_EQ(done->pages_failed, 1);
+  EXPECT_EQ(done->strings, 4);
+  EXPECT_EQ(done->low_confidence, 3);
+  EXPECT_GT(done->finished_ms, 0);
+  EXPECT_FALSE(store_->claim_job("late", 60'000));  // a finished job is never claimed
+}
+
+TEST_P(StoreTest, HeartbeatExtendsTheLease) {
+  const int64_t id = job(user("ana"), "night");
+  auto claimed = store_->claim_job("w1", 300);
+  ASSERT_TRUE(claimed);
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_TRUE(store_->heartbeat(id, "w1", 300).held);
+  }
+  EXPECT_FALSE(store_->claim_job("w2", 300));  // 500 ms after a 300 ms lease, still held
+  EXPECT_GT(store_->job(id)->lease_expires_ms, claimed->lease_expires_ms);
+}
+
+TEST_P(StoreTest, PagesComeBackInPageOrderAndInSlices) {
+  const int64_t id = job(user("ana"), "night");
+  ASSERT_TRUE(store_->claim_job("w", 60'000));
+  for (int64_t seq : {3, 0, 2, 1, 4}) EXPECT_TRUE(store_->put_page(id, "w", page(seq)));
+  const auto all = store_->pages(id);
+  ASSERT_EQ(all.size(), 5u);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].seq, static_cast<int64_t>(i));
+    EXPECT_EQ(all[i].key, page(static_cast<int64_t>(i)).key);
+    EXPECT_EQ(all[i].result_json, page(static_cast<int64_t>(i)).result_json);
+  }
+  const auto slice = store_->pages(id, 2, 2);
+  ASSERT_EQ(slice.size(), 2u);
+  EXPECT_EQ(slice[0].seq, 2);
+  EXPECT_EQ(slice[1].seq, 3);
+  EXPECT_EQ(store_->page_keys(id).size(), 5u);
+  EXPECT_TRUE(store_->pages(id + 1).empty());
+}
+
+TEST_P(StoreTest, CancellingAQueuedJobIsImmediate) {
+  const int64_t id = job(user("ana"), "night");
+  EXPECT_EQ(store_->cancel_job(id), JobState::cancelled);
+  EXPECT_GT(store_->job(id)->finished_ms, 0);
+  EXPECT_FALSE(store_->claim_job("w", 60'000));
+  EXPECT_FALSE(store_->cancel_job(4242));
+  EXPECT_EQ(store_->cancel_job(id), JobState::cancelled);  // twice is harmless
+}
+
+TEST_P(StoreTest, CancellingARunningJobReachesItsWorkerAtTheNextHeartbeat) {
+  const int64_t id = job(user("ana"), "night");
+  ASSERT_TRUE(store_->claim_job("w", 60'000));
+  EXPECT_FALSE(store_->heartbeat(id, "w", 60'000).cancel_requested);
+  EXPECT_EQ(store_->cancel_job(id), JobState::running);
+  const Lease lease = store_->heartbeat(id, "w", 60'000);
+  EXPECT_TRUE(lease.held);
+  EXPECT_TRUE(lease.cancel_requested);
+  store_->finish_job(id, "w", JobState::cancelled);
+  EXPECT_EQ(store_->job(id)->state, JobState::cancelled);
+}
+
+TEST_P(StoreTest, ACancelledJobWhoseWorkerDiedIsNotRunAgain) {
+  const int64_t id = job(user("ana"), "night");
+  ASSERT_TRUE(store_->claim_job("dead", 1));
+  store_->cancel_job(id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(store_->claim_job("w", 60'000));
+  EXPECT_EQ(store_->job(id)->state, JobState::cancelled);
+}
+
+TEST_P(StoreTest, AReleasedJobGoesBackToTheQueue) {
+  const int64_t id = job(user("ana"), "night");
+  ASSERT_TRUE(store_->claim_job("w1", 60'000));
+  store_->release_job(id, "w1");
+  EXPECT_EQ(store_->job(id)->state, JobState::queued);
+  auto again = store_->claim_job("w2", 60'000);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id, id);
+  store_->release_job(id, "w1");  // not the holder: nothing happens
+  EXPECT_EQ(store_->job(id)->state, JobState::running);
+}
+
+TEST_P(StoreTest, FailedJobsKeepTheirReasonAndFinishNeedsAFinalState) {
+  const int64_t id = job(user("ana"), "night");
+  ASSERT_TRUE(store_->claim_job("w", 60'000));
+  EXPECT_THROW(store_->finish_job(id, "w", JobState::queued), StoreError);
+  store_->finish_job(id, "w", JobState::failed, "model file missing");
+  auto j = store_->job(id);
+  EXPECT_EQ(j->state, JobState::failed);
+  EXPECT_EQ(j->error, "model file missing");
+}
+
+// Workers in their own connections race for 20 jobs: each job is claimed exactly once.
+TEST_P(StoreTest, RacingWorkersClaimEachJobExactlyOnce) {
+  const int64_t ana = user("ana");
+  constexpr int kJobs = 20, kWorkers = 4;
+  for (int i = 0; i < kJobs; ++i) job(ana, "job-" + std::to_string(i));
+  std::mutex mutex;
+  std::map<int64_t, std::vector<std::string>> claimed;
+  std::vector<std::thread> workers;
+  std::atomic<int> errors{0};
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      try {
+        auto store = open_store(location_);
+        const std::string name = "w" + std::to_string(w);
+        while (true) {
+          std::optional<Job> j;
+          try {
+            j = store->claim_job(name, 60'000);
+          } catch (const TransientError&) {
+            continue;
+          }
+          if (!j) break;
+          {
+            std::lock_guard lock(mutex);
+            claimed[j->id].push_back(name);
+          }
+          store->finish_job(j->id, name, JobState::done);
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+        ++errors;
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  EXPECT_EQ(errors, 0);
+  ASSERT_EQ(claimed.size(), static_cast<size_t>(kJobs));
+  for (const auto& [id, by] : claimed) EXPECT_EQ(by.size(), 1u) << "job " << id;
+  for (const Job& j : store_->jobs()) EXPECT_EQ(j.state, JobState::done);
+}
+
+TEST_P(StoreTest, AnUnknownStateNameIsAnError) {
+  EXPECT_THROW(parse_job_state("paused"), StoreError);
+  for (JobState s : {JobState::queued, JobState::running, JobState::done, JobState::failed, JobState::cancelled})
+    EXPECT_EQ(parse_job_state(to_string(s)), s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) { return param_info.param; });
+
+// SQLite specifics: the file is in WAL mode, and a newer schema is refused.
+TEST(SqliteStore, ANewerSchemaIsRefusedWithAClearMessage) {
+  TempDir dir;
+  const auto file = dir / "jobs.db";
+  open_sqlite_store(file).reset();
+  // Pretend a later digitflow migrated the file.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_TRUE(digitflow::testing::throws_with_message<SchemaTooNew>(
+      [&] { open_sqlite_store(file); }, {file.string(), "schema version 99", "newer digitflow"}));
+}
+
+TEST(SqliteStore, AFileThatIsNotADatabaseIsAnError) {
+  TempDir dir;
+  const auto file = dir / "notes.txt";
+  {
+    std::ofstream out(file);
+    out << "these are my notes, not a database, and they are long enough to look like a header\n";
+  }
+  EXPECT_TRUE(digitflow::testing::throws_with_message<StoreError>([&] { open_sqlite_store(file); }, {file.string()}));
+}
+
+TEST(SqliteStore, OpenStoreChoosesByLocation) {
+  TempDir dir;
+  const auto file = dir / "sub" / "jobs.db";
+  auto store = open_store("sqlite:" + file.string());
+  EXPECT_EQ(store->describe(), "sqlite:" + file.string());
+  EXPECT_TRUE(std::filesystem::exists(file));
+  EXPECT_THROW(open_store(""), StoreError);
+}
+
+}  // namespace
+}  // namespace digitflow::jobs
