@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -41,11 +42,24 @@ const json& need(const json& o, const char* key, const std::string& where) {
   return *it;
 }
 
+// A JSON number as an int (a fraction is cut, as before); one outside int's range is an
+// error rather than an undefined conversion.
+int to_int(const json& v, const char* key, const std::string& where) {
+  const double d = v.get<double>();
+  if (!(d > static_cast<double>(std::numeric_limits<int>::min()) - 1 &&
+        d < static_cast<double>(std::numeric_limits<int>::max()) + 1))
+    bad(where + ": \"" + key + "\" value " + v.dump() + " is out of range");
+  return static_cast<int>(d);
+}
+
 Box box_from(const json& v, const std::string& where) {
   if (!v.is_array() || v.size() != 4 || !std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number(); }))
     bad(where + ": \"box\" must be [x, y, width, height]");
-  Box b{v[0].get<int>(), v[1].get<int>(), v[2].get<int>(), v[3].get<int>()};
+  Box b{to_int(v[0], "box", where), to_int(v[1], "box", where), to_int(v[2], "box", where), to_int(v[3], "box", where)};
   if (b.w < 0 || b.h < 0) bad(where + ": \"box\" has a negative width or height");
+  if (static_cast<int64_t>(b.x) + b.w > std::numeric_limits<int>::max() ||
+      static_cast<int64_t>(b.y) + b.h > std::numeric_limits<int>::max())
+    bad(where + ": \"box\" reaches past the largest coordinate");
   return b;
 }
 
@@ -53,6 +67,20 @@ double number(const json& o, const char* key, const std::string& where) {
   const json& v = need(o, key, where);
   if (!v.is_number()) bad(where + ": \"" + key + "\" must be a number");
   return v.get<double>();
+}
+
+int integer(const json& o, const char* key, const std::string& where) {
+  const json& v = need(o, key, where);
+  if (!v.is_number()) bad(where + ": \"" + key + "\" must be a number");
+  return to_int(v, key, where);
+}
+
+// A probability; anything outside 0..1 is refused by name (and never reaches a float as
+// a value it cannot hold).
+double probability(const json& o, const char* key, const std::string& where) {
+  const double p = number(o, key, where);
+  if (!(p >= 0 && p <= 1)) bad(where + ": \"" + key + "\" value " + o.at(key).dump() + " is not between 0 and 1");
+  return p;
 }
 
 std::string text(const json& o, const char* key, const std::string& where) {
@@ -102,9 +130,9 @@ PageResult page_from_json(const json& o) {
   PageResult page;
   page.page = text(o, "page", "page");
   const std::string where = "page \"" + page.page + "\"";
-  if (o.contains("page_index")) page.page_index = static_cast<int>(number(o, "page_index", where));
-  if (o.contains("width")) page.width = static_cast<int>(number(o, "width", where));
-  if (o.contains("height")) page.height = static_cast<int>(number(o, "height", where));
+  if (o.contains("page_index")) page.page_index = integer(o, "page_index", where);
+  if (o.contains("width")) page.width = integer(o, "width", where);
+  if (o.contains("height")) page.height = integer(o, "height", where);
   if (o.contains("error")) page.error = text(o, "error", where);
   const json& strings = need(o, "strings", where);
   if (!strings.is_array()) bad(where + ": \"strings\" must be an array");
@@ -114,19 +142,19 @@ PageResult page_from_json(const json& o) {
     StringResult s;
     s.text = text(js, "text", sw);
     s.box = box_from(need(js, "box", sw), sw);
-    if (js.contains("confidence")) s.confidence = number(js, "confidence", sw);
+    if (js.contains("confidence")) s.confidence = probability(js, "confidence", sw);
     if (js.contains("digits")) {
       const json& digits = js["digits"];
       if (!digits.is_array()) bad(sw + ": \"digits\" must be an array");
       for (size_t j = 0; j < digits.size(); ++j) {
         const std::string dw = sw + " digit " + std::to_string(j);
         DigitResult d;
-        d.digit = static_cast<int>(number(digits[j], "digit", dw));
+        d.digit = integer(digits[j], "digit", dw);
         d.box = box_from(need(digits[j], "box", dw), dw);
-        if (digits[j].contains("confidence")) d.confidence = static_cast<float>(number(digits[j], "confidence", dw));
+        if (digits[j].contains("confidence")) d.confidence = static_cast<float>(probability(digits[j], "confidence", dw));
         if (digits[j].contains("top3") && digits[j]["top3"].is_array())
           for (const json& c : digits[j]["top3"])
-            d.top.push_back({static_cast<int>(number(c, "digit", dw)), static_cast<float>(number(c, "confidence", dw))});
+            d.top.push_back({integer(c, "digit", dw), static_cast<float>(probability(c, "confidence", dw))});
         s.digits.push_back(std::move(d));
       }
     }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -154,6 +155,45 @@ TEST(Results, MissingOrMistypedKeyIsNamed) {
                                                       {path + ":1:", "missing key \"text\""}));
   EXPECT_TRUE(throws_with_message<ResultsFormatError>(
       [&] { read_results((dir / "absent.jsonl").string()); }, {"absent.jsonl", "cannot open"}));
+}
+
+TEST(Results, NumbersOutOfRangeAreNamedNotConverted) {
+  TempDir dir;
+  // A good first line, then `line`: refused at line 2, naming where and what.
+  auto refused = [&](const std::string& line, const std::string& where, const std::string& what) {
+    std::string text = R"({"page": "a.png", "strings": []})";
+    text += "\n";
+    text += line;
+    text += "\n";
+    const std::string path = write_lines(dir, text);
+    return throws_with_message<ResultsFormatError>([&] { read_results(path); }, {path + ":2:", where, what});
+  };
+  EXPECT_TRUE(refused(R"({"page": "b.png", "strings": [{"text": "1", "box": [1e20, 2, 3, 4]}]})", "string 0",
+                      "\"box\" value 1e+20 is out of range"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "strings": [{"text": "1", "box": [1, 2, 3, -1e300]}]})", "string 0",
+                      "\"box\" value -1e+300 is out of range"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "strings": [{"text": "1", "box": [2147483000, 2, 3000, 4]}]})", "string 0",
+                      "\"box\" reaches past the largest coordinate"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "page_index": 10000000000, "strings": []})", "page \"b.png\"",
+                      "\"page_index\" value 10000000000 is out of range"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "width": 1e19, "strings": []})", "page \"b.png\"",
+                      "\"width\" value 1e+19 is out of range"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "strings": [{"text": "1", "box": [1, 2, 3, 4], "digits": [)"
+                      R"({"digit": 3e9, "box": [1, 2, 3, 4]}]}]})",
+                      "string 0 digit 0", "is out of range"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "strings": [{"text": "1", "box": [1, 2, 3, 4], "digits": [)"
+                      R"({"digit": 1, "box": [1, 2, 3, 4], "confidence": 1e300}]}]})",
+                      "string 0 digit 0", "\"confidence\" value 1e+300 is not between 0 and 1"));
+  EXPECT_TRUE(refused(R"({"page": "b.png", "strings": [{"text": "1", "box": [1, 2, 3, 4], "confidence": -0.5}]})",
+                      "string 0", "\"confidence\" value -0.5 is not between 0 and 1"));
+  // The ends of the range still read.
+  const std::string path = write_lines(dir, R"({"page": "c.png", "page_index": 2147483647, "strings": [)"
+                                            R"({"text": "1", "box": [-2147483648, 0, 0, 2147483647], "confidence": 1}]})"
+                                            "\n");
+  const auto pages = read_results(path);
+  ASSERT_EQ(pages.size(), 1u);
+  EXPECT_EQ(pages[0].page_index, std::numeric_limits<int>::max());
+  EXPECT_EQ(pages[0].strings[0].box, (Box{std::numeric_limits<int>::min(), 0, 0, std::numeric_limits<int>::max()}));
 }
 
 TEST(Results, CsvQuotesPageNamesWithCommas) {
