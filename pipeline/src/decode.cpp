@@ -270,7 +270,61 @@ bool page_extension(const fs::path& path) {
 
 }  // namespace
 
-std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& limits, std::vector<std::string>* skipped) {
+int shard_of(std::string_view name, int count) {
+  if (count < 1) throw std::invalid_argument("shard count must be at least 1");
+  uint64_t hash = 14695981039346656037ULL;  // FNV-1a, 64 bits
+  for (char c : name) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  return static_cast<int>(hash % static_cast<uint64_t>(count));
+}
+
+Shard parse_shard(std::string_view text) {
+  const size_t slash = text.find('/');
+  auto whole_number = [](std::string_view digits, int64_t& value) {
+    if (digits.empty() || digits.size() > 9) return false;
+    value = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      value = value * 10 + (c - '0');
+    }
+    return true;
+  };
+  int64_t k = 0, n = 0;
+  if (slash == std::string_view::npos || !whole_number(text.substr(0, slash), k) ||
+      !whole_number(text.substr(slash + 1), n))
+    throw std::invalid_argument("expected K/N, two whole numbers such as 0/4");
+  if (n < 1 || n > kMaxShards) {
+    std::string message = "N must be between 1 and ";
+    message += std::to_string(kMaxShards);
+    throw std::invalid_argument(message);
+  }
+  if (k >= n) {
+    std::string message = "K counts from 0 and must be below N: the shards of N = ";
+    message += std::to_string(n);
+    message += " are 0/";
+    message += std::to_string(n);
+    message += " .. ";
+    message += std::to_string(n - 1);
+    message += "/";
+    message += std::to_string(n);
+    throw std::invalid_argument(message);
+  }
+  return {static_cast<int>(k), static_cast<int>(n)};
+}
+
+std::string to_string(const Shard& shard) {
+  std::string text = std::to_string(shard.index);
+  text += '/';
+  text += std::to_string(shard.count);
+  return text;
+}
+
+std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& limits, std::vector<std::string>* skipped,
+                                const Shard& shard) {
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count)
+    throw std::invalid_argument("list_pages: shard index must be 0 .. count-1");
   std::error_code ec;
   if (!fs::is_directory(job_dir, ec))
     throw std::runtime_error(job_dir.string() + ": " + (fs::exists(job_dir, ec) ? "not a folder" : "no such folder"));
@@ -290,6 +344,7 @@ std::vector<PageRef> list_pages(const fs::path& job_dir, const DecodeLimits& lim
   std::sort(files.begin(), files.end());
   std::vector<PageRef> pages;
   for (const auto& [name, path] : files) {
+    if (shard.count > 1 && shard_of(name, shard.count) != shard.index) continue;
     if (!page_extension(path) && sniff(read_bytes(path, 0, 32)) == FileFormat::unknown) {
       if (skipped) skipped->push_back(name);
       continue;

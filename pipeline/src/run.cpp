@@ -398,7 +398,7 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
                    const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
   const auto list_start = Clock::now();
   std::vector<std::string> skipped;
-  std::vector<PageRef> pages = list_pages(options.job_dir, options.limits, &skipped);
+  std::vector<PageRef> pages = list_pages(options.job_dir, options.limits, &skipped, options.shard);
   const double list_seconds = std::chrono::duration<double>(Clock::now() - list_start).count();
 
   std::error_code ec;
@@ -432,6 +432,7 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   nlohmann::json s = to_json(summary);
   s["job"] = options.job_dir.string();
   s["pages_listed"] = pages.size();
+  s["shard"] = {{"index", options.shard.index}, {"count", options.shard.count}};  // 0 of 1: the whole folder
   s["skipped_files"] = summary.skipped_files;  // under the job folder, not pages
   write_atomically(options.out_dir / "summary.json", s.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   return summary;

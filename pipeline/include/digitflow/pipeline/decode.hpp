@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -31,15 +32,33 @@ struct PageRef {
   std::string error;           // set when the file cannot be a page (unreadable, too large, ...)
 };
 
+// One of `count` shares of a job folder, for fanning a job out over machines (digitflow run
+// --shard K/N, joined again by merge.hpp). A file belongs to share shard_of(name, count):
+// the 64-bit FNV-1a hash of its path relative to the job folder ('/' separated, as bytes)
+// modulo count. So the split depends on nothing but the path: adding or removing a file
+// moves no other file, every machine computes the same split, and all pages of a
+// multi-page TIFF or PDF stay in one share.
+struct Shard {
+  int index = 0;  // 0 .. count-1, like Kubernetes' JOB_COMPLETION_INDEX
+  int count = 1;  // 1: the whole folder
+  bool operator==(const Shard&) const = default;
+};
+constexpr int kMaxShards = 1'000'000;
+int shard_of(std::string_view name, int count);
+// "K/N" with 0 <= K < N <= kMaxShards; throws std::invalid_argument saying what is wrong.
+Shard parse_shard(std::string_view text);
+std::string to_string(const Shard& shard);  // "K/N"
+
 // Every page under `job_dir`, recursively, in a stable order: files by path (byte order),
 // then pages inside a file. A file is a page when its name ends in a page extension (.png,
 // .jpg, .jpeg, .tif, .tiff, .bmp, .pdf, any case) or its content is one of those formats;
 // a page file that turns out unreadable (a text file named .png, a truncated scan) is
 // listed with its error. Other files (notes, truth.jsonl, a template) and hidden files and
-// folders are left out and, when `skipped` is given, their names go there.
+// folders are left out and, when `skipped` is given, their names go there. With a `shard`,
+// only the files of that share are looked at (listed or skipped); the others are not opened.
 // Throws std::runtime_error when job_dir is not a readable folder.
 std::vector<PageRef> list_pages(const std::filesystem::path& job_dir, const DecodeLimits& limits,
-                                std::vector<std::string>* skipped = nullptr);
+                                std::vector<std::string>* skipped = nullptr, const Shard& shard = {});
 
 // The pages one file holds (one entry with an error when it cannot be read).
 std::vector<PageRef> probe_file(const std::filesystem::path& file, const std::string& name,

@@ -23,6 +23,7 @@ namespace digitflow::pipeline {
 struct RunOptions {
   std::filesystem::path job_dir;
   std::filesystem::path out_dir;
+  Shard shard;                              // run_job reads only this share of the files
   DecodeLimits limits;
   CleanOptions clean;
   SegmentOptions segment;
@@ -56,7 +57,7 @@ struct RunSummary {
 };
 nlohmann::json to_json(const RunSummary& summary);
 
-// Reads every page under options.job_dir with `model` (1x28x28 input, 10 classes or 11 with
+// Reads every page under options.job_dir (of options.shard's files only) with `model` (1x28x28 input, 10 classes or 11 with
 // "not a digit") and writes the outputs into options.out_dir (created if needed; existing
 // results there are replaced). `progress` is called from one thread after each page is
 // written; setting `*cancel` stops feeding pages, lets those in flight finish and be
@@ -74,11 +75,11 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
                      const std::function<void(const RunProgress&)>& progress = {},
                      const std::atomic<bool>* cancel = nullptr);
 
-// The page with its strings drawn: boxes coloured by confidence (green >= 0.99, amber >=
 // The file name of a page's overlay under OUT/overlays: its path without the extension,
 // "-p<n>" for page n > 1 of a multi-page file, ".png".
 std::string overlay_name(const PageResult& result);
 
+// The page with its strings drawn: boxes coloured by confidence (green >= 0.99, amber >=
 // low, red below), the text above each string; scaled so its longer side is <= max_side.
 cv::Mat draw_overlay(const cv::Mat& gray, const PageResult& result, double low_confidence, int max_side = 1800);
 
