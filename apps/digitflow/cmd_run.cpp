@@ -42,7 +42,7 @@ std::string bar(double share, int width) {
 
 int run_run(int argc, char** argv) {
   CommonOptions common;
-  std::string job, out, model, template_file;
+  std::string job, out, model, template_file, shard;
   bool overlays = false;
   pipeline::Template form;
   pipeline::RunOptions run;
@@ -54,6 +54,10 @@ int run_run(int argc, char** argv) {
       ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("overlays", po::bool_switch(&overlays), "also write OUT/overlays/<page>.png with the boxes and text drawn")
+      ("shard", po::value(&shard)->value_name("K/N"),
+       "read only share K of N (K = 0..N-1, as JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID): a file is in share "
+       "FNV-1a(its path under JOB_DIR) mod N, so all pages of a TIFF or PDF stay together and adding a file moves "
+       "no other; join the N outputs with digitflow merge")
       ("decode-clean-only", po::bool_switch(&run.decode_clean_only),
        "for timing: decode and clean every page but read nothing (results have no strings)")
       ("job", po::value(&job)->value_name("JOB_DIR"), "job folder (positional)");
@@ -61,12 +65,17 @@ int run_run(int argc, char** argv) {
   po::positional_options_description positional;
   positional.add("job", 1);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow run JOB_DIR --out OUT_DIR [--template T.yaml] [--model M] [--threads N] [--overlays]",
+  if (!parse(argc, argv,
+             "digitflow run JOB_DIR --out OUT_DIR [--template T.yaml] [--model M] [--threads N] [--overlays] "
+             "[--shard K/N]",
              "Reads the handwritten digit strings on every page under JOB_DIR (recursively: PNG,\n"
              "JPEG, BMP, TIFF incl. multi-page, PDF at 300 dpi) and writes OUT_DIR/results.jsonl\n"
              "(one JSON object per page), results.csv (one row per string) and summary.json.\n"
              "A page that cannot be read gets an \"error\" in its results line; the job goes on.\n"
              "Files that are not pages (notes, truth.jsonl) are skipped and listed in summary.json.\n"
+             "With --shard K/N only that share of the files is read (summary.json records it as\n"
+             "\"shard\": {\"index\": K, \"count\": N}); digitflow merge joins the N outputs into\n"
+             "results.jsonl and results.csv equal, byte for byte, to those of one run without it.\n"
              "Settings: pipeline.* in config/digitflow.yaml (e.g. --set pipeline.min_digit_height=24).\n"
              "Ctrl-C finishes the pages in flight and stops with valid outputs.\n"
              "Exit status: 0 when every page was read, 3 when some pages failed, 130 when\n"
@@ -75,6 +84,17 @@ int run_run(int argc, char** argv) {
     return 0;
   if (job.empty()) throw UsageError("no JOB_DIR given");
   if (out.empty()) throw UsageError("--out OUT_DIR is required");
+  if (vm.count("shard")) {
+    try {
+      run.shard = pipeline::parse_shard(shard);
+    } catch (const std::invalid_argument& e) {
+      std::string message = "--shard ";
+      message += shard;
+      message += ": ";
+      message += e.what();
+      throw UsageError(message);
+    }
+  }
   if (!fs::is_directory(job)) throw UsageError(job + ": " + (fs::exists(job) ? "not a folder" : "no such folder"));
   if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out " + out + ": exists and is not a folder");
   {
@@ -132,6 +152,7 @@ int run_run(int argc, char** argv) {
   line.finish();
   std::signal(SIGINT, SIG_DFL);
 
+  if (run.shard.count > 1) std::printf("shard %s: ", pipeline::to_string(run.shard).c_str());
   std::printf("%s%lld pages in %s (%.2f pages/s): %lld strings, %lld digits, %lld below %.0f%% confidence",
               s.cancelled ? "STOPPED after " : "", static_cast<long long>(s.pages), format_duration(s.seconds).c_str(),
               s.pages_per_s, static_cast<long long>(s.strings), static_cast<long long>(s.digits),

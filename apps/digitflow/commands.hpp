@@ -4,6 +4,7 @@
 namespace digitflow::cli {
 
 int run_run(int argc, char** argv);
+int run_merge(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_predict(int argc, char** argv);

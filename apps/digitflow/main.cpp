@@ -16,6 +16,7 @@ constexpr const char* kUsage =
     "\n"
     "Commands:\n"
     "  run       read every page of a job folder: results.jsonl, results.csv, summary.json\n"
+    "  merge     join the outputs of run --shard K/N into the output of one run\n"
     "  train     train a CNN on MNIST and save it as a model file\n"
     "  eval      accuracy, per-class accuracy and confusion matrix of a model\n"
     "  predict   recognise the digit in each of some image files\n"
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "run") return run_run(argc - 1, argv + 1);
+    if (command == "merge") return run_merge(argc - 1, argv + 1);
     if (command == "train") return run_train(argc - 1, argv + 1);
     if (command == "eval") return run_eval(argc - 1, argv + 1);
     if (command == "predict") return run_predict(argc - 1, argv + 1);
