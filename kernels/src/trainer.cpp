@@ -14,7 +14,10 @@
 #include "digitflow/kernels/ops/elementwise.hpp"
 #include "digitflow/kernels/ops/softmax_xent.hpp"
 #include "digitflow/kernels/parallel.hpp"
-#include "seed_mix.hpp"
+#if DIGITFLOW_HAVE_CUDA
+#include "digitflow/kernels/cuda/network.hpp"
+#endif
+#include "digitflow/kernels/seed_mix.hpp"
 #include "training_loop.hpp"
 
 namespace digitflow::kernels {
@@ -180,7 +183,11 @@ void Optimizer::step(float lr) {
 }
 
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
-                  const TrainCallbacks& callbacks) {
+                  const TrainCallbacks& callbacks, Backend backend) {
+  backend = start_backend(backend);
+#if DIGITFLOW_HAVE_CUDA
+  if (backend != Backend::cpu) return cuda::train_on_device(net, data, config, callbacks, backend);
+#endif
   const detail::TrainingPlan plan = detail::plan_training(config, data, net);
   const int rows = data.rows, cols = data.cols, classes = net.spec().classes;
   const int64_t image_size = int64_t{rows} * cols;
@@ -377,7 +384,11 @@ EvalResult evaluate_subset(Network& net, const LabelledImages& data,
   return r;
 }
 
-EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size) {
+EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size, Backend backend) {
+  backend = start_backend(backend);
+#if DIGITFLOW_HAVE_CUDA
+  if (backend != Backend::cpu) return cuda::evaluate_on_device(net, data, backend, std::max(batch_size, 8192));
+#endif
   std::vector<int64_t> all(static_cast<size_t>(data.count));
   std::iota(all.begin(), all.end(), 0);
   return evaluate_subset(net, data, all, batch_size);

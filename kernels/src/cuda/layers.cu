@@ -6,7 +6,7 @@
 
 #include "digitflow/kernels/cuda/ops.hpp"
 #include "check.hpp"
-#include "seed_mix.hpp"
+#include "digitflow/kernels/seed_mix.hpp"
 
 namespace digitflow::kernels::cuda {
 

@@ -5,7 +5,7 @@
 // epoch never waits on the host.
 #include "digitflow/kernels/cuda/ops.hpp"
 #include "check.hpp"
-#include "seed_mix.hpp"
+#include "digitflow/kernels/seed_mix.hpp"
 
 namespace digitflow::kernels::cuda {
 

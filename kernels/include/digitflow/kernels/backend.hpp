@@ -1,6 +1,7 @@
 // Which engine runs the ops: the CPU (reference and default), our CUDA kernels, or cuDNN
-// for convolution. This is the seam the CUDA backends fill; until then only the CPU
-// starts, and asking for another says why in one line.
+// for convolution (ours for the rest). The GPU backends exist in builds that found the CUDA
+// toolkit (DIGITFLOW_HAVE_CUDA) and start where a device and a recent enough driver are;
+// asking for one that cannot start says why in one line. The GPU code is in cuda/*.hpp.
 #pragma once
 
 #include <stdexcept>
@@ -19,8 +20,10 @@ class BackendUnavailable : public std::runtime_error {
 Backend parse_backend(const std::string& name);
 std::string to_string(Backend backend);
 
-// The backend that will run: `automatic` picks the fastest that starts, else the CPU.
-// Throws BackendUnavailable (one line: which backend and why) for one that cannot start.
+// The backend that will run: `automatic` picks the fastest that starts (cudnn, cuda), else
+// the CPU. Throws BackendUnavailable (one line: which backend and why) for one that cannot.
 Backend start_backend(Backend requested);
+// Why `backend` cannot start here, in one line; empty when it can (always for cpu).
+std::string gpu_unavailable_reason(Backend backend);
 
 }  // namespace digitflow::kernels

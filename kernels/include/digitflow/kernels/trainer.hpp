@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "digitflow/kernels/backend.hpp"
 #include "digitflow/kernels/idx.hpp"
 #include "digitflow/kernels/network.hpp"
 #include "digitflow/kernels/train_config.hpp"
@@ -51,9 +52,12 @@ struct TrainResult {
 };
 
 // Trains `net` on `data` (the validation split is taken out of it) and leaves the best
-// epoch's weights in `net` (the last epoch's without a validation split).
+// epoch's weights in `net` (the last epoch's without a validation split). With a GPU
+// backend (cuda, cudnn; auto resolves through start_backend) the same run happens on the
+// device (cuda/network.hpp: train_on_device); a backend that cannot start throws
+// BackendUnavailable.
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
-                  const TrainCallbacks& callbacks = {});
+                  const TrainCallbacks& callbacks = {}, Backend backend = Backend::cpu);
 
 struct EvalResult {
   int64_t count = 0;
@@ -62,7 +66,8 @@ struct EvalResult {
   std::vector<double> per_class;              // accuracy per true class
   std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
 };
-EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size = 500);
+EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size = 500,
+                    Backend backend = Backend::cpu);
 EvalResult evaluate_subset(Network& net, const LabelledImages& data,
                            const std::vector<int64_t>& indices, int batch_size = 500);
 
