@@ -26,7 +26,7 @@ constexpr const char* kServerNow = "(extract(epoch FROM clock_timestamp()) * 100
 const std::string kClock = std::string("WITH clock AS (SELECT ").append(kServerNow).append(" AS now) ");
 
 // Any key unique to this use of advisory locks in the database ("digitflo" in ASCII).
-constexpr const char* kMigrationLock = "7595434444003880047";
+constexpr const char* kMigrationLock = "7235427978969508975";
 
 const std::string kUserColumns = "id, name, email, password_hash, role, disabled, created_ms";
 const std::string kSelectJob =
