@@ -55,6 +55,10 @@ std::vector<char*> c_args(const std::vector<std::string>& args) {
 
 [[noreturn]] void exec_or_die(const std::vector<char*>& argv) {
   execv(argv[0], argv.data());
+  const char failed[] = "cannot execute ";
+  (void)!write(2, failed, sizeof failed - 1);
+  (void)!write(2, argv[0], strlen(argv[0]));
+  (void)!write(2, "\n", 1);
   _exit(127);
 }
 
@@ -194,6 +198,9 @@ PostgresServer::~PostgresServer() { stop(); }
 
 void PostgresServer::start() {
   bin_ = find_bin_dir();
+  for (const char* program : {"initdb", "postgres", "pg_isready", "psql"})
+    if (access((bin_ / program).c_str(), X_OK) != 0)
+      throw std::runtime_error(std::string("no ").append(program).append(" to run in ").append(bin_.string()));
   std::string pattern = (fs::temp_directory_path() / "digitflow-pg-XXXXXX").string();
   if (!mkdtemp(pattern.data()))
     throw std::runtime_error(std::string("cannot create a temporary directory: ").append(std::strerror(errno)));
@@ -299,7 +306,7 @@ std::string PostgresServer::fresh_database() {
     std::lock_guard lock(mutex_);
     name.append(std::to_string(getpid())).append("_").append(std::to_string(++databases_));
   }
-  psql("", std::string("CREATE DATABASE ").append(name));
+  psql("", std::string("CREATE DATABASE ").append(name).append(" STRATEGY FILE_COPY"));
   std::string url = "postgres://postgres@127.0.0.1:";
   url.append(std::to_string(port_)).append("/").append(name);
   return url;
