@@ -408,8 +408,8 @@ int run_worker(int argc, char** argv) {
   const int ended = worker.run(stop_worker);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
-  std::fprintf(stderr, "%s  worker %s stopped after %d jobs\n", time_text(jobs::now_ms()).c_str(),
-               worker.name().c_str(), ended);
+  std::fprintf(stderr, "%s  worker %s stopped after %d job%s\n", time_text(jobs::now_ms()).c_str(),
+               worker.name().c_str(), ended, ended == 1 ? "" : "s");
   return stop_worker ? 130 : 0;
 }
 

@@ -251,7 +251,11 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   }
   export_results(job, summary);
   store_.finish_job(job.id, options_.name, JobState::done);
-  log_({WorkerEvent::finished, job.id, "done"});
+  const Job finished = *store_.job(job.id);
+  log_({WorkerEvent::finished, job.id,
+        "done: " + std::to_string(finished.pages_done) + " pages (" + std::to_string(finished.pages_failed) +
+            " failed), " + std::to_string(finished.strings) + " strings, " + std::to_string(finished.low_confidence) +
+            " for review"});
   return JobState::done;
 }
 
