@@ -19,7 +19,7 @@ struct ConvGeometry {
       : n(s.n), c_in(s.c_in), h(s.h), w(s.w), c_out(s.c_out), k(s.kernel), stride(s.stride),
         pad(s.padding), oh(s.out_h()), ow(s.out_w()) {}
   // x at (image, channel, iy, ix), zero outside the image.
-  __device__ float x_at(const float* x, int image, int ci, int iy, int ix) const {
+  __host__ __device__ float x_at(const float* x, int image, int ci, int iy, int ix) const {
     if (iy < 0 || iy >= h || ix < 0 || ix >= w) return 0.0f;
     return x[((static_cast<long long>(image) * c_in + ci) * h + iy) * w + ix];
   }
@@ -29,14 +29,14 @@ struct ConvForwardProblem {
   ConvGeometry g;
   const float *x, *weight, *bias;
   float* y;
-  __device__ float a(int co, int kidx) const { return weight[co * (g.c_in * g.k * g.k) + kidx]; }
-  __device__ float b(int kidx, int col) const {  // kidx = (ci, ky, kx), col = (image, oy, ox)
+  __host__ __device__ float a(int co, int kidx) const { return weight[co * (g.c_in * g.k * g.k) + kidx]; }
+  __host__ __device__ float b(int kidx, int col) const {  // kidx = (ci, ky, kx), col = (image, oy, ox)
     const int ci = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
     const int image = col / (g.oh * g.ow), p = col % (g.oh * g.ow);
     const int oy = p / g.ow, ox = p % g.ow;
     return g.x_at(x, image, ci, oy * g.stride - g.pad + r / g.k, ox * g.stride - g.pad + r % g.k);
   }
-  __device__ void store(int co, int col, float v, int) const {
+  __host__ __device__ void store(int co, int col, float v, int) const {
     const int image = col / (g.oh * g.ow), p = col % (g.oh * g.ow);
     y[(static_cast<long long>(image) * g.c_out + co) * (g.oh * g.ow) + p] = bias ? v + bias[co] : v;
   }
@@ -46,11 +46,11 @@ struct ConvInputGradProblem {
   ConvGeometry g;
   const float *weight, *dy;
   float* dx;
-  __device__ float a(int ci, int kidx) const {  // kidx = (co, ky, kx)
+  __host__ __device__ float a(int ci, int kidx) const {  // kidx = (co, ky, kx)
     const int co = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
     return weight[(co * g.c_in + ci) * (g.k * g.k) + r];
   }
-  __device__ float b(int kidx, int col) const {  // col = (image, iy, ix)
+  __host__ __device__ float b(int kidx, int col) const {  // col = (image, iy, ix)
     const int co = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
     const int image = col / (g.h * g.w), p = col % (g.h * g.w);
     const int ty = p / g.w + g.pad - r / g.k, tx = p % g.w + g.pad - r % g.k;
@@ -59,7 +59,7 @@ struct ConvInputGradProblem {
     if (oy >= g.oh || ox >= g.ow) return 0.0f;
     return dy[((static_cast<long long>(image) * g.c_out + co) * g.oh + oy) * g.ow + ox];
   }
-  __device__ void store(int ci, int col, float v, int) const {
+  __host__ __device__ void store(int ci, int col, float v, int) const {
     const int image = col / (g.h * g.w), p = col % (g.h * g.w);
     dx[(static_cast<long long>(image) * g.c_in + ci) * (g.h * g.w) + p] = v;
   }
@@ -69,17 +69,17 @@ struct ConvWeightGradProblem {
   ConvGeometry g;
   const float *x, *dy;
   RowMajorStore sink;
-  __device__ float a(int co, int kidx) const {  // kidx = (image, oy, ox)
+  __host__ __device__ float a(int co, int kidx) const {  // kidx = (image, oy, ox)
     const int image = kidx / (g.oh * g.ow), p = kidx % (g.oh * g.ow);
     return dy[(static_cast<long long>(image) * g.c_out + co) * (g.oh * g.ow) + p];
   }
-  __device__ float b(int kidx, int col) const {  // col = (ci, ky, kx)
+  __host__ __device__ float b(int kidx, int col) const {  // col = (ci, ky, kx)
     const int image = kidx / (g.oh * g.ow), p = kidx % (g.oh * g.ow);
     const int ci = col / (g.k * g.k), r = col % (g.k * g.k);
     return g.x_at(x, image, ci, p / g.ow * g.stride - g.pad + r / g.k,
                   p % g.ow * g.stride - g.pad + r % g.k);
   }
-  __device__ void store(int m, int n, float v, int z) const { sink.store(m, n, v, z); }
+  __host__ __device__ void store(int m, int n, float v, int z) const { sink.store(m, n, v, z); }
 };
 
 __global__ void reduce_splits_kernel(const float* partial, int splits, long long count,

@@ -94,7 +94,7 @@ struct RowMajorStore {
   float* out;
   int N;
   long long split_stride;  // M * N, the distance between splits' partials
-  __device__ void store(int m, int n, float v, int z) const {
+  __host__ __device__ void store(int m, int n, float v, int z) const {
     out[z * split_stride + static_cast<long long>(m) * N + n] = v;
   }
 };
