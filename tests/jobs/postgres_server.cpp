@@ -73,7 +73,11 @@ Finished run_program(const std::vector<std::string>& args, const RunAs& as) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ").append(std::strerror(errno)));
   const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork: ").append(std::strerror(errno)));
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    throw std::runtime_error(std::string("fork: ").append(std::strerror(errno)));
+  }
   if (pid == 0) {
     const int null = open("/dev/null", O_RDONLY);
     dup2(null, 0);
@@ -167,6 +171,17 @@ fs::path find_bin_dir() {
   return best;
 }
 
+// Who runs initdb and postgres: the `postgres` user when we are root, else ourselves.
+RunAs server_user() {
+  if (geteuid() != 0) return {};
+  const passwd* pw = getpwnam("postgres");
+  if (!pw)
+    throw std::runtime_error(
+        "running as root, and initdb refuses root, but there is no 'postgres' user to run it as"
+        " (the Debian postgresql package creates it)");
+  return {true, pw->pw_uid, pw->pw_gid};
+}
+
 std::string read_tail(const fs::path& file, size_t max) {
   std::ifstream in(file, std::ios::binary);
   std::stringstream text;
@@ -206,17 +221,9 @@ void PostgresServer::start() {
     throw std::runtime_error(std::string("cannot create a temporary directory: ").append(std::strerror(errno)));
   dir_ = pattern;
 
-  RunAs as;
-  if (geteuid() == 0) {
-    const passwd* pw = getpwnam("postgres");
-    if (!pw)
-      throw std::runtime_error(
-          "running as root, and initdb refuses root, but there is no 'postgres' user to run it as"
-          " (the Debian postgresql package creates it)");
-    as = {true, pw->pw_uid, pw->pw_gid};
-    if (chown(dir_.c_str(), as.uid, as.gid) != 0)
-      throw std::runtime_error(std::string("chown ").append(dir_.string()).append(": ").append(std::strerror(errno)));
-  }
+  const RunAs as = server_user();
+  if (as.switch_user && chown(dir_.c_str(), as.uid, as.gid) != 0)
+    throw std::runtime_error(std::string("chown ").append(dir_.string()).append(": ").append(std::strerror(errno)));
 
   const Finished init = run_program({(bin_ / "initdb").string(), "-D", (dir_ / "data").string(), "-U", "postgres",
                                      "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"},
@@ -233,37 +240,56 @@ void PostgresServer::start() {
   // A port can be taken between choosing it and binding it: try a few.
   for (int attempt = 0; attempt < 3; ++attempt) {
     port_ = free_port();
-    postmaster_ = start_postmaster({(bin_ / "postgres").string(), "-D", (dir_ / "data").string(), "-p",
-                                    std::to_string(port_), "-c", "listen_addresses=127.0.0.1", "-c",
-                                    std::string("unix_socket_directories=").append(dir_.string()), "-c", "fsync=off", "-c",
-                                    "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                                    "max_connections=200"},
-                                   as, dir_ / "server.log");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(postmaster_, &status, WNOHANG) == postmaster_) {
-        postmaster_ = -1;
-        break;
-      }
-      const Finished ready = run_program(
-          {(bin_ / "pg_isready").string(), "-q", "-h", "127.0.0.1", "-p", std::to_string(port_), "-t", "1"}, {});
-      if (ready.status == 0) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (postmaster_ > 0) throw std::runtime_error("postgres did not accept connections within 60 s");
+    if (launch()) return;
   }
   throw std::runtime_error("postgres exited at start three times");
 }
 
-void PostgresServer::stop() {
-  if (postmaster_ > 0) {
-    kill(postmaster_, SIGQUIT);  // an immediate shutdown, like pg_ctl stop -m immediate
+bool PostgresServer::launch() {
+  postmaster_ = start_postmaster({(bin_ / "postgres").string(), "-D", (dir_ / "data").string(), "-p",
+                                  std::to_string(port_), "-c", "listen_addresses=127.0.0.1", "-c",
+                                  std::string("unix_socket_directories=").append(dir_.string()), "-c", "fsync=off",
+                                  "-c", "full_page_writes=off", "-c", "max_connections=200"},
+                                 server_user(), dir_ / "server.log");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
-    while (waitpid(postmaster_, &status, 0) < 0 && errno == EINTR) {
+    if (waitpid(postmaster_, &status, WNOHANG) == postmaster_) {
+      postmaster_ = -1;
+      return false;
     }
-    postmaster_ = -1;
+    const Finished ready = run_program(
+        {(bin_ / "pg_isready").string(), "-q", "-h", "127.0.0.1", "-p", std::to_string(port_), "-t", "1"}, {});
+    if (ready.status == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  throw std::runtime_error("postgres did not accept connections within 60 s");
+}
+
+void PostgresServer::kill_postmaster() {
+  if (postmaster_ <= 0) return;
+  kill(postmaster_, SIGQUIT);  // an immediate shutdown, like pg_ctl stop -m immediate
+  int status = 0;
+  while (waitpid(postmaster_, &status, 0) < 0 && errno == EINTR) {
+  }
+  postmaster_ = -1;
+}
+
+void PostgresServer::restart() {
+  check_started();
+  kill_postmaster();
+  try {
+    if (launch()) return;
+    failure_ = "the PostgreSQL test server did not start again on its port";
+  } catch (const std::exception& e) {
+    failure_ = std::string("the PostgreSQL test server did not start again: ").append(e.what());
+  }
+  failure_.append("\n--- server log (end) ---\n").append(log_tail());
+  check_started();
+}
+
+void PostgresServer::stop() {
+  kill_postmaster();
   if (!dir_.empty()) {
     std::error_code ec;
     fs::remove_all(dir_, ec);

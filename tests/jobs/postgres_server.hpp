@@ -26,6 +26,10 @@ class PostgresServer {
   // psql's output when the statement fails.
   std::string psql(const std::string& database, const std::string& sql);
 
+  // Stops the server at once, as a crash would, and starts it again on the same port and
+  // data; returns when it accepts connections. Every open connection to it breaks.
+  void restart();
+
   int port() const { return port_; }
   // The last lines of the server's log, for failure messages.
   std::string log_tail() const;
@@ -37,6 +41,8 @@ class PostgresServer {
   PostgresServer();
   ~PostgresServer();
   void start();
+  bool launch();  // starts postgres on port_; false when it exited before accepting connections
+  void kill_postmaster();
   void stop();
   void check_started() const;
 

@@ -1,7 +1,8 @@
 // What only the PostgreSQL store does: migrations under an advisory lock when several
 // processes open a fresh database at once, refusing a newer schema, hiding the password,
-// clear errors for a wrong address, reconnecting after the server drops the connection,
-// and SKIP LOCKED claims from many connections. The shared behaviour is in test_store.cpp.
+// clear errors for a wrong address, reconnecting after the server drops the connection or
+// restarts, and SKIP LOCKED claims from many connections. The shared behaviour is in
+// test_store.cpp.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -210,6 +211,22 @@ TEST(PostgresStore, AConnectionLostInACallIsTransientAndTheNextCallReconnects) {
   const auto users = store->users();
   ASSERT_EQ(users.size(), 1u);
   EXPECT_EQ(users[0].name, "ada");
+}
+
+// A restarted server does not need a worker restart: the idle connection is replaced on
+// the next call, which goes through.
+TEST(PostgresStore, KeepsWorkingAcrossAServerRestart) {
+  PostgresServer& server = PostgresServer::instance();
+  const std::string url = server.fresh_database();
+  const auto store = open_postgres_store(url);
+  store->add_user(named("ada"));
+  server.restart();
+  std::vector<User> users;
+  ASSERT_NO_THROW(users = store->users());
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0].name, "ada");
+  store->add_user(named("bob"));
+  EXPECT_EQ(store->users().size(), 2u);
 }
 
 TEST(PostgresStore, ClaimsFromManyConnectionsTakeEachJobOnce) {
