@@ -208,6 +208,7 @@ class ResultsLines {
                    ": not in the order digitflow run writes (by path, then page_index)"));
       key_ = std::move(key);
       ++pages_;
+      csv_rows_ += page.error ? 1 : static_cast<int64_t>(page.strings.size());  // as write_csv_rows writes them
       return true;
     }
     if (in_.bad()) refuse(cat(path_.string(), ": read error"));
@@ -219,6 +220,7 @@ class ResultsLines {
   std::string where() const { return cat(path_.string(), ":", std::to_string(number_)); }
   const fs::path& path() const { return path_; }
   int64_t pages() const { return pages_; }
+  int64_t csv_rows() const { return csv_rows_; }  // the rows results.csv holds for the pages read
 
  private:
   fs::path path_;
@@ -226,7 +228,7 @@ class ResultsLines {
   std::ifstream in_;
   std::string line_;
   PageKey key_;
-  int64_t number_ = 0, pages_ = 0;
+  int64_t number_ = 0, pages_ = 0, csv_rows_ = 0;
 };
 
 std::string csv_header() {
@@ -255,10 +257,12 @@ class CsvPages {
     key_ = std::move(ahead_key_);
     first_line_ = record_line_;
     rows_ = std::move(ahead_record_);
+    ++rows_read_;
     while ((ahead_ = read_record(ahead_record_))) {
       ahead_key_ = key_of(ahead_record_);
       if (ahead_key_ != key_) break;
       rows_ += ahead_record_;
+      ++rows_read_;
     }
     if (ahead_ && ahead_key_ < key_)
       refuse(cat(path_.string(), ":", std::to_string(record_line_), ": ", describe(ahead_key_), " after ",
@@ -267,8 +271,10 @@ class CsvPages {
   }
 
   const PageKey& key() const { return key_; }
-  const std::string& rows() const { return rows_; }
+  const std::string& text() const { return rows_; }  // the current page's rows
   std::string where() const { return cat(path_.string(), ":", std::to_string(first_line_)); }
+  const fs::path& path() const { return path_; }
+  int64_t rows() const { return rows_read_; }
 
  private:
   // The next non-blank record, with its final newline; record_line_ is its first line.
@@ -330,7 +336,7 @@ class CsvPages {
 
   fs::path path_;
   std::ifstream in_;
-  int64_t line_ = 0, record_line_ = 0, first_line_ = 0;
+  int64_t line_ = 0, record_line_ = 0, first_line_ = 0, rows_read_ = 0;
   std::string rows_, ahead_record_;
   PageKey key_, ahead_key_;
   bool ahead_ = false;
@@ -427,6 +433,7 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
   if (ec) throw std::runtime_error(cat(out_dir.string(), ": cannot create the output folder (", ec.message(), ")"));
 
   PartFile jsonl(out_dir / "results.jsonl");
+  std::vector<int64_t> expected_rows;  // in each input's results.csv
   {
     std::vector<ResultsLines> lines;
     lines.reserve(shards.size());
@@ -440,6 +447,7 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
       if (lines[i].pages() != counted)
         refuse(cat(lines[i].path().string(), " has ", std::to_string(lines[i].pages()), " pages but its summary.json counts ",
                    std::to_string(counted), ": a results file cut short or edited?"));
+      expected_rows.push_back(lines[i].csv_rows());
     }
   }
   PartFile csv(out_dir / "results.csv");
@@ -449,9 +457,14 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
     for (const Input& input : shards) pages.emplace_back(input.dir);
     csv.out() << csv_header();
     merge_in_order(pages, [&](const CsvPages& from) {
-      csv.out() << from.rows();
+      csv.out() << from.text();
       csv.check();
     });
+    for (size_t i = 0; i < shards.size(); ++i)
+      if (pages[i].rows() != expected_rows[i])
+        refuse(cat(pages[i].path().string(), " has ", std::to_string(pages[i].rows()),
+                   " rows but the pages of its results.jsonl make ", std::to_string(expected_rows[i]),
+                   ": the two files are not of one run"));
   }
 
   // Everything is read and checked: replace the outputs, summary.json last.

@@ -235,6 +235,22 @@ TEST(Merge, RefusesMalformedOrDisorderedResultsNamingFileAndLine) {
   std::ofstream(csv, std::ios::binary) << good_csv << "zz/x.png,first,0\n";
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {csv.string() + ":", "not a results.csv row"}));
+  // A row more than its results.jsonl's pages make: the files are not of one run.
+  std::ofstream(csv, std::ios::binary) << good_csv << "zz/x.png,0,0,12,0.5,1,2,3,4,,,\n";
+  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
+                                              {csv.string() + " has ", "rows but the pages of its results.jsonl make"}));
+}
+
+TEST(Merge, ShardsThatNameDifferentJobFoldersMergeWithAWarning) {
+  ShardedOutputs o;
+  const fs::path summary = o.shard(1) / "summary.json";
+  json s = json::parse(read_file(summary));
+  s["job"] = "/mnt/node7/scans/night-1";
+  std::ofstream(summary) << s.dump();
+  const MergeReport report = merge_outputs(o.all(), o.out());
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_NE(report.warnings[0].find("different job folders"), std::string::npos) << report.warnings[0];
+  EXPECT_EQ(json::parse(read_file(o.out() / "summary.json"))["job"], "/scans/night-1");
 }
 
 TEST(Merge, RefusesUnfinishedOrStoppedRunsAndLeavesTheOutputAlone) {

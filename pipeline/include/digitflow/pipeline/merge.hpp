@@ -38,7 +38,8 @@ struct MergeReport {
 //   folder given twice, a missing or corrupt summary.json, a stopped (cancelled) run, shards
 //   of different N, a shard given twice, a missing shard, a results.jsonl or results.csv that
 //   cannot be read or has a malformed line (file and line named), pages out of order or of
-//   another shard, the same page in two inputs, a results.jsonl shorter than its summary.
+//   another shard, the same page in two inputs, a results.jsonl shorter than its summary, a
+//   results.csv whose rows do not match its results.jsonl.
 MergeReport merge_outputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& out_dir);
 
 }  // namespace digitflow::pipeline
