@@ -386,7 +386,7 @@ class PostgresStore final : public JobStore {
     return LeaseLost(message);
   }
 
-  std::string failure(const char* what, std::string_view detail) const {
+  std::string error_message(const char* what, std::string_view detail) const {
     std::string message = shown_;
     message.append(": ").append(what).append(": ").append(one_line(detail));
     return message;
@@ -400,7 +400,7 @@ class PostgresStore final : public JobStore {
       } catch (const pqxx::pqxx_exception& e) {
         std::string detail = "cannot reconnect: ";
         detail.append(e.base().what());
-        throw TransientError(failure(what, detail));
+        throw TransientError(error_message(what, detail));
       }
     }
     return *conn_;
@@ -425,24 +425,24 @@ class PostgresStore final : public JobStore {
       return body(*tx);
     } catch (const pqxx::broken_connection& e) {
       conn_.reset();
-      throw TransientError(failure(what, e.what()));
+      throw TransientError(error_message(what, e.what()));
     } catch (const pqxx::in_doubt_error& e) {
       drop_if_closed();
-      throw TransientError(failure(what, e.what()));
+      throw TransientError(error_message(what, e.what()));
     } catch (const pqxx::transaction_rollback& e) {  // serialization failure, deadlock
       drop_if_closed();
-      throw TransientError(failure(what, e.what()));
+      throw TransientError(error_message(what, e.what()));
     } catch (const pqxx::unique_violation& e) {
-      throw Conflict(failure(what, e.what()));
+      throw Conflict(error_message(what, e.what()));
     } catch (const pqxx::sql_error& e) {
       const bool closed = drop_if_closed();
-      if (closed || is_transient(e.sqlstate())) throw TransientError(failure(what, e.what()));
-      throw StoreError(failure(what, e.what()));
+      if (closed || is_transient(e.sqlstate())) throw TransientError(error_message(what, e.what()));
+      throw StoreError(error_message(what, e.what()));
     } catch (const pqxx::failure& e) {
-      if (drop_if_closed()) throw TransientError(failure(what, e.what()));
-      throw StoreError(failure(what, e.what()));
+      if (drop_if_closed()) throw TransientError(error_message(what, e.what()));
+      throw StoreError(error_message(what, e.what()));
     } catch (const pqxx::pqxx_exception& e) {
-      throw StoreError(failure(what, e.base().what()));
+      throw StoreError(error_message(what, e.base().what()));
     }
   }
 
@@ -457,8 +457,8 @@ class PostgresStore final : public JobStore {
   // transaction: a second process opening the same fresh database waits here, then finds
   // the schema in place.
   void migrate() {
-    pqxx::work tx(*conn_);
     try {
+      pqxx::work tx(*conn_);
       tx.exec(std::string("SELECT pg_advisory_xact_lock(").append(kMigrationLock).append(")"));
       if (tx.exec1("SELECT to_regclass('schema_version') IS NULL")[0].as<bool>())
         tx.exec("CREATE TABLE schema_version (version INTEGER NOT NULL)");
