@@ -57,18 +57,21 @@ int64_t count_in(const Input& input, const char* key) {
 double seconds_in(const json& object, const std::string& key, const Input& input) {
   auto it = object.find(key);
   if (it == object.end() || !it->is_number())
-    refuse(cat((input.dir / "summary.json").string(), ": \"", key, "\" is missing or not a number"));
+    refuse(
+        cat((input.dir / "summary.json").string(), ": \"", key, "\" is missing or not a number"));
   return it->get<double>();
 }
 
 Input read_summary(const fs::path& dir) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) refuse(cat(dir.string(), fs::exists(dir, ec) ? ": not a folder" : ": no such folder"));
+  if (!fs::is_directory(dir, ec))
+    refuse(cat(dir.string(), fs::exists(dir, ec) ? ": not a folder" : ": no such folder"));
   const fs::path file = dir / "summary.json";
   std::ifstream in(file, std::ios::binary);
   if (!in)
-    refuse(cat(dir.string(), ": no summary.json, so not the output of a finished digitflow run "
-                             "(a run still going, or one that ended with an error, has none)"));
+    refuse(cat(dir.string(),
+               ": no summary.json, so not the output of a finished digitflow run "
+               "(a run still going, or one that ended with an error, has none)"));
   Input input{dir, {}, {}};
   try {
     input.summary = json::parse(in);
@@ -80,9 +83,12 @@ Input read_summary(const fs::path& dir) {
   if (cancelled != input.summary.end() && cancelled->is_boolean() && cancelled->get<bool>())
     refuse(cat(dir.string(), ": the run was stopped before its last page; run that shard again"));
   auto shard = input.summary.find("shard");
-  if (shard == input.summary.end() || !shard->is_object() || !shard->contains("index") || !shard->contains("count") ||
-      !(*shard)["index"].is_number_integer() || !(*shard)["count"].is_number_integer())
-    refuse(cat(file.string(), ": no \"shard\" {index, count}: not written by digitflow run, or by one older than --shard"));
+  if (shard == input.summary.end() || !shard->is_object() || !shard->contains("index") ||
+      !shard->contains("count") || !(*shard)["index"].is_number_integer() ||
+      !(*shard)["count"].is_number_integer())
+    refuse(cat(file.string(),
+               ": no \"shard\" {index, count}: not written by digitflow run, or by one older than "
+               "--shard"));
   const int64_t index = (*shard)["index"].get<int64_t>(), count = (*shard)["count"].get<int64_t>();
   if (count < 1 || count > kMaxShards || index < 0 || index >= count)
     refuse(cat(file.string(), ": \"shard\" is not K/N with 0 <= K < N"));
@@ -96,11 +102,13 @@ void check_shards(const std::vector<Input>& inputs) {
   std::vector<const Input*> by_index(static_cast<size_t>(count), nullptr);
   for (const Input& input : inputs) {
     if (input.shard.count != count)
-      refuse(cat(inputs.front().dir.string(), " is shard ", to_string(inputs.front().shard), " but ", input.dir.string(),
-                 " is shard ", to_string(input.shard), ": outputs of different splits cannot be merged"));
+      refuse(cat(inputs.front().dir.string(), " is shard ", to_string(inputs.front().shard),
+                 " but ", input.dir.string(), " is shard ", to_string(input.shard),
+                 ": outputs of different splits cannot be merged"));
     const Input*& slot = by_index[static_cast<size_t>(input.shard.index)];
     if (slot)
-      refuse(cat(slot->dir.string(), " and ", input.dir.string(), " are both shard ", to_string(input.shard)));
+      refuse(cat(slot->dir.string(), " and ", input.dir.string(), " are both shard ",
+                 to_string(input.shard)));
     slot = &input;
   }
   std::string missing;
@@ -109,9 +117,10 @@ void check_shards(const std::vector<Input>& inputs) {
     if (!by_index[static_cast<size_t>(i)] && ++missing_count <= 5)
       missing += cat(missing.empty() ? "" : ", ", to_string(Shard{i, count}));
   if (missing_count > 0)
-    refuse(cat(missing_count == 1 ? "shard " : "shards ", missing, missing_count > 5 ? " and more" : "",
-               missing_count == 1 ? " is" : " are", " missing (", std::to_string(inputs.size()), " of ",
-               std::to_string(count), " given): every shard is needed, or pages would be left out"));
+    refuse(cat(missing_count == 1 ? "shard " : "shards ", missing,
+               missing_count > 5 ? " and more" : "", missing_count == 1 ? " is" : " are",
+               " missing (", std::to_string(inputs.size()), " of ", std::to_string(count),
+               " given): every shard is needed, or pages would be left out"));
 }
 
 double round3(double v) { return std::round(v * 1000) / 1000; }
@@ -120,8 +129,8 @@ double round3(double v) { return std::round(v * 1000) / 1000; }
 // side, so the wall time is the longest shard's.
 json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
   json out = json::object();
-  for (const char* key : {"pages", "failed_pages", "strings", "digits", "low_confidence_strings", "fields",
-                          "valid_fields", "images_scored", "pages_listed"}) {
+  for (const char* key : {"pages", "failed_pages", "strings", "digits", "low_confidence_strings",
+                          "fields", "valid_fields", "images_scored", "pages_listed"}) {
     int64_t sum = 0;
     for (const Input& input : inputs) sum += count_in(input, key);
     out[key] = sum;
@@ -133,13 +142,16 @@ json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
     seconds = std::max(seconds, seconds_in(input.summary, "seconds", input));
     auto it = input.summary.find("stage_seconds");
     if (it == input.summary.end() || !it->is_object())
-      refuse(cat((input.dir / "summary.json").string(), ": \"stage_seconds\" is missing or not an object"));
+      refuse(cat((input.dir / "summary.json").string(),
+                 ": \"stage_seconds\" is missing or not an object"));
     for (const auto& stage : it->items())
       stages[stage.key()] = stages.value(stage.key(), 0.0) + seconds_in(*it, stage.key(), input);
     auto files = input.summary.find("skipped_files");
     if (files != input.summary.end()) {
-      if (!files->is_array() || !std::all_of(files->begin(), files->end(), [](const json& f) { return f.is_string(); }))
-        refuse(cat((input.dir / "summary.json").string(), ": \"skipped_files\" is not a list of names"));
+      if (!files->is_array() ||
+          !std::all_of(files->begin(), files->end(), [](const json& f) { return f.is_string(); }))
+        refuse(cat((input.dir / "summary.json").string(),
+                   ": \"skipped_files\" is not a list of names"));
       for (const json& f : *files) skipped.insert(f.get<std::string>());
     }
   }
@@ -154,9 +166,10 @@ json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
   const json job = inputs.front().summary.value("job", json());
   for (const Input& input : inputs)
     if (input.summary.value("job", json()) != job) {
-      report.warnings.push_back(cat("the shards name different job folders (", inputs.front().dir.string(), ": ",
-                                    job.dump(), ", ", input.dir.string(), ": ", input.summary.value("job", json()).dump(),
-                                    "); summary.json keeps the first"));
+      report.warnings.push_back(
+          cat("the shards name different job folders (", inputs.front().dir.string(), ": ",
+              job.dump(), ", ", input.dir.string(), ": ", input.summary.value("job", json()).dump(),
+              "); summary.json keeps the first"));
       break;
     }
   out["job"] = job;
@@ -165,7 +178,9 @@ json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
   for (const Input& input : inputs) from.push_back(input.dir.string());
   out["merged"] = {{"shards", inputs.front().shard.count},
                    {"from", from},
-                   {"timing", "stage_seconds: sums over the shards; seconds: the longest shard; pages_per_s: pages / seconds"}};
+                   {"timing",
+                    "stage_seconds: sums over the shards; seconds: the longest shard; pages_per_s: "
+                    "pages / seconds"}};
   report.shards = inputs.front().shard.count;
   report.pages = pages;
   report.failed_pages = out["failed_pages"].get<int64_t>();
@@ -199,8 +214,9 @@ class ResultsLines {
       if (key.first.find("\xEF\xBF\xBD") == std::string::npos) {
         const int home = shard_of(key.first, shard_.count);
         if (home != shard_.index)
-          refuse(cat(where(), ": ", describe(key), " belongs to shard ", to_string(Shard{home, shard_.count}),
-                     ", not to this output's ", to_string(shard_), " (outputs of different job folders?)"));
+          refuse(cat(where(), ": ", describe(key), " belongs to shard ",
+                     to_string(Shard{home, shard_.count}), ", not to this output's ",
+                     to_string(shard_), " (outputs of different job folders?)"));
       }
       if (pages_ > 0 && key == key_) refuse(cat(where(), ": ", describe(key), " again"));
       if (pages_ > 0 && key < key_)
@@ -208,7 +224,9 @@ class ResultsLines {
                    ": not in the order digitflow run writes (by path, then page_index)"));
       key_ = std::move(key);
       ++pages_;
-      csv_rows_ += page.error ? 1 : static_cast<int64_t>(page.strings.size());  // as write_csv_rows writes them
+      csv_rows_ +=
+          page.error ? 1
+                     : static_cast<int64_t>(page.strings.size());  // as write_csv_rows writes them
       return true;
     }
     if (in_.bad()) refuse(cat(path_.string(), ": read error"));
@@ -241,7 +259,8 @@ std::string csv_header() {
 // without strings has none). A record may span lines: a quoted field can hold a newline.
 class CsvPages {
  public:
-  explicit CsvPages(const fs::path& dir) : path_(dir / "results.csv"), in_(path_, std::ios::binary) {
+  explicit CsvPages(const fs::path& dir)
+      : path_(dir / "results.csv"), in_(path_, std::ios::binary) {
     if (!in_) refuse(cat(dir.string(), ": no results.csv, or it cannot be read"));
     std::string header;
     const std::string expected = csv_header();
@@ -265,8 +284,9 @@ class CsvPages {
       ++rows_read_;
     }
     if (ahead_ && ahead_key_ < key_)
-      refuse(cat(path_.string(), ":", std::to_string(record_line_), ": ", describe(ahead_key_), " after ",
-                 describe(key_), ": not in the order digitflow run writes (by path, then page_index)"));
+      refuse(cat(path_.string(), ":", std::to_string(record_line_), ": ", describe(ahead_key_),
+                 " after ", describe(key_),
+                 ": not in the order digitflow run writes (by path, then page_index)"));
     return true;
   }
 
@@ -293,7 +313,8 @@ class CsvPages {
       }
       if (in_.bad()) refuse(cat(path_.string(), ": read error"));
       if (quoted)
-        refuse(cat(path_.string(), ":", std::to_string(record_line_), ": a quoted field is not closed"));
+        refuse(cat(path_.string(), ":", std::to_string(record_line_),
+                   ": a quoted field is not closed"));
     } while (!record.empty() && record.find_first_not_of(" \t\r\n") == std::string::npos);
     return !record.empty();
   }
@@ -371,7 +392,9 @@ void merge_in_order(std::vector<Stream>& streams, Emit&& emit) {
 class PartFile {
  public:
   explicit PartFile(fs::path path)
-      : path_(std::move(path)), part_(path_.string() + ".part"), out_(part_, std::ios::binary | std::ios::trunc) {
+      : path_(std::move(path)),
+        part_(path_.string() + ".part"),
+        out_(part_, std::ios::binary | std::ios::trunc) {
     if (!out_) throw std::runtime_error(cat(part_.string(), ": cannot write"));
   }
   PartFile(const PartFile&) = delete;
@@ -415,22 +438,27 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
   for (const fs::path& dir : inputs) {
     const fs::path real = canonical_or_absolute(dir);
     if (real == out_real)
-      refuse(cat(out_dir.string(), " is also an input: write the merged output to a folder of its own"));
+      refuse(cat(out_dir.string(),
+                 " is also an input: write the merged output to a folder of its own"));
     for (size_t i = 0; i < seen.size(); ++i)
-      if (seen[i] == real) refuse(cat(inputs[i].string(), " and ", dir.string(), " are the same folder, given twice"));
+      if (seen[i] == real)
+        refuse(cat(inputs[i].string(), " and ", dir.string(), " are the same folder, given twice"));
     seen.push_back(real);
   }
 
   std::vector<Input> shards;
   for (const fs::path& dir : inputs) shards.push_back(read_summary(dir));
   check_shards(shards);
-  std::sort(shards.begin(), shards.end(), [](const Input& a, const Input& b) { return a.shard.index < b.shard.index; });
+  std::sort(shards.begin(), shards.end(),
+            [](const Input& a, const Input& b) { return a.shard.index < b.shard.index; });
   MergeReport report;
   const json summary = merge_summaries(shards, report);
 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  if (ec) throw std::runtime_error(cat(out_dir.string(), ": cannot create the output folder (", ec.message(), ")"));
+  if (ec)
+    throw std::runtime_error(
+        cat(out_dir.string(), ": cannot create the output folder (", ec.message(), ")"));
 
   PartFile jsonl(out_dir / "results.jsonl");
   std::vector<int64_t> expected_rows;  // in each input's results.csv
@@ -445,8 +473,9 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
     for (size_t i = 0; i < shards.size(); ++i) {
       const int64_t counted = count_in(shards[i], "pages");
       if (lines[i].pages() != counted)
-        refuse(cat(lines[i].path().string(), " has ", std::to_string(lines[i].pages()), " pages but its summary.json counts ",
-                   std::to_string(counted), ": a results file cut short or edited?"));
+        refuse(cat(lines[i].path().string(), " has ", std::to_string(lines[i].pages()),
+                   " pages but its summary.json counts ", std::to_string(counted),
+                   ": a results file cut short or edited?"));
       expected_rows.push_back(lines[i].csv_rows());
     }
   }
@@ -463,8 +492,8 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
     for (size_t i = 0; i < shards.size(); ++i)
       if (pages[i].rows() != expected_rows[i])
         refuse(cat(pages[i].path().string(), " has ", std::to_string(pages[i].rows()),
-                   " rows but the pages of its results.jsonl make ", std::to_string(expected_rows[i]),
-                   ": the two files are not of one run"));
+                   " rows but the pages of its results.jsonl make ",
+                   std::to_string(expected_rows[i]), ": the two files are not of one run"));
   }
 
   // Everything is read and checked: replace the outputs, summary.json last.

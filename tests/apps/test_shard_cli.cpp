@@ -38,20 +38,24 @@ std::string shard_option(int k, int n) {
 }
 
 TEST(ShardCli, ThreeShardsMergedEqualOneRun) {
-  if (!mnist_available()) GTEST_SKIP() << "MNIST not in " << mnist_dir() << ": run scripts/fetch-mnist.sh";
+  if (!mnist_available())
+    GTEST_SKIP() << "MNIST not in " << mnist_dir() << ": run scripts/fetch-mnist.sh";
   TempDir dir;
   const fs::path job = dir / "job", whole = dir / "whole", merged = dir / "merged";
   // Six pages: a PNG, a JPEG, a two-page TIFF and a two-page PDF.
-  CommandResult r = run_digitflow("synth --out " + quoted(job) + " --pages 6 --seed 11 --kind checks");
+  CommandResult r =
+      run_digitflow("synth --out " + quoted(job) + " --pages 6 --seed 11 --kind checks");
   ASSERT_EQ(r.status, 0) << r.output;
   r = run_digitflow("run " + quoted(job) + " --out " + quoted(whole) + " --threads 2");
   ASSERT_EQ(r.status, 0) << r.output;
   int64_t pages = 0;
   for (int k = 0; k < 3; ++k) {
-    r = run_digitflow("run " + quoted(job) + " --out " + quoted(shard_dir(dir, k)) + " --threads 2" + shard_option(k, 3));
+    r = run_digitflow("run " + quoted(job) + " --out " + quoted(shard_dir(dir, k)) +
+                      " --threads 2" + shard_option(k, 3));
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_TRUE(contains(r.output, "shard " + std::to_string(k) + "/3: ")) << r.output;
-    const nlohmann::json summary = nlohmann::json::parse(read_file(shard_dir(dir, k) / "summary.json"));
+    const nlohmann::json summary =
+        nlohmann::json::parse(read_file(shard_dir(dir, k) / "summary.json"));
     EXPECT_EQ(summary["shard"], nlohmann::json({{"index", k}, {"count", 3}}));
     pages += summary["pages"].get<int64_t>();
   }
@@ -66,15 +70,16 @@ TEST(ShardCli, ThreeShardsMergedEqualOneRun) {
   EXPECT_EQ(read_file(merged / "results.csv"), read_file(whole / "results.csv"));
   const nlohmann::json a = nlohmann::json::parse(read_file(whole / "summary.json"));
   const nlohmann::json b = nlohmann::json::parse(read_file(merged / "summary.json"));
-  for (const char* key : {"pages", "failed_pages", "strings", "digits", "low_confidence_strings", "images_scored",
-                          "pages_listed", "skipped_files", "shard", "job"})
+  for (const char* key : {"pages", "failed_pages", "strings", "digits", "low_confidence_strings",
+                          "images_scored", "pages_listed", "skipped_files", "shard", "job"})
     EXPECT_EQ(a[key], b[key]) << key;
 }
 
 TEST(ShardCli, BadShardValuesAreNamed) {
   TempDir dir;
   fs::create_directories(dir / "job");
-  const std::string run = "run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --shard ";
+  const std::string run =
+      "run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --shard ";
   CommandResult r = run_digitflow(run + "3/3");
   EXPECT_EQ(r.status, 2);
   EXPECT_TRUE(contains(r.output, "--shard 3/3: K counts from 0")) << r.output;
@@ -97,7 +102,8 @@ TEST(ShardCli, MergeRefusesWhatCannotBeMerged) {
   fs::create_directories(dir / "job");
   // Shards of an empty folder: real outputs, no model work.
   for (int k = 0; k < 2; ++k) {
-    CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(shard_dir(dir, k)) + shard_option(k, 2));
+    CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " +
+                                    quoted(shard_dir(dir, k)) + shard_option(k, 2));
     ASSERT_EQ(r.status, 0) << r.output;
   }
   const std::string both = quoted(shard_dir(dir, 0)) + " " + quoted(shard_dir(dir, 1));
@@ -111,7 +117,8 @@ TEST(ShardCli, MergeRefusesWhatCannotBeMerged) {
   r = run_digitflow("merge " + both + " --out " + quoted(shard_dir(dir, 1)));
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(contains(r.output, "shard-1 is also an input")) << r.output;
-  r = run_digitflow("merge " + both + " " + quoted(dir / "absent") + " --out " + quoted(dir / "merged"));
+  r = run_digitflow("merge " + both + " " + quoted(dir / "absent") + " --out " +
+                    quoted(dir / "merged"));
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(contains(r.output, "absent: no such folder")) << r.output;
   std::ofstream(shard_dir(dir, 1) / "results.jsonl") << "{\"page\": \"a.png\", \"strings\": [\n";

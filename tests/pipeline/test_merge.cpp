@@ -37,7 +37,9 @@ PageResult page(const std::string& name, int page_index, int strings) {
     s.text = std::to_string(40 + i);
     s.box = {100 * i, 200, 60, 40};
     s.confidence = 0.5 + 0.1 * i;
-    for (int d = 0; d < 2; ++d) s.digits.push_back({s.text[static_cast<size_t>(d)] - '0', {100 * i + 30 * d, 200, 30, 40}, 0.9f, {}});
+    for (int d = 0; d < 2; ++d)
+      s.digits.push_back(
+          {s.text[static_cast<size_t>(d)] - '0', {100 * i + 30 * d, 200, 30, 40}, 0.9f, {}});
     p.strings.push_back(s);
   }
   return p;
@@ -69,10 +71,11 @@ std::vector<PageResult> folder_pages() {
 }
 
 // An output folder as run_job writes it.
-void write_output(const fs::path& dir, const std::vector<PageResult>& pages, const Shard& shard, double seconds,
-                  const std::vector<std::string>& skipped = {}) {
+void write_output(const fs::path& dir, const std::vector<PageResult>& pages, const Shard& shard,
+                  double seconds, const std::vector<std::string>& skipped = {}) {
   fs::create_directories(dir);
-  std::ofstream jsonl(dir / "results.jsonl", std::ios::binary), csv(dir / "results.csv", std::ios::binary);
+  std::ofstream jsonl(dir / "results.jsonl", std::ios::binary),
+      csv(dir / "results.csv", std::ios::binary);
   write_csv_header(csv);
   RunSummary summary;
   for (const PageResult& p : pages) {
@@ -121,7 +124,8 @@ struct ShardedOutputs {
 
 TEST(Merge, ShardsMergeToExactlyTheWholeFoldersOutput) {
   ShardedOutputs o;
-  for (int k = 0; k < 3; ++k) ASSERT_LT(read_results((o.shard(k) / "results.jsonl").string()).size(), o.pages.size());
+  for (int k = 0; k < 3; ++k)
+    ASSERT_LT(read_results((o.shard(k) / "results.jsonl").string()).size(), o.pages.size());
   const MergeReport report = merge_outputs(o.all(), o.out());
   EXPECT_EQ(report.shards, 3);
   EXPECT_EQ(report.pages, static_cast<int64_t>(o.pages.size()));
@@ -133,13 +137,15 @@ TEST(Merge, ShardsMergeToExactlyTheWholeFoldersOutput) {
 
   const json merged = json::parse(read_file(o.out() / "summary.json"));
   const json whole = json::parse(read_file(o.dir / "whole" / "summary.json"));
-  for (const char* key : {"pages", "failed_pages", "strings", "digits", "pages_listed", "skipped_files", "job", "cancelled"})
+  for (const char* key : {"pages", "failed_pages", "strings", "digits", "pages_listed",
+                          "skipped_files", "job", "cancelled"})
     EXPECT_EQ(merged[key], whole[key]) << key;
   EXPECT_EQ(merged["shard"], json({{"index", 0}, {"count", 1}}));
   EXPECT_EQ(merged["merged"]["shards"], 3);
-  EXPECT_DOUBLE_EQ(merged["seconds"].get<double>(), 4.0);                      // the longest shard
-  EXPECT_DOUBLE_EQ(merged["stage_seconds"]["decode"].get<double>(), 4.5);      // 1 + 1.5 + 2
-  EXPECT_DOUBLE_EQ(merged["pages_per_s"].get<double>(), std::round(1000.0 * static_cast<double>(o.pages.size()) / 4.0) / 1000);
+  EXPECT_DOUBLE_EQ(merged["seconds"].get<double>(), 4.0);                  // the longest shard
+  EXPECT_DOUBLE_EQ(merged["stage_seconds"]["decode"].get<double>(), 4.5);  // 1 + 1.5 + 2
+  EXPECT_DOUBLE_EQ(merged["pages_per_s"].get<double>(),
+                   std::round(1000.0 * static_cast<double>(o.pages.size()) / 4.0) / 1000);
 }
 
 TEST(Merge, OneUnshardedOutputMergesToItselfAndOverlaysAreCopied) {
@@ -155,23 +161,37 @@ TEST(Merge, OneUnshardedOutputMergesToItselfAndOverlaysAreCopied) {
 
 TEST(Merge, RefusesMissingDifferentAndRepeatedShards) {
   ShardedOutputs o;
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs({o.shard(0), o.shard(1)}, o.out()); },
-                                              {"shard 2/3 is missing", "2 of 3 given"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] {
+        merge_outputs({o.shard(0), o.shard(1)}, o.out());
+      },
+      {"shard 2/3 is missing", "2 of 3 given"}));
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs({o.shard(1)}, o.out()); },
                                               {"shards 0/3, 2/3 are missing"}));
   write_output(o.dir / "other", {}, {1, 4}, 1.0);
   EXPECT_TRUE(throws_with_message<MergeError>(
-      [&] { merge_outputs({o.shard(0), o.dir / "other", o.shard(1), o.shard(2)}, o.out()); },
+      [&] {
+        merge_outputs({o.shard(0), o.dir / "other", o.shard(1), o.shard(2)}, o.out());
+      },
       {"shard-0 is shard 0/3", "other is shard 1/4", "different splits"}));
   fs::copy(o.shard(1), o.dir / "copy", fs::copy_options::recursive);
   EXPECT_TRUE(throws_with_message<MergeError>(
-      [&] { merge_outputs({o.shard(0), o.shard(1), o.dir / "copy", o.shard(2)}, o.out()); },
+      [&] {
+        merge_outputs({o.shard(0), o.shard(1), o.dir / "copy", o.shard(2)}, o.out());
+      },
       {"shard-1 and ", "copy are both shard 1/3"}));
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs({o.shard(0), o.shard(0)}, o.out()); },
-                                              {"the same folder, given twice"}));
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs({o.shard(0), o.shard(1), o.shard(2)}, o.shard(1)); },
-                                              {"shard-1 is also an input"}));
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs({}, o.out()); }, {"no shard outputs"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] {
+        merge_outputs({o.shard(0), o.shard(0)}, o.out());
+      },
+      {"the same folder, given twice"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] {
+        merge_outputs({o.shard(0), o.shard(1), o.shard(2)}, o.shard(1));
+      },
+      {"shard-1 is also an input"}));
+  EXPECT_TRUE(
+      throws_with_message<MergeError>([&] { merge_outputs({}, o.out()); }, {"no shard outputs"}));
   EXPECT_FALSE(fs::exists(o.out()));
 }
 
@@ -181,9 +201,10 @@ TEST(Merge, RefusesAPageInTwoInputsOrOfAnotherShard) {
   const PageResult& stray = o.pages.front();
   const int home = shard_of(stray.page, 3), other = (home + 1) % 3;
   std::ofstream(o.shard(other) / "results.jsonl", std::ios::app) << to_json(stray).dump() << "\n";
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
-                                              {o.shard(other).string(), "results.jsonl:", stray.page,
-                                               std::string("belongs to shard ") + to_string(Shard{home, 3})}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] { merge_outputs(o.all(), o.out()); },
+      {o.shard(other).string(), "results.jsonl:", stray.page,
+       std::string("belongs to shard ") + to_string(Shard{home, 3})}));
   // A name that was not UTF-8 (stored with U+FFFD) cannot be placed by its hash; the
   // join still finds it twice.
   ShardedOutputs p;
@@ -195,9 +216,10 @@ TEST(Merge, RefusesAPageInTwoInputsOrOfAnotherShard) {
     mine.push_back(odd);
     write_output(p.shard(k), mine, {k, 3}, 1.0);
   }
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(p.all(), p.out()); },
-                                              {"page \"zz/\xEF\xBF\xBD.png\" (page_index 0) is in two inputs",
-                                               "shard-0/results.jsonl:", "shard-2/results.jsonl:"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] { merge_outputs(p.all(), p.out()); },
+      {"page \"zz/\xEF\xBF\xBD.png\" (page_index 0) is in two inputs",
+       "shard-0/results.jsonl:", "shard-2/results.jsonl:"}));
 }
 
 TEST(Merge, RefusesMalformedOrDisorderedResultsNamingFileAndLine) {
@@ -206,20 +228,25 @@ TEST(Merge, RefusesMalformedOrDisorderedResultsNamingFileAndLine) {
   const std::string good = read_file(jsonl);
   const std::string first_line = good.substr(0, good.find('\n') + 1);
   const std::string rest = good.substr(first_line.size());
-  std::ofstream(jsonl, std::ios::binary) << first_line << "{\"page\": \"a/x.png\", \"strings\": [\n" << rest;
+  std::ofstream(jsonl, std::ios::binary) << first_line << "{\"page\": \"a/x.png\", \"strings\": [\n"
+                                         << rest;
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {jsonl.string() + ":2: not JSON"}));
-  std::ofstream(jsonl, std::ios::binary) << first_line << R"({"page": "a/x.png"})" << "\n";
+  std::ofstream(jsonl, std::ios::binary) << first_line << R"({"page": "a/x.png"})"
+                                         << "\n";
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {jsonl.string() + ":2:", "missing key \"strings\""}));
   std::ofstream(jsonl, std::ios::binary) << rest << first_line;
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
-                                              {jsonl.string() + ":", "not in the order digitflow run writes"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] { merge_outputs(o.all(), o.out()); },
+      {jsonl.string() + ":", "not in the order digitflow run writes"}));
   std::ofstream(jsonl, std::ios::binary) << first_line << first_line << rest;
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); }, {jsonl.string() + ":2:", "again"}));
-  std::ofstream(jsonl, std::ios::binary) << first_line;
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
-                                              {jsonl.string() + " has 1 pages but its summary.json counts", "cut short"}));
+                                              {jsonl.string() + ":2:", "again"}));
+  std::ofstream(jsonl, std::ios::binary) << first_line;
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] { merge_outputs(o.all(), o.out()); },
+      {jsonl.string() + " has 1 pages but its summary.json counts", "cut short"}));
   fs::remove(jsonl);
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {o.shard(1).string() + ": no results.jsonl"}));
@@ -231,14 +258,16 @@ TEST(Merge, RefusesMalformedOrDisorderedResultsNamingFileAndLine) {
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {csv.string() + ":1: not the results.csv header"}));
   std::ofstream(csv, std::ios::binary) << good_csv << "\"unclosed,0,0\n";
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); }, {csv.string() + ":", "not closed"}));
+  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
+                                              {csv.string() + ":", "not closed"}));
   std::ofstream(csv, std::ios::binary) << good_csv << "zz/x.png,first,0\n";
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {csv.string() + ":", "not a results.csv row"}));
   // A row more than its results.jsonl's pages make: the files are not of one run.
   std::ofstream(csv, std::ios::binary) << good_csv << "zz/x.png,0,0,12,0.5,1,2,3,4,,,\n";
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
-                                              {csv.string() + " has ", "rows but the pages of its results.jsonl make"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] { merge_outputs(o.all(), o.out()); },
+      {csv.string() + " has ", "rows but the pages of its results.jsonl make"}));
 }
 
 TEST(Merge, ShardsThatNameDifferentJobFoldersMergeWithAWarning) {
@@ -249,7 +278,8 @@ TEST(Merge, ShardsThatNameDifferentJobFoldersMergeWithAWarning) {
   std::ofstream(summary) << s.dump();
   const MergeReport report = merge_outputs(o.all(), o.out());
   ASSERT_EQ(report.warnings.size(), 1u);
-  EXPECT_NE(report.warnings[0].find("different job folders"), std::string::npos) << report.warnings[0];
+  EXPECT_NE(report.warnings[0].find("different job folders"), std::string::npos)
+      << report.warnings[0];
   EXPECT_EQ(json::parse(read_file(o.out() / "summary.json"))["job"], "/scans/night-1");
 }
 
@@ -260,8 +290,9 @@ TEST(Merge, RefusesUnfinishedOrStoppedRunsAndLeavesTheOutputAlone) {
   const fs::path summary = o.shard(2) / "summary.json";
   const std::string good = read_file(summary);
   fs::remove(summary);
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
-                                              {o.shard(2).string() + ": no summary.json", "finished digitflow run"}));
+  EXPECT_TRUE(throws_with_message<MergeError>(
+      [&] { merge_outputs(o.all(), o.out()); },
+      {o.shard(2).string() + ": no summary.json", "finished digitflow run"}));
   json s = json::parse(good);
   s["cancelled"] = true;
   std::ofstream(summary) << s.dump();
@@ -273,7 +304,8 @@ TEST(Merge, RefusesUnfinishedOrStoppedRunsAndLeavesTheOutputAlone) {
   EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
                                               {summary.string() + ": no \"shard\""}));
   std::ofstream(summary) << "{\"pages\": ";
-  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); }, {summary.string() + ": not JSON"}));
+  EXPECT_TRUE(throws_with_message<MergeError>([&] { merge_outputs(o.all(), o.out()); },
+                                              {summary.string() + ": not JSON"}));
   // A bad line found while writing: the earlier output is still there, no temporary files.
   std::ofstream(summary) << good;
   std::ofstream(o.shard(2) / "results.csv", std::ios::app) << "zz/x.png,first,0\n";

@@ -40,6 +40,7 @@ struct MergeReport {
 //   cannot be read or has a malformed line (file and line named), pages out of order or of
 //   another shard, the same page in two inputs, a results.jsonl shorter than its summary, a
 //   results.csv whose rows do not match its results.jsonl.
-MergeReport merge_outputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& out_dir);
+MergeReport merge_outputs(const std::vector<std::filesystem::path>& inputs,
+                          const std::filesystem::path& out_dir);
 
 }  // namespace digitflow::pipeline
