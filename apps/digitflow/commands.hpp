@@ -11,11 +11,11 @@ int run_predict(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_score(int argc, char** argv);
 int run_synth(int argc, char** argv);
-
 int run_submit(int argc, char** argv);
 int run_jobs(int argc, char** argv);
 int run_job(int argc, char** argv);
 int run_cancel(int argc, char** argv);
 int run_worker(int argc, char** argv);
 int run_user(int argc, char** argv);
+
 }  // namespace digitflow::cli

@@ -55,14 +55,14 @@ int main(int argc, char** argv) {
     if (command == "bench") return run_bench(argc - 1, argv + 1);
     if (command == "score") return run_score(argc - 1, argv + 1);
     if (command == "synth") return run_synth(argc - 1, argv + 1);
-    std::cerr << "digitflow: unknown command '" << command << "'\n\n" << kUsage;
-    return 2;
     if (command == "submit") return run_submit(argc - 1, argv + 1);
     if (command == "jobs") return run_jobs(argc - 1, argv + 1);
     if (command == "job") return run_job(argc - 1, argv + 1);
     if (command == "cancel") return run_cancel(argc - 1, argv + 1);
     if (command == "worker") return run_worker(argc - 1, argv + 1);
     if (command == "user") return run_user(argc - 1, argv + 1);
+    std::cerr << "digitflow: unknown command '" << command << "'\n\n" << kUsage;
+    return 2;
   } catch (const UsageError& e) {
     std::cerr << "digitflow " << command << ": " << e.what() << "\n(see digitflow " << command
               << " --help)\n";
