@@ -64,8 +64,8 @@ config::Settings load_settings(const CommonOptions& common, std::vector<std::str
   return config::load_settings(project_root() / "config" / "digitflow.yaml", files, sets);
 }
 
-void start_backend(const config::Settings& settings) {
-  kernels::start_backend(kernels::parse_backend(settings.runtime.backend));
+kernels::Backend start_backend(const config::Settings& settings) {
+  return kernels::start_backend(kernels::parse_backend(settings.runtime.backend));
 }
 
 pipeline::RunOptions run_options(const config::Settings& settings) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "digitflow/config/config.hpp"
+#include "digitflow/kernels/backend.hpp"
 #include "digitflow/pipeline/run.hpp"
 
 namespace digitflow::cli {
@@ -39,9 +40,9 @@ bool parse(int argc, char** argv, const std::string& usage, const std::string& a
 // working directory, then the source tree this binary was built from).
 std::filesystem::path project_root();
 config::Settings load_settings(const CommonOptions& common, std::vector<std::string> extra_sets = {});
-// Starts runtime.backend (the CPU until the GPU backends exist); a backend that cannot
-// start throws with one line saying why.
-void start_backend(const config::Settings& settings);
+// Starts runtime.backend and returns the backend that runs (auto resolved); a backend that
+// cannot start throws with one line saying why.
+kernels::Backend start_backend(const config::Settings& settings);
 // The page pipeline's settings (pipeline.*) as run options; folders, outputs, template and
 // overlays are left for the caller. Throws UsageError for settings that contradict.
 pipeline::RunOptions run_options(const config::Settings& settings);

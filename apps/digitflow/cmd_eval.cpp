@@ -78,12 +78,12 @@ int run_eval(int argc, char** argv) {
              options, nullptr, vm))
     return 0;
   config::Settings settings = load_settings(common);
-  start_backend(settings);
+  const k::Backend backend = start_backend(settings);
   k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
   k::LabelledImages set = load_eval_data(data, settings, data_dir);
-  k::EvalResult r = k::evaluate(loaded.network, set);
+  k::EvalResult r = k::evaluate(loaded.network, set, 500, backend);
   const bool rejects = loaded.network.spec().classes == pipeline::kClassesWithNotDigit;
   int64_t negatives = 0;
   double negatives_rejected = 0;

@@ -79,7 +79,7 @@ int run_train(int argc, char** argv) {
   csv_path.replace_extension(".metrics.csv");
 
   const k::TrainConfig& tc = settings.train;
-  start_backend(settings);
+  const k::Backend backend = start_backend(settings);
   k::set_threads(tc.threads);
   fs::path data = mnist_dir(settings, data_dir);
   k::LabelledImages train_set = k::load_mnist(data, k::MnistSplit::train);
@@ -152,9 +152,9 @@ int run_train(int argc, char** argv) {
       k::save_model(out_path, current, k::to_json(tc),
                     {{"best_epoch", m.epoch}, {"val_accuracy", m.val_accuracy}, {"history", history}});
   };
-  k::TrainResult result = k::train(net, train_set, tc, callbacks);
+  k::TrainResult result = k::train(net, train_set, tc, callbacks, backend);
 
-  k::EvalResult test = k::evaluate(net, test_set);
+  k::EvalResult test = k::evaluate(net, test_set, 500, backend);
   nlohmann::json metrics = {{"test_accuracy", test.accuracy},
                             {"test_loss", test.loss},
                             {"val_accuracy", result.best_val_accuracy},
