@@ -33,10 +33,11 @@ struct Options {
 };
 
 [[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "bench_gpu: " << problem << "\n"
-            << "usage: bench_gpu probe\n"
-            << "       bench_gpu train|full|infer --model SPEC.json [--data DIR] [--backend cuda|cudnn]\n"
-            << "                 [--epochs N] [--batch N] [--target ACCURACY]\n";
+  std::cerr
+      << "bench_gpu: " << problem << "\n"
+      << "usage: bench_gpu probe\n"
+      << "       bench_gpu train|full|infer --model SPEC.json [--data DIR] [--backend cuda|cudnn]\n"
+      << "                 [--epochs N] [--batch N] [--target ACCURACY]\n";
   std::exit(2);
 }
 
@@ -48,13 +49,20 @@ Options parse(int argc, char** argv) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) usage(arg + " needs a value");
     const std::string value = argv[++i];
-    if (arg == "--model") o.model_path = value;
-    else if (arg == "--data") o.data_dir = value;
-    else if (arg == "--backend") o.backend = value;
-    else if (arg == "--epochs") o.epochs = std::stoi(value);
-    else if (arg == "--batch") o.batch = std::stoi(value);
-    else if (arg == "--target") o.target = std::stod(value);
-    else usage("unknown option " + arg);
+    if (arg == "--model")
+      o.model_path = value;
+    else if (arg == "--data")
+      o.data_dir = value;
+    else if (arg == "--backend")
+      o.backend = value;
+    else if (arg == "--epochs")
+      o.epochs = std::stoi(value);
+    else if (arg == "--batch")
+      o.batch = std::stoi(value);
+    else if (arg == "--target")
+      o.target = std::stod(value);
+    else
+      usage("unknown option " + arg);
   }
   if (o.what != "probe" && o.model_path.empty()) usage("--model is required");
   return o;
@@ -147,8 +155,9 @@ void bench_infer(const Options& o, k::Backend backend) {
     const auto t0 = Clock::now();
     if (o.batch == 1) {
       for (int64_t i = 0; i < count; ++i)
-        inference.probabilities(std::span<const uint8_t>(pixels).subspan(static_cast<size_t>(i) * 784, 784), 1,
-                                out.data() + i * spec.classes);
+        inference.probabilities(
+            std::span<const uint8_t>(pixels).subspan(static_cast<size_t>(i) * 784, 784), 1,
+            out.data() + i * spec.classes);
     } else {
       inference.probabilities(pixels, count, out.data());
     }
@@ -181,10 +190,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     const k::Backend backend = k::start_backend(k::parse_backend(o.backend));
-    if (o.what == "train") bench_train(o, backend);
-    else if (o.what == "full") bench_full(o, backend);
-    else if (o.what == "infer") bench_infer(o, backend);
-    else usage("unknown benchmark '" + o.what + "'");
+    if (o.what == "train")
+      bench_train(o, backend);
+    else if (o.what == "full")
+      bench_full(o, backend);
+    else if (o.what == "infer")
+      bench_infer(o, backend);
+    else
+      usage("unknown benchmark '" + o.what + "'");
   } catch (const std::exception& e) {
     std::cerr << "bench_gpu " << o.what << " (" << o.backend << "): " << e.what() << "\n";
     return 1;

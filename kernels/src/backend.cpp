@@ -19,10 +19,14 @@ Backend parse_backend(const std::string& name) {
 
 std::string to_string(Backend backend) {
   switch (backend) {
-    case Backend::cpu: return "cpu";
-    case Backend::cuda: return "cuda";
-    case Backend::cudnn: return "cudnn";
-    case Backend::automatic: return "auto";
+    case Backend::cpu:
+      return "cpu";
+    case Backend::cuda:
+      return "cuda";
+    case Backend::cudnn:
+      return "cudnn";
+    case Backend::automatic:
+      return "auto";
   }
   return "?";
 }
@@ -52,7 +56,8 @@ std::string gpu_unavailable_reason(Backend backend) {
   }
   return {};
 #else
-  return "this build of digitflow has no GPU backends (no CUDA toolkit was found when it was configured)";
+  return "this build of digitflow has no GPU backends (no CUDA toolkit was found when it was "
+         "configured)";
 #endif
 }
 

@@ -23,7 +23,8 @@ struct TrainingPlan {
   int64_t total_steps = 0;
 };
 // Checks the config and data (std::invalid_argument) and draws the validation split.
-TrainingPlan plan_training(const TrainConfig& config, const LabelledImages& data, const Network& net);
+TrainingPlan plan_training(const TrainConfig& config, const LabelledImages& data,
+                           const Network& net);
 // The training images of `epoch` in the order they are drawn.
 std::vector<int64_t> epoch_order(const TrainingPlan& plan, const TrainConfig& config, int epoch);
 // The seed of batch position `position` of `epoch` is mix_seed(augment_seed_base(...), position).
@@ -40,7 +41,8 @@ class EpochBook {
 
   void start_epoch(int epoch);
   // After each batch: the progress callback, from the epoch's running totals.
-  void batch_done(int64_t batch, int64_t step, double loss_sum, int64_t correct, int64_t seen, float lr);
+  void batch_done(int64_t batch, int64_t step, double loss_sum, int64_t correct, int64_t seen,
+                  float lr);
   // Closes the epoch: validation (through `validate`, when there is a split), best-state
   // keeping, the epoch callback. Returns false when early stopping ends the run.
   bool finish_epoch(Network& net, double loss_sum, int64_t correct, int64_t seen, float lr,

@@ -51,7 +51,8 @@ using testing::random_tensor;
 #if !DIGITFLOW_HAVE_CUDA
 
 TEST(CudaOps, NeedACudaBuild) {
-  GTEST_SKIP() << "no CUDA device: this build has no GPU backends (no CUDA toolkit at configure time)";
+  GTEST_SKIP()
+      << "no CUDA device: this build has no GPU backends (no CUDA toolkit at configure time)";
 }
 
 TEST(CudaBackend, SaysThisBuildHasNoGpuBackends) {
@@ -76,10 +77,10 @@ std::string no_device_reason() {
   return reason;
 }
 
-#define SKIP_WITHOUT_DEVICE()                                         \
-  do {                                                                \
-    if (const std::string why_ = no_device_reason(); !why_.empty())   \
-      GTEST_SKIP() << "no CUDA device: " << why_;                     \
+#define SKIP_WITHOUT_DEVICE()                                       \
+  do {                                                              \
+    if (const std::string why_ = no_device_reason(); !why_.empty()) \
+      GTEST_SKIP() << "no CUDA device: " << why_;                   \
   } while (0)
 
 DeviceTensor up(const Tensor& t) { return DeviceTensor::from(t); }
@@ -96,7 +97,8 @@ DeviceTensor poisoned(const Shape& shape) {
 ::testing::AssertionResult relative_error_within(const Tensor& actual, const Tensor& expected,
                                                  double bound) {
   if (actual.shape() != expected.shape())
-    return ::testing::AssertionFailure() << "shape " << actual.shape().str() << " vs " << expected.shape().str();
+    return ::testing::AssertionFailure()
+           << "shape " << actual.shape().str() << " vs " << expected.shape().str();
   double diff = 0.0, norm = 0.0;
   for (int64_t i = 0; i < expected.numel(); ++i) {
     diff += (double{actual[i]} - expected[i]) * (double{actual[i]} - expected[i]);
@@ -104,8 +106,8 @@ DeviceTensor poisoned(const Shape& shape) {
   }
   const double relative = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
   if (relative <= bound) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "relative error " << relative << " > " << bound
-                                       << "\n" << all_close(actual, expected, 1e-3f, 1e-3f).message();
+  return ::testing::AssertionFailure() << "relative error " << relative << " > " << bound << "\n"
+                                       << all_close(actual, expected, 1e-3f, 1e-3f).message();
 }
 
 std::string describe(const Conv2dShape& s) {
@@ -128,7 +130,8 @@ void compare_conv(const Conv2dShape& s, bool bias, ConvPath path) {
   Tensor y_ref(y_shape), dy = random_tensor(y_shape, 14);
   ref::conv2d_forward(s, x.data(), w.data(), bias ? b.data() : nullptr, y_ref.data());
   Tensor dx_ref(x.shape()), dw_ref(w.shape()), db_ref({s.c_out});
-  ref::conv2d_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
+  ref::conv2d_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(),
+                       db_ref.data());
 
   DeviceTensor dx_d = up(x), dw_d = up(w), db_d = up(b), dyd = up(dy);
   DeviceTensor y = poisoned(y_shape), dx = poisoned(x.shape()), dw = poisoned(w.shape()),
@@ -145,7 +148,8 @@ void compare_conv(const Conv2dShape& s, bool bias, ConvPath path) {
   const float tol = path == ConvPath::ours ? 1e-4f : 1e-3f;
   forward(s, dx_d.data(), dw_d.data(), bias ? db_d.data() : nullptr, y.data());
   EXPECT_TRUE(all_close(down(y), y_ref, tol, tol)) << "forward";
-  backward(s, dx_d.data(), dw_d.data(), dyd.data(), dx.data(), dw.data(), bias ? db.data() : nullptr);
+  backward(s, dx_d.data(), dw_d.data(), dyd.data(), dx.data(), dw.data(),
+           bias ? db.data() : nullptr);
   EXPECT_TRUE(all_close(down(dx), dx_ref, tol, tol)) << "input gradient";
   EXPECT_TRUE(all_close(down(dw), dw_ref, 1e-3f, 1e-3f)) << "weight gradient";
   if (bias) {
@@ -197,7 +201,8 @@ TEST(CudaOps, DenseMatchesReference) {
            b = random_tensor({s.out}, 23), dy = random_tensor({s.n, s.out}, 24);
     Tensor y_ref({s.n, s.out}), dx_ref(x.shape()), dw_ref(w.shape()), db_ref({s.out});
     ref::dense_forward(s, x.data(), w.data(), b.data(), y_ref.data());
-    ref::dense_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
+    ref::dense_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(),
+                        db_ref.data());
     DeviceTensor xd = up(x), wd = up(w), bd = up(b), dyd = up(dy);
     DeviceTensor y = poisoned({s.n, s.out}), dx = poisoned(x.shape()), dw = poisoned(w.shape()),
                  db = poisoned({s.out});
@@ -269,7 +274,8 @@ TEST(CudaOps, BatchNormMatchesTheCpu) {
     const Shape shape{s.n, s.c, s.hw}, c{s.c};
     Tensor x = random_tensor(shape, 51, -2.0f, 3.0f), dy = random_tensor(shape, 52);
     Tensor gamma = random_tensor(c, 53, 0.5f, 1.5f), beta = random_tensor(c, 54);
-    Tensor y_ref(shape), mean_ref(c), invstd_ref(c), var_ref(c), dx_ref(shape), dg_ref(c), db_ref(c);
+    Tensor y_ref(shape), mean_ref(c), invstd_ref(c), var_ref(c), dx_ref(shape), dg_ref(c),
+        db_ref(c);
     batchnorm2d_forward_train(s, x.data(), gamma.data(), beta.data(), 1e-5f, y_ref.data(),
                               mean_ref.data(), invstd_ref.data(), var_ref.data());
     batchnorm2d_backward(s, x.data(), gamma.data(), mean_ref.data(), invstd_ref.data(), dy.data(),
@@ -312,13 +318,16 @@ TEST(CudaOps, BatchNormMatchesTheCpu) {
 
 TEST(CudaOps, SoftmaxCrossEntropyMatchesTheCpu) {
   SKIP_WITHOUT_DEVICE();
-  for (auto [n, classes] : {std::pair{1, 10}, std::pair{7, 3}, std::pair{128, 11}, std::pair{300, 10}}) {
+  for (auto [n, classes] :
+       {std::pair{1, 10}, std::pair{7, 3}, std::pair{128, 11}, std::pair{300, 10}}) {
     SCOPED_TRACE("softmax n=" + std::to_string(n) + " classes=" + std::to_string(classes));
     Tensor logits = random_tensor({n, classes}, 61, -6.0f, 6.0f);
     std::vector<uint8_t> labels(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) labels[static_cast<size_t>(i)] = static_cast<uint8_t>((i * 7) % classes);
+    for (int i = 0; i < n; ++i)
+      labels[static_cast<size_t>(i)] = static_cast<uint8_t>((i * 7) % classes);
     Tensor probs_ref({n, classes}), dlogits_ref({n, classes});
-    const float loss_ref = softmax_xent_forward(n, classes, logits.data(), labels.data(), 0.1f, probs_ref.data());
+    const float loss_ref =
+        softmax_xent_forward(n, classes, logits.data(), labels.data(), 0.1f, probs_ref.data());
     softmax_xent_backward(n, classes, probs_ref.data(), labels.data(), 0.1f, dlogits_ref.data());
 
     DeviceTensor ld = up(logits), probs = poisoned({n, classes}), dlogits = poisoned({n, classes}),
@@ -405,7 +414,9 @@ TEST(CudaOps, BatchGatherWarpsAsTheCpu) {
     random_affine(data.pixels.data() + indices[static_cast<size_t>(i)] * 784, 28, 28, augment,
                   mix_seed(base, position + static_cast<uint64_t>(i)), warped.data());
     for (int p = 0; p < 784; ++p)
-      expected[i * 784 + p] = static_cast<float>(warped[static_cast<size_t>(p)]) * (1.0f / (255.0f * norm.std)) - norm.mean / norm.std;
+      expected[i * 784 + p] =
+          static_cast<float>(warped[static_cast<size_t>(p)]) * (1.0f / (255.0f * norm.std)) -
+          norm.mean / norm.std;
   }
   cuda::DeviceArray<uint8_t> images, labels, batch_labels(count);
   images.upload(data.pixels.data(), static_cast<int64_t>(data.pixels.size()));
@@ -427,7 +438,8 @@ TEST(CudaOps, BatchGatherWarpsAsTheCpu) {
   std::vector<uint8_t> got_labels(static_cast<size_t>(count));
   batch_labels.download(got_labels.data());
   for (int i = 0; i < count; ++i)
-    EXPECT_EQ(got_labels[static_cast<size_t>(i)], data.labels[static_cast<size_t>(indices[static_cast<size_t>(i)])]);
+    EXPECT_EQ(got_labels[static_cast<size_t>(i)],
+              data.labels[static_cast<size_t>(indices[static_cast<size_t>(i)])]);
 }
 
 ModelSpec seed_model() {
@@ -465,9 +477,17 @@ ModelSpec seed_model() {
     l.out = out;
     return l;
   };
-  spec.layers = {conv(32, 0, true), plain(LayerKind::relu), conv(64, 0, true), plain(LayerKind::relu),
-                 pool(), dropout(0.25f), plain(LayerKind::flatten), dense(64), plain(LayerKind::relu),
-                 dropout(0.5f), dense(10)};
+  spec.layers = {conv(32, 0, true),
+                 plain(LayerKind::relu),
+                 conv(64, 0, true),
+                 plain(LayerKind::relu),
+                 pool(),
+                 dropout(0.25f),
+                 plain(LayerKind::flatten),
+                 dense(64),
+                 plain(LayerKind::relu),
+                 dropout(0.5f),
+                 dense(10)};
   return spec;
 }
 
@@ -575,7 +595,8 @@ TEST(CudaNetwork, TrainingStepsMatchTheCpu) {
           moved_gpu[j] -= (*initial[i].second)[j];
           moved_cpu[j] -= (*initial[i].second)[j];
         }
-        EXPECT_TRUE(relative_error_within(moved_gpu, moved_cpu, 2e-2)) << "the change of " << expected[i].first;
+        EXPECT_TRUE(relative_error_within(moved_gpu, moved_cpu, 2e-2))
+            << "the change of " << expected[i].first;
       }
     }
   }
@@ -592,7 +613,8 @@ TEST(CudaNetwork, InferenceAndEvaluationMatchTheCpu) {
       SCOPED_TRACE("batch " + std::to_string(batch));
       cuda::DeviceInference inference(net, Backend::cuda, batch);
       const int64_t count = batch == 1 ? 50 : data.count;
-      Tensor got = inference.probabilities(std::span<const uint8_t>(data.pixels).first(static_cast<size_t>(count) * 784), count);
+      Tensor got = inference.probabilities(
+          std::span<const uint8_t>(data.pixels).first(static_cast<size_t>(count) * 784), count);
       EXPECT_TRUE(all_close(got.data(), expected.data(), got.numel(), 1e-5f, 1e-3f));
     }
     EvalResult cpu = evaluate(net, data);
@@ -624,7 +646,8 @@ TEST(CudaBackend, StartsOrSaysWhyInOneLine) {
   }
   // A GPU backend asked of train() says the same, before any work.
   Network net(seed_model(), 1);
-  EXPECT_THROW(train(net, synthetic_digits(200, 1), TrainConfig{}, {}, Backend::cuda), BackendUnavailable);
+  EXPECT_THROW(train(net, synthetic_digits(200, 1), TrainConfig{}, {}, Backend::cuda),
+               BackendUnavailable);
 }
 
 TEST(CudaBackend, AFailedCallNamesTheFileTheLineAndTheError) {

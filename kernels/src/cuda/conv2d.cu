@@ -16,8 +16,16 @@ namespace {
 struct ConvGeometry {
   int n, c_in, h, w, c_out, k, stride, pad, oh, ow;
   explicit ConvGeometry(const Conv2dShape& s)
-      : n(s.n), c_in(s.c_in), h(s.h), w(s.w), c_out(s.c_out), k(s.kernel), stride(s.stride),
-        pad(s.padding), oh(s.out_h()), ow(s.out_w()) {}
+      : n(s.n),
+        c_in(s.c_in),
+        h(s.h),
+        w(s.w),
+        c_out(s.c_out),
+        k(s.kernel),
+        stride(s.stride),
+        pad(s.padding),
+        oh(s.out_h()),
+        ow(s.out_w()) {}
   // x at (image, channel, iy, ix), zero outside the image.
   __host__ __device__ float x_at(const float* x, int image, int ci, int iy, int ix) const {
     if (iy < 0 || iy >= h || ix < 0 || ix >= w) return 0.0f;
@@ -29,8 +37,11 @@ struct ConvForwardProblem {
   ConvGeometry g;
   const float *x, *weight, *bias;
   float* y;
-  __host__ __device__ float a(int co, int kidx) const { return weight[co * (g.c_in * g.k * g.k) + kidx]; }
-  __host__ __device__ float b(int kidx, int col) const {  // kidx = (ci, ky, kx), col = (image, oy, ox)
+  __host__ __device__ float a(int co, int kidx) const {
+    return weight[co * (g.c_in * g.k * g.k) + kidx];
+  }
+  __host__ __device__ float b(int kidx,
+                              int col) const {  // kidx = (ci, ky, kx), col = (image, oy, ox)
     const int ci = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
     const int image = col / (g.oh * g.ow), p = col % (g.oh * g.ow);
     const int oy = p / g.ow, ox = p % g.ow;

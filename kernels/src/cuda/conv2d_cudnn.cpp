@@ -10,12 +10,12 @@
 #include "check.hpp"
 #include "digitflow/kernels/cuda/ops.hpp"
 
-#define CUDNN_CHECK(call)                                                                   \
-  do {                                                                                      \
-    cudnnStatus_t status_ = (call);                                                         \
-    if (status_ != CUDNN_STATUS_SUCCESS)                                                    \
-      ::digitflow::kernels::cuda::throw_cuda_error(__FILE__, __LINE__, #call,               \
-                                                   cudnnGetErrorString(status_));           \
+#define CUDNN_CHECK(call)                                                         \
+  do {                                                                            \
+    cudnnStatus_t status_ = (call);                                               \
+    if (status_ != CUDNN_STATUS_SUCCESS)                                          \
+      ::digitflow::kernels::cuda::throw_cuda_error(__FILE__, __LINE__, #call,     \
+                                                   cudnnGetErrorString(status_)); \
   } while (0)
 
 namespace digitflow::kernels::cuda {
@@ -48,28 +48,32 @@ struct ConvPlan {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.n, s.c_in, s.h, s.w));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.n, s.c_in, s.h, s.w));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.n, s.c_out,
                                            s.out_h(), s.out_w()));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s.c_out, 1, 1));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s.c_out, 1, 1));
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s.c_out, s.c_in,
                                            s.kernel, s.kernel));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, s.padding, s.padding, s.stride, s.stride, 1, 1,
-                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, s.padding, s.padding, s.stride, s.stride, 1,
+                                                1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH));
 
     int found = 0;
     cudnnConvolutionFwdAlgoPerf_t forward[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                       &found, forward));
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+        h, x, w, conv, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, forward));
     forward_algo = pick(forward, found, "forward").algo;
-    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, forward_algo, &forward_bytes));
+    CUDNN_CHECK(
+        cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, forward_algo, &forward_bytes));
 
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
         h, w, y, conv, x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, data));
     data_algo = pick(data, found, "backward data").algo;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, data_algo, &data_bytes));
+    CUDNN_CHECK(
+        cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, data_algo, &data_bytes));
 
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
@@ -92,7 +96,8 @@ struct ConvPlan {
   template <typename Perf>
   static const Perf& pick(const Perf* perf, int found, const char* what) {
     for (int i = 0; i < found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) return perf[i];
+      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH)
+        return perf[i];
     for (int i = 0; i < found; ++i)
       if (perf[i].status == CUDNN_STATUS_SUCCESS) return perf[i];
     std::string message = "cuDNN offers no ";
@@ -149,7 +154,8 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, 
   void* scratch = workspace(0, p.filter_bytes);
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &one, p.x, x, p.y, dy, p.conv, p.filter_algo,
                                              scratch, p.filter_bytes, &zero, p.w, dweight));
-  if (dbias) CUDNN_CHECK(cudnnConvolutionBackwardBias(handle(), &one, p.y, dy, &zero, p.bias, dbias));
+  if (dbias)
+    CUDNN_CHECK(cudnnConvolutionBackwardBias(handle(), &one, p.y, dy, &zero, p.bias, dbias));
 }
 
 }  // namespace cudnn_path

@@ -13,8 +13,12 @@ struct DenseForwardProblem {
   int in, out;
   const float *x, *weight, *bias;
   float* y;
-  __host__ __device__ float a(int row, int i) const { return x[static_cast<long long>(row) * in + i]; }
-  __host__ __device__ float b(int i, int o) const { return weight[static_cast<long long>(o) * in + i]; }
+  __host__ __device__ float a(int row, int i) const {
+    return x[static_cast<long long>(row) * in + i];
+  }
+  __host__ __device__ float b(int i, int o) const {
+    return weight[static_cast<long long>(o) * in + i];
+  }
   __host__ __device__ void store(int row, int o, float v, int) const {
     y[static_cast<long long>(row) * out + o] = bias ? v + bias[o] : v;
   }
@@ -24,8 +28,12 @@ struct DenseInputGradProblem {
   int in, out;
   const float *weight, *dy;
   float* dx;
-  __host__ __device__ float a(int row, int o) const { return dy[static_cast<long long>(row) * out + o]; }
-  __host__ __device__ float b(int o, int i) const { return weight[static_cast<long long>(o) * in + i]; }
+  __host__ __device__ float a(int row, int o) const {
+    return dy[static_cast<long long>(row) * out + o];
+  }
+  __host__ __device__ float b(int o, int i) const {
+    return weight[static_cast<long long>(o) * in + i];
+  }
   __host__ __device__ void store(int row, int i, float v, int) const {
     dx[static_cast<long long>(row) * in + i] = v;
   }
@@ -35,8 +43,12 @@ struct DenseWeightGradProblem {
   int in, out;
   const float *x, *dy;
   RowMajorStore sink;
-  __host__ __device__ float a(int o, int row) const { return dy[static_cast<long long>(row) * out + o]; }
-  __host__ __device__ float b(int row, int i) const { return x[static_cast<long long>(row) * in + i]; }
+  __host__ __device__ float a(int o, int row) const {
+    return dy[static_cast<long long>(row) * out + o];
+  }
+  __host__ __device__ float b(int row, int i) const {
+    return x[static_cast<long long>(row) * in + i];
+  }
   __host__ __device__ void store(int m, int n, float v, int z) const { sink.store(m, n, v, z); }
 };
 

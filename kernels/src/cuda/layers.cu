@@ -4,8 +4,8 @@
 // accumulating in double as the CPU op does, so results do not change run to run.
 #include <cfloat>
 
-#include "digitflow/kernels/cuda/ops.hpp"
 #include "check.hpp"
+#include "digitflow/kernels/cuda/ops.hpp"
 #include "digitflow/kernels/seed_mix.hpp"
 
 namespace digitflow::kernels::cuda {
@@ -15,10 +15,11 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t count) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((count + kThreads - 1) / kThreads, 65535)));
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>((count + kThreads - 1) / kThreads, 65535)));
 }
 
-#define GRID_STRIDE(i, count)                                                            \
+#define GRID_STRIDE(i, count)                                                                \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (count); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
@@ -255,7 +256,8 @@ void relu_backward(int64_t count, const float* y, const float* dy, float* dx) {
 
 void dropout_forward(int64_t count, float rate, uint64_t seed, const float* x, float* y,
                      float* mask) {
-  dropout_forward_kernel<<<blocks_for(count), kThreads, 0, stream()>>>(count, rate, seed, x, y, mask);
+  dropout_forward_kernel<<<blocks_for(count), kThreads, 0, stream()>>>(count, rate, seed, x, y,
+                                                                       mask);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -266,8 +268,8 @@ void dropout_backward(int64_t count, const float* mask, const float* dy, float* 
 
 void maxpool_forward(const MaxPoolShape& s, const float* x, float* y, int32_t* argmax) {
   const int64_t count = int64_t{s.n} * s.c * s.out_h() * s.out_w();
-  maxpool_forward_kernel<<<blocks_for(count), kThreads, 0, stream()>>>(s, s.out_h(), s.out_w(), x, y,
-                                                                       argmax);
+  maxpool_forward_kernel<<<blocks_for(count), kThreads, 0, stream()>>>(s, s.out_h(), s.out_w(), x,
+                                                                       y, argmax);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -279,8 +281,8 @@ void maxpool_backward(const MaxPoolShape& s, const float* dy, const int32_t* arg
 }
 
 void batchnorm2d_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
-                               const float* beta, float eps, float* y, float* mean,
-                               float* invstd, float* variance) {
+                               const float* beta, float eps, float* y, float* mean, float* invstd,
+                               float* variance) {
   batchnorm_stats_kernel<<<s.c, kThreads, 0, stream()>>>(s, x, eps, mean, invstd, variance);
   CUDA_CHECK_LAUNCH();
   const int64_t count = int64_t{s.n} * s.c * s.hw;
@@ -291,8 +293,8 @@ void batchnorm2d_forward_train(const BatchNormShape& s, const float* x, const fl
 
 void batchnorm2d_update_running(const BatchNormShape& s, float momentum, const float* mean,
                                 const float* variance, float* running_mean, float* running_var) {
-  batchnorm_running_kernel<<<1, kThreads, 0, stream()>>>(s, momentum, mean, variance,
-                                                         running_mean, running_var);
+  batchnorm_running_kernel<<<1, kThreads, 0, stream()>>>(s, momentum, mean, variance, running_mean,
+                                                         running_var);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -309,8 +311,8 @@ void batchnorm2d_backward(const BatchNormShape& s, const float* x, const float* 
                           const float* mean, const float* invstd, const float* dy, float* dx,
                           float* dgamma, float* dbeta) {
   float* coef = static_cast<float*>(workspace(1, sizeof(float) * 2 * static_cast<size_t>(s.c)));
-  batchnorm_backward_reduce_kernel<<<s.c, kThreads, 0, stream()>>>(s, x, mean, invstd, dy,
-                                                                   dgamma, dbeta, coef);
+  batchnorm_backward_reduce_kernel<<<s.c, kThreads, 0, stream()>>>(s, x, mean, invstd, dy, dgamma,
+                                                                   dbeta, coef);
   CUDA_CHECK_LAUNCH();
   if (!dx) return;
   const int64_t count = int64_t{s.n} * s.c * s.hw;

@@ -28,8 +28,14 @@ struct DeviceNetwork::LayerState {
   bool dropout_active = false;
 
   Conv2dShape conv_shape(const Shape& in) const {
-    return {static_cast<int>(in[0]), static_cast<int>(in[1]), static_cast<int>(in[2]),
-            static_cast<int>(in[3]), spec.out, spec.kernel, spec.stride, spec.padding};
+    return {static_cast<int>(in[0]),
+            static_cast<int>(in[1]),
+            static_cast<int>(in[2]),
+            static_cast<int>(in[3]),
+            spec.out,
+            spec.kernel,
+            spec.stride,
+            spec.padding};
   }
   DenseShape dense_shape(const Shape& in) const {
     return {static_cast<int>(in[0]), static_cast<int>(in[1]), spec.out};
@@ -39,8 +45,12 @@ struct DeviceNetwork::LayerState {
             in.rank() == 4 ? static_cast<int>(in[2] * in[3]) : 1};
   }
   MaxPoolShape maxpool_shape(const Shape& in) const {
-    return {static_cast<int>(in[0]), static_cast<int>(in[1]), static_cast<int>(in[2]),
-            static_cast<int>(in[3]), spec.kernel, spec.stride};
+    return {static_cast<int>(in[0]),
+            static_cast<int>(in[1]),
+            static_cast<int>(in[2]),
+            static_cast<int>(in[3]),
+            spec.kernel,
+            spec.stride};
   }
 
   void forward(Backend backend, const DeviceTensor& x, DeviceTensor& y, const ForwardContext& ctx) {
@@ -50,7 +60,8 @@ struct DeviceNetwork::LayerState {
       case LayerKind::conv2d:
 #if DIGITFLOW_HAVE_CUDNN
         if (backend == Backend::cudnn) {
-          cudnn_path::conv2d_forward(conv_shape(x.shape()), x.data(), weight.value.data(), b, y.data());
+          cudnn_path::conv2d_forward(conv_shape(x.shape()), x.data(), weight.value.data(), b,
+                                     y.data());
           break;
         }
 #endif
@@ -63,16 +74,20 @@ struct DeviceNetwork::LayerState {
         const BatchNormShape s = batchnorm_shape(x.shape());
         if (!ctx.training) {
           cuda::batchnorm2d_forward_infer(s, x.data(), weight.value.data(), bias.value.data(),
-                                    running_mean.data(), running_var.data(), spec.eps, y.data());
+                                          running_mean.data(), running_var.data(), spec.eps,
+                                          y.data());
           break;
         }
-        cuda::batchnorm2d_forward_train(s, x.data(), weight.value.data(), bias.value.data(), spec.eps,
-                                  y.data(), mean.data(), invstd.data(), variance.data());
+        cuda::batchnorm2d_forward_train(s, x.data(), weight.value.data(), bias.value.data(),
+                                        spec.eps, y.data(), mean.data(), invstd.data(),
+                                        variance.data());
         batchnorm2d_update_running(s, spec.momentum, mean.data(), variance.data(),
                                    running_mean.data(), running_var.data());
         break;
       }
-      case LayerKind::relu: relu_forward(x.numel(), x.data(), y.data()); break;
+      case LayerKind::relu:
+        relu_forward(x.numel(), x.data(), y.data());
+        break;
       case LayerKind::dropout: {
         dropout_active = ctx.training && spec.rate > 0.0f;
         if (!dropout_active) {
@@ -111,16 +126,16 @@ struct DeviceNetwork::LayerState {
         }
 #endif
         cuda::conv2d_backward(conv_shape(x.shape()), x.data(), weight.value.data(), dy.data(), dxp,
-                        weight.grad.data(), db);
+                              weight.grad.data(), db);
         break;
       case LayerKind::dense:
         cuda::dense_backward(dense_shape(x.shape()), x.data(), weight.value.data(), dy.data(), dxp,
-                       weight.grad.data(), db);
+                             weight.grad.data(), db);
         break;
       case LayerKind::batchnorm2d:
         cuda::batchnorm2d_backward(batchnorm_shape(x.shape()), x.data(), weight.value.data(),
-                             mean.data(), invstd.data(), dy.data(), dxp, weight.grad.data(),
-                             bias.grad.data());
+                                   mean.data(), invstd.data(), dy.data(), dxp, weight.grad.data(),
+                                   bias.grad.data());
         break;
       case LayerKind::relu:
         if (dxp) cuda::relu_backward(x.numel(), y.data(), dy.data(), dxp);
@@ -155,7 +170,8 @@ std::string tensor_name(int index, const char* what) {
 DeviceNetwork::DeviceNetwork(Network& net, Backend backend)
     : spec_(net.spec()), backend_(backend), normalization_(net.normalization()) {
   if (backend != Backend::cuda && backend != Backend::cudnn)
-    throw std::invalid_argument("DeviceNetwork: backend must be cuda or cudnn, not " + to_string(backend));
+    throw std::invalid_argument("DeviceNetwork: backend must be cuda or cudnn, not " +
+                                to_string(backend));
   std::map<std::string, Parameter*> host_parameters;
   for (Parameter* p : net.parameters()) host_parameters[p->name] = p;
   Shape shape = net.input_shape(1);
@@ -233,8 +249,8 @@ const DeviceTensor& DeviceNetwork::forward(const DeviceTensor& x, const ForwardC
   const Shape expected{x.shape().rank() ? x.dim(0) : 0, spec_.input_channels, spec_.input_height,
                        spec_.input_width};
   if (x.shape() != expected)
-    throw std::invalid_argument("DeviceNetwork::forward: input " + x.shape().str() +
-                                ", expected " + expected.str());
+    throw std::invalid_argument("DeviceNetwork::forward: input " + x.shape().str() + ", expected " +
+                                expected.str());
   input_ = ctx.training ? &x : nullptr;
   const DeviceTensor* in = &x;
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -245,7 +261,8 @@ const DeviceTensor& DeviceNetwork::forward(const DeviceTensor& x, const ForwardC
 }
 
 void DeviceNetwork::backward(const DeviceTensor& dlogits) {
-  if (!input_) throw std::logic_error("DeviceNetwork::backward needs a training forward just before");
+  if (!input_)
+    throw std::logic_error("DeviceNetwork::backward needs a training forward just before");
   const DeviceTensor* dy = &dlogits;
   for (size_t i = layers_.size(); i-- > 0;) {
     const DeviceTensor& x = i == 0 ? *input_ : activations_[i - 1];
@@ -264,7 +281,8 @@ std::vector<DeviceParameter*> DeviceNetwork::parameters() {
   return all;
 }
 
-DeviceOptimizer::DeviceOptimizer(const TrainConfig& config, std::vector<DeviceParameter*> parameters)
+DeviceOptimizer::DeviceOptimizer(const TrainConfig& config,
+                                 std::vector<DeviceParameter*> parameters)
     : config_(config), parameters_(std::move(parameters)) {
   for (DeviceParameter* p : parameters_) {
     first_.emplace_back(p->value.shape());
@@ -286,8 +304,8 @@ void DeviceOptimizer::step(float lr) {
     for (size_t k = 0; k < parameters_.size(); ++k) {
       DeviceParameter& p = *parameters_[k];
       adamw_step(p.value.numel(), p.value.data(), p.grad.data(), first_[k].data(),
-                 second_[k].data(), b1, b2, p.decay ? 1.0f - lr * wd : 1.0f, step_size,
-                 inv_sqrt_c2, eps);
+                 second_[k].data(), b1, b2, p.decay ? 1.0f - lr * wd : 1.0f, step_size, inv_sqrt_c2,
+                 eps);
     }
     return;
   }
@@ -321,7 +339,8 @@ EvalResult evaluate_indices(DeviceNetwork& net, const BatchSource& source, const
   const int classes = net.spec().classes;
   EvalResult r;
   r.count = count;
-  r.confusion.assign(static_cast<size_t>(classes), std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  r.confusion.assign(static_cast<size_t>(classes),
+                     std::vector<int64_t>(static_cast<size_t>(classes), 0));
   const int batch = static_cast<int>(std::min<int64_t>(batch_size, std::max<int64_t>(count, 1)));
   DeviceTensor x, probs({batch, classes});
   DeviceArray<uint8_t> labels(batch);
@@ -345,7 +364,8 @@ EvalResult evaluate_indices(DeviceNetwork& net, const BatchSource& source, const
     copy_to_host(host_predicted.data(), predicted.data(), sizeof(int32_t) * static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) {
       loss_sum += host_loss[static_cast<size_t>(i)];
-      ++r.confusion[host_labels[static_cast<size_t>(i)]][static_cast<size_t>(host_predicted[static_cast<size_t>(i)])];
+      ++r.confusion[host_labels[static_cast<size_t>(i)]]
+                   [static_cast<size_t>(host_predicted[static_cast<size_t>(i)])];
     }
   }
   detail::finish_evaluation(r, loss_sum);
@@ -365,7 +385,8 @@ TrainResult train_on_device(Network& net, const LabelledImages& data, const Trai
 
   const int batch = config.batch_size, classes = net.spec().classes;
   const InputNormalization norm = device_net.normalization();
-  DeviceTensor x({batch, 1, data.rows, data.cols}), probs({batch, classes}), dlogits({batch, classes});
+  DeviceTensor x({batch, 1, data.rows, data.cols}), probs({batch, classes}),
+      dlogits({batch, classes});
   DeviceArray<uint8_t> labels(batch);
   DeviceArray<float> row_loss(batch);
   DeviceArray<int32_t> predicted(batch);
@@ -383,26 +404,30 @@ TrainResult train_on_device(Network& net, const LabelledImages& data, const Trai
     float lr = 0.0f;
     for (int64_t b = 0; b < plan.batches; ++b, ++step) {
       gather_batch(resident.source, order.data() + b * batch, batch, config.augment.enabled,
-                   config.augment, seed_base, static_cast<uint64_t>(b * batch), norm.mean,
-                   norm.std, x.data(), labels.data());
-      const DeviceTensor& logits = device_net.forward(x, {true, config.seed, static_cast<uint64_t>(step)});
+                   config.augment, seed_base, static_cast<uint64_t>(b * batch), norm.mean, norm.std,
+                   x.data(), labels.data());
+      const DeviceTensor& logits =
+          device_net.forward(x, {true, config.seed, static_cast<uint64_t>(step)});
       softmax_xent(batch, classes, logits.data(), labels.data(), config.label_smoothing,
                    probs.data(), dlogits.data(), row_loss.data(), predicted.data());
-      accumulate_batch_totals(batch, row_loss.data(), predicted.data(), labels.data(), totals.data());
+      accumulate_batch_totals(batch, row_loss.data(), predicted.data(), labels.data(),
+                              totals.data());
       device_net.backward(dlogits);
       lr = learning_rate(config, step, plan.total_steps);
       optimizer.step(lr);
-      if (callbacks.on_batch && ((b + 1) % std::max(progress_every, 1) == 0 || b + 1 == plan.batches)) {
+      if (callbacks.on_batch &&
+          ((b + 1) % std::max(progress_every, 1) == 0 || b + 1 == plan.batches)) {
         totals.download(host_totals);
-        book.batch_done(b, step, host_totals[0], static_cast<int64_t>(host_totals[1]), (b + 1) * batch, lr);
+        book.batch_done(b, step, host_totals[0], static_cast<int64_t>(host_totals[1]),
+                        (b + 1) * batch, lr);
       }
     }
     totals.download(host_totals);
     device_net.download(net);
     const bool go_on = book.finish_epoch(
         net, host_totals[0], static_cast<int64_t>(host_totals[1]), plan.batches * batch, lr, [&] {
-          return evaluate_indices(device_net, resident.source, validation.data(),
-                                  validation.size(), 8192);
+          return evaluate_indices(device_net, resident.source, validation.data(), validation.size(),
+                                  8192);
         });
     if (!go_on) break;
   }
@@ -441,15 +466,20 @@ struct DeviceInference::State {
   DeviceTensor x;
 
   State(Network& host, Backend backend, int batch_size)
-      : net(host, backend), batch(std::max(batch_size, 1)),
-        image_size(int64_t{host.spec().input_channels} * host.spec().input_height * host.spec().input_width),
+      : net(host, backend),
+        batch(std::max(batch_size, 1)),
+        image_size(int64_t{host.spec().input_channels} * host.spec().input_height *
+                   host.spec().input_width),
         classes(host.spec().classes) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&upload, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&download, cudaStreamNonBlocking));
     for (Slot& s : slots) {
-      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_in), static_cast<size_t>(batch * image_size), cudaHostAllocDefault));
-      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_out), sizeof(float) * static_cast<size_t>(batch) * classes, cudaHostAllocDefault));
+      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_in),
+                               static_cast<size_t>(batch * image_size), cudaHostAllocDefault));
+      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_out),
+                               sizeof(float) * static_cast<size_t>(batch) * classes,
+                               cudaHostAllocDefault));
       s.device_in.resize(batch * image_size);
       s.probs.resize({batch, classes});
       for (cudaEvent_t* e : {&s.uploaded, &s.computed, &s.downloaded})
@@ -471,7 +501,8 @@ struct DeviceInference::State {
   void drain(Slot& s, float* out) {
     if (s.start < 0) return;
     CUDA_CHECK(cudaEventSynchronize(s.downloaded));
-    std::memcpy(out + s.start * classes, s.host_out, sizeof(float) * static_cast<size_t>(s.count) * classes);
+    std::memcpy(out + s.start * classes, s.host_out,
+                sizeof(float) * static_cast<size_t>(s.count) * classes);
     s.start = -1;
   }
 
@@ -481,7 +512,8 @@ struct DeviceInference::State {
       Slot& s = slots[k % 2];
       drain(s, out);
       const int n = static_cast<int>(std::min<int64_t>(batch, count - start));
-      std::memcpy(s.host_in, pixels.data() + start * image_size, static_cast<size_t>(n * image_size));
+      std::memcpy(s.host_in, pixels.data() + start * image_size,
+                  static_cast<size_t>(n * image_size));
       CUDA_CHECK(cudaMemcpyAsync(s.device_in.data(), s.host_in, static_cast<size_t>(n * image_size),
                                  cudaMemcpyHostToDevice, upload));
       CUDA_CHECK(cudaEventRecord(s.uploaded, upload));
@@ -492,11 +524,13 @@ struct DeviceInference::State {
         normalize_pixels(n * image_size, s.device_in.data(), net.normalization().mean,
                          net.normalization().std, x.data());
         const DeviceTensor& logits = net.forward(x, {false, 0, 0});
-        softmax_xent(n, classes, logits.data(), nullptr, 0.0f, s.probs.data(), nullptr, nullptr, nullptr);
+        softmax_xent(n, classes, logits.data(), nullptr, 0.0f, s.probs.data(), nullptr, nullptr,
+                     nullptr);
         CUDA_CHECK(cudaEventRecord(s.computed, compute));
       }
       CUDA_CHECK(cudaStreamWaitEvent(download, s.computed, 0));
-      CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.probs.data(), sizeof(float) * static_cast<size_t>(n) * classes,
+      CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.probs.data(),
+                                 sizeof(float) * static_cast<size_t>(n) * classes,
                                  cudaMemcpyDeviceToHost, download));
       CUDA_CHECK(cudaEventRecord(s.downloaded, download));
       s.start = start;
@@ -517,8 +551,8 @@ DeviceNetwork& DeviceInference::network() { return state_->net; }
 
 void DeviceInference::probabilities(std::span<const uint8_t> pixels, int64_t count, float* out) {
   if (count < 0 || static_cast<int64_t>(pixels.size()) != count * state_->image_size)
-    throw std::invalid_argument("DeviceInference: " + std::to_string(pixels.size()) + " pixels for " +
-                                std::to_string(count) + " images of " +
+    throw std::invalid_argument("DeviceInference: " + std::to_string(pixels.size()) +
+                                " pixels for " + std::to_string(count) + " images of " +
                                 std::to_string(state_->image_size) + " pixels");
   state_->run(pixels, count, out);
 }

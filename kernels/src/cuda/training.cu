@@ -3,8 +3,8 @@
 // resident training images with the CPU's random affine transform (the same seeds, the same
 // double-precision arithmetic) and normalises them straight into the input tensor, so an
 // epoch never waits on the host.
-#include "digitflow/kernels/cuda/ops.hpp"
 #include "check.hpp"
+#include "digitflow/kernels/cuda/ops.hpp"
 #include "digitflow/kernels/seed_mix.hpp"
 
 namespace digitflow::kernels::cuda {
@@ -14,7 +14,8 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t count) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((count + kThreads - 1) / kThreads, 65535)));
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>((count + kThreads - 1) / kThreads, 65535)));
 }
 
 __global__ void adamw_kernel(int64_t count, float* w, const float* g, float* m, float* v, float b1,
@@ -127,8 +128,8 @@ void sgd_step(int64_t count, float* w, const float* g, float* buf, float lr, flo
 }
 
 void gather_batch(const BatchSource& source, const int32_t* indices, int count, bool warp,
-                  const AugmentConfig& augment, uint64_t seed_base, uint64_t position,
-                  float mean, float std, float* x, uint8_t* batch_labels) {
+                  const AugmentConfig& augment, uint64_t seed_base, uint64_t position, float mean,
+                  float std, float* x, uint8_t* batch_labels) {
   if (count <= 0) return;
   // The same scale and shift as Network::prepare_input.
   const float scale = 1.0f / (255.0f * std), shift = -mean / std;

@@ -48,8 +48,8 @@ void maxpool_forward(const MaxPoolShape& s, const float* x, float* y, int32_t* a
 void maxpool_backward(const MaxPoolShape& s, const float* dy, const int32_t* argmax, float* dx);
 
 void batchnorm2d_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
-                               const float* beta, float eps, float* y, float* mean,
-                               float* invstd, float* variance);
+                               const float* beta, float eps, float* y, float* mean, float* invstd,
+                               float* variance);
 // running = (1 - momentum) * running + momentum * batch (variance unbiased), as the CPU layer.
 void batchnorm2d_update_running(const BatchNormShape& s, float momentum, const float* mean,
                                 const float* variance, float* running_mean, float* running_var);
@@ -72,7 +72,8 @@ void accumulate_batch_totals(int n, const float* row_loss, const int32_t* predic
                              const uint8_t* labels, double* totals);
 
 // The optimiser steps of Optimizer::step, one fused pass per parameter tensor.
-// AdamW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w = w decay - step_size m / (sqrt(v) / sqrt(c2) + eps).
+// AdamW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w = w decay - step_size m / (sqrt(v) /
+// sqrt(c2) + eps).
 void adamw_step(int64_t count, float* w, const float* g, float* m, float* v, float b1, float b2,
                 float decay, float step_size, float inv_sqrt_c2, float eps);
 // SGD: g' = g + decay w; buf = momentum buf + g'; w -= lr (nesterov ? g' + momentum buf : buf).
@@ -89,8 +90,8 @@ struct BatchSource {
   int rows = 28, cols = 28;
 };
 void gather_batch(const BatchSource& source, const int32_t* indices, int count, bool warp,
-                  const AugmentConfig& augment, uint64_t seed_base, uint64_t position,
-                  float mean, float std, float* x, uint8_t* batch_labels);
+                  const AugmentConfig& augment, uint64_t seed_base, uint64_t position, float mean,
+                  float std, float* x, uint8_t* batch_labels);
 // Normalises count images of raw bytes already on the device (the inference path).
 void normalize_pixels(int64_t count, const uint8_t* pixels, float mean, float std, float* x);
 
