@@ -117,19 +117,13 @@ int run_run(int argc, char** argv) {
   }
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
-  const config::PipelineSettings& ps = settings.pipeline;
-  if (ps.min_digit_height > ps.max_digit_height)
-    throw UsageError("pipeline.min_digit_height (" + std::to_string(ps.min_digit_height) +
-                     ") is above pipeline.max_digit_height (" + std::to_string(ps.max_digit_height) + ")");
-  run.limits.max_pixels = ps.max_page_pixels;
-  run.limits.pdf_dpi = ps.pdf_dpi;
-  run.pages_in_flight = ps.pages_in_flight;
-  run.batch_digits = ps.batch_digits;
-  run.segment.min_digit_height = ps.min_digit_height;
-  run.segment.max_digit_height = ps.max_digit_height;
-  run.low_confidence = ps.low_confidence;
-  run.read.temperature = ps.temperature;
-  run.read.min_digits = ps.min_string_digits;
+  {
+    pipeline::RunOptions from_settings = run_options(settings);
+    from_settings.decode_clean_only = run.decode_clean_only;
+    from_settings.shard = run.shard;
+    from_settings.page_template = run.page_template;
+    run = from_settings;
+  }
   run.job_dir = job;
   run.out_dir = out;
   run.overlays = overlays;

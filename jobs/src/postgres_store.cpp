@@ -113,9 +113,16 @@ bool is_transient(const std::string& state) {
          state == "57P02" || state == "57P03" || state == "55P03";
 }
 
+// libpq waits for an unreachable host as long as the operating system does (minutes);
+// unless the URL says otherwise, a store gives up after 10 seconds and says so.
+std::string with_connect_timeout(const std::string& url) {
+  if (url.find("connect_timeout=") != std::string::npos) return url;
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=10";
+}
+
 class PostgresStore final : public JobStore {
  public:
-  explicit PostgresStore(const std::string& url) : url_(url), shown_(hide_password(url)) {
+  explicit PostgresStore(const std::string& url) : url_(with_connect_timeout(url)), shown_(hide_password(url)) {
     std::lock_guard lock(mutex_);
     try {
       conn_ = std::make_unique<pqxx::connection>(url_);
