@@ -214,6 +214,32 @@ Field store_field(std::string key, Ref ref) {
           [=](const Settings& s) { return ref(s); }};
 }
 
+// Any text, also empty.
+template <typename Ref>
+Field text_field(std::string key, Ref ref) {
+  return {std::move(key), [=](Settings& s, const std::string& t) { ref(s) = t; },
+          [=](const Settings& s) { return ref(s); }};
+}
+
+// HOST:PORT with a port in 1..65535.
+template <typename Ref>
+Field listen_field(std::string key, Ref ref) {
+  return {std::move(key),
+          [=](Settings& s, const std::string& t) {
+            const size_t colon = t.rfind(':');
+            bool valid = colon != std::string::npos && colon > 0 && colon + 1 < t.size() &&
+                         t.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+                         t.size() - colon - 1 <= 5;
+            if (valid) {
+              const int port = std::stoi(t.substr(colon + 1));
+              valid = port >= 1 && port <= 65535;
+            }
+            if (!valid) throw BadValue{"expects HOST:PORT (port 1..65535), got " + quoted(t)};
+            ref(s) = t;
+          },
+          [=](const Settings& s) { return ref(s); }};
+}
+
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = [] {
     const Range at_least_0{0, kNoLimit};
@@ -328,6 +354,28 @@ const std::vector<Field>& fields() {
             "jobs.heartbeat_seconds", [](auto& s) -> auto& { return s.jobs.heartbeat_seconds; }, Range{1, 3600}),
         bool_field(
             "jobs.overlays", [](auto& s) -> auto& { return s.jobs.overlays; }),
+        listen_field(
+            "web.listen", [](auto& s) -> auto& { return s.web.listen; }),
+        int_field(
+            "web.workers", [](auto& s) -> auto& { return s.web.workers; }, Range{0, 256}),
+        text_field(
+            "web.assets", [](auto& s) -> auto& { return s.web.assets; }),
+        bool_field(
+            "web.registration_open", [](auto& s) -> auto& { return s.web.registration_open; }),
+        int_field(
+            "web.session_hours", [](auto& s) -> auto& { return s.web.session_hours; }, Range{1, 8760}),
+        int_field(
+            "web.max_file_mb", [](auto& s) -> auto& { return s.web.max_file_mb; }, Range{1, 65536}),
+        int_field(
+            "web.max_job_mb", [](auto& s) -> auto& { return s.web.max_job_mb; }, Range{1, 1048576}),
+        int_field(
+            "web.max_files", [](auto& s) -> auto& { return s.web.max_files; }, Range{1, 10000000}),
+        real_field(
+            "web.review_confidence", [](auto& s) -> auto& { return s.web.review_confidence; }, Range{0, 1}),
+        int_field(
+            "web.argon2_ops", [](auto& s) -> auto& { return s.web.argon2_ops; }, Range{1, 100}),
+        int_field(
+            "web.argon2_memory_mb", [](auto& s) -> auto& { return s.web.argon2_memory_mb; }, Range{8, 4096}),
     };
   }();
   return table;

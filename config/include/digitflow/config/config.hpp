@@ -69,6 +69,21 @@ struct JobsSettings {
   bool overlays = true;           // jobs.overlays: draw overlays for every page of a job
 };
 
+// The web server (digitflow serve): accounts, sessions, upload limits.
+struct WebSettings {
+  std::string listen = "127.0.0.1:8080";  // web.listen: HOST:PORT; --listen wins
+  int workers = 1;                        // web.workers: in-process job workers; --workers wins
+  std::string assets;                     // web.assets: "" = web/assets in the project folder
+  bool registration_open = true;          // web.registration_open: false = only admins add users
+  int session_hours = 168;                // web.session_hours: a login lasts this long
+  int max_file_mb = 50;                   // web.max_file_mb: largest uploaded file
+  int max_job_mb = 1024;                  // web.max_job_mb: largest upload of one job, all files
+  int max_files = 10000;                  // web.max_files: most files in one job upload
+  float review_confidence = 0.9f;         // web.review_confidence: digits below go to review
+  int argon2_ops = 2;                     // web.argon2_ops: Argon2id passes for new password hashes
+  int argon2_memory_mb = 19;              // web.argon2_memory_mb: Argon2id memory for new hashes
+};
+
 struct Settings {
   DataSettings data;
   ModelSettings model;
@@ -76,6 +91,7 @@ struct Settings {
   RuntimeSettings runtime;
   PipelineSettings pipeline;
   JobsSettings jobs;
+  WebSettings web;
 };
 
 // Precedence, lowest first: the C++ defaults above, defaults_file, the DIGITFLOW_DATA
