@@ -9,6 +9,8 @@
 
 #include <tbb/flow_graph.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <mutex>
@@ -387,11 +389,17 @@ void write_atomically(const fs::path& path, const std::string& text) {
 }  // namespace
 
 std::string overlay_name(const PageResult& r) {
+  // a.png keeps its name; a.jpg becomes a.jpg.png, so a.png and a.jpg in one folder do
+  // not overwrite each other's overlay.
   std::string name = r.page;
   const size_t dot = name.rfind('.');
   const size_t slash = name.rfind('/');
-  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) name.resize(dot);
-  return name + (r.page_index > 0 ? "-p" + std::to_string(r.page_index + 1) : "") + ".png";
+  const bool has_ext = dot != std::string::npos && (slash == std::string::npos || dot > slash);
+  std::string ext = has_ext ? name.substr(dot) : std::string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (ext == ".png") name.resize(dot);
+  if (r.page_index > 0) name.append("-p").append(std::to_string(r.page_index + 1));
+  return name + ".png";
 }
 
 RunSummary run_job(const RunOptions& options, kernels::Network& model,
@@ -421,7 +429,8 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
     if (overlay) {
       const fs::path path = options.out_dir / "overlays" / overlay_name(r);
       fs::create_directories(path.parent_path());
-      cv::imwrite(path.string(), *overlay);
+      if (!cv::imwrite(path.string(), *overlay))
+        throw std::runtime_error(path.string() + ": cannot write the overlay (disk full?)");
     }
   };
   RunSummary summary = run_pages(pages, options, model, write, progress, cancel);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
 
 #include "digitflow/kernels/idx.hpp"
 #include "digitflow/kernels/model_file.hpp"
@@ -161,9 +162,28 @@ TEST(Run, WritesResultsCsvSummaryAndOverlays) {
   EXPECT_EQ(csv.rfind("page,page_index,string,text,confidence,x,y,width,height", 0), 0u);
   EXPECT_NE(csv.find("a/01-good.png,0,0,4071,"), std::string::npos) << csv;
   EXPECT_NE(csv.find("a/03-two.tif,1,0,919,"), std::string::npos) << csv;
-  cv::Mat overlay = cv::imread((options.out_dir / "overlays" / "a" / "03-two-p2.png").string());
+  cv::Mat overlay = cv::imread((options.out_dir / "overlays" / "a" / "03-two.tif-p2.png").string());
   EXPECT_EQ(overlay.cols, 900);
   EXPECT_TRUE(fs::exists(options.out_dir / "overlays" / "a" / "01-good.png"));
+  EXPECT_TRUE(fs::exists(options.out_dir / "overlays" / "a" / "02-good.jpg.png"));
+}
+
+TEST(Run, OverlayNamesOfOneFolderNeverCollide) {
+  auto name = [](const std::string& page, int index = 0) {
+    PageResult r;
+    r.page = page;
+    r.page_index = index;
+    return overlay_name(r);
+  };
+  EXPECT_EQ(name("a/scan.png"), "a/scan.png");
+  EXPECT_EQ(name("a/scan.PNG"), "a/scan.png");
+  EXPECT_EQ(name("a/scan.jpg"), "a/scan.jpg.png");
+  EXPECT_EQ(name("a/doc.pdf", 1), "a/doc.pdf-p2.png");
+  EXPECT_EQ(name("a/doc.pdf", 0), "a/doc.pdf.png");
+  EXPECT_EQ(name("a.b/noext"), "a.b/noext.png");
+  std::set<std::string> names;
+  for (const std::string page : {"x/a.png", "x/a.jpg", "x/a.jpeg", "x/a.tif", "x/a.bmp", "x/a.pdf"})
+    EXPECT_TRUE(names.insert(name(page)).second) << page << " -> " << name(page);
 }
 
 TEST(Run, CancelStopsFeedingAndKeepsWhatWasWritten) {

@@ -75,8 +75,9 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
                      const std::function<void(const RunProgress&)>& progress = {},
                      const std::atomic<bool>* cancel = nullptr);
 
-// The file name of a page's overlay under OUT/overlays: its path without the extension,
-// "-p<n>" for page n > 1 of a multi-page file, ".png".
+// The file name of a page's overlay under OUT/overlays: its path ("a/b.jpg"; a ".png"
+// extension dropped), "-p<n>" for page n > 1 of a multi-page file, then ".png": a/b.jpg.png,
+// a/scan.tif-p2.png, a/c.png. Pages of one folder never share an overlay name.
 std::string overlay_name(const PageResult& result);
 
 // The page with its strings drawn: boxes coloured by confidence (green >= 0.99, amber >=
