@@ -1,0 +1,32 @@
+// Reading one image held in memory (the web pad, an uploaded photo of a number): the stages
+// run_pages chains for each page of a folder (clean, find strings, normalise, the two CNN
+// passes, assemble), called in sequence on one image instead of through the flow graph.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include <opencv2/core.hpp>
+
+#include "digitflow/kernels/network.hpp"
+#include "digitflow/pipeline/results.hpp"
+#include "digitflow/pipeline/run.hpp"
+
+namespace digitflow::pipeline {
+
+// Decodes an encoded image (PNG, JPEG, BMP, TIFF: its first page) to 8-bit grey. The size in
+// the header is checked against limits.max_pixels before any pixel is decoded. Throws
+// ImageError saying what is wrong.
+cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits);
+
+// The strings on `gray` (8-bit grey, as decode_image gives), read as run_pages reads a page
+// with the same options (clean, segment, read, page_template; folders and overlays are not
+// used). `page` is left empty; a page that cannot be read (nearly black) has its error set.
+// Throws std::invalid_argument when the model is not a 1x28x28 digit model.
+PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options);
+
+// The image as one digit: normalised like MNIST, scored by the model. The box is the whole
+// image; `top` holds the three best classes 0..9. Throws ImageError when it holds no ink.
+DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model);
+
+}  // namespace digitflow::pipeline

@@ -1,0 +1,119 @@
+// One image read in memory: the same strings, boxes and confidences as the flow graph reads
+// on the same page; a photo's encoded bytes decode with their size checked first; a single
+// digit is read whole.
+#include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "digitflow/kernels/idx.hpp"
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/pipeline/normalize.hpp"
+#include "digitflow/pipeline/read.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+namespace t = digitflow::testing;
+
+kernels::Network& model() {
+  static kernels::LoadedModel loaded = kernels::load_model(t::source_dir() / "models" / "digits.safetensors");
+  return loaded.network;
+}
+
+// MNIST test digits of `digits`, 60 px tall, dark on light paper, starting at (x, y).
+void draw_string(cv::Mat& page, const std::string& digits, int x, int y) {
+  static kernels::LabelledImages set = kernels::load_mnist(t::mnist_dir(), kernels::MnistSplit::test);
+  for (char c : digits) {
+    int64_t i = 0;
+    while (set.labels[static_cast<size_t>(i)] != c - '0') ++i;
+    cv::Mat m(28, 28, CV_8U, &set.pixels[static_cast<size_t>(i) * 784]);
+    const cv::Rect ink = cv::boundingRect(m > 40);
+    cv::Mat big;
+    cv::resize(m(ink), big, cv::Size(), 60.0 / ink.height, 60.0 / ink.height, cv::INTER_CUBIC);
+    cv::Mat region = page(cv::Rect(x, y, big.cols, big.rows));
+    cv::min(region, 255 - big, region);
+    x += big.cols + 14;
+  }
+}
+
+std::vector<uint8_t> encode(const cv::Mat& image, const std::string& ext) {
+  std::vector<uint8_t> bytes;
+  cv::imencode(ext, image, bytes);
+  return bytes;
+}
+
+TEST(Read, AnImageReadsLikeTheSamePageInTheFlowGraph) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST is not fetched";
+  cv::Mat page(500, 800, CV_8U, cv::Scalar(235));
+  draw_string(page, "3907", 100, 120);
+  draw_string(page, "52", 400, 330);
+  t::TempDir dir;
+  cv::imwrite((dir / "page.png").string(), page);
+
+  RunOptions options;
+  std::vector<PageResult> flow;
+  run_pages(list_pages(dir.path(), options.limits), options, model(),
+            [&](const PageResult& r, const cv::Mat*) { flow.push_back(r); });
+  ASSERT_EQ(flow.size(), 1u);
+
+  const PageResult one = recognize_image(decode_image(encode(page, ".png"), options.limits), model(), options);
+  EXPECT_FALSE(one.error);
+  EXPECT_EQ(one.width, 800);
+  EXPECT_EQ(one.height, 500);
+  ASSERT_EQ(one.strings.size(), flow[0].strings.size());
+  ASSERT_GE(one.strings.size(), 2u);
+  for (size_t i = 0; i < one.strings.size(); ++i) {
+    EXPECT_EQ(one.strings[i].text, flow[0].strings[i].text);
+    EXPECT_EQ(one.strings[i].box, flow[0].strings[i].box);
+    EXPECT_NEAR(one.strings[i].confidence, flow[0].strings[i].confidence, 1e-4);
+    ASSERT_EQ(one.strings[i].digits.size(), flow[0].strings[i].digits.size());
+  }
+  EXPECT_EQ(one.strings[0].text, "3907");
+  EXPECT_EQ(one.strings[1].text, "52");
+}
+
+TEST(Read, ANearlyBlackImageIsAnErrorNotAThrow) {
+  const PageResult r = recognize_image(cv::Mat(200, 300, CV_8U, cv::Scalar(5)), model(), RunOptions{});
+  ASSERT_TRUE(r.error);
+  EXPECT_TRUE(r.strings.empty());
+}
+
+TEST(Read, DecodeChecksTheHeaderSizeBeforeThePixels) {
+  const cv::Mat small(40, 60, CV_8U, cv::Scalar(200));
+  for (const std::string ext : {".png", ".jpg", ".bmp"}) {
+    const cv::Mat gray = decode_image(encode(small, ext), DecodeLimits{});
+    EXPECT_EQ(gray.cols, 60) << ext;
+    EXPECT_EQ(gray.type(), CV_8U) << ext;
+    DecodeLimits tight;
+    tight.max_pixels = 1000;
+    EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(encode(small, ext), tight); }, {"60x40", "1000"}))
+        << ext;
+  }
+  std::vector<uint8_t> bomb = encode(small, ".png");
+  const uint8_t big[8] = {0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0};  // 100000 x 100000
+  std::copy(big, big + 8, bomb.begin() + 16);
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(bomb, DecodeLimits{}); }, {"100000x100000"}));
+  const std::string text = "not an image";
+  EXPECT_TRUE(t::throws_with_message<ImageError>(
+      [&] { decode_image({reinterpret_cast<const uint8_t*>(text.data()), text.size()}, DecodeLimits{}); }, {"not an image"}));
+  EXPECT_THROW(decode_image({}, DecodeLimits{}), ImageError);
+}
+
+TEST(Read, OneDigitIsReadWhole) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST is not fetched";
+  cv::Mat pad(200, 160, CV_8U, cv::Scalar(255));
+  draw_string(pad, "7", 50, 60);
+  const DigitResult d = recognize_digit(pad, model());
+  EXPECT_EQ(d.digit, 7);
+  EXPECT_GT(d.confidence, 0.5f);
+  ASSERT_EQ(d.top.size(), 3u);
+  EXPECT_EQ(d.top[0].digit, 7);
+  EXPECT_GE(d.top[0].confidence, d.top[1].confidence);
+  EXPECT_THROW(recognize_digit(cv::Mat(50, 50, CV_8U, cv::Scalar(255)), model()), ImageError);
+}
+
+}  // namespace
+}  // namespace digitflow::pipeline
