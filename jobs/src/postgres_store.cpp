@@ -29,6 +29,11 @@ const std::string kClock = std::string("WITH clock AS (SELECT ").append(kServerN
 constexpr const char* kMigrationLock = "7235427978969508975";
 
 const std::string kUserColumns = "id, name, email, password_hash, role, disabled, created_ms";
+const std::string kSessionColumns = "token_hash, user_id, csrf, created_ms, expires_ms";
+const std::string kApiTokenColumns = "id, user_id, name, token_hash, created_ms, last_used_ms";
+const std::string kSampleColumns =
+    "id, user_id, job, page_key, string_index, digit_index, guess, confidence, label, image, created_ms";
+const std::string kModelVersionColumns = "id, path, status, is_default, note, metrics, created_ms";
 const std::string kSelectJob =
     std::string("SELECT ").append(detail::kJobColumns).append(" FROM jobs j JOIN users u ON u.id = j.owner");
 
@@ -104,6 +109,67 @@ Job read_job(const pqxx::row& r) {
   j.attempts = static_cast<int>(integer(r[21]));
   return j;
 }
+
+Session read_session(const pqxx::row& r) {
+  Session session;
+  session.token_hash = text(r[0]);
+  session.user = integer(r[1]);
+  session.csrf = text(r[2]);
+  session.created_ms = integer(r[3]);
+  session.expires_ms = integer(r[4]);
+  return session;
+}
+
+ApiToken read_api_token(const pqxx::row& r) {
+  ApiToken t;
+  t.id = integer(r[0]);
+  t.user = integer(r[1]);
+  t.name = text(r[2]);
+  t.token_hash = text(r[3]);
+  t.created_ms = integer(r[4]);
+  t.last_used_ms = integer(r[5]);
+  return t;
+}
+
+Sample read_sample(const pqxx::row& r) {
+  Sample sample;
+  sample.id = integer(r[0]);
+  sample.user = integer(r[1]);
+  sample.job = integer(r[2]);
+  sample.page_key = text(r[3]);
+  sample.string_index = static_cast<int>(integer(r[4]));
+  sample.digit_index = static_cast<int>(integer(r[5]));
+  sample.guess = static_cast<int>(integer(r[6]));
+  sample.confidence = r[7].is_null() ? 0.0 : r[7].as<double>();
+  sample.label = static_cast<int>(integer(r[8]));
+  sample.image = text(r[9]);
+  sample.created_ms = integer(r[10]);
+  return sample;
+}
+
+ModelVersion read_model_version(const pqxx::row& r) {
+  ModelVersion v;
+  v.id = integer(r[0]);
+  v.path = text(r[1]);
+  v.status = text(r[2]);
+  v.is_default = integer(r[3]) != 0;
+  v.note = text(r[4]);
+  v.metrics_json = text(r[5]);
+  v.created_ms = integer(r[6]);
+  return v;
+}
+
+// Strings built by appending (GCC 12 warns falsely on "literal" + std::string).
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (out.append(parts), ...);
+  return out;
+}
+
+// Thrown out of a transaction whose insert named a user or job that does not exist; the
+// store then looks up which, in a new transaction (the failed one can run nothing more).
+struct MissingReference {};
 
 // SQLSTATEs that may pass when tried again: the connection (class 08) or the server went
 // away (57P01-57P03), serialization failures and deadlocks (40), a lock not available,
@@ -386,7 +452,203 @@ class PostgresStore final : public JobStore {
     });
   }
 
+  void add_session(const Session& session) override {
+    transaction("add_session", [&](pqxx::work& tx) {
+      try {
+        tx.exec_params(cat("INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms)"
+                           " VALUES ($1, $2, $3, COALESCE(NULLIF($4::bigint, 0), ",
+                           kServerNow, "), $5)"),
+                       session.token_hash, session.user, session.csrf, session.created_ms, session.expires_ms);
+        tx.commit();
+      } catch (const pqxx::unique_violation&) {
+        throw Conflict("a session with this token already exists");
+      } catch (const pqxx::foreign_key_violation&) {
+        throw StoreError(cat("add_session: no user with id ", std::to_string(session.user)));
+      }
+    });
+  }
+
+  std::optional<Session> session(const std::string& token_hash) override {
+    return transaction("session", [&](pqxx::work& tx) -> std::optional<Session> {
+      const pqxx::result r =
+          tx.exec_params(cat("SELECT ", kSessionColumns, " FROM sessions WHERE token_hash = $1"), token_hash);
+      if (r.empty()) return std::nullopt;
+      return read_session(r[0]);
+    });
+  }
+
+  void delete_session(const std::string& token_hash) override {
+    transaction("delete_session", [&](pqxx::work& tx) {
+      tx.exec_params("DELETE FROM sessions WHERE token_hash = $1", token_hash);
+      tx.commit();
+    });
+  }
+
+  void delete_sessions(int64_t user) override {
+    transaction("delete_sessions", [&](pqxx::work& tx) {
+      tx.exec_params("DELETE FROM sessions WHERE user_id = $1", user);
+      tx.commit();
+    });
+  }
+
+  int64_t add_api_token(const ApiToken& token) override {
+    return transaction("add_api_token", [&](pqxx::work& tx) {
+      try {
+        const pqxx::row r = tx.exec_params1(cat("INSERT INTO api_tokens (user_id, name, token_hash, created_ms)"
+                                                " VALUES ($1, $2, $3, COALESCE(NULLIF($4::bigint, 0), ",
+                                                kServerNow, ")) RETURNING id"),
+                                            token.user, token.name, token.token_hash, token.created_ms);
+        tx.commit();
+        return integer(r[0]);
+      } catch (const pqxx::unique_violation&) {
+        throw Conflict("an API token with this hash already exists");
+      } catch (const pqxx::foreign_key_violation&) {
+        throw StoreError(cat("add_api_token: no user with id ", std::to_string(token.user)));
+      }
+    });
+  }
+
+  std::optional<ApiToken> api_token(const std::string& token_hash) override {
+    return transaction("api_token", [&](pqxx::work& tx) -> std::optional<ApiToken> {
+      const pqxx::result r = tx.exec_params(
+          cat("UPDATE api_tokens SET last_used_ms = ", kServerNow, " WHERE token_hash = $1 RETURNING ", kApiTokenColumns),
+          token_hash);
+      tx.commit();
+      if (r.empty()) return std::nullopt;
+      return read_api_token(r[0]);
+    });
+  }
+
+  std::vector<ApiToken> api_tokens(int64_t user) override {
+    return transaction("api_tokens", [&](pqxx::work& tx) {
+      std::vector<ApiToken> out;
+      for (const pqxx::row& row :
+           tx.exec_params(cat("SELECT ", kApiTokenColumns, " FROM api_tokens WHERE user_id = $1 ORDER BY id"), user))
+        out.push_back(read_api_token(row));
+      return out;
+    });
+  }
+
+  bool revoke_api_token(int64_t user, int64_t id) override {
+    return transaction("revoke_api_token", [&](pqxx::work& tx) {
+      const pqxx::result r = tx.exec_params("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2", id, user);
+      tx.commit();
+      return r.affected_rows() > 0;
+    });
+  }
+
+  int64_t put_sample(const Sample& sample) override {
+    detail::check_sample(sample);
+    try {
+      return transaction("put_sample", [&](pqxx::work& tx) {
+        try {
+          const pqxx::row r = tx.exec_params1(
+              cat("INSERT INTO samples (user_id, job, page_key, string_index, digit_index, guess, confidence, label,"
+                  " image, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE(NULLIF($10::bigint, 0), ",
+                  kServerNow,
+                  ")) ON CONFLICT (job, page_key, string_index, digit_index) DO UPDATE SET user_id = excluded.user_id,"
+                  " guess = excluded.guess, confidence = excluded.confidence, label = excluded.label,"
+                  " image = excluded.image, created_ms = excluded.created_ms RETURNING id"),
+              sample.user, sample.job, sample.page_key, sample.string_index, sample.digit_index, sample.guess,
+              sample.confidence, sample.label, sample.image, sample.created_ms);
+          tx.commit();
+          return integer(r[0]);
+        } catch (const pqxx::foreign_key_violation&) {
+          throw MissingReference{};
+        }
+      });
+    } catch (const MissingReference&) {
+      throw StoreError(cat("put_sample: ", missing_user_or_job(sample.user, sample.job)));
+    }
+  }
+
+  std::vector<Sample> samples(int64_t user, int64_t limit) override {
+    return transaction("samples", [&](pqxx::work& tx) {
+      const pqxx::result r = tx.exec_params(
+          cat("SELECT ", kSampleColumns,
+              " FROM samples WHERE ($1::bigint = 0 OR user_id = $1) ORDER BY created_ms DESC, id DESC"
+              " LIMIT NULLIF($2::bigint, 0)"),
+          user, limit > 0 ? limit : int64_t{0});
+      std::vector<Sample> out;
+      for (const pqxx::row& row : r) out.push_back(read_sample(row));
+      return out;
+    });
+  }
+
+  std::vector<std::string> reviewed_digits(int64_t job) override {
+    return transaction("reviewed_digits", [&](pqxx::work& tx) {
+      std::vector<std::string> out;
+      for (const pqxx::row& row :
+           tx.exec_params("SELECT page_key, string_index, digit_index FROM samples WHERE job = $1"
+                          " ORDER BY page_key, string_index, digit_index",
+                          job))
+        out.push_back(cat(text(row[0]), "/", std::to_string(integer(row[1])), "/", std::to_string(integer(row[2]))));
+      return out;
+    });
+  }
+
+  // A new default takes the table lock first, so that two promotions queue up instead of
+  // one of them failing on the one-default index.
+  int64_t add_model_version(const ModelVersion& version) override {
+    detail::check_model_status(version.status);
+    return transaction("add_model_version", [&](pqxx::work& tx) {
+      if (version.is_default) {
+        tx.exec("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE");
+        tx.exec("UPDATE model_versions SET is_default = 0 WHERE is_default = 1");
+      }
+      const pqxx::row r = tx.exec_params1(
+          cat("INSERT INTO model_versions (path, status, is_default, note, metrics, created_ms)"
+              " VALUES ($1, $2, $3, $4, $5, COALESCE(NULLIF($6::bigint, 0), ",
+              kServerNow, ")) RETURNING id"),
+          version.path, version.status, int64_t{version.is_default}, version.note,
+          version.metrics_json.empty() ? std::string("{}") : version.metrics_json, version.created_ms);
+      tx.commit();
+      return integer(r[0]);
+    });
+  }
+
+  std::vector<ModelVersion> model_versions() override {
+    return transaction("model_versions", [&](pqxx::work& tx) {
+      std::vector<ModelVersion> out;
+      for (const pqxx::row& row : tx.exec(cat("SELECT ", kModelVersionColumns, " FROM model_versions ORDER BY id")))
+        out.push_back(read_model_version(row));
+      return out;
+    });
+  }
+
+  bool update_model_version(const ModelVersion& version) override {
+    detail::check_model_status(version.status);
+    return transaction("update_model_version", [&](pqxx::work& tx) {
+      if (version.is_default) tx.exec("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE");
+      const pqxx::result r = tx.exec_params("UPDATE model_versions SET status = $1, note = $2, metrics = $3 WHERE id = $4",
+                                            version.status, version.note,
+                                            version.metrics_json.empty() ? std::string("{}") : version.metrics_json,
+                                            version.id);
+      if (r.affected_rows() == 0) return false;  // nothing changed: the transaction is rolled back
+      if (version.is_default) {
+        tx.exec_params("UPDATE model_versions SET is_default = 0 WHERE is_default = 1 AND id <> $1", version.id);
+        tx.exec_params("UPDATE model_versions SET is_default = 1 WHERE id = $1", version.id);
+      }
+      tx.commit();
+      return true;
+    });
+  }
+
  private:
+  // Which of a sample's references is missing, after its foreign key failed.
+  std::string missing_user_or_job(int64_t user, int64_t job) {
+    return transaction("put_sample", [&](pqxx::work& tx) {
+      const pqxx::row r = tx.exec_params1(
+          "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)::int, EXISTS (SELECT 1 FROM jobs WHERE id = $2)::int",
+          user, job);
+      std::string missing;
+      if (integer(r[0]) == 0) missing.append("no user with id ").append(std::to_string(user));
+      if (integer(r[1]) == 0)
+        missing.append(missing.empty() ? "" : ", ").append("no job with id ").append(std::to_string(job));
+      return missing.empty() ? std::string("a user or job it names does not exist") : missing;
+    });
+  }
+
   LeaseLost lease_lost(int64_t job, const std::string& worker) const {
     std::string message = "job ";
     message.append(std::to_string(job)).append(" is no longer held by worker ").append(worker);

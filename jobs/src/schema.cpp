@@ -50,6 +50,49 @@ std::vector<std::vector<std::string>> migrations(const Dialect& d) {
           " PRIMARY KEY (job, key))",
           "CREATE INDEX pages_order ON pages (job, seq)",
       },
+      // 1 -> 2: the web service: sessions, API tokens, reviewed digits, model versions.
+      {
+          "CREATE TABLE sessions ("
+          " token_hash TEXT PRIMARY KEY,"
+          " user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+          " csrf TEXT NOT NULL,"
+          " created_ms BIGINT NOT NULL,"
+          " expires_ms BIGINT NOT NULL)",
+          "CREATE INDEX sessions_user ON sessions (user_id)",
+          "CREATE TABLE api_tokens ("
+          " id " + key + ","
+          " user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+          " name TEXT NOT NULL,"
+          " token_hash TEXT NOT NULL UNIQUE,"
+          " created_ms BIGINT NOT NULL,"
+          " last_used_ms BIGINT NOT NULL DEFAULT 0)",
+          "CREATE INDEX api_tokens_user ON api_tokens (user_id, id)",
+          "CREATE TABLE samples ("
+          " id " + key + ","
+          " user_id BIGINT NOT NULL REFERENCES users(id),"
+          " job BIGINT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+          " page_key TEXT NOT NULL,"
+          " string_index INTEGER NOT NULL,"
+          " digit_index INTEGER NOT NULL,"
+          " guess INTEGER NOT NULL,"
+          " confidence DOUBLE PRECISION NOT NULL,"
+          " label INTEGER NOT NULL CHECK (label BETWEEN 0 AND 10),"
+          " image TEXT NOT NULL,"
+          " created_ms BIGINT NOT NULL,"
+          " UNIQUE (job, page_key, string_index, digit_index))",
+          "CREATE INDEX samples_newest ON samples (created_ms, id)",
+          "CREATE INDEX samples_user ON samples (user_id, created_ms, id)",
+          "CREATE TABLE model_versions ("
+          " id " + key + ","
+          " path TEXT NOT NULL,"
+          " status TEXT NOT NULL CHECK (status IN ('training', 'ready', 'rejected', 'failed')),"
+          " is_default INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),"
+          " note TEXT NOT NULL DEFAULT '',"
+          " metrics TEXT NOT NULL DEFAULT '{}',"
+          " created_ms BIGINT NOT NULL)",
+          // At most one default, whichever order two promotions commit in.
+          "CREATE UNIQUE INDEX model_versions_default ON model_versions (is_default) WHERE is_default = 1",
+      },
   };
 }
 

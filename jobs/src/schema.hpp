@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "digitflow/jobs/store.hpp"
+
 namespace digitflow::jobs::detail {
 
 struct Dialect {
@@ -14,6 +16,11 @@ struct Dialect {
 
 // Each entry is a list of statements run in one transaction.
 std::vector<std::vector<std::string>> migrations(const Dialect& dialect);
+
+// Checks both stores make before writing, so that a bad value is named the same way by
+// either (the schema's CHECK constraints stay as the last line). Throw StoreError.
+void check_sample(const Sample& sample);          // label 0..10, indices >= 0
+void check_model_status(const std::string& status);  // training | ready | rejected | failed
 
 // Columns of a job row in the order the stores select them (joined with users as u).
 extern const char* const kJobColumns;

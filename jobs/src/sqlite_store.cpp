@@ -76,6 +76,10 @@ class Statement {
     check(sqlite3_bind_int64(stmt_, i, v));
     return *this;
   }
+  Statement& bind(int i, double v) {
+    check(sqlite3_bind_double(stmt_, i, v));
+    return *this;
+  }
   Statement& bind(int i, const std::string& v) {
     check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
@@ -96,6 +100,7 @@ class Statement {
     }
   }
   int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+  double real(int column) const { return sqlite3_column_double(stmt_, column); }
   std::string text(int column) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, column))) : std::string();
@@ -166,7 +171,71 @@ Job read_job(const Statement& s) {
   return j;
 }
 
+Session read_session(const Statement& s) {
+  Session session;
+  session.token_hash = s.text(0);
+  session.user = s.integer(1);
+  session.csrf = s.text(2);
+  session.created_ms = s.integer(3);
+  session.expires_ms = s.integer(4);
+  return session;
+}
+
+ApiToken read_api_token(const Statement& s) {
+  ApiToken t;
+  t.id = s.integer(0);
+  t.user = s.integer(1);
+  t.name = s.text(2);
+  t.token_hash = s.text(3);
+  t.created_ms = s.integer(4);
+  t.last_used_ms = s.integer(5);
+  return t;
+}
+
+Sample read_sample(const Statement& s) {
+  Sample sample;
+  sample.id = s.integer(0);
+  sample.user = s.integer(1);
+  sample.job = s.integer(2);
+  sample.page_key = s.text(3);
+  sample.string_index = static_cast<int>(s.integer(4));
+  sample.digit_index = static_cast<int>(s.integer(5));
+  sample.guess = static_cast<int>(s.integer(6));
+  sample.confidence = s.real(7);
+  sample.label = static_cast<int>(s.integer(8));
+  sample.image = s.text(9);
+  sample.created_ms = s.integer(10);
+  return sample;
+}
+
+ModelVersion read_model_version(const Statement& s) {
+  ModelVersion v;
+  v.id = s.integer(0);
+  v.path = s.text(1);
+  v.status = s.text(2);
+  v.is_default = s.integer(3) != 0;
+  v.note = s.text(4);
+  v.metrics_json = s.text(5);
+  v.created_ms = s.integer(6);
+  return v;
+}
+
+// Strings built by appending (GCC 12 warns falsely on "literal" + std::string).
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (out.append(parts), ...);
+  return out;
+}
+
+bool is_foreign_key_error(const StoreError& e) { return std::string(e.what()).find("FOREIGN KEY") != std::string::npos; }
+
 const std::string kUserColumns = "id, name, email, password_hash, role, disabled, created_ms";
+const std::string kSessionColumns = "token_hash, user_id, csrf, created_ms, expires_ms";
+const std::string kApiTokenColumns = "id, user_id, name, token_hash, created_ms, last_used_ms";
+const std::string kSampleColumns =
+    "id, user_id, job, page_key, string_index, digit_index, guess, confidence, label, image, created_ms";
+const std::string kModelVersionColumns = "id, path, status, is_default, note, metrics, created_ms";
 const std::string kSelectJob = std::string("SELECT ") + detail::kJobColumns + " FROM jobs j JOIN users u ON u.id = j.owner";
 
 class SqliteStore final : public JobStore {
@@ -246,8 +315,7 @@ class SqliteStore final : public JobStore {
     } catch (const Conflict&) {
       throw Conflict("a job from '" + job.source + "' was submitted before");
     } catch (const StoreError& e) {
-      if (std::string(e.what()).find("FOREIGN KEY") != std::string::npos)
-        throw StoreError("no user with id " + std::to_string(job.owner));
+      if (is_foreign_key_error(e)) throw StoreError("no user with id " + std::to_string(job.owner));
       throw;
     }
     return sqlite3_last_insert_rowid(db_.handle());
@@ -415,7 +483,192 @@ class SqliteStore final : public JobStore {
     return state;
   }
 
+  void add_session(const Session& session) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)");
+    s.bind(1, session.token_hash).bind(2, session.user).bind(3, session.csrf);
+    s.bind(4, session.created_ms ? session.created_ms : now_ms()).bind(5, session.expires_ms);
+    try {
+      s.run();
+    } catch (const Conflict&) {
+      throw Conflict("a session with this token already exists");
+    } catch (const StoreError& e) {
+      if (is_foreign_key_error(e)) throw StoreError(cat("add_session: no user with id ", std::to_string(session.user)));
+      throw;
+    }
+  }
+
+  std::optional<Session> session(const std::string& token_hash) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, ("SELECT " + kSessionColumns + " FROM sessions WHERE token_hash = ?").c_str());
+    s.bind(1, token_hash);
+    if (!s.step()) return std::nullopt;
+    return read_session(s);
+  }
+
+  void delete_session(const std::string& token_hash) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "DELETE FROM sessions WHERE token_hash = ?");
+    s.bind(1, token_hash).run();
+  }
+
+  void delete_sessions(int64_t user) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "DELETE FROM sessions WHERE user_id = ?");
+    s.bind(1, user).run();
+  }
+
+  int64_t add_api_token(const ApiToken& token) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "INSERT INTO api_tokens (user_id, name, token_hash, created_ms) VALUES (?, ?, ?, ?)");
+    s.bind(1, token.user).bind(2, token.name).bind(3, token.token_hash);
+    s.bind(4, token.created_ms ? token.created_ms : now_ms());
+    try {
+      s.run();
+    } catch (const Conflict&) {
+      throw Conflict("an API token with this hash already exists");
+    } catch (const StoreError& e) {
+      if (is_foreign_key_error(e)) throw StoreError(cat("add_api_token: no user with id ", std::to_string(token.user)));
+      throw;
+    }
+    return sqlite3_last_insert_rowid(db_.handle());
+  }
+
+  std::optional<ApiToken> api_token(const std::string& token_hash) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, ("UPDATE api_tokens SET last_used_ms = ? WHERE token_hash = ? RETURNING " + kApiTokenColumns).c_str());
+    s.bind(1, now_ms()).bind(2, token_hash);
+    if (!s.step()) return std::nullopt;
+    ApiToken token = read_api_token(s);
+    s.run();
+    return token;
+  }
+
+  std::vector<ApiToken> api_tokens(int64_t user) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, ("SELECT " + kApiTokenColumns + " FROM api_tokens WHERE user_id = ? ORDER BY id").c_str());
+    s.bind(1, user);
+    std::vector<ApiToken> out;
+    while (s.step()) out.push_back(read_api_token(s));
+    return out;
+  }
+
+  bool revoke_api_token(int64_t user, int64_t id) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "DELETE FROM api_tokens WHERE id = ? AND user_id = ?");
+    s.bind(1, id).bind(2, user).run();
+    return s.changes() > 0;
+  }
+
+  int64_t put_sample(const Sample& sample) override {
+    detail::check_sample(sample);
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "INSERT INTO samples (user_id, job, page_key, string_index, digit_index, guess, confidence, label, image,"
+                " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (job, page_key, string_index, digit_index) DO UPDATE SET user_id = excluded.user_id,"
+                " guess = excluded.guess, confidence = excluded.confidence, label = excluded.label,"
+                " image = excluded.image, created_ms = excluded.created_ms RETURNING id");
+    s.bind(1, sample.user).bind(2, sample.job).bind(3, sample.page_key).bind(4, int64_t{sample.string_index});
+    s.bind(5, int64_t{sample.digit_index}).bind(6, int64_t{sample.guess}).bind(7, sample.confidence);
+    s.bind(8, int64_t{sample.label}).bind(9, sample.image).bind(10, sample.created_ms ? sample.created_ms : now_ms());
+    try {
+      s.step();
+    } catch (const StoreError& e) {
+      if (is_foreign_key_error(e)) throw StoreError(cat("put_sample: ", missing_user_or_job(sample.user, sample.job)));
+      throw;
+    }
+    const int64_t id = s.integer(0);
+    s.run();
+    return id;
+  }
+
+  std::vector<Sample> samples(int64_t user, int64_t limit) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, ("SELECT " + kSampleColumns + " FROM samples" + (user ? " WHERE user_id = ?" : "") +
+                      " ORDER BY created_ms DESC, id DESC LIMIT ?")
+                         .c_str());
+    int column = 1;
+    if (user) s.bind(column++, user);
+    s.bind(column, limit > 0 ? limit : int64_t{-1});
+    std::vector<Sample> out;
+    while (s.step()) out.push_back(read_sample(s));
+    return out;
+  }
+
+  std::vector<std::string> reviewed_digits(int64_t job) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "SELECT page_key, string_index, digit_index FROM samples WHERE job = ?"
+                " ORDER BY page_key, string_index, digit_index");
+    s.bind(1, job);
+    std::vector<std::string> out;
+    while (s.step()) {
+      std::string digit = s.text(0);
+      digit.append("/").append(std::to_string(s.integer(1))).append("/").append(std::to_string(s.integer(2)));
+      out.push_back(std::move(digit));
+    }
+    return out;
+  }
+
+  int64_t add_model_version(const ModelVersion& version) override {
+    detail::check_model_status(version.status);
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    if (version.is_default) db_.exec("UPDATE model_versions SET is_default = 0 WHERE is_default = 1");
+    Statement s(db_,
+                "INSERT INTO model_versions (path, status, is_default, note, metrics, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
+    s.bind(1, version.path).bind(2, version.status).bind(3, int64_t{version.is_default}).bind(4, version.note);
+    s.bind(5, version.metrics_json.empty() ? std::string("{}") : version.metrics_json);
+    s.bind(6, version.created_ms ? version.created_ms : now_ms());
+    s.run();
+    const int64_t id = sqlite3_last_insert_rowid(db_.handle());
+    tx.commit();
+    return id;
+  }
+
+  std::vector<ModelVersion> model_versions() override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, ("SELECT " + kModelVersionColumns + " FROM model_versions ORDER BY id").c_str());
+    std::vector<ModelVersion> out;
+    while (s.step()) out.push_back(read_model_version(s));
+    return out;
+  }
+
+  bool update_model_version(const ModelVersion& version) override {
+    detail::check_model_status(version.status);
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    {
+      Statement s(db_, "UPDATE model_versions SET status = ?, note = ?, metrics = ? WHERE id = ?");
+      s.bind(1, version.status).bind(2, version.note);
+      s.bind(3, version.metrics_json.empty() ? std::string("{}") : version.metrics_json).bind(4, version.id);
+      s.run();
+      if (s.changes() == 0) return false;
+    }
+    if (version.is_default) {
+      Statement clear(db_, "UPDATE model_versions SET is_default = 0 WHERE is_default = 1 AND id <> ?");
+      clear.bind(1, version.id).run();
+      Statement set(db_, "UPDATE model_versions SET is_default = 1 WHERE id = ?");
+      set.bind(1, version.id).run();
+    }
+    tx.commit();
+    return true;
+  }
+
  private:
+  // Which of a sample's references is missing, after a foreign key failed. Call under mutex_.
+  std::string missing_user_or_job(int64_t user, int64_t job) {
+    std::string missing;
+    Statement u(db_, "SELECT 1 FROM users WHERE id = ?");
+    u.bind(1, user);
+    if (!u.step()) missing.append("no user with id ").append(std::to_string(user));
+    Statement j(db_, "SELECT 1 FROM jobs WHERE id = ?");
+    j.bind(1, job);
+    if (!j.step()) missing.append(missing.empty() ? "" : ", ").append("no job with id ").append(std::to_string(job));
+    return missing.empty() ? std::string("a user or job it names does not exist") : missing;
+  }
+
   LeaseLost lease_lost(int64_t job, const std::string& worker) const {
     return LeaseLost("job " + std::to_string(job) + " is no longer held by worker " + worker);
   }

@@ -1,7 +1,9 @@
-// What both stores share: state names, the clock, and choosing a store by its location.
+// What both stores share: state names, the clock, the checks made before writing, and
+// choosing a store by its location.
 #include <chrono>
 
 #include "digitflow/jobs/store.hpp"
+#include "schema.hpp"
 
 namespace digitflow::jobs {
 
@@ -32,6 +34,34 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+
+namespace detail {
+
+void check_sample(const Sample& sample) {
+  if (sample.label < 0 || sample.label > 10) {
+    std::string message = "put_sample: label ";
+    message.append(std::to_string(sample.label)).append(" is out of range (0..9, or 10 for not a digit)");
+    throw StoreError(message);
+  }
+  if (sample.string_index < 0 || sample.digit_index < 0) {
+    std::string message = "put_sample: string ";
+    message.append(std::to_string(sample.string_index))
+        .append(", digit ")
+        .append(std::to_string(sample.digit_index))
+        .append(": indices must not be negative");
+    throw StoreError(message);
+  }
+}
+
+void check_model_status(const std::string& status) {
+  for (const char* known : {"training", "ready", "rejected", "failed"})
+    if (status == known) return;
+  std::string message = "unknown model version status '";
+  message.append(status).append("' (training, ready, rejected or failed)");
+  throw StoreError(message);
+}
+
+}  // namespace detail
 
 std::unique_ptr<JobStore> open_store(const std::string& location) {
   if (location.starts_with("postgres://") || location.starts_with("postgresql://")) return open_postgres_store(location);

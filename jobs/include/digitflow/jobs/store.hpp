@@ -94,6 +94,48 @@ struct PageRecord {
   std::string result_json;     // the results.jsonl line, without its newline
 };
 
+// A logged-in browser: the cookie holds a random token, the store only its hash.
+struct Session {
+  std::string token_hash;  // hex SHA-256 of the cookie's token
+  int64_t user = 0;
+  std::string csrf;        // the token state-changing requests must echo
+  int64_t created_ms = 0, expires_ms = 0;
+};
+
+// A token for API clients (digitflow submit --server); the store keeps only its hash.
+struct ApiToken {
+  int64_t id = 0;
+  int64_t user = 0;
+  std::string name;        // what the user called it
+  std::string token_hash;  // hex SHA-256 of the token
+  int64_t created_ms = 0, last_used_ms = 0;
+};
+
+// A digit a person reviewed: the model's guess and the label they confirmed or typed.
+struct Sample {
+  int64_t id = 0;
+  int64_t user = 0;                // who reviewed it
+  int64_t job = 0;
+  std::string page_key;            // PageRecord::key
+  int string_index = 0, digit_index = 0;
+  int guess = 0;                   // the model's digit
+  double confidence = 0;           // the model's probability of it
+  int label = 0;                   // 0..9, or 10: not a digit
+  std::string image;               // the 28x28 MNIST-style PNG, relative to the state dir
+  int64_t created_ms = 0;
+};
+
+// A model the service knows: the shipped one, and each retrained one.
+struct ModelVersion {
+  int64_t id = 0;
+  std::string path;                // model file
+  std::string status;              // training | ready | rejected | failed
+  bool is_default = false;         // the one workers and the pad use
+  std::string note;                // why it was or was not promoted, or the error
+  std::string metrics_json;        // evaluation figures, as JSON ("{}" when none)
+  int64_t created_ms = 0;
+};
+
 // What a heartbeat learns.
 struct Lease {
   bool held = false;              // false: stop at once and write nothing more
@@ -149,6 +191,36 @@ class JobStore {
   // A queued job becomes cancelled at once; a running one is flagged and its worker stops
   // at its next heartbeat. Returns the state after the call; nullopt when no such job.
   virtual std::optional<JobState> cancel_job(int64_t id) = 0;
+
+  // Sessions. session() returns a session whatever its expiry; callers check expires_ms.
+  virtual void add_session(const Session& session) = 0;
+  virtual std::optional<Session> session(const std::string& token_hash) = 0;
+  virtual void delete_session(const std::string& token_hash) = 0;
+  // Every session of a user (at a password change, or when an admin disables them).
+  virtual void delete_sessions(int64_t user) = 0;
+
+  // API tokens. add_api_token returns the new id.
+  virtual int64_t add_api_token(const ApiToken& token) = 0;
+  virtual std::optional<ApiToken> api_token(const std::string& token_hash) = 0;  // also marks it used
+  virtual std::vector<ApiToken> api_tokens(int64_t user) = 0;                    // by id
+  virtual bool revoke_api_token(int64_t user, int64_t id) = 0;  // false: no such token of that user
+
+  // Reviewed digits. A digit reviewed again replaces its sample (same job, page, string,
+  // digit) and keeps its id; returns the sample's id. StoreError for a label outside
+  // 0..10 or a user or job that does not exist.
+  virtual int64_t put_sample(const Sample& sample) = 0;
+  // Newest first; user 0 = everyone's; limit 0 = all.
+  virtual std::vector<Sample> samples(int64_t user = 0, int64_t limit = 0) = 0;
+  // "page_key/string/digit" of a job's reviewed digits (what the review queue leaves out).
+  virtual std::vector<std::string> reviewed_digits(int64_t job) = 0;
+
+  // Model versions, by id. A version added with is_default becomes the only default.
+  virtual int64_t add_model_version(const ModelVersion& version) = 0;
+  virtual std::vector<ModelVersion> model_versions() = 0;
+  // Replaces status, note and metrics of version.id; with is_default, it becomes the only
+  // default, in one transaction (without, its flag stays as it was: a default is replaced,
+  // never unset). False when there is no such version.
+  virtual bool update_model_version(const ModelVersion& version) = 0;
 };
 
 // Opens (and creates or migrates) a store: a "postgres://" or "postgresql://" URL gives
@@ -159,7 +231,7 @@ std::unique_ptr<JobStore> open_sqlite_store(const std::filesystem::path& file);
 std::unique_ptr<JobStore> open_postgres_store(const std::string& url);
 
 // The schema version this binary writes and understands.
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // Milliseconds since the Unix epoch (the clock stores compare leases with).
 int64_t now_ms();
