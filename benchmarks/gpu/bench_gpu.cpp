@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -29,6 +30,8 @@ struct Options {
   std::string model_path, data_dir = "data/mnist";
   std::string backend = "cuda";
   int epochs = 15, batch = 128;
+  std::vector<int> batches = {1, 256, 8192};  // infer
+  int64_t images = 0;                         // train on the first N digits only (0: all)
   double target = 0.995;
 };
 
@@ -37,8 +40,22 @@ struct Options {
       << "bench_gpu: " << problem << "\n"
       << "usage: bench_gpu probe\n"
       << "       bench_gpu train|full|infer --model SPEC.json [--data DIR] [--backend cuda|cudnn]\n"
-      << "                 [--epochs N] [--batch N] [--target ACCURACY]\n";
+      << "                 [--epochs N] [--batch N] [--batches 1,256,8192] [--target ACCURACY]\n"
+      << "                 [--images N]   (the first N training digits, or N digits to score; a "
+         "dry run on the CPU with\n"
+      << "                                 --backend cpu checks the plumbing where no GPU is)\n";
   std::exit(2);
+}
+
+std::vector<int> parse_list(const std::string& text) {  // "1,256,8192"
+  std::vector<int> values;
+  for (size_t at = 0; at < text.size();) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    values.push_back(std::stoi(text.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return values;
 }
 
 Options parse(int argc, char** argv) {
@@ -59,6 +76,10 @@ Options parse(int argc, char** argv) {
       o.epochs = std::stoi(value);
     else if (arg == "--batch")
       o.batch = std::stoi(value);
+    else if (arg == "--images")
+      o.images = std::stoll(value);
+    else if (arg == "--batches")
+      o.batches = parse_list(value);
     else if (arg == "--target")
       o.target = std::stod(value);
     else
@@ -90,10 +111,20 @@ nlohmann::json base(const Options& o, const k::ModelSpec& spec) {
 
 void emit(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
 
+k::LabelledImages training_digits(const Options& o) {
+  k::LabelledImages train = k::load_mnist(o.data_dir, k::MnistSplit::train);
+  if (o.images > 0 && o.images < train.count) {
+    train.count = o.images;
+    train.pixels.resize(static_cast<size_t>(o.images) * 784);
+    train.labels.resize(static_cast<size_t>(o.images));
+  }
+  return train;
+}
+
 // Two epochs over the 60,000 training digits; the second is the steady state.
 void bench_train(const Options& o, k::Backend backend) {
   const k::ModelSpec spec = load_spec(o.model_path);
-  const k::LabelledImages train = k::load_mnist(o.data_dir, k::MnistSplit::train);
+  const k::LabelledImages train = training_digits(o);
   k::Network net(spec, 1);
   Options two = o;
   two.epochs = 2;
@@ -110,7 +141,7 @@ void bench_train(const Options& o, k::Backend backend) {
 // A full run; after every epoch the test set is scored on the device, outside the timing.
 void bench_full(const Options& o, k::Backend backend) {
   const k::ModelSpec spec = load_spec(o.model_path);
-  const k::LabelledImages train = k::load_mnist(o.data_dir, k::MnistSplit::train);
+  const k::LabelledImages train = training_digits(o);
   const k::LabelledImages test = k::load_mnist(o.data_dir, k::MnistSplit::test);
   k::Network net(spec, 1);
   double train_seconds = 0.0, reached_at = -1.0, best = 0.0;
@@ -140,37 +171,45 @@ void bench_full(const Options& o, k::Backend backend) {
   emit(j);
 }
 
-// Digits/s from host pixels to host probabilities, median of three passes.
+// Digits/s from host pixels to host probabilities at each batch size, median of three passes.
 void bench_infer(const Options& o, k::Backend backend) {
   const k::ModelSpec spec = load_spec(o.model_path);
   const k::LabelledImages test = k::load_mnist(o.data_dir, k::MnistSplit::test);
   k::Network net(spec, 1);
-  const int64_t count = o.batch == 1 ? 2000 : std::max<int64_t>(int64_t{o.batch} * 32, 262144);
-  std::vector<uint8_t> pixels(static_cast<size_t>(count) * 784);
-  for (int64_t i = 0; i < count; ++i)
-    std::copy_n(test.pixels.data() + (i % test.count) * 784, 784, pixels.data() + i * 784);
-  k::cuda::DeviceInference inference(net, backend, o.batch);
-  std::vector<float> out(static_cast<size_t>(count) * static_cast<size_t>(spec.classes));
-  auto pass = [&] {
-    const auto t0 = Clock::now();
-    if (o.batch == 1) {
-      for (int64_t i = 0; i < count; ++i)
-        inference.probabilities(
-            std::span<const uint8_t>(pixels).subspan(static_cast<size_t>(i) * 784, 784), 1,
-            out.data() + i * spec.classes);
-    } else {
-      inference.probabilities(pixels, count, out.data());
-    }
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-  };
-  pass();  // warm-up: allocations, cuDNN plans
-  std::vector<double> times = {pass(), pass(), pass()};
-  std::sort(times.begin(), times.end());
-  nlohmann::json j = base(o, spec);
-  j["batch"] = o.batch;
-  j["digits"] = count;
-  j["digits_per_s"] = static_cast<double>(count) / times[1];
-  emit(j);
+  for (int batch : o.batches) {
+    int64_t count = batch == 1 ? 2000 : std::max<int64_t>(int64_t{batch} * 32, 262144);
+    if (o.images > 0) count = o.images;
+    std::vector<uint8_t> pixels(static_cast<size_t>(count) * 784);
+    for (int64_t i = 0; i < count; ++i)
+      std::copy_n(test.pixels.data() + (i % test.count) * 784, 784, pixels.data() + i * 784);
+    std::unique_ptr<k::cuda::DeviceInference> device;
+    if (backend != k::Backend::cpu)
+      device = std::make_unique<k::cuda::DeviceInference>(net, backend, batch);
+    std::vector<float> out(static_cast<size_t>(count) * static_cast<size_t>(spec.classes));
+    auto pass = [&] {
+      const auto t0 = Clock::now();
+      if (!device) {
+        k::Tensor probs = k::infer_probabilities(net, pixels, count, batch);
+        std::copy_n(probs.data(), probs.numel(), out.data());
+      } else if (batch == 1) {
+        for (int64_t i = 0; i < count; ++i)
+          device->probabilities(
+              std::span<const uint8_t>(pixels).subspan(static_cast<size_t>(i) * 784, 784), 1,
+              out.data() + i * spec.classes);
+      } else {
+        device->probabilities(pixels, count, out.data());
+      }
+      return std::chrono::duration<double>(Clock::now() - t0).count();
+    };
+    pass();  // warm-up: allocations, cuDNN plans
+    std::vector<double> times = {pass(), pass(), pass()};
+    std::sort(times.begin(), times.end());
+    nlohmann::json j = base(o, spec);
+    j["batch"] = batch;
+    j["digits"] = count;
+    j["digits_per_s"] = static_cast<double>(count) / times[1];
+    emit(j);
+  }
 }
 
 }  // namespace

@@ -183,6 +183,7 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--target", type=float, default=0.995)
+    p.add_argument("--batches", default="1,256,8192", help="infer: batch sizes")
     a = p.parse_args()
     if a.what == "spec":
         print(json.dumps(model_spec_json(a.model)))
@@ -222,26 +223,28 @@ def main():
                    epochs=state["epochs"])
     else:
         tx, _ = load_mnist(torch, a.data, "test", "cpu")
-        count = 2000 if a.batch == 1 else max(a.batch * 32, 262144)
-        reps = (count + tx.shape[0] - 1) // tx.shape[0]
-        pixels = tx.repeat(reps, 1, 1, 1)[:count].contiguous().pin_memory()
-        result = torch.empty(count, net[-1].out_features).pin_memory()
         net.eval()
+        for batch in [int(b) for b in a.batches.split(",")]:
+            count = 2000 if batch == 1 else max(batch * 32, 262144)
+            reps = (count + tx.shape[0] - 1) // tx.shape[0]
+            pixels = tx.repeat(reps, 1, 1, 1)[:count].contiguous().pin_memory()
+            result = torch.empty(count, net[-1].out_features).pin_memory()
 
-        def one_pass():
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                for s in range(0, count, a.batch):
-                    xb = pixels[s:s + a.batch].to(dev, non_blocking=True)
-                    probs = torch.softmax(net((xb.float() / 255.0 - MEAN) / STD), 1)
-                    result[s:s + a.batch].copy_(probs, non_blocking=True)
-            torch.cuda.synchronize()
-            return time.perf_counter() - t0
+            def one_pass():
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    for s in range(0, count, batch):
+                        xb = pixels[s:s + batch].to(dev, non_blocking=True)
+                        probs = torch.softmax(net((xb.float() / 255.0 - MEAN) / STD), 1)
+                        result[s:s + batch].copy_(probs, non_blocking=True)
+                torch.cuda.synchronize()
+                return time.perf_counter() - t0
 
-        one_pass()
-        times = sorted(one_pass() for _ in range(3))
-        out.update(batch=a.batch, digits=count, digits_per_s=count / times[1])
+            one_pass()
+            times = sorted(one_pass() for _ in range(3))
+            print(json.dumps(dict(out, batch=batch, digits=count, digits_per_s=count / times[1])), flush=True)
+        return
     print(json.dumps(out), flush=True)
 
 

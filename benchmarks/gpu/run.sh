@@ -8,7 +8,7 @@
 #
 # Here first:   benchmarks/gpu/stage-deps.sh     (oneTBB, nlohmann-json, GoogleTest, MNIST
 #               into .gpu-carry/, which the call carries)
-# There:        bash benchmarks/gpu/run.sh --carry .gpu-carry
+# There:        DIGITFLOW_COMMIT=<hash> bash benchmarks/gpu/run.sh --carry .gpu-carry
 #   or with the data and libraries in place:  bash benchmarks/gpu/run.sh --data DIR
 set -uo pipefail
 
@@ -87,7 +87,7 @@ step() {
   return $rc
 }
 
-note "digitflow GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+note "digitflow GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit ${DIGITFLOW_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}"
 if command -v nvidia-smi > /dev/null; then
   nvidia-smi -L 2>&1 | head -n 4 | tee -a "$out_dir/run.log"
   nvidia-smi --query-gpu=driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>&1 | tee -a "$out_dir/run.log"
@@ -154,12 +154,10 @@ for model in seed default; do
     step "train-$model-$backend" 60 "$bench" train --model "$out_dir/$model.json" --data "$data_dir" --backend "$backend"
   done
   step "train-$model-torch" 60 python3 "$peer" train "config/models/$model.yaml" --data "$data_dir"
-  for batch in 1 256 8192; do
-    for backend in cuda cudnn; do
-      step "infer-$model-$backend-$batch" 40 "$bench" infer --model "$out_dir/$model.json" --data "$data_dir" --backend "$backend" --batch "$batch"
-    done
-    step "infer-$model-torch-$batch" 40 python3 "$peer" infer "config/models/$model.yaml" --data "$data_dir" --batch "$batch"
+  for backend in cuda cudnn; do
+    step "infer-$model-$backend" 60 "$bench" infer --model "$out_dir/$model.json" --data "$data_dir" --backend "$backend" --batches 1,256,8192
   done
+  step "infer-$model-torch" 60 python3 "$peer" infer "config/models/$model.yaml" --data "$data_dir" --batches 1,256,8192
 done
 for backend in cuda cudnn; do
   step "full-default-$backend" 150 "$bench" full --model "$out_dir/default.json" --data "$data_dir" --backend "$backend" --epochs "$full_epochs"
