@@ -1,6 +1,7 @@
 // The behaviour every job store must have, run against SQLite and against a real
 // PostgreSQL server started by the tests: users, jobs, the claim/lease/heartbeat cycle,
-// pages stored once, cancellation, and workers racing for one queue.
+// pages stored once, cancellation, workers racing for one queue, the web service's
+// sessions, API tokens, reviewed digits and model versions, and migrating an older schema.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -13,12 +14,14 @@
 
 #include "digitflow/jobs/store.hpp"
 #include "postgres_server.hpp"
+#include "schema.hpp"
 #include "test_support.hpp"
 
 namespace digitflow::jobs {
 namespace {
 
 using digitflow::testing::TempDir;
+using digitflow::testing::throws_with_message;
 
 // A fresh, empty store of one kind, and the location to open more connections to it.
 class StoreTest : public ::testing::TestWithParam<std::string> {
@@ -55,6 +58,29 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     p.low_confidence = 1;
     p.result_json = R"({"page":"p)" + std::to_string(seq) + R"(.png"})";
     return p;
+  }
+
+  static Sample sample(int64_t user, int64_t job, const std::string& page_key, int string_index, int digit_index,
+                       int label, int64_t created_ms = 0) {
+    Sample s;
+    s.user = user;
+    s.job = job;
+    s.page_key = page_key;
+    s.string_index = string_index;
+    s.digit_index = digit_index;
+    s.guess = 7;
+    s.confidence = 0.625;
+    s.label = label;
+    s.image = "samples/" + page_key + ".png";
+    s.created_ms = created_ms;
+    return s;
+  }
+  static ModelVersion model(const std::string& path, const std::string& status, bool is_default = false) {
+    ModelVersion v;
+    v.path = path;
+    v.status = status;
+    v.is_default = is_default;
+    return v;
   }
 
   TempDir dir_;
@@ -334,6 +360,269 @@ TEST_P(StoreTest, AnUnknownStateNameIsAnError) {
   EXPECT_THROW(parse_job_state("paused"), StoreError);
   for (JobState s : {JobState::queued, JobState::running, JobState::done, JobState::failed, JobState::cancelled})
     EXPECT_EQ(parse_job_state(to_string(s)), s);
+}
+
+TEST_P(StoreTest, SessionsAreAddedFoundAndDeleted) {
+  const int64_t ana = user("ana"), bo = user("bo");
+  Session s;
+  s.token_hash = "hash-a1";
+  s.user = ana;
+  s.csrf = "csrf-a1";
+  s.expires_ms = now_ms() + 3'600'000;
+  store_->add_session(s);
+  for (const char* hash : {"hash-a2", "hash-b1"}) {
+    Session other = s;
+    other.token_hash = hash;
+    other.user = std::string(hash) == "hash-b1" ? bo : ana;
+    store_->add_session(other);
+  }
+  auto found = store_->session("hash-a1");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->user, ana);
+  EXPECT_EQ(found->csrf, "csrf-a1");
+  EXPECT_GT(found->created_ms, 0);
+  EXPECT_EQ(found->expires_ms, s.expires_ms);
+  EXPECT_FALSE(store_->session("no-such-hash"));
+  EXPECT_THROW(store_->add_session(s), Conflict);
+
+  store_->delete_session("hash-a1");
+  EXPECT_FALSE(store_->session("hash-a1"));
+  EXPECT_TRUE(store_->session("hash-a2"));
+  store_->delete_session("hash-a1");  // twice is harmless
+
+  store_->delete_sessions(ana);
+  EXPECT_FALSE(store_->session("hash-a2"));
+  EXPECT_TRUE(store_->session("hash-b1"));  // another user's stays
+
+  Session orphan = s;
+  orphan.token_hash = "hash-x";
+  orphan.user = 777;
+  EXPECT_TRUE(throws_with_message<StoreError>([&] { store_->add_session(orphan); }, {"no user", "777"}));
+}
+
+TEST_P(StoreTest, ApiTokensAreFoundMarkedUsedListedAndRevokedOnlyByTheirOwner) {
+  const int64_t ana = user("ana"), bo = user("bo");
+  ApiToken t;
+  t.user = ana;
+  t.name = "laptop";
+  t.token_hash = "tok-1";
+  const int64_t first = store_->add_api_token(t);
+  t.name = "scanner";
+  t.token_hash = "tok-2";
+  const int64_t second = store_->add_api_token(t);
+  t.user = bo;
+  t.name = "bo's";
+  t.token_hash = "tok-3";
+  const int64_t bos = store_->add_api_token(t);
+  EXPECT_NE(first, second);
+
+  const auto listed = store_->api_tokens(ana);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].id, first);
+  EXPECT_EQ(listed[0].name, "laptop");
+  EXPECT_EQ(listed[0].token_hash, "tok-1");
+  EXPECT_GT(listed[0].created_ms, 0);
+  EXPECT_EQ(listed[0].last_used_ms, 0);  // never used yet
+  EXPECT_EQ(listed[1].id, second);
+  EXPECT_EQ(store_->api_tokens(bo).size(), 1u);
+
+  const int64_t before = now_ms();
+  auto used = store_->api_token("tok-1");
+  ASSERT_TRUE(used);
+  EXPECT_EQ(used->id, first);
+  EXPECT_EQ(used->user, ana);
+  EXPECT_GE(used->last_used_ms, before - 1000);  // PostgreSQL stamps with the server's clock
+  EXPECT_EQ(store_->api_tokens(ana)[0].last_used_ms, used->last_used_ms);
+  EXPECT_FALSE(store_->api_token("no-such-token"));
+
+  t.user = ana;
+  t.token_hash = "tok-1";
+  EXPECT_THROW(store_->add_api_token(t), Conflict);
+  t.user = 777;
+  t.token_hash = "tok-9";
+  EXPECT_TRUE(throws_with_message<StoreError>([&] { store_->add_api_token(t); }, {"no user", "777"}));
+
+  EXPECT_FALSE(store_->revoke_api_token(ana, bos));  // not hers
+  EXPECT_TRUE(store_->api_token("tok-3"));
+  EXPECT_TRUE(store_->revoke_api_token(ana, first));
+  EXPECT_FALSE(store_->revoke_api_token(ana, first));  // already gone
+  EXPECT_FALSE(store_->api_token("tok-1"));
+  ASSERT_EQ(store_->api_tokens(ana).size(), 1u);
+  EXPECT_EQ(store_->api_tokens(ana)[0].id, second);
+}
+
+TEST_P(StoreTest, SamplesAreUpsertedPerDigitAndListedNewestFirst) {
+  const int64_t ana = user("ana"), bo = user("bo");
+  const int64_t monday = job(ana, "monday"), tuesday = job(ana, "tuesday");
+  const int64_t a = store_->put_sample(sample(ana, monday, "a.png#0", 0, 0, 3, 1000));
+  const int64_t b = store_->put_sample(sample(ana, monday, "a.png#0", 0, 1, 4, 2000));
+  const int64_t c = store_->put_sample(sample(bo, monday, "dir/b.png#1", 2, 0, 10, 3000));
+  const int64_t d = store_->put_sample(sample(ana, tuesday, "a.png#0", 0, 0, 9, 4000));
+  EXPECT_EQ(std::set<int64_t>({a, b, c, d}).size(), 4u);
+
+  auto all = store_->samples();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].id, d);
+  EXPECT_EQ(all[3].id, a);
+  EXPECT_EQ(all[3].user, ana);
+  EXPECT_EQ(all[3].job, monday);
+  EXPECT_EQ(all[3].page_key, "a.png#0");
+  EXPECT_EQ(all[3].string_index, 0);
+  EXPECT_EQ(all[3].digit_index, 0);
+  EXPECT_EQ(all[3].guess, 7);
+  EXPECT_DOUBLE_EQ(all[3].confidence, 0.625);
+  EXPECT_EQ(all[3].label, 3);
+  EXPECT_EQ(all[3].image, "samples/a.png#0.png");
+  EXPECT_EQ(all[3].created_ms, 1000);
+
+  // Reviewed again (by someone else): the same sample, replaced, and now the newest.
+  Sample again = sample(bo, monday, "a.png#0", 0, 0, 8, 5000);
+  again.confidence = 0.25;
+  EXPECT_EQ(store_->put_sample(again), a);
+  all = store_->samples();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].id, a);
+  EXPECT_EQ(all[0].label, 8);
+  EXPECT_EQ(all[0].user, bo);
+  EXPECT_DOUBLE_EQ(all[0].confidence, 0.25);
+
+  const auto anas = store_->samples(ana);
+  ASSERT_EQ(anas.size(), 2u);
+  EXPECT_EQ(anas[0].id, d);
+  EXPECT_EQ(anas[1].id, b);
+  const auto newest = store_->samples(0, 2);
+  ASSERT_EQ(newest.size(), 2u);
+  EXPECT_EQ(newest[0].id, a);
+  EXPECT_EQ(newest[1].id, d);
+  EXPECT_EQ(store_->samples(bo, 1).size(), 1u);
+  EXPECT_GT(store_->put_sample(sample(ana, tuesday, "c.png#0", 1, 1, 0)), 0);
+  EXPECT_GT(store_->samples(ana, 1)[0].created_ms, 0);  // stamped when not given
+
+  EXPECT_EQ(store_->reviewed_digits(monday),
+            (std::vector<std::string>{"a.png#0/0/0", "a.png#0/0/1", "dir/b.png#1/2/0"}));
+  EXPECT_EQ(store_->reviewed_digits(tuesday), (std::vector<std::string>{"a.png#0/0/0", "c.png#0/1/1"}));
+  EXPECT_TRUE(store_->reviewed_digits(9999).empty());
+}
+
+TEST_P(StoreTest, ASampleNeedsALabelInRangeAndAnExistingUserAndJob) {
+  const int64_t ana = user("ana");
+  const int64_t id = job(ana, "monday");
+  EXPECT_TRUE(throws_with_message<StoreError>([&] { store_->put_sample(sample(ana, id, "a#0", 0, 0, 11)); },
+                                              {"label 11", "out of range"}));
+  EXPECT_THROW(store_->put_sample(sample(ana, id, "a#0", 0, 0, -1)), StoreError);
+  EXPECT_THROW(store_->put_sample(sample(ana, id, "a#0", -1, 0, 1)), StoreError);
+  EXPECT_TRUE(throws_with_message<StoreError>([&] { store_->put_sample(sample(777, id, "a#0", 0, 0, 1)); },
+                                              {"no user with id 777"}));
+  EXPECT_TRUE(throws_with_message<StoreError>([&] { store_->put_sample(sample(ana, 888, "a#0", 0, 0, 1)); },
+                                              {"no job with id 888"}));
+  EXPECT_TRUE(store_->samples().empty());
+  store_->put_sample(sample(ana, id, "a#0", 0, 0, 10));  // 10: not a digit
+  EXPECT_EQ(store_->samples().size(), 1u);
+}
+
+TEST_P(StoreTest, ModelVersionsHaveExactlyOneDefault) {
+  ModelVersion shipped = model("models/default.bin", "ready", true);
+  shipped.note = "shipped";
+  const int64_t first = store_->add_model_version(shipped);
+  const int64_t second = store_->add_model_version(model("models/retrain-1.bin", "training"));
+  auto versions = store_->model_versions();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].id, first);
+  EXPECT_EQ(versions[0].path, "models/default.bin");
+  EXPECT_TRUE(versions[0].is_default);
+  EXPECT_EQ(versions[0].note, "shipped");
+  EXPECT_EQ(versions[0].metrics_json, "{}");
+  EXPECT_GT(versions[0].created_ms, 0);
+  EXPECT_EQ(versions[1].id, second);
+  EXPECT_EQ(versions[1].status, "training");
+  EXPECT_FALSE(versions[1].is_default);
+
+  ModelVersion trained = versions[1];
+  trained.status = "ready";
+  trained.note = "better on the reviewed digits";
+  trained.metrics_json = R"({"accuracy":0.993})";
+  trained.is_default = true;
+  EXPECT_TRUE(store_->update_model_version(trained));
+  versions = store_->model_versions();
+  EXPECT_FALSE(versions[0].is_default);
+  EXPECT_TRUE(versions[1].is_default);
+  EXPECT_EQ(versions[1].status, "ready");
+  EXPECT_EQ(versions[1].note, "better on the reviewed digits");
+  EXPECT_EQ(versions[1].metrics_json, R"({"accuracy":0.993})");
+  EXPECT_EQ(versions[1].path, "models/retrain-1.bin");
+
+  // Without is_default, an update leaves the flag alone; a new default replaces the old.
+  trained.is_default = false;
+  trained.note = "still the best";
+  EXPECT_TRUE(store_->update_model_version(trained));
+  EXPECT_TRUE(store_->model_versions()[1].is_default);
+  const int64_t third = store_->add_model_version(model("models/retrain-2.bin", "ready", true));
+  versions = store_->model_versions();
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_EQ(std::count_if(versions.begin(), versions.end(), [](const ModelVersion& v) { return v.is_default; }), 1);
+  EXPECT_TRUE(versions[2].is_default);
+  EXPECT_EQ(versions[2].id, third);
+
+  ModelVersion ghost = model("x", "ready", true);
+  ghost.id = 4242;
+  EXPECT_FALSE(store_->update_model_version(ghost));
+  versions = store_->model_versions();
+  EXPECT_TRUE(versions[2].is_default);  // an unknown id changes nothing
+  EXPECT_TRUE(throws_with_message<StoreError>([&] { store_->add_model_version(model("y", "promoted")); },
+                                              {"promoted"}));
+}
+
+// A database a digitflow at schema 1 left behind is migrated at open, its data kept.
+TEST_P(StoreTest, ASchemaOneDatabaseIsMigratedAtOpenWithItsData) {
+  store_.reset();
+  const bool sqlite = GetParam() == "sqlite";
+  const auto first = detail::migrations({sqlite ? "INTEGER PRIMARY KEY" : "BIGSERIAL PRIMARY KEY"})[0];
+  std::string sql = "CREATE TABLE schema_version (version INTEGER NOT NULL);";
+  for (const std::string& statement : first) sql.append(statement).append(";");
+  sql.append("INSERT INTO schema_version (version) VALUES (1);");
+  sql.append("INSERT INTO users (name, created_ms) VALUES ('ana', 1);");
+  sql.append("INSERT INTO jobs (owner, name, state, input_dir, created_ms) VALUES (1, 'old', 'done', '/in/old', 2);");
+  std::string location;
+  if (sqlite) {
+    location = (dir_ / "v1.db").string();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(location.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    const std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << message;
+  } else {
+    location = digitflow::testing::PostgresServer::instance().fresh_database();
+    digitflow::testing::PostgresServer::instance().psql(location.substr(location.rfind('/') + 1), sql);
+  }
+
+  auto store = open_store(location);
+  EXPECT_EQ(store->schema_version(), 2);
+  const auto users = store->users();
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0].name, "ana");
+  const auto jobs = store->jobs();
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].name, "old");
+  EXPECT_EQ(jobs[0].state, JobState::done);
+  EXPECT_EQ(jobs[0].owner_name, "ana");
+
+  // The new tables are there and work against the old rows.
+  Session s;
+  s.token_hash = "h";
+  s.user = users[0].id;
+  s.expires_ms = 1;
+  store->add_session(s);
+  EXPECT_TRUE(store->session("h"));
+  EXPECT_GT(store->put_sample(sample(users[0].id, jobs[0].id, "p#0", 0, 0, 5)), 0);
+  EXPECT_EQ(store->reviewed_digits(jobs[0].id), std::vector<std::string>{"p#0/0/0"});
+  EXPECT_GT(store->add_model_version(model("m.bin", "ready", true)), 0);
+
+  // And a second open finds it current.
+  store.reset();
+  EXPECT_EQ(open_store(location)->schema_version(), kSchemaVersion);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "postgres"),
