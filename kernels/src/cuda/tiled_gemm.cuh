@@ -1,9 +1,11 @@
 // One tiled single-precision GEMM, C (M x N) = A (M x K) * B (K x N), for every matrix
 // product of the network: the operands are not stored matrices but functors that read
 // them where they lie (implicit im2col for convolutions, transposes for free), and a
-// functor stores the result (NCHW layout, bias). Each block computes a 64 x 64 tile from
-// 16-deep slices of A and B staged in shared memory; each of its 256 threads owns 4 x 4
-// outputs spaced 16 apart, so that a warp's stores to C fall on consecutive columns.
+// functor stores the result (NCHW layout, bias). Each block computes a TileM x TileN tile
+// (64 x 64, or 32 x 128 when M is at most 32, as for the 32-channel layers, so that no
+// half of a tile computes zeros) from 16-deep slices of A and B staged in shared memory;
+// each of its 256 threads owns (TileM / 16) x (TileN / 16) outputs spaced 16 apart, so that
+// a warp's stores to C fall on consecutive columns.
 // blockIdx.z splits K (split-K) for products with few output tiles and a long reduction
 // (weight gradients): each split stores its partial sums, reduced later in a fixed order.
 #pragma once
@@ -17,54 +19,63 @@
 
 namespace digitflow::kernels::cuda {
 
-inline constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kGemmThreads = 256;
+inline constexpr int kTileK = 16, kGemmThreads = 256;
 
 // Problem: float a(int m, int k) const; float b(int k, int n) const;
 //          void store(int m, int n, float value, int split) const.
-template <typename Problem>
+template <int TileM, int TileN, typename Problem>
 __global__ void __launch_bounds__(kGemmThreads)
     tiled_gemm_kernel(Problem p, int M, int N, int K, int k_per_split) {
-  __shared__ float a_tile[kTileK][kTileM + 1];  // +1: the transposed stores miss bank conflicts
-  __shared__ float b_tile[kTileK][kTileN];
+  constexpr int RowsPerThread = TileM / 16, ColsPerThread = TileN / 16;
+  __shared__ float a_tile[kTileK][TileM + 1];  // +1: the transposed stores miss bank conflicts
+  __shared__ float b_tile[kTileK][TileN];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int m0 = blockIdx.y * kTileM, n0 = blockIdx.x * kTileN;
+  const int m0 = blockIdx.y * TileM, n0 = blockIdx.x * TileN;
   const int k_begin = blockIdx.z * k_per_split;
   const int k_end = min(K, k_begin + k_per_split);
-  float acc[4][4] = {};
+  float acc[RowsPerThread][ColsPerThread] = {};
   for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
 #pragma unroll
-    for (int l = 0; l < 4; ++l) {
+    for (int l = 0; l < RowsPerThread; ++l) {  // TileM x 16 elements of A
       const int idx = tid + l * kGemmThreads;
       const int am = idx / kTileK, ak = idx % kTileK;  // consecutive threads: consecutive k
       const int m = m0 + am, k = k0 + ak;
       a_tile[ak][am] = (m < M && k < k_end) ? p.a(m, k) : 0.0f;
-      const int bk = idx / kTileN, bn = idx % kTileN;  // consecutive threads: consecutive n
-      const int kb = k0 + bk, n = n0 + bn;
-      b_tile[bk][bn] = (kb < k_end && n < N) ? p.b(kb, n) : 0.0f;
+    }
+#pragma unroll
+    for (int l = 0; l < ColsPerThread; ++l) {  // 16 x TileN elements of B
+      const int idx = tid + l * kGemmThreads;
+      const int bk = idx / TileN, bn = idx % TileN;  // consecutive threads: consecutive n
+      const int k = k0 + bk, n = n0 + bn;
+      b_tile[bk][bn] = (k < k_end && n < N) ? p.b(k, n) : 0.0f;
     }
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < kTileK; ++kk) {
-      float a[4], b[4];
+      float a[RowsPerThread], b[ColsPerThread];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = a_tile[kk][ty + 16 * i];
+      for (int i = 0; i < RowsPerThread; ++i) a[i] = a_tile[kk][ty + 16 * i];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = b_tile[kk][tx + 16 * j];
+      for (int j = 0; j < ColsPerThread; ++j) b[j] = b_tile[kk][tx + 16 * j];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < RowsPerThread; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < ColsPerThread; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < RowsPerThread; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < ColsPerThread; ++j) {
       const int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
       if (m < M && n < N) p.store(m, n, acc[i][j], blockIdx.z);
     }
 }
+
+// The tile shape for M rows: 32 x 128 when M <= 32, else 64 x 64.
+inline int tile_rows(int M) { return M <= 32 ? 32 : 64; }
+inline int tile_cols(int M) { return M <= 32 ? 128 : 64; }
 
 // How many K splits: enough blocks to cover the multiprocessors twice, each split at
 // least 256 deep. Returns the splits and sets k_per_split (a multiple of kTileK).
@@ -75,7 +86,8 @@ inline int choose_splits(int M, int N, int K, int& k_per_split) {
     CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
     return count;
   }();
-  const int tiles = ((M + kTileM - 1) / kTileM) * ((N + kTileN - 1) / kTileN);
+  const int tiles =
+      ((M + tile_rows(M) - 1) / tile_rows(M)) * ((N + tile_cols(M) - 1) / tile_cols(M));
   int splits = std::max(1, std::min((2 * multiprocessors + tiles - 1) / tiles, K / 256));
   k_per_split = std::max(kTileK, ((K + splits - 1) / splits + kTileK - 1) / kTileK * kTileK);
   return std::max(1, (K + k_per_split - 1) / k_per_split);
@@ -84,8 +96,13 @@ inline int choose_splits(int M, int N, int K, int& k_per_split) {
 template <typename Problem>
 void launch_gemm(const Problem& p, int M, int N, int K, int splits, int k_per_split) {
   if (M <= 0 || N <= 0) return;
-  dim3 grid((N + kTileN - 1) / kTileN, (M + kTileM - 1) / kTileM, splits);
-  tiled_gemm_kernel<<<grid, kGemmThreads, 0, stream()>>>(p, M, N, K, k_per_split);
+  if (M <= 32) {
+    dim3 grid((N + 127) / 128, (M + 31) / 32, splits);
+    tiled_gemm_kernel<32, 128><<<grid, kGemmThreads, 0, stream()>>>(p, M, N, K, k_per_split);
+  } else {
+    dim3 grid((N + 63) / 64, (M + 63) / 64, splits);
+    tiled_gemm_kernel<64, 64><<<grid, kGemmThreads, 0, stream()>>>(p, M, N, K, k_per_split);
+  }
   CUDA_CHECK_LAUNCH();
 }
 
