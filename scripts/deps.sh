@@ -8,6 +8,7 @@ packages=(
   libtbb-dev libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
   libopencv-dev libpoppler-cpp-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
   libsqlite3-dev libpqxx-dev postgresql
+  libcpp-httplib-dev libsodium-dev libzip-dev
   fonts-dejavu-core
   ca-certificates
   "$@"

@@ -12,6 +12,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "store_options.hpp"
 #include "digitflow/jobs/store.hpp"
 #include "digitflow/jobs/submit.hpp"
 #include "digitflow/jobs/worker.hpp"
@@ -22,13 +23,6 @@ namespace digitflow::cli {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// --state-dir and --db, shared by every jobs command.
-struct StoreOptions {
-  std::string state_dir, db;
-};
-
 void add_store_options(po::options_description& options, StoreOptions& store) {
   // clang-format off
   options.add_options()
@@ -38,12 +32,6 @@ void add_store_options(po::options_description& options, StoreOptions& store) {
        "job store: postgres://user:password@host:port/db (default: jobs.db, else SQLite in the state dir)");
   // clang-format on
 }
-
-struct Opened {
-  config::Settings settings;
-  jobs::StateDir state;
-  std::unique_ptr<jobs::JobStore> store;
-};
 
 Opened open_jobs(const CommonOptions& common, const StoreOptions& options) {
   Opened o;
@@ -56,9 +44,27 @@ Opened open_jobs(const CommonOptions& common, const StoreOptions& options) {
   std::string db = options.db.empty() ? o.settings.jobs.db : options.db;
   if (!db.empty() && !db.starts_with("postgres://") && !db.starts_with("postgresql://"))
     throw UsageError("--db " + db + ": expects a postgres:// URL (SQLite is the default, in the state dir)");
-  o.store = jobs::open_store(db.empty() ? o.state.sqlite_file().string() : db);
+  o.location = db.empty() ? o.state.sqlite_file().string() : db;
+  o.store = jobs::open_store(o.location);
   return o;
 }
+
+jobs::WorkerOptions worker_options(const Opened& o) {
+  jobs::WorkerOptions w;
+  w.state = o.state;
+  w.run = run_options(o.settings);
+  w.run.overlays = o.settings.jobs.overlays;
+  w.default_model = fs::absolute(resolve(o.settings.model.default_model));
+  w.lease_ms = int64_t{o.settings.jobs.lease_seconds} * 1000;
+  w.heartbeat_ms = int64_t{o.settings.jobs.heartbeat_seconds} * 1000;
+  w.scan_inbox = true;
+  if (w.heartbeat_ms * 2 > w.lease_ms)
+    throw UsageError("jobs.heartbeat_seconds must be at most half of jobs.lease_seconds");
+  fs::create_directories(o.state.inbox());
+  return w;
+}
+
+namespace {
 
 std::string time_text(int64_t ms) {
   if (ms <= 0) return "-";
@@ -377,19 +383,10 @@ int run_worker(int argc, char** argv) {
   kernels::set_threads(vm.count("threads") ? vm["threads"].as<int>() : o.settings.runtime.threads);
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 
-  jobs::WorkerOptions w;
+  jobs::WorkerOptions w = worker_options(o);
   w.name = name;
-  w.state = o.state;
-  w.run = run_options(o.settings);
-  w.run.overlays = o.settings.jobs.overlays;
-  w.default_model = fs::absolute(resolve(o.settings.model.default_model));
-  w.lease_ms = int64_t{o.settings.jobs.lease_seconds} * 1000;
-  w.heartbeat_ms = int64_t{o.settings.jobs.heartbeat_seconds} * 1000;
   w.exit_when_idle = once;
   w.scan_inbox = !no_inbox;
-  if (w.heartbeat_ms * 2 > w.lease_ms)
-    throw UsageError("jobs.heartbeat_seconds must be at most half of jobs.lease_seconds");
-  fs::create_directories(o.state.inbox());
 
   auto log = [](const jobs::WorkerEvent& e) {
     if (e.kind == jobs::WorkerEvent::progress) return;  // the store has the counts

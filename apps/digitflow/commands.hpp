@@ -17,5 +17,6 @@ int run_job(int argc, char** argv);
 int run_cancel(int argc, char** argv);
 int run_worker(int argc, char** argv);
 int run_user(int argc, char** argv);
+int run_serve(int argc, char** argv);
 
 }  // namespace digitflow::cli

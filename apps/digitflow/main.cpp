@@ -30,7 +30,8 @@ constexpr const char* kUsage =
     "  job       one job in detail; --results prints or exports its results\n"
     "  cancel    cancel a queued or running job\n"
     "  worker    run queued jobs (and the drop folder) until stopped\n"
-    "  user      add or list users (the first administrator comes from here)\n";
+    "  user      add or list users (the first administrator comes from here)\n"
+    "  serve     the web pages and JSON API, with job workers inside (plain HTTP)\n";
 
 }  // namespace
 
@@ -61,6 +62,7 @@ int main(int argc, char** argv) {
     if (command == "cancel") return run_cancel(argc - 1, argv + 1);
     if (command == "worker") return run_worker(argc - 1, argv + 1);
     if (command == "user") return run_user(argc - 1, argv + 1);
+    if (command == "serve") return run_serve(argc - 1, argv + 1);
     std::cerr << "digitflow: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const UsageError& e) {

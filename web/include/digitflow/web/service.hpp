@@ -1,0 +1,72 @@
+// What the routes do, without HTTP: each call takes the caller and plain values and answers
+// JSON (or bytes), throwing HttpError subclasses for what the client got wrong. A job is
+// visible to its owner and to admins; to anyone else it does not exist (NotFound).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/web/accounts.hpp"
+#include "digitflow/web/server.hpp"
+#include "digitflow/web/store_pool.hpp"
+#include "digitflow/web/uploads.hpp"
+
+namespace digitflow::web {
+
+nlohmann::json to_json(const jobs::User& user);
+nlohmann::json to_json(const jobs::Job& job);
+
+class Service {
+ public:
+  explicit Service(const ServerOptions& options);
+
+  StorePool& stores() { return stores_; }
+  Accounts& accounts() { return *accounts_; }
+  const ServerOptions& options() const { return options_; }
+  const UploadLimits& upload_limits() const { return limits_; }
+  std::filesystem::path uploads_dir() const { return options_.state.root / "uploads"; }
+
+  nlohmann::json templates() const;
+  // Queues the uploaded folder as a job of the caller; template_name is "" or one of
+  // templates(). Returns the job id.
+  int64_t submit(const Caller& caller, const UploadFolder& upload, const std::string& name,
+                 const std::string& template_name);
+  nlohmann::json jobs(const Caller& caller, bool mine_only);
+  jobs::Job job(const Caller& caller, int64_t id);  // NotFound for another user's job
+  nlohmann::json cancel(const Caller& caller, int64_t id);
+  // The job's stored pages as results.jsonl or results.csv, page order.
+  std::string results(const Caller& caller, int64_t id, const std::string& format);
+  nlohmann::json pages(const Caller& caller, int64_t id, int64_t from, int64_t limit, const std::string& filter);
+  std::string overlay_png(const Caller& caller, int64_t id, const std::string& page_key);
+  std::string crop_png(const Caller& caller, int64_t id, const std::string& page_key, const std::string& box);
+
+  // Reads an encoded image: its strings, or with `one_digit` the whole image as one digit.
+  nlohmann::json recognize(std::span<const uint8_t> image, bool one_digit);
+
+  nlohmann::json review_queue(const Caller& caller, int64_t limit);
+  nlohmann::json add_sample(const Caller& caller, const nlohmann::json& body);
+  nlohmann::json model();
+
+  nlohmann::json users(const Caller& admin);
+
+ private:
+  std::optional<jobs::PageRecord> find_page(jobs::JobStore& store, int64_t job, const std::string& key);
+  cv::Mat decode_stored_page(const jobs::Job& job, const pipeline::PageResult& page);
+
+  ServerOptions options_;
+  StorePool stores_;
+  PasswordPolicy passwords_;
+  std::unique_ptr<Accounts> accounts_;
+  UploadLimits limits_;
+  std::mutex model_mutex_;  // kernels::Network is not thread-safe: one recognition at a time
+  kernels::LoadedModel model_;
+};
+
+}  // namespace digitflow::web
