@@ -28,6 +28,22 @@ void emulate_tiles(const P& p, int M, int N, int K, int splits, int k_per_split)
     std::vector<float> acc(256 * RM * RN, 0.0f);
     const int m0 = by * TM, n0 = bx * TN, k_begin = bz * k_per_split, k_end = std::min(K, k_begin + k_per_split);
     for (int k0 = k_begin; k0 < k_end; k0 += 16) {
+      if constexpr (DecodedProblem<P>) {  // the kernel's decoded path, step by step
+        decltype(p.k_info(0)) k_infos[16];
+        for (int tid = 0; tid < 16; ++tid) k_infos[tid] = p.k_info(std::min(k0 + tid, k_end - 1));
+        for (int tid = 0; tid < 256; ++tid) {
+          const int my_ak = tid % 16, my_bn = tid % TN;
+          const auto column = p.column(std::min(n0 + my_bn, N - 1));
+          for (int l = 0; l < RM; ++l) {
+            const int am = (tid + l * 256) / 16, m = m0 + am;
+            a_tile[my_ak][am] = (m < M && k0 + my_ak < k_end) ? p.a_at(m, k_infos[my_ak]) : 0.0f;
+          }
+          for (int l = 0; l < RN; ++l) {
+            const int bk = (tid + l * 256) / TN;
+            b_tile[bk][my_bn] = (k0 + bk < k_end && n0 + my_bn < N) ? p.b_at(k_infos[bk], column) : 0.0f;
+          }
+        }
+      } else {
       for (int tid = 0; tid < 256; ++tid) {
         for (int l = 0; l < RM; ++l) {
           const int idx = tid + l * 256;
@@ -41,6 +57,7 @@ void emulate_tiles(const P& p, int M, int N, int K, int splits, int k_per_split)
           const int kb = k0 + bk, n = n0 + bn;
           b_tile[bk][bn] = (kb < k_end && n < N) ? p.b(kb, n) : 0.0f;
         }
+      }
       }
       for (int tid = 0; tid < 256; ++tid) {
         int tx = tid % 16, ty = tid / 16;

@@ -6,6 +6,8 @@
 //   weight gradient  dW (c_out x K)       = dy (c_out x n*oh*ow)   * cols(x)^T, split-K
 // The reduction index of the input gradient runs over (c_out, ky, kx): an output position
 // contributes only where the stride divides the offset, so strided layers read zeros there.
+// Each problem takes its reduction index and its column apart once (k_info, column) and
+// reads the operands from the parts (a_at, b_at; see tiled_gemm.cuh).
 #include "digitflow/kernels/cuda/ops.hpp"
 #include "tiled_gemm.cuh"
 
@@ -26,11 +28,6 @@ struct ConvGeometry {
         pad(s.padding),
         oh(s.out_h()),
         ow(s.out_w()) {}
-  // x at (image, channel, iy, ix), zero outside the image.
-  __host__ __device__ float x_at(const float* x, int image, int ci, int iy, int ix) const {
-    if (iy < 0 || iy >= h || ix < 0 || ix >= w) return 0.0f;
-    return x[((static_cast<long long>(image) * c_in + ci) * h + iy) * w + ix];
-  }
 };
 
 struct ConvForwardProblem {
@@ -40,12 +37,30 @@ struct ConvForwardProblem {
   __host__ __device__ float a(int co, int kidx) const {
     return weight[co * (g.c_in * g.k * g.k) + kidx];
   }
-  __host__ __device__ float b(int kidx,
-                              int col) const {  // kidx = (ci, ky, kx), col = (image, oy, ox)
-    const int ci = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
+  // kidx = (ci, ky, kx), col = (image, oy, ox)
+  struct KInfo {
+    int k, offset, ky, kx;  // offset of (ci, ky, kx) in an image: ci*h*w + ky*w + kx
+  };
+  struct Column {
+    long long base;  // (image, iy0, ix0) in x, where the window of this output starts
+    int iy0, ix0;
+  };
+  __host__ __device__ KInfo k_info(int kidx) const {
+    const int ci = kidx / (g.k * g.k), r = kidx % (g.k * g.k), ky = r / g.k, kx = r % g.k;
+    return {kidx, (ci * g.h + ky) * g.w + kx, ky, kx};
+  }
+  __host__ __device__ Column column(int col) const {
     const int image = col / (g.oh * g.ow), p = col % (g.oh * g.ow);
-    const int oy = p / g.ow, ox = p % g.ow;
-    return g.x_at(x, image, ci, oy * g.stride - g.pad + r / g.k, ox * g.stride - g.pad + r % g.k);
+    const int iy0 = p / g.ow * g.stride - g.pad, ix0 = p % g.ow * g.stride - g.pad;
+    return {static_cast<long long>(image) * g.c_in * g.h * g.w + static_cast<long long>(iy0) * g.w +
+                ix0,
+            iy0, ix0};
+  }
+  __host__ __device__ float a_at(int co, const KInfo& ki) const { return a(co, ki.k); }
+  __host__ __device__ float b_at(const KInfo& ki, const Column& c) const {
+    const int iy = c.iy0 + ki.ky, ix = c.ix0 + ki.kx;
+    if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return 0.0f;
+    return x[c.base + ki.offset];
   }
   __host__ __device__ void store(int co, int col, float v, int) const {
     const int image = col / (g.oh * g.ow), p = col % (g.oh * g.ow);
@@ -57,18 +72,38 @@ struct ConvInputGradProblem {
   ConvGeometry g;
   const float *weight, *dy;
   float* dx;
-  __host__ __device__ float a(int ci, int kidx) const {  // kidx = (co, ky, kx)
+  // kidx = (co, ky, kx), col = (image, iy, ix)
+  struct KInfo {
+    int weight_offset;  // (co, ky, kx) in the weights less the input channel: co*c_in*k*k + r
+    int dy_offset;      // co*oh*ow
+    int ky, kx;
+  };
+  struct Column {
+    long long dy_base;   // image*c_out*oh*ow
+    int iy_pad, ix_pad;  // iy + pad, ix + pad
+  };
+  __host__ __device__ KInfo k_info(int kidx) const {
     const int co = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
-    return weight[(co * g.c_in + ci) * (g.k * g.k) + r];
+    return {co * g.c_in * g.k * g.k + r, co * g.oh * g.ow, r / g.k, r % g.k};
   }
-  __host__ __device__ float b(int kidx, int col) const {  // col = (image, iy, ix)
-    const int co = kidx / (g.k * g.k), r = kidx % (g.k * g.k);
+  __host__ __device__ Column column(int col) const {
     const int image = col / (g.h * g.w), p = col % (g.h * g.w);
-    const int ty = p / g.w + g.pad - r / g.k, tx = p % g.w + g.pad - r % g.k;
-    if (ty < 0 || tx < 0 || ty % g.stride || tx % g.stride) return 0.0f;
-    const int oy = ty / g.stride, ox = tx / g.stride;
+    return {static_cast<long long>(image) * g.c_out * g.oh * g.ow, p / g.w + g.pad,
+            p % g.w + g.pad};
+  }
+  __host__ __device__ float a_at(int ci, const KInfo& ki) const {
+    return weight[ki.weight_offset + ci * g.k * g.k];
+  }
+  __host__ __device__ float b_at(const KInfo& ki, const Column& c) const {
+    int oy = c.iy_pad - ki.ky, ox = c.ix_pad - ki.kx;
+    if (oy < 0 || ox < 0) return 0.0f;
+    if (g.stride != 1) {
+      if (oy % g.stride || ox % g.stride) return 0.0f;
+      oy /= g.stride;
+      ox /= g.stride;
+    }
     if (oy >= g.oh || ox >= g.ow) return 0.0f;
-    return dy[((static_cast<long long>(image) * g.c_out + co) * g.oh + oy) * g.ow + ox];
+    return dy[c.dy_base + ki.dy_offset + oy * g.ow + ox];
   }
   __host__ __device__ void store(int ci, int col, float v, int) const {
     const int image = col / (g.h * g.w), p = col % (g.h * g.w);
@@ -80,15 +115,33 @@ struct ConvWeightGradProblem {
   ConvGeometry g;
   const float *x, *dy;
   RowMajorStore sink;
-  __host__ __device__ float a(int co, int kidx) const {  // kidx = (image, oy, ox)
+  // kidx = (image, oy, ox), col = (ci, ky, kx)
+  struct KInfo {
+    long long x_base;   // (image, iy0, ix0) in x: where this output's window starts
+    long long dy_base;  // (image, 0, p) in dy, less the output channel
+    int iy0, ix0;
+  };
+  struct Column {
+    int offset, ky, kx;  // (ci, ky, kx) in an image: ci*h*w + ky*w + kx
+  };
+  __host__ __device__ KInfo k_info(int kidx) const {
     const int image = kidx / (g.oh * g.ow), p = kidx % (g.oh * g.ow);
-    return dy[(static_cast<long long>(image) * g.c_out + co) * (g.oh * g.ow) + p];
+    const int iy0 = p / g.ow * g.stride - g.pad, ix0 = p % g.ow * g.stride - g.pad;
+    return {static_cast<long long>(image) * g.c_in * g.h * g.w + static_cast<long long>(iy0) * g.w +
+                ix0,
+            static_cast<long long>(image) * g.c_out * g.oh * g.ow + p, iy0, ix0};
   }
-  __host__ __device__ float b(int kidx, int col) const {  // col = (ci, ky, kx)
-    const int image = kidx / (g.oh * g.ow), p = kidx % (g.oh * g.ow);
-    const int ci = col / (g.k * g.k), r = col % (g.k * g.k);
-    return g.x_at(x, image, ci, p / g.ow * g.stride - g.pad + r / g.k,
-                  p % g.ow * g.stride - g.pad + r % g.k);
+  __host__ __device__ Column column(int col) const {
+    const int ci = col / (g.k * g.k), r = col % (g.k * g.k), ky = r / g.k, kx = r % g.k;
+    return {(ci * g.h + ky) * g.w + kx, ky, kx};
+  }
+  __host__ __device__ float a_at(int co, const KInfo& ki) const {
+    return dy[ki.dy_base + static_cast<long long>(co) * g.oh * g.ow];
+  }
+  __host__ __device__ float b_at(const KInfo& ki, const Column& c) const {
+    const int iy = ki.iy0 + c.ky, ix = ki.ix0 + c.kx;
+    if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return 0.0f;
+    return x[ki.x_base + c.offset];
   }
   __host__ __device__ void store(int m, int n, float v, int z) const { sink.store(m, n, v, z); }
 };

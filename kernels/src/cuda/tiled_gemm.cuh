@@ -21,11 +21,44 @@ namespace digitflow::kernels::cuda {
 
 inline constexpr int kTileK = 16, kGemmThreads = 256;
 
+// acc += the 16-deep slice staged in shared memory, for this thread's outputs.
+template <int RowsPerThread, int ColsPerThread, int TileM, int TileN>
+__device__ __forceinline__ void accumulate_slice(const float (&a_tile)[kTileK][TileM],
+                                                 const float (&b_tile)[kTileK][TileN], int tx,
+                                                 int ty,
+                                                 float (&acc)[RowsPerThread][ColsPerThread]) {
+#pragma unroll
+  for (int kk = 0; kk < kTileK; ++kk) {
+    float a[RowsPerThread], b[ColsPerThread];
+#pragma unroll
+    for (int i = 0; i < RowsPerThread; ++i) a[i] = a_tile[kk][ty + 16 * i];
+#pragma unroll
+    for (int j = 0; j < ColsPerThread; ++j) b[j] = b_tile[kk][tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < RowsPerThread; ++i)
+#pragma unroll
+      for (int j = 0; j < ColsPerThread; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+  }
+}
+
 // Problem: float a(int m, int k) const; float b(int k, int n) const;
 //          void store(int m, int n, float value, int split) const.
+// A problem whose indices are costly to take apart (the convolutions: divisions by the
+// kernel size and the image size) may instead say how once per reduction index and once per
+// column: KInfo k_info(int k), Column column(int n), float a_at(int m, const KInfo&) and
+// float b_at(const KInfo&, const Column&). The kernel then decodes each slice's 16 reduction
+// indices once into shared memory, and each thread its one column once per block (a thread
+// loads the same column of B in every slice, since 256 is a multiple of TileN).
+template <typename Problem>
+concept DecodedProblem = requires(const Problem& p, int i) {
+  p.k_info(i);
+  p.column(i);
+};
+
 template <int TileM, int TileN, typename Problem>
 __global__ void __launch_bounds__(kGemmThreads)
     tiled_gemm_kernel(Problem p, int M, int N, int K, int k_per_split) {
+  static_assert(kGemmThreads % TileN == 0 && kGemmThreads % kTileK == 0);
   constexpr int RowsPerThread = TileM / 16, ColsPerThread = TileN / 16;
   __shared__ float a_tile[kTileK][TileM + 1];  // +1: the transposed stores miss bank conflicts
   __shared__ float b_tile[kTileK][TileN];
@@ -34,35 +67,46 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int k_begin = blockIdx.z * k_per_split;
   const int k_end = min(K, k_begin + k_per_split);
   float acc[RowsPerThread][ColsPerThread] = {};
-  for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
+  const int my_ak = tid % kTileK, my_bn = tid % TileN;  // the same in every load of a thread
+  if constexpr (DecodedProblem<Problem>) {
+    __shared__ decltype(p.k_info(0)) k_infos[kTileK];
+    const auto column = p.column(min(n0 + my_bn, N - 1));
+    for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
+      if (tid < kTileK) k_infos[tid] = p.k_info(min(k0 + tid, k_end - 1));
+      __syncthreads();
 #pragma unroll
-    for (int l = 0; l < RowsPerThread; ++l) {  // TileM x 16 elements of A
-      const int idx = tid + l * kGemmThreads;
-      const int am = idx / kTileK, ak = idx % kTileK;  // consecutive threads: consecutive k
-      const int m = m0 + am, k = k0 + ak;
-      a_tile[ak][am] = (m < M && k < k_end) ? p.a(m, k) : 0.0f;
+      for (int l = 0; l < RowsPerThread; ++l) {  // TileM x 16 elements of A
+        const int am = (tid + l * kGemmThreads) / kTileK, m = m0 + am;
+        a_tile[my_ak][am] = (m < M && k0 + my_ak < k_end) ? p.a_at(m, k_infos[my_ak]) : 0.0f;
+      }
+#pragma unroll
+      for (int l = 0; l < ColsPerThread; ++l) {  // 16 x TileN elements of B
+        const int bk = (tid + l * kGemmThreads) / TileN;
+        b_tile[bk][my_bn] =
+            (k0 + bk < k_end && n0 + my_bn < N) ? p.b_at(k_infos[bk], column) : 0.0f;
+      }
+      __syncthreads();
+      accumulate_slice<RowsPerThread, ColsPerThread>(a_tile, b_tile, tx, ty, acc);
+      __syncthreads();
     }
+  } else {
+    for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
 #pragma unroll
-    for (int l = 0; l < ColsPerThread; ++l) {  // 16 x TileN elements of B
-      const int idx = tid + l * kGemmThreads;
-      const int bk = idx / TileN, bn = idx % TileN;  // consecutive threads: consecutive n
-      const int k = k0 + bk, n = n0 + bn;
-      b_tile[bk][bn] = (k < k_end && n < N) ? p.b(k, n) : 0.0f;
+      for (int l = 0; l < RowsPerThread; ++l) {            // TileM x 16 elements of A
+        const int am = (tid + l * kGemmThreads) / kTileK;  // consecutive threads: consecutive k
+        const int m = m0 + am, k = k0 + my_ak;
+        a_tile[my_ak][am] = (m < M && k < k_end) ? p.a(m, k) : 0.0f;
+      }
+#pragma unroll
+      for (int l = 0; l < ColsPerThread; ++l) {           // 16 x TileN elements of B
+        const int bk = (tid + l * kGemmThreads) / TileN;  // consecutive threads: consecutive n
+        const int k = k0 + bk, n = n0 + my_bn;
+        b_tile[bk][my_bn] = (k < k_end && n < N) ? p.b(k, n) : 0.0f;
+      }
+      __syncthreads();
+      accumulate_slice<RowsPerThread, ColsPerThread>(a_tile, b_tile, tx, ty, acc);
+      __syncthreads();
     }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kTileK; ++kk) {
-      float a[RowsPerThread], b[ColsPerThread];
-#pragma unroll
-      for (int i = 0; i < RowsPerThread; ++i) a[i] = a_tile[kk][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < ColsPerThread; ++j) b[j] = b_tile[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < RowsPerThread; ++i)
-#pragma unroll
-        for (int j = 0; j < ColsPerThread; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
-    __syncthreads();
   }
 #pragma unroll
   for (int i = 0; i < RowsPerThread; ++i)
