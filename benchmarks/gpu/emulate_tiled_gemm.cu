@@ -1,14 +1,17 @@
 // A host transliteration of tiled_gemm_kernel (kernels/src/cuda/tiled_gemm.cuh) that runs the
 // real operand and store functors of conv2d.cu and dense.cu (forward, input gradient, weight
 // gradient with split-K) on the CPU and prints the worst error against ref:: for odd and
-// MNIST shapes. It checks the index arithmetic and the tiling where no GPU is, not CUDA
-// itself; keep it in step with the kernel. Not built by CMake:
+// MNIST shapes; and maxpool's gather backward (layers.cu) against ref::maxpool_backward with
+// overlapping windows. It checks the index arithmetic and the tiling where no GPU is, not
+// CUDA itself; keep it in step with the kernels. Not built by CMake:
 //   nvcc -std=c++20 -O2 -arch=sm_90 -Ikernels/include -Ikernels/src -Ikernels/src/cuda \
 //     -DDIGITFLOW_HAVE_CUDNN=0 -DDIGITFLOW_HAVE_CUDA=1 --expt-relaxed-constexpr \
 //     benchmarks/gpu/emulate_tiled_gemm.cu kernels/src/cuda/device.cpp kernels/src/ops/conv2d_ref.cpp \
-//     kernels/src/ops/dense_ref.cpp kernels/src/tensor.cpp -o /tmp/emulate_tiled_gemm
+//     kernels/src/ops/dense_ref.cpp kernels/src/ops/maxpool_ref.cpp kernels/src/tensor.cpp \
+//     -o /tmp/emulate_tiled_gemm
 #include "conv2d.cu"  // the functors, from -Ikernels/src/cuda
 #include "dense.cu"
+#include "layers.cu"  // maxpool_input_grad
 #include <cstdio>
 #include <vector>
 #include <random>
@@ -128,5 +131,17 @@ int main() {
     emulate(pw, s.out, s.in, s.n, sp, kps);
     for (size_t i = 0; i < dw.size(); ++i) { float sum = 0; for (int z = 0; z < sp; ++z) sum += part[z*dw.size() + i]; dw[i] = sum; }
     printf("dense %d %d %d: y %.2e dx %.2e dw %.2e (splits %d)\n", s.n, s.in, s.out, maxerr(y,yr), maxerr(dx,dxr), maxerr(dw,dwr), sp);
+  }
+  MaxPoolShape pools[] = {{3, 5, 13, 11, 2, 2}, {2, 3, 9, 9, 3, 2}, {1, 1, 7, 5, 3, 1}, {2, 4, 24, 24, 2, 2}};
+  for (auto s : pools) {
+    const int oh = s.out_h(), ow = s.out_w();
+    const size_t xs = size_t(s.n) * s.c * s.h * s.w, ys = size_t(s.n) * s.c * oh * ow;
+    auto x = rnd(xs, 5), dy = rnd(ys, 6);
+    std::vector<float> y(ys), dx(xs, NAN), dxr(xs);
+    std::vector<int32_t> argmax(ys);
+    ref::maxpool_forward(s, x.data(), y.data(), argmax.data());
+    ref::maxpool_backward(s, dy.data(), argmax.data(), dxr.data());
+    for (size_t i = 0; i < xs; ++i) dx[i] = maxpool_input_grad(s, oh, ow, dy.data(), argmax.data(), i);
+    printf("maxpool %d %d %d %d k%d s%d: dx %.2e\n", s.n, s.c, s.h, s.w, s.kernel, s.stride, maxerr(dx, dxr));
   }
 }

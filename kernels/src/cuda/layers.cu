@@ -68,23 +68,27 @@ __global__ void maxpool_forward_kernel(MaxPoolShape s, int oh, int ow, const flo
 
 // A gather, one thread per input: the sum over the outputs whose window won at this input,
 // in increasing output order (the order in which ref::maxpool_backward scatters).
+__host__ __device__ float maxpool_input_grad(const MaxPoolShape& s, int oh, int ow, const float* dy,
+                                             const int32_t* argmax, int64_t i) {
+  const int64_t plane = i / (s.h * s.w);
+  const int at = static_cast<int>(i % (s.h * s.w)), iy = at / s.w, ix = at % s.w;
+  const int oy_first = iy >= s.kernel ? (iy - s.kernel) / s.stride + 1 : 0;
+  const int ox_first = ix >= s.kernel ? (ix - s.kernel) / s.stride + 1 : 0;
+  const int oy_last = iy / s.stride < oh - 1 ? iy / s.stride : oh - 1;
+  const int ox_last = ix / s.stride < ow - 1 ? ix / s.stride : ow - 1;
+  float sum = 0.0f;
+  for (int oy = oy_first; oy <= oy_last; ++oy)
+    for (int ox = ox_first; ox <= ox_last; ++ox) {
+      const int64_t o = (plane * oh + oy) * ow + ox;
+      if (argmax[o] == at) sum += dy[o];
+    }
+  return sum;
+}
+
 __global__ void maxpool_backward_kernel(MaxPoolShape s, int oh, int ow, const float* dy,
                                         const int32_t* argmax, float* dx) {
   const int64_t count = int64_t{s.n} * s.c * s.h * s.w;
-  GRID_STRIDE(i, count) {
-    const int64_t plane = i / (s.h * s.w);
-    const int at = static_cast<int>(i % (s.h * s.w)), iy = at / s.w, ix = at % s.w;
-    const int oy_first = iy >= s.kernel ? (iy - s.kernel) / s.stride + 1 : 0;
-    const int ox_first = ix >= s.kernel ? (ix - s.kernel) / s.stride + 1 : 0;
-    const int oy_last = min(iy / s.stride, oh - 1), ox_last = min(ix / s.stride, ow - 1);
-    float sum = 0.0f;
-    for (int oy = oy_first; oy <= oy_last; ++oy)
-      for (int ox = ox_first; ox <= ox_last; ++ox) {
-        const int64_t o = (plane * oh + oy) * ow + ox;
-        if (argmax[o] == at) sum += dy[o];
-      }
-    dx[i] = sum;
-  }
+  GRID_STRIDE(i, count) dx[i] = maxpool_input_grad(s, oh, ow, dy, argmax, i);
 }
 
 // Block-wide sums of two doubles (blockDim.x == kThreads); every thread gets the totals.

@@ -47,7 +47,8 @@ struct AffineParams {
 };
 
 // The inverse map of random_affine (trainer.cpp) for one seed.
-__device__ AffineParams affine_params(const AugmentConfig& a, uint64_t seed, int rows, int cols) {
+__host__ __device__ AffineParams affine_params(const AugmentConfig& a, uint64_t seed, int rows,
+                                               int cols) {
   const double deg = 3.14159265358979323846 / 180.0;
   auto uniform = [&](uint64_t i, double range) {
     return (2.0 * hash_uniform_inline(seed, i) - 1.0) * range;
@@ -71,6 +72,24 @@ __device__ AffineParams affine_params(const AugmentConfig& a, uint64_t seed, int
   return p;
 }
 
+// Pixel `at` of the warped image: bilinear, zero outside, rounded to a grey level.
+__host__ __device__ uint8_t warped_pixel(const uint8_t* src, int rows, int cols,
+                                         const AffineParams& params, int at) {
+  const int y = at / cols, xx = at % cols;
+  const double dx = xx - params.cx - params.tx, dy = y - params.cy - params.ty;
+  const double sx = params.i00 * dx + params.i01 * dy + params.cx;
+  const double sy = params.i10 * dx + params.i11 * dy + params.cy;
+  const int x0 = static_cast<int>(floor(sx)), y0 = static_cast<int>(floor(sy));
+  const double fx = sx - x0, fy = sy - y0;
+  auto value = [&](int yy, int xi) -> double {
+    return (yy >= 0 && yy < rows && xi >= 0 && xi < cols) ? src[yy * cols + xi] : 0.0;
+  };
+  const double v = (1 - fy) * ((1 - fx) * value(y0, x0) + fx * value(y0, x0 + 1)) +
+                   fy * ((1 - fx) * value(y0 + 1, x0) + fx * value(y0 + 1, x0 + 1));
+  const long long level = llround(v);
+  return static_cast<uint8_t>(level < 0 ? 0 : level > 255 ? 255 : level);
+}
+
 // One block per image of the batch.
 __global__ void gather_batch_kernel(BatchSource source, const int32_t* indices, bool warp,
                                     AugmentConfig augment, uint64_t seed_base, uint64_t position,
@@ -85,21 +104,7 @@ __global__ void gather_batch_kernel(BatchSource source, const int32_t* indices, 
   __syncthreads();
   float* out = x + i * image_size;
   for (int at = threadIdx.x; at < image_size; at += blockDim.x) {
-    uint8_t pixel = src[at];
-    if (warp) {
-      const int y = at / cols, xx = at % cols;
-      const double dx = xx - params.cx - params.tx, dy = y - params.cy - params.ty;
-      const double sx = params.i00 * dx + params.i01 * dy + params.cx;
-      const double sy = params.i10 * dx + params.i11 * dy + params.cy;
-      const int x0 = static_cast<int>(floor(sx)), y0 = static_cast<int>(floor(sy));
-      const double fx = sx - x0, fy = sy - y0;
-      auto value = [&](int yy, int xi) -> double {
-        return (yy >= 0 && yy < rows && xi >= 0 && xi < cols) ? src[yy * cols + xi] : 0.0;
-      };
-      const double v = (1 - fy) * ((1 - fx) * value(y0, x0) + fx * value(y0, x0 + 1)) +
-                       fy * ((1 - fx) * value(y0 + 1, x0) + fx * value(y0 + 1, x0 + 1));
-      pixel = static_cast<uint8_t>(min(max(llround(v), 0LL), 255LL));
-    }
+    const uint8_t pixel = warp ? warped_pixel(src, rows, cols, params, at) : src[at];
     out[at] = static_cast<float>(pixel) * scale + shift;
   }
 }
