@@ -96,7 +96,7 @@ void PasswordPolicy::check(const std::string& password, const std::string& usern
   if (password.size() > 1024) throw BadRequest("the password is too long: at most 1024 bytes");
   const std::string folded = lower(password);
   if (common_.count(folded)) throw BadRequest("the password is one of the most common passwords; choose another");
-  if (!username.empty() && folded.find(lower(username)) != std::string::npos)
+  if (username.size() >= 3 && folded.find(lower(username)) != std::string::npos)
     throw BadRequest("the password must not contain the user name");
 }
 

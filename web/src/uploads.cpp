@@ -119,7 +119,7 @@ fs::path UploadFolder::begin_entry(std::string_view name) {
 }
 
 void UploadFolder::begin_file(std::string_view client_name) {
-  if (receiving_zip_) throw BadRequest("send one zip, or files, not both");
+  if (receiving_zip_ || zipped_) throw BadRequest("send one zip, or files, not both");
   const fs::path target = begin_entry(client_name);
   out_.close();
   out_.clear();
@@ -139,8 +139,8 @@ void UploadFolder::end_file() {
 }
 
 void UploadFolder::begin_zip() {
-  if (receiving_zip_ || files_ > 0) throw BadRequest("send one zip, or files, not both");
-  receiving_zip_ = true;
+  if (receiving_zip_ || zipped_ || files_ > 0) throw BadRequest("send one zip, or files, not both");
+  receiving_zip_ = zipped_ = true;
   current_bytes_ = 0;
   out_.open(zip_, std::ios::binary | std::ios::trunc);
   if (!out_) throw std::runtime_error(zip_.string() + ": cannot write the upload");
@@ -150,7 +150,9 @@ void UploadFolder::end_zip() {
   end_file();
   receiving_zip_ = false;
   bytes_ = 0;  // what counts is what it unpacks to
+  zipped_ = false;  // add_zip writes the entries as files
   add_zip(zip_);
+  zipped_ = true;
   std::error_code ec;
   fs::remove(zip_, ec);
 }

@@ -58,7 +58,7 @@ class UploadFolder {
   std::filesystem::path root_;
   UploadLimits limits_;
   std::filesystem::path zip_;
-  bool receiving_zip_ = false;
+  bool receiving_zip_ = false, zipped_ = false;
   std::ofstream out_;
   std::string current_;
   int64_t current_bytes_ = 0, files_ = 0, bytes_ = 0;
