@@ -156,35 +156,11 @@ __global__ void reduce_splits_kernel(const float* partial, int splits, long long
   }
 }
 
-// One block per channel; each thread sums a strided share, then a tree in shared memory.
-__global__ void channel_sums_kernel(const float* x, int n, int channels, int hw, float* out) {
-  __shared__ double partial[256];
-  const int c = blockIdx.x;
-  double sum = 0.0;
-  for (long long i = threadIdx.x; i < static_cast<long long>(n) * hw; i += blockDim.x) {
-    const long long image = i / hw, j = i % hw;
-    sum += x[(image * channels + c) * hw + j];
-  }
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[c] = static_cast<float>(partial[0]);
-}
-
 }  // namespace
 
 void reduce_splits(const float* partial, int splits, long long count, float* out) {
   const int blocks = static_cast<int>(std::min<long long>((count + 255) / 256, 4096));
   reduce_splits_kernel<<<blocks, 256, 0, stream()>>>(partial, splits, count, out);
-  CUDA_CHECK_LAUNCH();
-}
-
-void channel_sums(const float* x, int n, int channels, int hw, float* out) {
-  if (channels <= 0) return;
-  channel_sums_kernel<<<channels, 256, 0, stream()>>>(x, n, channels, hw, out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -7,6 +7,7 @@
 #include "check.hpp"
 #include "digitflow/kernels/cuda/ops.hpp"
 #include "digitflow/kernels/seed_mix.hpp"
+#include "tiled_gemm.cuh"  // channel_sums
 
 namespace digitflow::kernels::cuda {
 
@@ -109,16 +110,34 @@ __device__ void block_sum2(double& a, double& b) {
   __syncthreads();
 }
 
+// Calls body(image, j) for the elements i = threadIdx.x, threadIdx.x + kThreads, ... below
+// n * hw of one channel (image = i / hw, j = i % hw) in that order, without a division per
+// element. Needs blockDim.x == kThreads.
+template <typename Body>
+__device__ void for_each_in_channel(int n, int hw, Body&& body) {
+  int image = static_cast<int>(threadIdx.x) / hw, j = static_cast<int>(threadIdx.x) % hw;
+  const int step_images = kThreads / hw, step_j = kThreads % hw;
+  while (image < n) {
+    body(image, j);
+    j += step_j;
+    image += step_images;
+    if (j >= hw) {
+      j -= hw;
+      ++image;
+    }
+  }
+}
+
 __global__ void batchnorm_stats_kernel(BatchNormShape s, const float* x, float eps, float* mean,
                                        float* invstd, float* variance) {
   const int c = blockIdx.x;
   const int64_t count = int64_t{s.n} * s.hw;
   double sum = 0.0, sum_sq = 0.0;
-  for (int64_t i = threadIdx.x; i < count; i += kThreads) {
-    const float v = x[(i / s.hw * s.c + c) * s.hw + i % s.hw];
+  for_each_in_channel(s.n, s.hw, [&](int image, int j) {
+    const float v = x[(int64_t{image} * s.c + c) * s.hw + j];
     sum += v;
     sum_sq += double{v} * v;
-  }
+  });
   block_sum2(sum, sum_sq);
   if (threadIdx.x == 0) {
     const double m = sum / static_cast<double>(count);
@@ -173,11 +192,11 @@ __global__ void batchnorm_backward_reduce_kernel(BatchNormShape s, const float* 
   const int64_t count = int64_t{s.n} * s.hw;
   const float m = mean[c], is = invstd[c];
   double sum_dy = 0.0, sum_dy_xhat = 0.0;
-  for (int64_t i = threadIdx.x; i < count; i += kThreads) {
-    const int64_t at = (i / s.hw * s.c + c) * s.hw + i % s.hw;
+  for_each_in_channel(s.n, s.hw, [&](int image, int j) {
+    const int64_t at = (int64_t{image} * s.c + c) * s.hw + j;
     sum_dy += dy[at];
     sum_dy_xhat += double{dy[at]} * ((x[at] - m) * is);
-  }
+  });
   block_sum2(sum_dy, sum_dy_xhat);
   if (threadIdx.x == 0) {
     dgamma[c] = static_cast<float>(sum_dy_xhat);
@@ -230,6 +249,16 @@ __global__ void softmax_xent_kernel(int n, int classes, const float* logits, con
   }
   if (row_loss) row_loss[i] = static_cast<float>(loss);
   if (predicted) predicted[i] = best;
+}
+
+// Bias gradients: one block per channel, fixed-order tree.
+__global__ void channel_sums_kernel(const float* x, int n, int channels, int hw, float* out) {
+  const int c = blockIdx.x;
+  double sum = 0.0, unused = 0.0;
+  for_each_in_channel(
+      n, hw, [&](int image, int j) { sum += x[(int64_t{image} * channels + c) * hw + j]; });
+  block_sum2(sum, unused);
+  if (threadIdx.x == 0) out[c] = static_cast<float>(sum);
 }
 
 __global__ void accumulate_totals_kernel(int n, const float* row_loss, const int32_t* predicted,
@@ -331,6 +360,12 @@ void softmax_xent(int n, int classes, const float* logits, const uint8_t* labels
   if (n <= 0) return;
   softmax_xent_kernel<<<(n + 127) / 128, 128, 0, stream()>>>(
       n, classes, logits, labels, label_smoothing, probs, dlogits, row_loss, predicted);
+  CUDA_CHECK_LAUNCH();
+}
+
+void channel_sums(const float* x, int n, int channels, int hw, float* out) {
+  if (channels <= 0) return;
+  channel_sums_kernel<<<channels, kThreads, 0, stream()>>>(x, n, channels, hw, out);
   CUDA_CHECK_LAUNCH();
 }
 
