@@ -1,0 +1,38 @@
+// Class probabilities for batches of raw digits on whichever backend runs: the CPU's
+// infer_probabilities, or on a GPU cuda::DeviceInference (weights uploaded once, pinned
+// buffers, copies overlapping the compute). The one object a caller such as the page
+// pipeline holds to score digits, whatever runtime.backend says.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "digitflow/kernels/backend.hpp"
+#include "digitflow/kernels/network.hpp"
+
+namespace digitflow::kernels {
+
+class Inference {
+ public:
+  // Resolves `backend` with start_backend (auto may become the CPU; an unavailable GPU
+  // backend throws BackendUnavailable). On a GPU the network's weights are copied now:
+  // later changes to `net` are not seen. `net` must outlive this object.
+  Inference(Network& net, Backend backend = Backend::cpu, int batch_size = 256);
+  Inference(Inference&&) noexcept;
+  Inference& operator=(Inference&&) noexcept;
+  ~Inference();
+
+  Backend backend() const { return backend_; }
+  // (count, classes); throws std::invalid_argument when pixels is not count images.
+  Tensor probabilities(std::span<const uint8_t> pixels, int64_t count);
+
+ private:
+  struct Device;
+  Network* net_;
+  Backend backend_;
+  int batch_size_;
+  std::unique_ptr<Device> device_;
+};
+
+}  // namespace digitflow::kernels
