@@ -89,6 +89,7 @@ int run_serve(int argc, char** argv) {
   s.assets = o.settings.web.assets.empty() ? project_root() / "web" / "assets" : fs::path(resolve(o.settings.web.assets));
   s.templates = project_root() / "config" / "templates";
   s.model = fs::absolute(resolve(o.settings.model.default_model));
+  s.mnist = mnist_dir(o.settings, "");
   s.run = run_options(o.settings);
   s.workers = workers >= 0 ? workers : o.settings.web.workers;
   s.worker = worker_options(o);

@@ -313,6 +313,19 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   EXPECT_GT(json::parse(r->body)["templates"].size(), 0u);
   r = post(path + "/cancel", json::object(), bearer(token));
   EXPECT_EQ(json::parse(r->body)["state"], "done");
+
+  // Retraining on the sample starts in the background (202 and the version being trained),
+  // unless the one sample is the share held out for evaluation (409, nothing to train on);
+  // stopping the server cancels it.
+  EXPECT_EQ(post("/api/v1/retrain", json::object(), bearer(token))->status, 403);
+  make_admin("ana");
+  r = post("/api/v1/retrain", json::object(), bearer(token));
+  ASSERT_TRUE(r->status == 202 || r->status == 409) << r->status << " " << r->body;
+  if (r->status == 202) {
+    EXPECT_EQ(json::parse(r->body)["version"]["status"], "training");
+    EXPECT_EQ(post("/api/v1/retrain", json::object(), bearer(token))->status, 409);  // one at a time
+    EXPECT_EQ(json::parse(get("/api/v1/model", bearer(token))->body)["versions"].size(), 1u);
+  }
 }
 
 TEST_F(JobsApiTest, ATemplateNamedInTheUploadGoesWithTheJob) {

@@ -16,6 +16,7 @@ void WebTest::SetUp() {
   options_.assets = t::source_dir() / "web" / "assets";
   options_.templates = t::source_dir() / "config" / "templates";
   options_.model = t::source_dir() / "models" / "digits.safetensors";
+  options_.mnist = t::mnist_dir();
   options_.web.argon2_ops = 1;  // the cheapest Argon2id libsodium allows: tests hash many passwords
   options_.web.argon2_memory_mb = 8;
   options_.web.max_file_mb = 1;

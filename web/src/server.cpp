@@ -208,6 +208,7 @@ void Server::run() {
   }
   http_->listen_after_bind();
   stop_workers_ = true;
+  service_->stop_retrain();
   for (std::thread& t : workers_)
     if (t.joinable()) t.join();
   workers_.clear();
@@ -496,10 +497,7 @@ void Server::routes() {
     caller();
     send_json(res, 200, s.model());
   });
-  http.Post("/api/v1/retrain", [](const Request&, Response&) {
-    admin();
-    throw NotImplemented("retraining from the web is not available yet; run digitflow train on the reviewed samples");
-  });
+  http.Post("/api/v1/retrain", [&s](const Request&, Response& res) { send_json(res, 202, s.retrain(admin())); });
 }
 
 }  // namespace digitflow::web

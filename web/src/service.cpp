@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "digitflow/config/template.hpp"
+#include "digitflow/jobs/retrain.hpp"
+#include "digitflow/jobs/sample_image.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 #include "digitflow/pipeline/read.hpp"
 #include "digitflow/pipeline/results.hpp"
@@ -110,7 +112,8 @@ Service::Service(const ServerOptions& options)
       stores_(options.store),
       passwords_(options.assets / "common-passwords.txt"),
       limits_{int64_t{options.web.max_file_mb} << 20, int64_t{options.web.max_job_mb} << 20, options.web.max_files},
-      model_(kernels::load_model(options.model)) {
+      model_path_(jobs::default_model(*stores_.acquire(), options.model)),
+      model_(kernels::load_model(model_path_)) {
   AccountOptions a;
   a.registration_open = options.web.registration_open;
   a.session_ms = int64_t{options.web.session_hours} * 3600 * 1000;
@@ -278,6 +281,7 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit) {
   pipeline::PageResult result;
   {
     std::lock_guard lock(model_mutex_);
+    refresh_model(*stores_.acquire());
     if (one_digit) {
       try {
         pipeline::StringResult s;
@@ -378,18 +382,9 @@ json Service::add_sample(const Caller& caller, const json& body) {
   } catch (const pipeline::ImageError&) {
     // a box without ink (a "not a digit" label may well be blank): stored black
   }
-  const cv::Mat image(28, 28, CV_8U, pixels.data());
   const std::string relative = "samples/" + std::to_string(id) + "/" +
                                sha256_hex(key + "/" + std::to_string(si) + "/" + std::to_string(di)).substr(0, 24) + ".png";
-  const fs::path file = options_.state.root / relative;
-  fs::create_directories(file.parent_path());
-  const std::string png = encode_png(image);
-  {
-    std::ofstream out(file.string() + ".part", std::ios::binary | std::ios::trunc);
-    out << png;
-    if (!out.flush()) throw std::runtime_error(file.string() + ": cannot write the sample");
-  }
-  fs::rename(file.string() + ".part", file);
+  jobs::save_sample_image(options_.state.root / relative, pixels);
   jobs::Sample s;
   s.user = caller.user.id;
   s.job = id;
@@ -405,9 +400,18 @@ json Service::add_sample(const Caller& caller, const json& body) {
   return {{"sample", sample}, {"image", relative}, {"label", label}, {"guess", d.digit}};
 }
 
+void Service::refresh_model(jobs::JobStore& store) {
+  const fs::path wanted = jobs::default_model(store, options_.model);
+  if (wanted == model_path_) return;
+  model_ = kernels::load_model(wanted);
+  model_path_ = wanted;
+}
+
 json Service::model() {
+  std::lock_guard lock(model_mutex_);
+  refresh_model(*stores_.acquire());
   const json& m = model_.metrics;
-  json current = {{"path", options_.model.string()}, {"name", model_.network.spec().name}};
+  json current = {{"path", model_path_.string()}, {"name", model_.network.spec().name}};
   if (m.is_object()) {
     current["mnist_accuracy"] = m.value("test_accuracy", json());
     current["per_class"] = m.value("per_class", json::array());
@@ -434,6 +438,44 @@ json Service::model() {
   }
   return {{"current", current}, {"versions", versions}, {"samples", store->samples(0, 0).size()}};
 }
+
+json Service::retrain(const Caller& admin) {
+  std::lock_guard lock(retrain_mutex_);
+  if (retraining_) throw Taken("a retraining is already running");
+  if (retrain_thread_.joinable()) retrain_thread_.join();
+  const jobs::RetrainPaths paths{options_.state, options_.model, options_.mnist};
+  jobs::ModelVersion version;
+  try {
+    version = jobs::start_retrain(*stores_.acquire(), paths);
+  } catch (const jobs::RetrainError& e) {
+    throw Taken(e.what());
+  }
+  retraining_ = true;
+  cancel_retrain_ = false;
+  auto log = options_.log;
+  const std::string who = admin.user.name;
+  retrain_thread_ = std::thread([this, version, paths, log, who] {
+    try {
+      std::unique_ptr<jobs::JobStore> store = jobs::open_store(options_.store);
+      const jobs::RetrainResult r = jobs::run_retrain(*store, version, paths, {}, {}, &cancel_retrain_);
+      if (log)
+        log("model version " + std::to_string(version.id) + " (retrain asked by " + who + "): " + r.version.status +
+            (r.version.note.empty() ? "" : ", " + r.version.note));
+    } catch (const std::exception& e) {
+      if (log) log("model version " + std::to_string(version.id) + ": retraining failed: " + e.what());
+    }
+    retraining_ = false;
+  });
+  return {{"version", {{"id", version.id}, {"path", version.path}, {"status", version.status}, {"created_ms", version.created_ms}}}};
+}
+
+void Service::stop_retrain() {
+  std::lock_guard lock(retrain_mutex_);
+  cancel_retrain_ = true;
+  if (retrain_thread_.joinable()) retrain_thread_.join();
+}
+
+Service::~Service() { stop_retrain(); }
 
 json Service::users(const Caller&) {
   json list = json::array();

@@ -30,7 +30,8 @@ struct ServerOptions {
   config::WebSettings web;                  // limits, sessions, registration
   std::filesystem::path assets;             // <page>.html, /static/ files, common-passwords.txt
   std::filesystem::path templates;          // form templates offered to uploads (*.yaml)
-  std::filesystem::path model;              // the default model: recognize, review, model page
+  std::filesystem::path model;              // model.default: used until a retrained version is the default
+  std::filesystem::path mnist;              // MNIST IDX files, for retraining
   pipeline::RunOptions run;                 // pipeline settings for recognize
   int workers = 0;                          // in-process job workers
   jobs::WorkerOptions worker;               // their settings (the first also scans the inbox)

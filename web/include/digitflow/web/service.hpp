@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
+#include <thread>
+#include <atomic>
 #include <string>
 
 #include "digitflow/kernels/model_file.hpp"
@@ -56,7 +58,18 @@ class Service {
 
   nlohmann::json users(const Caller& admin);
 
+  // Admin: starts fine-tuning the default model on the reviewed samples in the background
+  // (jobs/retrain.hpp); answers the version recorded. Taken while one is running.
+  nlohmann::json retrain(const Caller& admin);
+  // Waits for a retraining in progress (cancelled first) to end.
+  void stop_retrain();
+  ~Service();
+
  private:
+  // The store's default model (a promoted retrained version) or the configured one, loaded
+  // when it changed since the last call. Call with model_mutex_ held.
+  void refresh_model(jobs::JobStore& store);
+
   std::optional<jobs::PageRecord> find_page(jobs::JobStore& store, int64_t job, const std::string& key);
   cv::Mat decode_stored_page(const jobs::Job& job, const pipeline::PageResult& page);
 
@@ -66,7 +79,11 @@ class Service {
   std::unique_ptr<Accounts> accounts_;
   UploadLimits limits_;
   std::mutex model_mutex_;  // kernels::Network is not thread-safe: one recognition at a time
+  std::filesystem::path model_path_;
   kernels::LoadedModel model_;
+  std::mutex retrain_mutex_;
+  std::thread retrain_thread_;
+  std::atomic<bool> retraining_{false}, cancel_retrain_{false};
 };
 
 }  // namespace digitflow::web
