@@ -59,7 +59,8 @@ def build(path, torch):
     c, h, w = spec["input"]["channels"], spec["input"]["height"], spec["input"]["width"]
     layers = []
     for l in spec["layers"]:
-        shape = torch.nn.Sequential(*layers)(torch.zeros(1, c, h, w)).shape if layers else (1, c, h, w)
+        with torch.no_grad():  # in eval mode, so that batchnorm's running statistics stay as built
+            shape = torch.nn.Sequential(*layers).eval()(torch.zeros(1, c, h, w)).shape if layers else (1, c, h, w)
         t = l["type"]
         if t == "conv2d":
             layers.append(torch.nn.Conv2d(shape[1], l["out"], l["kernel"], l["stride"], l["padding"], bias=l["bias"]))
