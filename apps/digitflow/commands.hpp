@@ -18,5 +18,6 @@ int run_cancel(int argc, char** argv);
 int run_worker(int argc, char** argv);
 int run_user(int argc, char** argv);
 int run_serve(int argc, char** argv);
+int run_retrain(int argc, char** argv);
 
 }  // namespace digitflow::cli

@@ -31,7 +31,8 @@ constexpr const char* kUsage =
     "  cancel    cancel a queued or running job\n"
     "  worker    run queued jobs (and the drop folder) until stopped\n"
     "  user      add or list users (the first administrator comes from here)\n"
-    "  serve     the web pages and JSON API, with job workers inside (plain HTTP)\n";
+    "  serve     the web pages and JSON API, with job workers inside (plain HTTP)\n"
+    "  retrain   fine-tune the default model on the reviewed samples; promote it if not worse\n";
 
 }  // namespace
 
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     if (command == "worker") return run_worker(argc - 1, argv + 1);
     if (command == "user") return run_user(argc - 1, argv + 1);
     if (command == "serve") return run_serve(argc - 1, argv + 1);
+    if (command == "retrain") return run_retrain(argc - 1, argv + 1);
     std::cerr << "digitflow: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const UsageError& e) {
