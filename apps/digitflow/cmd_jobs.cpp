@@ -18,6 +18,7 @@
 #include "digitflow/jobs/worker.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/pipeline/results.hpp"
+#include "digitflow/web/accounts.hpp"
 
 namespace digitflow::cli {
 
@@ -304,11 +305,13 @@ int run_user(int argc, char** argv) {
   StoreOptions store_options;
   std::vector<std::string> words;
   std::string email;
-  bool admin = false;
+  bool admin = false, password_stdin = false;
   po::options_description options("Options");
   // clang-format off
   options.add_options()
       ("admin", po::bool_switch(&admin), "with add: the user is an administrator")
+      ("password-stdin", po::bool_switch(&password_stdin),
+       "with add: read the user's password for the web pages (digitflow serve) from the first line of stdin")
       ("email", po::value(&email)->value_name("ADDRESS"), "with add: the user's e-mail address")
       ("words", po::value(&words)->composing(), "add NAME | list (positional)");
   // clang-format on
@@ -317,7 +320,7 @@ int run_user(int argc, char** argv) {
   po::positional_options_description positional;
   positional.add("words", 2);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow user add NAME [--admin] [--email ADDRESS] | digitflow user list",
+  if (!parse(argc, argv, "digitflow user add NAME [--admin] [--email ADDRESS] [--password-stdin] | digitflow user list",
              "Creates users from the shell (the first administrator comes from here) or lists them.",
              options, &positional, vm))
     return 0;
@@ -344,6 +347,16 @@ int run_user(int argc, char** argv) {
   u.name = name;
   u.email = email;
   u.role = admin ? "admin" : "user";
+  if (password_stdin) {  // the rules of web registration, and its Argon2id cost
+    std::string password;
+    std::getline(std::cin, password);
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+    const config::WebSettings& web = o.settings.web;
+    const fs::path assets = web.assets.empty() ? project_root() / "web" / "assets" : resolve(web.assets);
+    web::PasswordPolicy(assets / "common-passwords.txt").check(password, name);
+    u.password_hash = web::hash_password(password, static_cast<uint64_t>(web.argon2_ops),
+                                         static_cast<size_t>(web.argon2_memory_mb) << 20);
+  }
   const int64_t id = o.store->add_user(u);
   std::printf("user %s added (id %lld%s)\n", name.c_str(), static_cast<long long>(id), admin ? ", admin" : "");
   return 0;
