@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "digitflow/kernels/trainer.hpp"
 #include "digitflow/pipeline/normalize.hpp"
@@ -80,9 +81,32 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits)
     throw ImageError("the image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels, over the limit of " +
                      std::to_string(limits.max_pixels));
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));
+  // A PNG with an alpha channel (a canvas, a cut-out) is laid on white paper: decoded to
+  // grey directly, its transparent pixels would turn black. Other images are decoded to grey
+  // by OpenCV, which also applies a JPEG's EXIF orientation (phone photos).
+  const bool png_alpha = bytes.size() > 25 && bytes[0] == 0x89 && bytes[1] == 'P' && (bytes[25] == 4 || bytes[25] == 6);
   cv::Mat gray;
   try {
-    gray = cv::imdecode(encoded, cv::IMREAD_GRAYSCALE);
+    if (png_alpha) {
+      cv::Mat raw = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
+      if (!raw.empty() && raw.channels() == 4) {
+        if (raw.depth() != CV_8U) raw.convertTo(raw, CV_8U, 1.0 / 257);
+        std::vector<cv::Mat> planes;
+        cv::split(raw, planes);
+        cv::Mat colour, alpha;
+        cv::merge(std::vector<cv::Mat>{planes[0], planes[1], planes[2]}, colour);
+        cv::cvtColor(colour, gray, cv::COLOR_BGR2GRAY);
+        planes[3].convertTo(alpha, CV_32F, 1.0 / 255);
+        cv::Mat ink;
+        gray.convertTo(ink, CV_32F);
+        ink = ink.mul(alpha) + 255.0f * (1.0f - alpha);
+        ink.convertTo(gray, CV_8U);
+      } else {
+        gray = cv::imdecode(encoded, cv::IMREAD_GRAYSCALE);
+      }
+    } else {
+      gray = cv::imdecode(encoded, cv::IMREAD_GRAYSCALE);
+    }
   } catch (const cv::Exception&) {
     gray.release();
   }

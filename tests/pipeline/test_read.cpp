@@ -102,6 +102,15 @@ TEST(Read, DecodeChecksTheHeaderSizeBeforeThePixels) {
   EXPECT_THROW(decode_image({}, DecodeLimits{}), ImageError);
 }
 
+TEST(Read, ATransparentPngLiesOnWhitePaper) {
+  cv::Mat canvas(40, 60, CV_8UC4, cv::Scalar(0, 0, 0, 0));  // transparent black
+  cv::line(canvas, {10, 20}, {50, 20}, cv::Scalar(30, 30, 30, 255), 3);
+  const cv::Mat gray = decode_image(encode(canvas, ".png"), DecodeLimits{});
+  ASSERT_EQ(gray.type(), CV_8U);
+  EXPECT_EQ(gray.at<uint8_t>(5, 5), 255);   // paper where it was transparent
+  EXPECT_LT(gray.at<uint8_t>(20, 30), 60);  // the stroke stays dark
+}
+
 TEST(Read, OneDigitIsReadWhole) {
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST is not fetched";
   cv::Mat pad(200, 160, CV_8U, cv::Scalar(255));
