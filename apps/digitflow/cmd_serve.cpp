@@ -76,6 +76,7 @@ int run_serve(int argc, char** argv) {
              options, nullptr, vm))
     return 0;
   if (workers < -1 || workers > 256) throw UsageError("--workers expects 0..256");
+  if (!listen.empty()) split_listen(listen);  // a mistake is named before the store is opened
   Opened o = open_jobs(common, store_options);
   const auto [host, port] = split_listen(listen.empty() ? o.settings.web.listen : listen);
   start_backend(o.settings);
