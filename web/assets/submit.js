@@ -1,0 +1,220 @@
+// Submit page: a folder (webkitdirectory), several files or one zip, picked or dropped;
+// a template from GET /api/v1/templates; the upload shows its progress (XMLHttpRequest)
+// and a 201 goes straight to the new job's page.
+'use strict';
+
+DF.start(async () => {
+  const form = DF.$('#submit-form');
+  const errorBox = DF.$('#form-error');
+  const drop = DF.$('#dropzone');
+  const inputs = {folder: DF.$('#input-folder'), files: DF.$('#input-files'), zip: DF.$('#input-zip')};
+  const summary = DF.$('#file-summary');
+  const list = DF.$('#file-list');
+  const count = DF.$('#file-count');
+  const startBtn = DF.$('#start-job');
+  const hint = DF.$('#submit-hint');
+  const status = DF.$('#upload-status');
+  const bar = DF.$('#upload-bar');
+  const uploadText = DF.$('#upload-text');
+  const uploadPct = DF.$('#upload-pct');
+  const cancelBtn = DF.$('#cancel-upload');
+  const nameInput = DF.$('#name');
+
+  // {kind: 'files' | 'zip', items: [{file, path}], suggestedName}
+  let selection = null;
+
+  DF.$('#pick-folder').addEventListener('click', () => inputs.folder.click());
+  DF.$('#pick-files').addEventListener('click', () => inputs.files.click());
+  DF.$('#pick-zip').addEventListener('click', () => inputs.zip.click());
+
+  inputs.folder.addEventListener('change', () => {
+    const files = Array.from(inputs.folder.files);
+    if (!files.length) return;
+    const top = (files[0].webkitRelativePath || '').split('/')[0];
+    choose(
+      'files',
+      files.map((f) => ({file: f, path: f.webkitRelativePath || f.name})),
+      top,
+    );
+    inputs.folder.value = '';
+  });
+  inputs.files.addEventListener('change', () => {
+    const files = Array.from(inputs.files.files);
+    if (!files.length) return;
+    fromFiles(files.map((f) => ({file: f, path: f.name})));
+    inputs.files.value = '';
+  });
+  inputs.zip.addEventListener('change', () => {
+    const f = inputs.zip.files[0];
+    if (!f) return;
+    choose('zip', [{file: f, path: f.name}], f.name.replace(/\.zip$/i, ''));
+    inputs.zip.value = '';
+  });
+  DF.$('#clear-files').addEventListener('click', () => choose(null));
+
+  // One zip among the files is sent as the job's zip.
+  function fromFiles(items, folderName) {
+    if (items.length === 1 && /\.zip$/i.test(items[0].path)) {
+      choose('zip', items, items[0].file.name.replace(/\.zip$/i, ''));
+    } else {
+      choose('files', items, folderName || '');
+    }
+  }
+
+  // ---- drag and drop (folders too, through the entries API) ---------------
+  ['dragenter', 'dragover'].forEach((type) =>
+    drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.add('dragover');
+    }),
+  );
+  ['dragleave', 'dragend'].forEach((type) =>
+    drop.addEventListener(type, (e) => {
+      if (e.target === drop) drop.classList.remove('dragover');
+    }),
+  );
+  drop.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    drop.classList.remove('dragover');
+    const dt = e.dataTransfer;
+    try {
+      const entries = Array.from(dt.items || [])
+        .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
+        .filter(Boolean);
+      if (entries.length) {
+        const items = [];
+        for (const entry of entries) await walk(entry, items);
+        const folder = entries.length === 1 && entries[0].isDirectory ? entries[0].name : '';
+        fromFiles(items, folder);
+      } else {
+        fromFiles(Array.from(dt.files).map((f) => ({file: f, path: f.name})));
+      }
+    } catch (err) {
+      DF.formError(errorBox, new Error('The dropped items could not be read: ' + DF.errorText(err)));
+    }
+  });
+  // Stray drops elsewhere on the page must not open the file in the tab.
+  window.addEventListener('dragover', (e) => e.preventDefault());
+  window.addEventListener('drop', (e) => e.preventDefault());
+
+  async function walk(entry, out) {
+    if (entry.isFile) {
+      const file = await new Promise((res, rej) => entry.file(res, rej));
+      out.push({file, path: entry.fullPath.replace(/^\/+/, '')});
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, out);
+      }
+    }
+  }
+
+  // ---- selection ---------------------------------------------------------
+  function choose(kind, items, suggestedName) {
+    DF.formError(errorBox, null);
+    selection = kind ? {kind, items, suggestedName: suggestedName || ''} : null;
+    DF.clear(list);
+    if (!selection || !items.length) {
+      selection = null;
+      summary.hidden = true;
+      startBtn.disabled = false;
+      hint.textContent = 'Choose some pages first.';
+      nameInput.placeholder = 'e.g. Checks ' + new Date().toISOString().slice(0, 10);
+      return;
+    }
+    const total = items.reduce((s, it) => s + it.file.size, 0);
+    count.textContent =
+      kind === 'zip'
+        ? 'One zip, ' + DF.bytes(total)
+        : DF.int(items.length) + (items.length === 1 ? ' file, ' : ' files, ') + DF.bytes(total);
+    const shown = items.slice(0, 200);
+    for (const it of shown) {
+      list.append(
+        DF.el(
+          'li',
+          null,
+          DF.el('span', {class: 'path'}, it.path),
+          DF.el('span', {class: 'muted nowrap'}, DF.bytes(it.file.size)),
+        ),
+      );
+    }
+    if (items.length > shown.length) {
+      list.append(DF.el('li', {class: 'muted'}, 'and ' + DF.int(items.length - shown.length) + ' more'));
+    }
+    summary.hidden = false;
+    hint.textContent = '';
+    if (selection.suggestedName) nameInput.placeholder = selection.suggestedName;
+  }
+  choose(null);
+
+  // ---- templates -----------------------------------------------------------
+  try {
+    const data = await DF.api('GET', '/api/v1/templates');
+    const select = DF.$('#template');
+    for (const t of data.templates || []) {
+      const fields = (t.fields || []).map((f) => f.name).join(', ');
+      select.append(DF.el('option', {value: t.name}, t.name + (fields ? ' — ' + fields : '')));
+    }
+  } catch (err) {
+    DF.showError(err);
+  }
+
+  // ---- upload --------------------------------------------------------------
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    DF.formError(errorBox, null);
+    if (!selection) {
+      DF.formError(errorBox, new Error('Choose a folder, some files or a zip to upload first.'));
+      DF.$('#pick-folder').focus();
+      return;
+    }
+    const fd = new FormData();
+    const name =
+      nameInput.value.trim() || selection.suggestedName || 'Scans ' + new Date().toISOString().slice(0, 16).replace('T', ' ');
+    fd.append('name', name);
+    fd.append('template', DF.$('#template').value);
+    if (selection.kind === 'zip') {
+      fd.append('zip', selection.items[0].file, selection.items[0].file.name);
+    } else {
+      for (const it of selection.items) fd.append('files', it.file, it.path);
+    }
+
+    status.hidden = false;
+    bar.max = 1;
+    bar.value = 0;
+    uploadText.textContent = 'Uploading…';
+    uploadPct.textContent = '';
+    cancelBtn.hidden = false;
+    const onCancel = () => DF.currentUpload && DF.currentUpload.abort();
+    cancelBtn.addEventListener('click', onCancel, {once: true});
+    startBtn.disabled = true;
+    try {
+      const res = await DF.upload('/api/v1/jobs', fd, (loaded, total) => {
+        if (total > 0) {
+          bar.max = total;
+          bar.value = loaded;
+          uploadText.textContent = DF.bytes(loaded) + ' of ' + DF.bytes(total);
+          uploadPct.textContent = Math.floor((100 * loaded) / total) + '%';
+          if (loaded >= total) uploadText.textContent = 'Uploaded; queueing the job…';
+        }
+      });
+      uploadText.textContent = 'Job queued. Opening it…';
+      DF.announce('Job queued.');
+      location.assign('/jobs/' + encodeURIComponent(res.body.id));
+    } catch (err) {
+      status.hidden = true;
+      let message = DF.errorText(err);
+      if (err instanceof DF.ApiError && err.status === 413) {
+        message = 'Too large for one job: ' + message + ' Split the pages into several jobs, or ask an administrator about the limits.';
+      }
+      DF.formError(errorBox, new Error(message));
+      errorBox.scrollIntoView({block: 'center'});
+    } finally {
+      cancelBtn.hidden = true;
+      cancelBtn.removeEventListener('click', onCancel);
+      startBtn.disabled = false;
+    }
+  });
+});
