@@ -328,6 +328,38 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   }
 }
 
+TEST_F(JobsApiTest, StoppingTheServerPutsARunningJobBackInTheQueue) {
+  const fs::path pages = synthetic_pages(16);
+  if (pages.empty()) GTEST_SKIP() << "MNIST is not fetched: no pages to make";
+  stop();
+  start([](ServerOptions& o) {
+    o.web.max_file_mb = 20;
+    o.web.max_job_mb = 200;
+    o.web.max_files = 100;
+  });
+  register_user("ana");
+  const std::string token = api_token("ana");
+  httplib::MultipartFormDataItems items;
+  for (const std::string& f : files_under(pages)) items.push_back({"files", read(pages / f), f, ""});
+  auto r = upload(items, bearer(token));
+  ASSERT_EQ(r->status, 201) << r->body;
+  const int64_t id = json::parse(r->body)["id"];
+  json job;
+  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       std::chrono::steady_clock::now() < deadline;) {
+    job = json::parse(get("/api/v1/jobs/" + std::to_string(id), bearer(token))->body);
+    if (job["state"] != "queued" && job["state"] != "running") break;
+    if (job["state"] == "running" && job["pages_done"].get<int>() >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(job["state"], "running") << job.dump();
+  stop();
+  const jobs::Job after = *jobs::open_store(options_.store)->job(id);
+  EXPECT_EQ(after.state, jobs::JobState::queued);
+  EXPECT_GE(after.pages_done, 1);
+  EXPECT_LT(after.pages_done, 16);
+}
+
 TEST_F(JobsApiTest, ATemplateNamedInTheUploadGoesWithTheJob) {
   const Browser ana = register_user("ana");
   const json templates = json::parse(get("/api/v1/templates", with(ana))->body)["templates"];
