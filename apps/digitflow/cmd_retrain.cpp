@@ -110,6 +110,11 @@ int run_retrain(int argc, char** argv) {
                 static_cast<long long>(m["held_out_samples"]["count"].get<int64_t>()),
                 percent_or_dash(m["held_out_samples"]["new"]["accuracy"]).c_str(),
                 percent_or_dash(m["held_out_samples"]["current"]["accuracy"]).c_str());
+    if (m["held_out_negatives"].is_object())
+      std::printf("  not a digit (%lld held-out negatives): new rejects %s, current %s\n",
+                  static_cast<long long>(m["held_out_negatives"]["count"].get<int64_t>()),
+                  percent_or_dash(m["held_out_negatives"]["new"]["rejected"]).c_str(),
+                  percent_or_dash(m["held_out_negatives"]["current"]["rejected"]).c_str());
     std::printf("  trained on %lld samples (x%d) among %lld images in %s; %s\n",
                 static_cast<long long>(m["samples"]["training"].get<int64_t>()),
                 m["samples"]["copies"].get<int>(),

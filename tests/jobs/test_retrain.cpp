@@ -173,6 +173,9 @@ TEST_F(RetrainTest, RecordsAVersionWithBothEvaluationsAndAModelThatLoads) {
   EXPECT_EQ(m["held_out_samples"]["count"], held_out);
   EXPECT_TRUE(m["held_out_samples"]["new"]["accuracy"].is_number());
   EXPECT_TRUE(m["held_out_samples"]["current"]["accuracy"].is_number());
+  EXPECT_EQ(m["held_out_negatives"]["count"], 60);
+  EXPECT_GT(m["held_out_negatives"]["current"]["rejected"].get<double>(), 0.8);
+  EXPECT_TRUE(m["held_out_negatives"]["new"]["rejected"].is_number());
   EXPECT_EQ(m["training"]["steps"], steps_seen);
   EXPECT_GE(steps_seen, 6);
   EXPECT_DOUBLE_EQ(r.metrics["test_accuracy"].get<double>(),
