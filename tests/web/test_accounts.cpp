@@ -129,6 +129,11 @@ TEST_F(WebTest, MalformedJsonIs400) {
     EXPECT_EQ(r->status, 400) << path << " " << r->body;
     EXPECT_TRUE(json::parse(r->body).contains("error"));
   }
+  // JSON sent as a form would send it (a cross-site form posting a login) is refused.
+  auto r = client().Post("/api/v1/login", R"({"username": "ana", "password": "violet-harbour-lantern"})", "text/plain");
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("application/json"), std::string::npos) << r->body;
+  EXPECT_TRUE(r->get_header_value("Set-Cookie").empty());
 }
 
 TEST_F(WebTest, MissingAuthIs401AndABadTokenToo) {

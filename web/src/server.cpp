@@ -9,6 +9,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <optional>
 
 #include "digitflow/pipeline/normalize.hpp"
@@ -57,7 +59,12 @@ void send_json(Response& res, int status, const json& body) {
 
 void send_error(Response& res, int status, const std::string& message) { send_json(res, status, {{"error", message}}); }
 
+// A JSON body, sent as application/json: a cross-site HTML form cannot send that type
+// without the browser asking first, so a form on another site cannot log a visitor in.
 json body_json(const Request& req) {
+  std::string type = req.get_header_value("Content-Type");
+  std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (!type.starts_with("application/json")) throw BadRequest("the body must be JSON, sent as Content-Type: application/json");
   json body;
   try {
     body = json::parse(req.body);
