@@ -13,6 +13,9 @@ namespace digitflow::kernels::cuda {
 
 inline void check_cuda(cudaError_t status, const char* call, const char* file, int line) {
   if (status == cudaSuccess) return;
+  // A failed call also leaves its error for cudaGetLastError: take it, or the next launch
+  // check would report this failure again (a sticky error, a fault, stays regardless).
+  cudaGetLastError();
   std::string what = cudaGetErrorName(status);
   what += ": ";
   what += cudaGetErrorString(status);

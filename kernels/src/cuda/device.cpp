@@ -54,6 +54,7 @@ DeviceProbe probe_device() {
   cudaDeviceProp prop{};
   if ((status = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess) {
     probe.reason = cudaGetErrorString(status);
+    cudaGetLastError();
     return probe;
   }
   probe.name = prop.name;
