@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <opencv2/imgcodecs.hpp>
 #include <sstream>
 
@@ -69,6 +70,22 @@ T member(const json& body, const char* key) {
   }
 }
 
+// A job's template title; each job's copy is read once (job lists are polled).
+std::string template_title(const std::string& path) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> titles;
+  std::lock_guard lock(mutex);
+  if (auto it = titles.find(path); it != titles.end()) return it->second;
+  std::string title;
+  try {
+    title = config::load_template(path).name;
+  } catch (const std::exception&) {
+    title = fs::path(path).stem().string();
+  }
+  if (titles.size() > 100'000) titles.clear();
+  return titles[path] = title;
+}
+
 }  // namespace
 
 json to_json(const jobs::User& u) {
@@ -81,14 +98,7 @@ json to_json(const jobs::Job& j) {
     const int64_t end = j.finished_ms > 0 ? j.finished_ms : jobs::now_ms();
     if (end > j.started_ms) rate = static_cast<double>(j.pages_done) * 1000.0 / static_cast<double>(end - j.started_ms);
   }
-  std::string template_name;
-  if (!j.template_path.empty()) {
-    try {
-      template_name = config::load_template(j.template_path).name;
-    } catch (const std::exception&) {
-      template_name = fs::path(j.template_path).stem().string();
-    }
-  }
+  const std::string template_name = j.template_path.empty() ? std::string() : template_title(j.template_path);
   return {{"id", j.id},
           {"name", j.name},
           {"owner", j.owner_name},
