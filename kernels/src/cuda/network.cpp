@@ -507,6 +507,10 @@ struct DeviceInference::State {
   }
 
   void run(std::span<const uint8_t> pixels, int64_t count, float* out) {
+    for (Slot& s : slots) {  // a batch left in flight by a call that threw is dropped
+      if (s.start >= 0) CUDA_CHECK(cudaEventSynchronize(s.downloaded));
+      s.start = -1;
+    }
     int64_t k = 0;
     for (int64_t start = 0; start < count; start += batch, ++k) {
       Slot& s = slots[k % 2];
