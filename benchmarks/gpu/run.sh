@@ -4,7 +4,9 @@
 # nvcc and CMake, runs the CUDA tests, then times the seed and default models on our cuda and
 # cudnn backends beside PyTorch on the same model, and prints one table. Every step has a
 # time limit and the whole run a budget; a step that fails or runs out of time is named in
-# the table's footer and the rest go on. Logs and the raw JSON lines go to --out.
+# the table's footer and the rest go on. --out (default $OUT, which the device call brings
+# back, at most 8 files) receives three: table.md, results.jsonl (every figure, with each
+# epoch's test accuracy) and logs.tar.gz (every step's log).
 #
 # Here first:   benchmarks/gpu/stage-deps.sh     (oneTBB, nlohmann-json, GoogleTest, MNIST
 #               into .gpu-carry/, which the call carries)
@@ -49,8 +51,16 @@ done
 [[ -n "$data_dir" ]] && data_dir="$(realpath -m "$data_dir")"
 cd "$repo_root" || exit 1
 mkdir -p "$out_dir"
+final_out="$out_dir"
+out_dir="$(mktemp -d /tmp/digitflow-gpu-logs.XXXXXX)"  # the step logs; packed at exit
 results="$out_dir/results.jsonl"
 : > "$results"
+pack() {
+  cp "$results" "$final_out/results.jsonl" 2> /dev/null
+  [[ -f "$out_dir/table.md" ]] && cp "$out_dir/table.md" "$final_out/table.md"
+  tar czf "$final_out/logs.tar.gz" -C "$out_dir" . 2> /dev/null
+}
+trap pack EXIT
 start=$(date +%s)
 deadline=$((start + budget))
 declare -a failures=()
@@ -166,7 +176,7 @@ step "full-default-torch" 150 python3 "$peer" full config/models/default.yaml --
 
 # --- the table --------------------------------------------------------------------------
 printf '%s\n' "${failures[@]}" > "$out_dir/failures.txt"
-python3 - "$results" "$out_dir/failures.txt" "$(($(date +%s) - start))" <<'PY'
+python3 - "$results" "$out_dir/failures.txt" "$(($(date +%s) - start))" <<'PY' | tee "$out_dir/table.md"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 failures = [l.strip() for l in open(sys.argv[2]) if l.strip()]
