@@ -86,7 +86,10 @@ bool held_out_sample(int64_t sample_id, double held_out_share);
 
 // Checks that there are samples to train on and records a version in status "training"
 // (what POST /api/v1/retrain answers with); its model file will be
-// state.root/models/digits-<UTC time>.safetensors. Throws RetrainError (nothing recorded).
+// state.root/models/digits-<UTC time>.safetensors (named by time, not by version id, because
+// update_model_version does not change a path). Throws RetrainError (nothing recorded). A
+// server runs one retrain at a time: each starts from the default it finds, and two started
+// in the same second would share a file name.
 ModelVersion start_retrain(JobStore& store, const RetrainPaths& paths,
                            const RetrainOptions& options = {});
 
