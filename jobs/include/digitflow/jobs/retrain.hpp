@@ -89,7 +89,7 @@ bool held_out_sample(int64_t sample_id, double held_out_share);
 // state.root/models/digits-<UTC time>.safetensors (named by time, not by version id, because
 // update_model_version does not change a path). Throws RetrainError (nothing recorded). A
 // server runs one retrain at a time: each starts from the default it finds, and two started
-// in the same second would share a file name.
+// at the same instant could pick the same file name (a later one in that second gets "-2").
 ModelVersion start_retrain(JobStore& store, const RetrainPaths& paths,
                            const RetrainOptions& options = {});
 
