@@ -39,13 +39,15 @@ std::pair<std::string, int> split_listen(const std::string& listen) {
       const int port = std::stoi(port_text, &end);
       if (end == port_text.size() && port >= 0 && port <= 65535) {
         std::string host = listen.substr(0, colon);
-        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+          host = host.substr(1, host.size() - 2);
         return {host, port};
       }
     }
   } catch (const std::exception&) {
   }
-  throw UsageError("--listen " + listen + ": expects HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free one)");
+  throw UsageError("--listen " + listen +
+                   ": expects HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free one)");
 }
 
 }  // namespace
@@ -67,13 +69,15 @@ int run_serve(int argc, char** argv) {
   add_store_options(options, store_options);
   add_config_options(options, common);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow serve [--listen HOST:PORT] [--workers N] [--state-dir DIR | --db URL]",
-             "Serves the web pages and the JSON API (docs/api.md) over plain HTTP, and runs N job\n"
-             "workers on the same store (the first also watches the drop folder STATE/inbox/).\n"
-             "Accounts: register on /register (unless web.registration_open is false), or add\n"
-             "one with digitflow user add. Ctrl-C or SIGTERM stops it; a job in progress goes back\n"
-             "to the queue. For HTTPS, put a reverse proxy in front: it speaks only HTTP.",
-             options, nullptr, vm))
+  if (!parse(
+          argc, argv,
+          "digitflow serve [--listen HOST:PORT] [--workers N] [--state-dir DIR | --db URL]",
+          "Serves the web pages and the JSON API (docs/api.md) over plain HTTP, and runs N job\n"
+          "workers on the same store (the first also watches the drop folder STATE/inbox/).\n"
+          "Accounts: register on /register (unless web.registration_open is false), or add\n"
+          "one with digitflow user add. Ctrl-C or SIGTERM stops it; a job in progress goes back\n"
+          "to the queue. For HTTPS, put a reverse proxy in front: it speaks only HTTP.",
+          options, nullptr, vm))
     return 0;
   if (workers < -1 || workers > 256) throw UsageError("--workers expects 0..256");
   if (!listen.empty()) split_listen(listen);  // a mistake is named before the store is opened
@@ -87,7 +91,8 @@ int run_serve(int argc, char** argv) {
   s.store = o.location;
   s.state = o.state;
   s.web = o.settings.web;
-  s.assets = o.settings.web.assets.empty() ? project_root() / "web" / "assets" : fs::path(resolve(o.settings.web.assets));
+  s.assets = o.settings.web.assets.empty() ? project_root() / "web" / "assets"
+                                           : fs::path(resolve(o.settings.web.assets));
   s.templates = project_root() / "config" / "templates";
   s.model = fs::absolute(resolve(o.settings.model.default_model));
   s.mnist = mnist_dir(o.settings, "");
@@ -95,14 +100,17 @@ int run_serve(int argc, char** argv) {
   s.workers = workers >= 0 ? workers : o.settings.web.workers;
   s.worker = worker_options(o);
   s.worker.scan_inbox = !no_inbox;
-  s.log = [](const std::string& line) { std::fprintf(stderr, "%s  %s\n", clock_text().c_str(), line.c_str()); };
+  s.log = [](const std::string& line) {
+    std::fprintf(stderr, "%s  %s\n", clock_text().c_str(), line.c_str());
+  };
   o.store.reset();  // the server opens its own connections
 
   web::Server server(s);
   const int bound = server.bind(host, port);
   const bool v6 = host.find(':') != std::string::npos;
-  std::printf("digitflow serve: listening on http://%s%s%s:%d/ (%d worker%s on %s)\n", v6 ? "[" : "", host.c_str(),
-              v6 ? "]" : "", bound, s.workers, s.workers == 1 ? "" : "s", s.store.c_str());
+  std::printf("digitflow serve: listening on http://%s%s%s:%d/ (%d worker%s on %s)\n",
+              v6 ? "[" : "", host.c_str(), v6 ? "]" : "", bound, s.workers,
+              s.workers == 1 ? "" : "s", s.store.c_str());
   std::fflush(stdout);
   stop_serving = false;
   std::signal(SIGINT, on_serve_signal);

@@ -17,17 +17,20 @@ namespace digitflow::pipeline {
 namespace {
 
 uint32_t be32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 | p[3];
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
 }
 uint32_t le32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[3]) << 24 | static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[1]) << 8 | p[0];
+  return static_cast<uint32_t>(p[3]) << 24 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[1]) << 8 | p[0];
 }
 
 // Width and height from the header of a PNG, BMP or JPEG; {0, 0} when not found (TIFF and
 // others are left to the decoder, which OpenCV bounds too).
 std::pair<int64_t, int64_t> header_size(std::span<const uint8_t> b) {
   const size_t n = b.size();
-  if (n >= 24 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') return {be32(&b[16]), be32(&b[20])};
+  if (n >= 24 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G')
+    return {be32(&b[16]), be32(&b[20])};
   if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
     const auto h = static_cast<int32_t>(le32(&b[22]));
     return {static_cast<int32_t>(le32(&b[18])), h < 0 ? -static_cast<int64_t>(h) : h};
@@ -37,8 +40,11 @@ std::pair<int64_t, int64_t> header_size(std::span<const uint8_t> b) {
       if (b[i] != 0xFF) return {0, 0};
       const uint8_t marker = b[i + 1];
       const size_t length = static_cast<size_t>(b[i + 2]) << 8 | b[i + 3];
-      const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-      if (sof) return {static_cast<int64_t>(b[i + 7]) << 8 | b[i + 8], static_cast<int64_t>(b[i + 5]) << 8 | b[i + 6]};
+      const bool sof =
+          marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+      if (sof)
+        return {static_cast<int64_t>(b[i + 7]) << 8 | b[i + 8],
+                static_cast<int64_t>(b[i + 5]) << 8 | b[i + 6]};
       i += 2 + length;
     }
   }
@@ -46,8 +52,8 @@ std::pair<int64_t, int64_t> header_size(std::span<const uint8_t> b) {
 }
 
 // Scores the pieces in `which` in one CNN pass; row i of `probs` is piece i.
-void score_pieces(const Segmentation& segmentation, const std::vector<int>& which, kernels::Network& model, int classes,
-                  std::vector<float>& probs) {
+void score_pieces(const Segmentation& segmentation, const std::vector<int>& which,
+                  kernels::Network& model, int classes, std::vector<float>& probs) {
   if (which.empty()) return;
   std::vector<uint8_t> pixels;
   pixels.reserve(which.size() * 784);
@@ -58,17 +64,19 @@ void score_pieces(const Segmentation& segmentation, const std::vector<int>& whic
   const auto count = static_cast<int64_t>(which.size());
   const kernels::Tensor p = kernels::infer_probabilities(model, pixels, count, 64);
   for (size_t k = 0; k < which.size(); ++k)
-    std::copy(p.data() + k * static_cast<size_t>(classes), p.data() + (k + 1) * static_cast<size_t>(classes),
+    std::copy(p.data() + k * static_cast<size_t>(classes),
+              p.data() + (k + 1) * static_cast<size_t>(classes),
               probs.begin() + static_cast<std::ptrdiff_t>(which[k]) * classes);
 }
 
 int digit_classes(kernels::Network& model) {
   const kernels::ModelSpec& spec = model.spec();
-  if (spec.input_channels != 1 || spec.input_height != 28 || spec.input_width != 28 || spec.classes < 10 ||
-      spec.classes > 11)
-    throw std::invalid_argument("the model takes " + model.input_shape(1).str() + " inputs and " +
-                                std::to_string(spec.classes) +
-                                " classes; images need a 1x28x28 digit model with 10 classes (11 with 'not a digit')");
+  if (spec.input_channels != 1 || spec.input_height != 28 || spec.input_width != 28 ||
+      spec.classes < 10 || spec.classes > 11)
+    throw std::invalid_argument(
+        "the model takes " + model.input_shape(1).str() + " inputs and " +
+        std::to_string(spec.classes) +
+        " classes; images need a 1x28x28 digit model with 10 classes (11 with 'not a digit')");
   return spec.classes;
 }
 
@@ -78,13 +86,15 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits)
   if (bytes.empty()) throw ImageError("the image is empty");
   const auto [w, h] = header_size(bytes);
   if (w < 0 || h < 0 || w * h > limits.max_pixels)
-    throw ImageError("the image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels, over the limit of " +
-                     std::to_string(limits.max_pixels));
-  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));
+    throw ImageError("the image is " + std::to_string(w) + "x" + std::to_string(h) +
+                     " pixels, over the limit of " + std::to_string(limits.max_pixels));
+  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U,
+                        const_cast<uint8_t*>(bytes.data()));
   // A PNG with an alpha channel (a canvas, a cut-out) is laid on white paper: decoded to
   // grey directly, its transparent pixels would turn black. Other images are decoded to grey
   // by OpenCV, which also applies a JPEG's EXIF orientation (phone photos).
-  const bool png_alpha = bytes.size() > 25 && bytes[0] == 0x89 && bytes[1] == 'P' && (bytes[25] == 4 || bytes[25] == 6);
+  const bool png_alpha = bytes.size() > 25 && bytes[0] == 0x89 && bytes[1] == 'P' &&
+                         (bytes[25] == 4 || bytes[25] == 6);
   cv::Mat gray;
   try {
     if (png_alpha) {
@@ -117,7 +127,8 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits)
   return gray;
 }
 
-PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options) {
+PageResult recognize_image(const cv::Mat& gray, kernels::Network& model,
+                           const RunOptions& options) {
   const int classes = digit_classes(model);
   PageResult result;
   result.width = gray.cols;
@@ -128,8 +139,8 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const R
     std::vector<float> probs(segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
     score_pieces(segmentation, normalize_pieces(cleaned, segmentation), model, classes, probs);
     score_pieces(segmentation, normalize_cuts(segmentation, probs, classes), model, classes, probs);
-    result.strings = read_strings(segmentation, probs.data(), classes, cleaned.to_page, result.width, result.height,
-                                  options.read);
+    result.strings = read_strings(segmentation, probs.data(), classes, cleaned.to_page,
+                                  result.width, result.height, options.read);
     if (options.page_template) apply_template(*options.page_template, result);
   } catch (const ImageError& e) {
     result.error = e.what();
@@ -148,7 +159,8 @@ DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model) {
   digit.digit = order[0];
   digit.confidence = p.data()[order[0]];
   digit.box = {0, 0, image.cols, image.rows};
-  for (int k = 0; k < 3; ++k) digit.top.push_back({order[static_cast<size_t>(k)], p.data()[order[static_cast<size_t>(k)]]});
+  for (int k = 0; k < 3; ++k)
+    digit.top.push_back({order[static_cast<size_t>(k)], p.data()[order[static_cast<size_t>(k)]]});
   return digit;
 }
 

@@ -39,7 +39,8 @@ std::string status_line(int port, const std::string& path) {
     request.append(path).append(" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buf[4096];
-      for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+      for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;)
+        answer.append(buf, static_cast<size_t>(n));
     }
   }
   close(fd);
@@ -55,13 +56,14 @@ TEST(ServeCli, PrintsItsUrlAnswersAndStopsOnSigterm) {
     if (chdir(DIGITFLOW_SOURCE_DIR) != 0) _exit(127);
     const std::string state = (dir / "state").string();
     if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(126);
-    execl(DIGITFLOW_BINARY, DIGITFLOW_BINARY, "serve", "--listen", "127.0.0.1:0", "--workers", "1", "--state-dir",
-          state.c_str(), static_cast<char*>(nullptr));
+    execl(DIGITFLOW_BINARY, DIGITFLOW_BINARY, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
+          "--state-dir", state.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   int port = 0;
   const std::regex url(R"(listening on http://127\.0\.0\.1:(\d+)/)");
-  for (const auto deadline = Clock::now() + std::chrono::seconds(30); port == 0 && Clock::now() < deadline;) {
+  for (const auto deadline = Clock::now() + std::chrono::seconds(30);
+       port == 0 && Clock::now() < deadline;) {
     std::smatch m;
     const std::string text = read_file(out);
     if (std::regex_search(text, m, url)) port = std::stoi(m[1]);

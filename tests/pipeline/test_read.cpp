@@ -19,13 +19,15 @@ namespace fs = std::filesystem;
 namespace t = digitflow::testing;
 
 kernels::Network& model() {
-  static kernels::LoadedModel loaded = kernels::load_model(t::source_dir() / "models" / "digits.safetensors");
+  static kernels::LoadedModel loaded =
+      kernels::load_model(t::source_dir() / "models" / "digits.safetensors");
   return loaded.network;
 }
 
 // MNIST test digits of `digits`, 60 px tall, dark on light paper, starting at (x, y).
 void draw_string(cv::Mat& page, const std::string& digits, int x, int y) {
-  static kernels::LabelledImages set = kernels::load_mnist(t::mnist_dir(), kernels::MnistSplit::test);
+  static kernels::LabelledImages set =
+      kernels::load_mnist(t::mnist_dir(), kernels::MnistSplit::test);
   for (char c : digits) {
     int64_t i = 0;
     while (set.labels[static_cast<size_t>(i)] != c - '0') ++i;
@@ -59,7 +61,8 @@ TEST(Read, AnImageReadsLikeTheSamePageInTheFlowGraph) {
             [&](const PageResult& r, const cv::Mat*) { flow.push_back(r); });
   ASSERT_EQ(flow.size(), 1u);
 
-  const PageResult one = recognize_image(decode_image(encode(page, ".png"), options.limits), model(), options);
+  const PageResult one =
+      recognize_image(decode_image(encode(page, ".png"), options.limits), model(), options);
   EXPECT_FALSE(one.error);
   EXPECT_EQ(one.width, 800);
   EXPECT_EQ(one.height, 500);
@@ -76,7 +79,8 @@ TEST(Read, AnImageReadsLikeTheSamePageInTheFlowGraph) {
 }
 
 TEST(Read, ANearlyBlackImageIsAnErrorNotAThrow) {
-  const PageResult r = recognize_image(cv::Mat(200, 300, CV_8U, cv::Scalar(5)), model(), RunOptions{});
+  const PageResult r =
+      recognize_image(cv::Mat(200, 300, CV_8U, cv::Scalar(5)), model(), RunOptions{});
   ASSERT_TRUE(r.error);
   EXPECT_TRUE(r.strings.empty());
 }
@@ -89,16 +93,21 @@ TEST(Read, DecodeChecksTheHeaderSizeBeforeThePixels) {
     EXPECT_EQ(gray.type(), CV_8U) << ext;
     DecodeLimits tight;
     tight.max_pixels = 1000;
-    EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(encode(small, ext), tight); }, {"60x40", "1000"}))
+    EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(encode(small, ext), tight); },
+                                                   {"60x40", "1000"}))
         << ext;
   }
   std::vector<uint8_t> bomb = encode(small, ".png");
   const uint8_t big[8] = {0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0};  // 100000 x 100000
   std::copy(big, big + 8, bomb.begin() + 16);
-  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(bomb, DecodeLimits{}); }, {"100000x100000"}));
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(bomb, DecodeLimits{}); },
+                                                 {"100000x100000"}));
   const std::string text = "not an image";
   EXPECT_TRUE(t::throws_with_message<ImageError>(
-      [&] { decode_image({reinterpret_cast<const uint8_t*>(text.data()), text.size()}, DecodeLimits{}); }, {"not an image"}));
+      [&] {
+        decode_image({reinterpret_cast<const uint8_t*>(text.data()), text.size()}, DecodeLimits{});
+      },
+      {"not an image"}));
   EXPECT_THROW(decode_image({}, DecodeLimits{}), ImageError);
 }
 

@@ -9,13 +9,19 @@ namespace {
 
 TEST_F(WebTest, EveryAnswerCarriesTheSecurityHeaders) {
   const Browser ana = register_user("ana");
-  for (const auto& [path, headers] : std::vector<std::pair<std::string, httplib::Headers>>{
-           {"/login", {}}, {"/api/v1/me", {}}, {"/api/v1/me", with(ana)}, {"/static/app.css", {}}, {"/no-such", {}},
-           {"/jobs", {}}, {"/jobs", with(ana)}}) {
+  for (const auto& [path, headers] :
+       std::vector<std::pair<std::string, httplib::Headers>>{{"/login", {}},
+                                                             {"/api/v1/me", {}},
+                                                             {"/api/v1/me", with(ana)},
+                                                             {"/static/app.css", {}},
+                                                             {"/no-such", {}},
+                                                             {"/jobs", {}},
+                                                             {"/jobs", with(ana)}}) {
     auto r = get(path, headers);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->get_header_value("Content-Security-Policy"),
-              "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+              "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src "
+              "'self'; connect-src 'self'; "
               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
         << path;
     EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
@@ -37,7 +43,8 @@ TEST_F(WebTest, PagesNeedASessionExceptLoginAndRegister) {
   EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
   EXPECT_EQ(get("/register")->status, 200);
   const Browser ana = register_user("ana");
-  for (const std::string page : {"/jobs", "/submit", "/jobs/1", "/review", "/model", "/pad", "/account", "/admin"})
+  for (const std::string page :
+       {"/jobs", "/submit", "/jobs/1", "/review", "/model", "/pad", "/account", "/admin"})
     EXPECT_EQ(get(page, with(ana, false))->status, 200) << page;
   EXPECT_EQ(get("/", with(ana, false))->get_header_value("Location"), "/jobs");
 }
@@ -53,7 +60,9 @@ TEST_F(WebTest, AMissingPageIs404NamingIt) {
 }
 
 TEST_F(WebTest, RegisterLogsInWithAStrictCookieAndLogoutEndsTheSession) {
-  auto r = post("/api/v1/register", {{"username", "ana"}, {"email", "ana@example.org"}, {"password", "violet-harbour-lantern"}});
+  auto r = post(
+      "/api/v1/register",
+      {{"username", "ana"}, {"email", "ana@example.org"}, {"password", "violet-harbour-lantern"}});
   ASSERT_EQ(r->status, 201) << r->body;
   const std::string cookie = r->get_header_value("Set-Cookie");
   EXPECT_NE(cookie.find("HttpOnly"), std::string::npos) << cookie;
@@ -76,7 +85,9 @@ TEST_F(WebTest, RegisterLogsInWithAStrictCookieAndLogoutEndsTheSession) {
   EXPECT_EQ(post("/api/v1/logout", json::object(), with(first))->status, 204);
   EXPECT_EQ(get("/api/v1/me", with(first))->status, 401);
   EXPECT_EQ(get("/api/v1/me", with(second))->status, 200);
-  EXPECT_EQ(post("/api/v1/login", {{"username", "ana"}, {"password", "wrong-password-here"}})->status, 401);
+  EXPECT_EQ(
+      post("/api/v1/login", {{"username", "ana"}, {"password", "wrong-password-here"}})->status,
+      401);
 }
 
 TEST_F(WebTest, WeakCommonAndBadRegistrationsAreRefused) {
@@ -85,11 +96,13 @@ TEST_F(WebTest, WeakCommonAndBadRegistrationsAreRefused) {
     EXPECT_EQ(r->status, status) << body.dump() << " -> " << r->body;
     EXPECT_NE(r->body.find(says), std::string::npos) << r->body;
   };
-  const json ok = {{"username", "ana"}, {"email", "ana@example.org"}, {"password", "violet-harbour-lantern"}};
+  const json ok = {
+      {"username", "ana"}, {"email", "ana@example.org"}, {"password", "violet-harbour-lantern"}};
   json j = ok;
   j["password"] = "short1!";
   refused(j, 400, "at least 10");
-  for (const std::string common : {"password123", "qwertyuiop", "Password1234", "1234567890", "iloveyou123"}) {
+  for (const std::string common :
+       {"password123", "qwertyuiop", "Password1234", "1234567890", "iloveyou123"}) {
     j["password"] = common;
     refused(j, 400, "common");
   }
@@ -112,7 +125,9 @@ TEST_F(WebTest, WeakCommonAndBadRegistrationsAreRefused) {
 TEST_F(WebTest, ClosedRegistrationIsRefused) {
   stop();
   start([](ServerOptions& o) { o.web.registration_open = false; });
-  auto r = post("/api/v1/register", {{"username", "ana"}, {"email", "ana@example.org"}, {"password", "violet-harbour-lantern"}});
+  auto r = post(
+      "/api/v1/register",
+      {{"username", "ana"}, {"email", "ana@example.org"}, {"password", "violet-harbour-lantern"}});
   EXPECT_EQ(r->status, 403);
   EXPECT_NE(r->body.find("closed"), std::string::npos) << r->body;
 }
@@ -120,7 +135,8 @@ TEST_F(WebTest, ClosedRegistrationIsRefused) {
 TEST_F(WebTest, MalformedJsonIs400) {
   register_user("ana");
   const Browser ana = login("ana");
-  for (const std::string path : {"/api/v1/login", "/api/v1/register", "/api/v1/password", "/api/v1/tokens", "/api/v1/review"}) {
+  for (const std::string path : {"/api/v1/login", "/api/v1/register", "/api/v1/password",
+                                 "/api/v1/tokens", "/api/v1/review"}) {
     auto r = client().Post(path, with(ana), "{\"username\": ", "application/json");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << path << " " << r->body;
@@ -130,15 +146,18 @@ TEST_F(WebTest, MalformedJsonIs400) {
     EXPECT_TRUE(json::parse(r->body).contains("error"));
   }
   // JSON sent as a form would send it (a cross-site form posting a login) is refused.
-  auto r = client().Post("/api/v1/login", R"({"username": "ana", "password": "violet-harbour-lantern"})", "text/plain");
+  auto r =
+      client().Post("/api/v1/login", R"({"username": "ana", "password": "violet-harbour-lantern"})",
+                    "text/plain");
   EXPECT_EQ(r->status, 400) << r->body;
   EXPECT_NE(r->body.find("application/json"), std::string::npos) << r->body;
   EXPECT_TRUE(r->get_header_value("Set-Cookie").empty());
 }
 
 TEST_F(WebTest, MissingAuthIs401AndABadTokenToo) {
-  for (const std::string path : {"/api/v1/me", "/api/v1/jobs", "/api/v1/jobs/1", "/api/v1/tokens", "/api/v1/review",
-                                 "/api/v1/model", "/api/v1/templates", "/api/v1/users"}) {
+  for (const std::string path :
+       {"/api/v1/me", "/api/v1/jobs", "/api/v1/jobs/1", "/api/v1/tokens", "/api/v1/review",
+        "/api/v1/model", "/api/v1/templates", "/api/v1/users"}) {
     auto r = get(path);
     EXPECT_EQ(r->status, 401) << path;
     EXPECT_TRUE(json::parse(r->body).contains("error")) << r->body;
@@ -168,7 +187,9 @@ TEST_F(WebTest, StateChangesWithACookieNeedTheCsrfToken) {
 TEST_F(WebTest, RepeatedFailedLoginsAreThrottledPerAccountAndPerAddress) {
   register_user("ana");
   for (int i = 0; i < LoginThrottle::kMaxFailures; ++i)
-    EXPECT_EQ(post("/api/v1/login", {{"username", "ana"}, {"password", "not-the-password"}})->status, 401);
+    EXPECT_EQ(
+        post("/api/v1/login", {{"username", "ana"}, {"password", "not-the-password"}})->status,
+        401);
   auto r = post("/api/v1/login", {{"username", "ana"}, {"password", "violet-harbour-lantern"}});
   EXPECT_EQ(r->status, 429) << r->body;
   const int retry = std::stoi(r->get_header_value("Retry-After"));
@@ -181,10 +202,12 @@ TEST_F(WebTest, RepeatedFailedLoginsAreThrottledPerAccountAndPerAddress) {
 
   LoginThrottle throttle;  // the same rule, with a clock
   for (int i = 0; i < 5; ++i) throttle.failed("bob", "10.0.0." + std::to_string(i), 1000 * i);
-  EXPECT_EQ(throttle.retry_after_s("bob", "10.0.0.9", 5000), 15 * 60 - 5);  // until the first is 15 min old
+  EXPECT_EQ(throttle.retry_after_s("bob", "10.0.0.9", 5000),
+            15 * 60 - 5);  // until the first is 15 min old
   EXPECT_EQ(throttle.retry_after_s("BOB", "10.0.0.9", 5000), 15 * 60 - 5);
   EXPECT_EQ(throttle.retry_after_s("carol", "10.0.0.9", 5000), 0);
-  EXPECT_EQ(throttle.retry_after_s("bob", "10.0.0.9", LoginThrottle::kWindowMs + 1), 0);  // the first aged out
+  EXPECT_EQ(throttle.retry_after_s("bob", "10.0.0.9", LoginThrottle::kWindowMs + 1),
+            0);  // the first aged out
   throttle.succeeded("bob");
   EXPECT_EQ(throttle.retry_after_s("bob", "10.0.0.9", 5000), 0);
 }
@@ -213,12 +236,24 @@ TEST_F(WebTest, ApiTokensAreCreatedListedUsedAndRevoked) {
 TEST_F(WebTest, ChangingThePasswordEndsOtherSessions) {
   const Browser here = register_user("ana");
   const Browser elsewhere = login("ana");
-  EXPECT_EQ(post("/api/v1/password", {{"current", "wrong-one-entirely"}, {"new", "copper-kettle-morning"}}, with(here))->status, 401);
-  EXPECT_EQ(post("/api/v1/password", {{"current", "violet-harbour-lantern"}, {"new", "password123"}}, with(here))->status, 400);
-  EXPECT_EQ(post("/api/v1/password", {{"current", "violet-harbour-lantern"}, {"new", "copper-kettle-morning"}}, with(here))->status, 204);
+  EXPECT_EQ(post("/api/v1/password",
+                 {{"current", "wrong-one-entirely"}, {"new", "copper-kettle-morning"}}, with(here))
+                ->status,
+            401);
+  EXPECT_EQ(post("/api/v1/password",
+                 {{"current", "violet-harbour-lantern"}, {"new", "password123"}}, with(here))
+                ->status,
+            400);
+  EXPECT_EQ(
+      post("/api/v1/password",
+           {{"current", "violet-harbour-lantern"}, {"new", "copper-kettle-morning"}}, with(here))
+          ->status,
+      204);
   EXPECT_EQ(get("/api/v1/me", with(here))->status, 200);
   EXPECT_EQ(get("/api/v1/me", with(elsewhere))->status, 401);
-  EXPECT_EQ(post("/api/v1/login", {{"username", "ana"}, {"password", "violet-harbour-lantern"}})->status, 401);
+  EXPECT_EQ(
+      post("/api/v1/login", {{"username", "ana"}, {"password", "violet-harbour-lantern"}})->status,
+      401);
   login("ana", "copper-kettle-morning");
 }
 
@@ -243,11 +278,16 @@ TEST_F(WebTest, AdminRoutesAreForAdminsOnly) {
   ASSERT_EQ(r->status, 200);
   EXPECT_TRUE(json::parse(r->body)["disabled"].get<bool>());
   EXPECT_EQ(get("/api/v1/me", with(bob))->status, 401);
-  EXPECT_EQ(post("/api/v1/login", {{"username", "bob"}, {"password", "violet-harbour-lantern"}})->status, 403);
+  EXPECT_EQ(
+      post("/api/v1/login", {{"username", "bob"}, {"password", "violet-harbour-lantern"}})->status,
+      403);
   EXPECT_EQ(post(bob_path, {{"disabled", false}}, with(ana))->status, 200);
   login("bob");
   // An admin cannot lock themself out; retraining needs reviewed samples first.
-  EXPECT_EQ(post("/api/v1/users/" + std::to_string(ana.user["id"].get<int64_t>()), {{"disabled", true}}, with(ana))->status, 400);
+  EXPECT_EQ(post("/api/v1/users/" + std::to_string(ana.user["id"].get<int64_t>()),
+                 {{"disabled", true}}, with(ana))
+                ->status,
+            400);
   r = post("/api/v1/retrain", json::object(), with(ana));
   EXPECT_EQ(r->status, 409) << r->body;
   EXPECT_TRUE(json::parse(r->body).contains("error"));

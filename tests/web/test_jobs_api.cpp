@@ -25,13 +25,15 @@ std::vector<std::string> files_under(const fs::path& root) {
   std::vector<std::string> names;
   std::error_code ec;
   for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec))
-    if (it->is_regular_file()) names.push_back(it->path().lexically_relative(root).generic_string());
+    if (it->is_regular_file())
+      names.push_back(it->path().lexically_relative(root).generic_string());
   std::sort(names.begin(), names.end());
   return names;
 }
 
 // A zip holding `entries` (name -> content); `link` entries become symbolic links.
-std::string make_zip(const fs::path& file, const std::vector<std::pair<std::string, std::string>>& entries,
+std::string make_zip(const fs::path& file,
+                     const std::vector<std::pair<std::string, std::string>>& entries,
                      const std::vector<std::string>& links = {}) {
   int error = 0;
   zip_t* z = zip_open(file.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
@@ -44,7 +46,8 @@ std::string make_zip(const fs::path& file, const std::vector<std::pair<std::stri
     const zip_int64_t index = zip_file_add(z, name.c_str(), source, ZIP_FL_OVERWRITE);
     EXPECT_GE(index, 0) << name;
     if (std::find(links.begin(), links.end(), name) != links.end())
-      zip_file_set_external_attributes(z, static_cast<zip_uint64_t>(index), 0, ZIP_OPSYS_UNIX, (0120777u) << 16);
+      zip_file_set_external_attributes(z, static_cast<zip_uint64_t>(index), 0, ZIP_OPSYS_UNIX,
+                                       (0120777u) << 16);
   }
   EXPECT_EQ(zip_close(z), 0);
   return read(file);
@@ -52,7 +55,8 @@ std::string make_zip(const fs::path& file, const std::vector<std::pair<std::stri
 
 class JobsApiTest : public WebTest {
  protected:
-  httplib::Result upload(const httplib::MultipartFormDataItems& items, const httplib::Headers& headers) {
+  httplib::Result upload(const httplib::MultipartFormDataItems& items,
+                         const httplib::Headers& headers) {
     auto r = client().Post("/api/v1/jobs", headers, items);
     EXPECT_TRUE(r) << "no answer to the upload";
     return r;
@@ -62,7 +66,8 @@ class JobsApiTest : public WebTest {
   void expect_nothing_stray() {
     EXPECT_TRUE(files_under(options_.state.root / "uploads").empty());
     for (const std::string& f : files_under(dir_.path()))
-      EXPECT_TRUE(f.starts_with("state/") || f.starts_with("synth-") || f.starts_with("zips/")) << f;
+      EXPECT_TRUE(f.starts_with("state/") || f.starts_with("synth-") || f.starts_with("zips/"))
+          << f;
     for (const std::string& f : files_under(dir_.path()))
       EXPECT_EQ(f.find("evil"), std::string::npos) << f;
   }
@@ -79,14 +84,16 @@ TEST_F(JobsApiTest, AFolderUploadKeepsItsFoldersAndAnotherUserCannotSeeTheJob) {
   auto store = jobs::open_store(options_.store);
   const jobs::Job job = *store->job(id);
   EXPECT_EQ(job.name, "nightly");
-  EXPECT_EQ(files_under(job.input_dir), (std::vector<std::string>{"batch1/a.png", "batch2/deeper/b.png"}));
+  EXPECT_EQ(files_under(job.input_dir),
+            (std::vector<std::string>{"batch1/a.png", "batch2/deeper/b.png"}));
   EXPECT_EQ(read(job.input_dir / "batch1" / "a.png"), "page one");
   expect_nothing_stray();
 
   const Browser bob = register_user("bob");
   const std::string path = "/api/v1/jobs/" + std::to_string(id);
-  for (const std::string& p : std::vector<std::string>{path, path + "/results", path + "/pages", path + "/overlay?page=batch1%2Fa.png%230",
-                              path + "/crop?page=batch1%2Fa.png%230&box=0,0,5,5"})
+  for (const std::string& p : std::vector<std::string>{
+           path, path + "/results", path + "/pages", path + "/overlay?page=batch1%2Fa.png%230",
+           path + "/crop?page=batch1%2Fa.png%230&box=0,0,5,5"})
     EXPECT_EQ(get(p, with(bob))->status, 404) << p;
   EXPECT_EQ(post(path + "/cancel", json::object(), with(bob))->status, 404);
   EXPECT_EQ(json::parse(get("/api/v1/jobs", with(bob))->body)["jobs"].size(), 0u);
@@ -101,23 +108,31 @@ TEST_F(JobsApiTest, AFolderUploadKeepsItsFoldersAndAnotherUserCannotSeeTheJob) {
 
 TEST_F(JobsApiTest, FileNamesThatLeaveTheFolderAreRefused) {
   const Browser ana = register_user("ana");
-  for (const std::string name : {"../evil.png", "a/../../evil.png", "/tmp/evil.png", "/evil.png", "a\\..\\evil.png",
-                                 "..", "a//evil.png", "./evil.png", "C:/evil.png"}) {
+  for (const std::string name :
+       {"../evil.png", "a/../../evil.png", "/tmp/evil.png", "/evil.png", "a\\..\\evil.png", "..",
+        "a//evil.png", "./evil.png", "C:/evil.png"}) {
     auto r = upload({{"files", "x", name, "image/png"}}, with(ana));
     EXPECT_EQ(r->status, 400) << name << " -> " << r->body;
     EXPECT_NE(r->body.find("refused"), std::string::npos) << r->body;
   }
-  EXPECT_EQ(upload({{"files", "x", "a.png", ""}, {"files", "y", "a.png", ""}}, with(ana))->status, 400);  // twice
-  EXPECT_EQ(upload({{"name", "nothing", "", ""}}, with(ana))->status, 400);                             // no files
-  EXPECT_EQ(upload({{"files", "x", "a.png", ""}, {"colour", "blue", "", ""}}, with(ana))->status, 400);
-  EXPECT_EQ(upload({{"files", "x", "a.png", ""}, {"template", "../../etc/passwd", "", ""}}, with(ana))->status, 400);
-  EXPECT_FALSE(fs::exists(options_.state.root / "inputs") && !files_under(options_.state.root / "inputs").empty());
+  EXPECT_EQ(upload({{"files", "x", "a.png", ""}, {"files", "y", "a.png", ""}}, with(ana))->status,
+            400);                                                            // twice
+  EXPECT_EQ(upload({{"name", "nothing", "", ""}}, with(ana))->status, 400);  // no files
+  EXPECT_EQ(upload({{"files", "x", "a.png", ""}, {"colour", "blue", "", ""}}, with(ana))->status,
+            400);
+  EXPECT_EQ(
+      upload({{"files", "x", "a.png", ""}, {"template", "../../etc/passwd", "", ""}}, with(ana))
+          ->status,
+      400);
+  EXPECT_FALSE(fs::exists(options_.state.root / "inputs") &&
+               !files_under(options_.state.root / "inputs").empty());
   expect_nothing_stray();
 }
 
 TEST_F(JobsApiTest, MalformedMultipartIs400AndAMissingSessionIs401) {
   const Browser ana = register_user("ana");
-  auto r = client().Post("/api/v1/jobs", with(ana), "--xyz\r\nContent-Disposition: garbage\r\n\r\nnot closed",
+  auto r = client().Post("/api/v1/jobs", with(ana),
+                         "--xyz\r\nContent-Disposition: garbage\r\n\r\nnot closed",
                          "multipart/form-data; boundary=xyz");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400) << r->body;
@@ -139,12 +154,16 @@ TEST_F(JobsApiTest, UploadsOverALimitAre413NamingIt) {
   EXPECT_EQ(r->status, 413);
   EXPECT_NE(r->body.find("web.max_file_mb"), std::string::npos) << r->body;
   httplib::MultipartFormDataItems many;
-  for (int i = 0; i < 6; ++i) many.push_back({"files", "x", std::to_string(i) + ".png", ""});  // max_files = 5
+  for (int i = 0; i < 6; ++i)
+    many.push_back({"files", "x", std::to_string(i) + ".png", ""});  // max_files = 5
   r = upload(many, with(ana));
   EXPECT_EQ(r->status, 413);
   EXPECT_NE(r->body.find("web.max_files"), std::string::npos) << r->body;
   const std::string most(900 << 10, 'y');
-  r = upload({{"files", most, "1.png", ""}, {"files", most, "2.png", ""}, {"files", most, "3.png", ""}, {"files", most, "4.png", ""}},
+  r = upload({{"files", most, "1.png", ""},
+              {"files", most, "2.png", ""},
+              {"files", most, "3.png", ""},
+              {"files", most, "4.png", ""}},
              with(ana));  // 3.6 MB in all; web.max_job_mb = 3
   EXPECT_EQ(r->status, 413);
   EXPECT_NE(r->body.find("web.max_job_mb"), std::string::npos) << r->body;
@@ -161,24 +180,32 @@ TEST_F(JobsApiTest, UploadsOverALimitAre413NamingIt) {
 TEST_F(JobsApiTest, AZipUnpacksIntoTheJobAndZipSlipLinksAndBombsAreRefused) {
   const Browser ana = register_user("ana");
   fs::create_directories(dir_ / "zips");
-  const std::string good = make_zip(dir_ / "zips" / "good.zip", {{"batch1/a.png", "one"}, {"batch1/sub/b.png", "two"}});
-  auto r = upload({{"zip", good, "pages.zip", "application/zip"}, {"name", "zipped", "", ""}}, with(ana));
+  const std::string good =
+      make_zip(dir_ / "zips" / "good.zip", {{"batch1/a.png", "one"}, {"batch1/sub/b.png", "two"}});
+  auto r = upload({{"zip", good, "pages.zip", "application/zip"}, {"name", "zipped", "", ""}},
+                  with(ana));
   ASSERT_EQ(r->status, 201) << r->body;
   auto store = jobs::open_store(options_.store);
   const jobs::Job job = *store->job(json::parse(r->body)["id"]);
-  EXPECT_EQ(files_under(job.input_dir), (std::vector<std::string>{"batch1/a.png", "batch1/sub/b.png"}));
+  EXPECT_EQ(files_under(job.input_dir),
+            (std::vector<std::string>{"batch1/a.png", "batch1/sub/b.png"}));
 
-  for (const std::string evil : {"../evil.png", "a/../../evil.png", "/tmp/evil.png", "..\\evil.png"}) {
-    const std::string zip = make_zip(dir_ / "zips" / "slip.zip", {{"fine.png", "ok"}, {evil, "escaped"}});
+  for (const std::string evil :
+       {"../evil.png", "a/../../evil.png", "/tmp/evil.png", "..\\evil.png"}) {
+    const std::string zip =
+        make_zip(dir_ / "zips" / "slip.zip", {{"fine.png", "ok"}, {evil, "escaped"}});
     r = upload({{"zip", zip, "slip.zip", ""}}, with(ana));
     EXPECT_EQ(r->status, 400) << evil << " -> " << r->body;
   }
-  const std::string link = make_zip(dir_ / "zips" / "link.zip", {{"fine.png", "ok"}, {"evil-link", "/etc/passwd"}}, {"evil-link"});
+  const std::string link =
+      make_zip(dir_ / "zips" / "link.zip", {{"fine.png", "ok"}, {"evil-link", "/etc/passwd"}},
+               {"evil-link"});
   r = upload({{"zip", link, "link.zip", ""}}, with(ana));
   EXPECT_EQ(r->status, 400) << r->body;
   EXPECT_NE(r->body.find("symbolic link"), std::string::npos) << r->body;
   // A bomb: 2 MB of zeros compress to a few KB, over web.max_file_mb once inflated.
-  const std::string bomb = make_zip(dir_ / "zips" / "bomb.zip", {{"zeros.png", std::string(2 << 20, '\0')}});
+  const std::string bomb =
+      make_zip(dir_ / "zips" / "bomb.zip", {{"zeros.png", std::string(2 << 20, '\0')}});
   EXPECT_LT(bomb.size(), 100'000u);
   r = upload({{"zip", bomb, "bomb.zip", ""}}, with(ana));
   EXPECT_EQ(r->status, 413) << r->body;
@@ -203,7 +230,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   register_user("ana");
   const std::string token = api_token("ana");
   httplib::MultipartFormDataItems items{{"name", "checks", "", ""}};
-  for (const std::string& f : files_under(pages)) items.push_back({"files", read(pages / f), f, "image/png"});
+  for (const std::string& f : files_under(pages))
+    items.push_back({"files", read(pages / f), f, "image/png"});
   auto r = upload(items, bearer(token));
   ASSERT_EQ(r->status, 201) << r->body;
   const int64_t id = json::parse(r->body)["id"];
@@ -214,7 +242,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   do {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     job = json::parse(get(path, bearer(token))->body);
-  } while (job["state"] != "done" && job["state"] != "failed" && std::chrono::steady_clock::now() < deadline);
+  } while (job["state"] != "done" && job["state"] != "failed" &&
+           std::chrono::steady_clock::now() < deadline);
   ASSERT_EQ(job["state"], "done") << job.dump();
   EXPECT_EQ(job["pages_total"], 2);
   EXPECT_EQ(job["pages_done"], 2);
@@ -227,7 +256,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/x-ndjson");
   EXPECT_EQ(r->body, read(options_.state.job_output(id) / "results.jsonl"));
   std::string stored;
-  for (const jobs::PageRecord& p : jobs::open_store(options_.store)->pages(id)) stored += p.result_json + "\n";
+  for (const jobs::PageRecord& p : jobs::open_store(options_.store)->pages(id))
+    stored += p.result_json + "\n";
   EXPECT_EQ(r->body, stored);
   r = get(path + "/results?format=csv&download=1", bearer(token));
   EXPECT_EQ(r->body, read(options_.state.job_output(id) / "results.csv"));
@@ -248,11 +278,14 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   r = get(path + "/overlay?page=" + page_param, bearer(token));
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
-  EXPECT_FALSE(cv::imdecode(std::vector<uint8_t>(r->body.begin(), r->body.end()), cv::IMREAD_UNCHANGED).empty());
+  EXPECT_FALSE(
+      cv::imdecode(std::vector<uint8_t>(r->body.begin(), r->body.end()), cv::IMREAD_UNCHANGED)
+          .empty());
   EXPECT_EQ(get(path + "/overlay?page=nope%230", bearer(token))->status, 404);
   r = get(path + "/crop?page=" + page_param + "&box=10,20,30,40", bearer(token));
   ASSERT_EQ(r->status, 200) << r->body;
-  const cv::Mat crop = cv::imdecode(std::vector<uint8_t>(r->body.begin(), r->body.end()), cv::IMREAD_UNCHANGED);
+  const cv::Mat crop =
+      cv::imdecode(std::vector<uint8_t>(r->body.begin(), r->body.end()), cv::IMREAD_UNCHANGED);
   EXPECT_EQ(crop.cols, 30);
   EXPECT_EQ(crop.rows, 40);
   EXPECT_EQ(get(path + "/crop?page=" + page_param + "&box=1,2,x", bearer(token))->status, 400);
@@ -268,7 +301,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   cv::Mat digit(60, 50, CV_8U, cv::Scalar(255));
   cv::line(digit, {25, 8}, {25, 52}, cv::Scalar(0), 5);  // a 1
   cv::imencode(".png", digit, digit_png);
-  r = client().Post("/api/v1/recognize?digits=1", bearer(token), std::string(digit_png.begin(), digit_png.end()), "image/png");
+  r = client().Post("/api/v1/recognize?digits=1", bearer(token),
+                    std::string(digit_png.begin(), digit_png.end()), "image/png");
   ASSERT_EQ(r->status, 200) << r->body;
   ASSERT_EQ(json::parse(r->body)["strings"].size(), 1u);
   EXPECT_EQ(json::parse(r->body)["strings"][0]["digits"].size(), 1u);
@@ -279,21 +313,27 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   r = get("/api/v1/review?limit=500", bearer(token));
   ASSERT_EQ(r->status, 200) << r->body;
   const json queue = json::parse(r->body)["digits"];
-  for (size_t i = 1; i < queue.size(); ++i) EXPECT_LE(queue[i - 1]["confidence"], queue[i]["confidence"]);
+  for (size_t i = 1; i < queue.size(); ++i)
+    EXPECT_LE(queue[i - 1]["confidence"], queue[i]["confidence"]);
   json target = {{"job", id}, {"page", key}, {"string_index", 0}, {"digit_index", 0}, {"label", 7}};
   if (!queue.empty()) {
-    target = {{"job", queue[0]["job"]}, {"page", queue[0]["page"]}, {"string_index", queue[0]["string_index"]},
-              {"digit_index", queue[0]["digit_index"]}, {"label", 3}};
+    target = {{"job", queue[0]["job"]},
+              {"page", queue[0]["page"]},
+              {"string_index", queue[0]["string_index"]},
+              {"digit_index", queue[0]["digit_index"]},
+              {"label", 3}};
     EXPECT_EQ(get(queue[0]["crop_url"].get<std::string>(), bearer(token))->status, 200);
   }
   r = post("/api/v1/review", target, bearer(token));
   ASSERT_EQ(r->status, 201) << r->body;
   const json sample = json::parse(r->body);
-  const cv::Mat image = cv::imread((options_.state.root / sample["image"].get<std::string>()).string(), cv::IMREAD_UNCHANGED);
+  const cv::Mat image = cv::imread(
+      (options_.state.root / sample["image"].get<std::string>()).string(), cv::IMREAD_UNCHANGED);
   EXPECT_EQ(image.cols, 28);
   EXPECT_EQ(image.rows, 28);
   if (!queue.empty()) {
-    EXPECT_EQ(json::parse(get("/api/v1/review?limit=500", bearer(token))->body)["digits"].size(), queue.size() - 1);
+    EXPECT_EQ(json::parse(get("/api/v1/review?limit=500", bearer(token))->body)["digits"].size(),
+              queue.size() - 1);
   }
   target["label"] = 11;
   EXPECT_EQ(post("/api/v1/review", target, bearer(token))->status, 400);
@@ -323,7 +363,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   ASSERT_TRUE(r->status == 202 || r->status == 409) << r->status << " " << r->body;
   if (r->status == 202) {
     EXPECT_EQ(json::parse(r->body)["version"]["status"], "training");
-    EXPECT_EQ(post("/api/v1/retrain", json::object(), bearer(token))->status, 409);  // one at a time
+    EXPECT_EQ(post("/api/v1/retrain", json::object(), bearer(token))->status,
+              409);  // one at a time
     EXPECT_EQ(json::parse(get("/api/v1/model", bearer(token))->body)["versions"].size(), 1u);
   }
 }
@@ -340,7 +381,8 @@ TEST_F(JobsApiTest, StoppingTheServerPutsARunningJobBackInTheQueue) {
   register_user("ana");
   const std::string token = api_token("ana");
   httplib::MultipartFormDataItems items;
-  for (const std::string& f : files_under(pages)) items.push_back({"files", read(pages / f), f, ""});
+  for (const std::string& f : files_under(pages))
+    items.push_back({"files", read(pages / f), f, ""});
   auto r = upload(items, bearer(token));
   ASSERT_EQ(r->status, 201) << r->body;
   const int64_t id = json::parse(r->body)["id"];
@@ -369,7 +411,9 @@ TEST_F(JobsApiTest, ATemplateNamedInTheUploadGoesWithTheJob) {
   ASSERT_EQ(r->status, 201) << r->body;
   const jobs::Job job = *jobs::open_store(options_.store)->job(json::parse(r->body)["id"]);
   EXPECT_FALSE(job.template_path.empty());
-  EXPECT_EQ(upload({{"files", "x", "a.png", ""}, {"template", "no-such", "", ""}}, with(ana))->status, 400);
+  EXPECT_EQ(
+      upload({{"files", "x", "a.png", ""}, {"template", "no-such", "", ""}}, with(ana))->status,
+      400);
 }
 
 }  // namespace

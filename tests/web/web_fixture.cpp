@@ -64,9 +64,12 @@ httplib::Headers WebTest::with(const Browser& b, bool csrf) const {
   return h;
 }
 
-httplib::Headers WebTest::bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
+httplib::Headers WebTest::bearer(const std::string& token) {
+  return {{"Authorization", "Bearer " + token}};
+}
 
-httplib::Result WebTest::post(const std::string& path, const json& body, const httplib::Headers& headers) {
+httplib::Result WebTest::post(const std::string& path, const json& body,
+                              const httplib::Headers& headers) {
   auto r = client().Post(path, headers, body.dump(), "application/json");
   EXPECT_TRUE(r) << "POST " << path << ": no answer";
   return r;
@@ -92,7 +95,8 @@ Browser browser_from(const httplib::Result& r) {
 }  // namespace
 
 Browser WebTest::register_user(const std::string& name, const std::string& password) {
-  auto r = post("/api/v1/register", {{"username", name}, {"email", name + "@example.org"}, {"password", password}});
+  auto r = post("/api/v1/register",
+                {{"username", name}, {"email", name + "@example.org"}, {"password", password}});
   EXPECT_EQ(r->status, 201) << r->body;
   return browser_from(r);
 }
@@ -104,7 +108,9 @@ Browser WebTest::login(const std::string& name, const std::string& password) {
 }
 
 std::string WebTest::api_token(const std::string& name, const std::string& password) {
-  auto r = post("/api/v1/login", {{"username", name}, {"password", password}, {"token", true}, {"token_name", "cli"}});
+  auto r =
+      post("/api/v1/login",
+           {{"username", name}, {"password", password}, {"token", true}, {"token_name", "cli"}});
   EXPECT_EQ(r->status, 200) << r->body;
   return json::parse(r->body).value("token", "");
 }

@@ -41,11 +41,14 @@ class WebTest : public ::testing::Test {
   static httplib::Headers bearer(const std::string& token);
 
   // POST with a JSON body; the answer or fails the test when there is none.
-  httplib::Result post(const std::string& path, const json& body, const httplib::Headers& headers = {});
+  httplib::Result post(const std::string& path, const json& body,
+                       const httplib::Headers& headers = {});
   httplib::Result get(const std::string& path, const httplib::Headers& headers = {});
-  Browser register_user(const std::string& name, const std::string& password = "violet-harbour-lantern");
+  Browser register_user(const std::string& name,
+                        const std::string& password = "violet-harbour-lantern");
   Browser login(const std::string& name, const std::string& password = "violet-harbour-lantern");
-  std::string api_token(const std::string& name, const std::string& password = "violet-harbour-lantern");
+  std::string api_token(const std::string& name,
+                        const std::string& password = "violet-harbour-lantern");
   void make_admin(const std::string& name);
   // Pages of synthetic checks (MNIST digits); empty when MNIST is missing.
   fs::path synthetic_pages(int count);

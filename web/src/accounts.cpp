@@ -22,7 +22,8 @@ std::string hex(const unsigned char* bytes, size_t size) {
 }
 
 std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return text;
 }
 
@@ -54,7 +55,8 @@ bool same_secret(std::string_view a, std::string_view b) {
 std::string hash_password(const std::string& password, uint64_t ops, size_t memory_bytes) {
   start_sodium();
   char hash[crypto_pwhash_STRBYTES];
-  if (crypto_pwhash_str_alg(hash, password.data(), password.size(), ops, memory_bytes, crypto_pwhash_ALG_ARGON2ID13) != 0)
+  if (crypto_pwhash_str_alg(hash, password.data(), password.size(), ops, memory_bytes,
+                            crypto_pwhash_ALG_ARGON2ID13) != 0)
     throw std::runtime_error("hashing a password ran out of memory");
   return hash;
 }
@@ -66,36 +68,44 @@ bool verify_password(const std::string& hash, const std::string& password) {
 }
 
 void check_username(const std::string& name) {
-  const bool valid = !name.empty() && name.size() <= 64 && name[0] != '.' &&
-                     name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
-                         std::string::npos;
-  if (!valid) throw BadRequest("a user name is 1 to 64 of a-z A-Z 0-9 . _ -, not starting with '.'");
+  const bool valid =
+      !name.empty() && name.size() <= 64 && name[0] != '.' &&
+      name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+          std::string::npos;
+  if (!valid)
+    throw BadRequest("a user name is 1 to 64 of a-z A-Z 0-9 . _ -, not starting with '.'");
 }
 
 void check_email(const std::string& email) {
   const size_t at = email.find('@');
-  const bool valid = email.size() <= 254 && at != std::string::npos && at > 0 && at + 1 < email.size() &&
-                     email.find('@', at + 1) == std::string::npos &&
-                     std::none_of(email.begin(), email.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; });
+  const bool valid = email.size() <= 254 && at != std::string::npos && at > 0 &&
+                     at + 1 < email.size() && email.find('@', at + 1) == std::string::npos &&
+                     std::none_of(email.begin(), email.end(),
+                                  [](unsigned char c) { return c <= ' ' || c == 0x7f; });
   if (!valid) throw BadRequest("the e-mail address is not valid (name@host, no spaces)");
 }
 
 PasswordPolicy::PasswordPolicy(const std::filesystem::path& common_passwords) {
   std::ifstream in(common_passwords);
-  if (!in) throw std::runtime_error(common_passwords.string() + ": cannot read the list of common passwords");
+  if (!in)
+    throw std::runtime_error(common_passwords.string() +
+                             ": cannot read the list of common passwords");
   for (std::string line; std::getline(in, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty() && line[0] != '#') common_.insert(lower(line));
   }
-  if (common_.empty()) throw std::runtime_error(common_passwords.string() + ": the list of common passwords is empty");
+  if (common_.empty())
+    throw std::runtime_error(common_passwords.string() + ": the list of common passwords is empty");
 }
 
 void PasswordPolicy::check(const std::string& password, const std::string& username) const {
-  const auto characters = std::count_if(password.begin(), password.end(), [](unsigned char c) { return (c & 0xC0) != 0x80; });
+  const auto characters = std::count_if(password.begin(), password.end(),
+                                        [](unsigned char c) { return (c & 0xC0) != 0x80; });
   if (characters < 10) throw BadRequest("the password is too short: at least 10 characters");
   if (password.size() > 1024) throw BadRequest("the password is too long: at most 1024 bytes");
   const std::string folded = lower(password);
-  if (common_.count(folded)) throw BadRequest("the password is one of the most common passwords; choose another");
+  if (common_.count(folded))
+    throw BadRequest("the password is one of the most common passwords; choose another");
   if (username.size() >= 3 && folded.find(lower(username)) != std::string::npos)
     throw BadRequest("the password must not contain the user name");
 }
@@ -113,9 +123,11 @@ int64_t LoginThrottle::wait_ms(const std::string& key, int64_t now_ms) {
   return times[times.size() - kMaxFailures] + kWindowMs - now_ms;
 }
 
-int64_t LoginThrottle::retry_after_s(const std::string& account, const std::string& address, int64_t now_ms) {
+int64_t LoginThrottle::retry_after_s(const std::string& account, const std::string& address,
+                                     int64_t now_ms) {
   std::lock_guard lock(mutex_);
-  const int64_t ms = std::max(wait_ms("u:" + lower(account), now_ms), wait_ms("a:" + address, now_ms));
+  const int64_t ms =
+      std::max(wait_ms("u:" + lower(account), now_ms), wait_ms("a:" + address, now_ms));
   return ms <= 0 ? 0 : (ms + 999) / 1000;
 }
 
@@ -123,7 +135,8 @@ void LoginThrottle::failed(const std::string& account, const std::string& addres
   std::lock_guard lock(mutex_);
   if (failures_.size() > 100'000)  // forget what has aged out before growing further
     for (auto it = failures_.begin(); it != failures_.end();)
-      it = !it->second.empty() && it->second.back() > now_ms - kWindowMs ? std::next(it) : failures_.erase(it);
+      it = !it->second.empty() && it->second.back() > now_ms - kWindowMs ? std::next(it)
+                                                                         : failures_.erase(it);
   for (const std::string& key : {"u:" + lower(account), "a:" + address}) {
     auto& times = failures_[key];
     times.push_back(now_ms);
@@ -153,8 +166,10 @@ std::pair<std::string, std::string> Accounts::start_session(jobs::JobStore& stor
   return {token, session.csrf};
 }
 
-LoginResult Accounts::register_user(const std::string& name, const std::string& email, const std::string& password) {
-  if (!options_.registration_open) throw Forbidden("registration is closed: an administrator adds users");
+LoginResult Accounts::register_user(const std::string& name, const std::string& email,
+                                    const std::string& password) {
+  if (!options_.registration_open)
+    throw Forbidden("registration is closed: an administrator adds users");
   check_username(name);
   check_email(email);
   passwords_.check(password, name);
@@ -175,14 +190,15 @@ LoginResult Accounts::register_user(const std::string& name, const std::string& 
   return result;
 }
 
-LoginResult Accounts::login(const std::string& name, const std::string& password, const std::string& address,
-                            bool token, const std::string& token_name) {
+LoginResult Accounts::login(const std::string& name, const std::string& password,
+                            const std::string& address, bool token, const std::string& token_name) {
   const int64_t now = jobs::now_ms();
   if (const int64_t wait = throttle_.retry_after_s(name, address, now); wait > 0)
     throw Throttled("too many failed logins; try again in " + std::to_string(wait) + " s", wait);
   auto store = stores_.acquire();
   const std::optional<jobs::User> user = store->user_by_name(name);
-  const bool right = user ? verify_password(user->password_hash, password) : (verify_password(dummy_hash_, password), false);
+  const bool right = user ? verify_password(user->password_hash, password)
+                          : (verify_password(dummy_hash_, password), false);
   if (!right) {
     throttle_.failed(name, address, now);
     throw Unauthorized("wrong user name or password");
@@ -205,10 +221,12 @@ void Accounts::logout(const Caller& caller) {
   stores_.acquire()->delete_session(caller.session_hash);
 }
 
-void Accounts::change_password(const Caller& caller, const std::string& current, const std::string& next) {
+void Accounts::change_password(const Caller& caller, const std::string& current,
+                               const std::string& next) {
   auto store = stores_.acquire();
   std::optional<jobs::User> user = store->user_by_id(caller.user.id);
-  if (!user || !verify_password(user->password_hash, current)) throw Unauthorized("the current password is wrong");
+  if (!user || !verify_password(user->password_hash, current))
+    throw Unauthorized("the current password is wrong");
   passwords_.check(next, user->name);
   user->password_hash = hash_password(next, options_.argon2_ops, options_.argon2_memory_bytes);
   store->update_user(*user);
@@ -246,7 +264,9 @@ std::optional<Caller> Accounts::by_api_token(const std::string& token) {
   return Caller{*user, "", ""};
 }
 
-std::vector<jobs::ApiToken> Accounts::tokens(const Caller& caller) { return stores_.acquire()->api_tokens(caller.user.id); }
+std::vector<jobs::ApiToken> Accounts::tokens(const Caller& caller) {
+  return stores_.acquire()->api_tokens(caller.user.id);
+}
 
 LoginResult Accounts::create_token(const Caller& caller, const std::string& name) {
   if (name.empty() || name.size() > 100) throw BadRequest("a token name is 1 to 100 characters");
@@ -264,12 +284,15 @@ LoginResult Accounts::create_token(const Caller& caller, const std::string& name
 }
 
 void Accounts::revoke_token(const Caller& caller, int64_t id) {
-  if (!stores_.acquire()->revoke_api_token(caller.user.id, id)) throw NotFound("no token " + std::to_string(id));
+  if (!stores_.acquire()->revoke_api_token(caller.user.id, id))
+    throw NotFound("no token " + std::to_string(id));
 }
 
-jobs::User Accounts::update_user(const Caller& admin, int64_t id, const std::optional<std::string>& role,
+jobs::User Accounts::update_user(const Caller& admin, int64_t id,
+                                 const std::optional<std::string>& role,
                                  const std::optional<bool>& disabled) {
-  if (role && *role != "user" && *role != "admin") throw BadRequest("a role is \"user\" or \"admin\"");
+  if (role && *role != "user" && *role != "admin")
+    throw BadRequest("a role is \"user\" or \"admin\"");
   if (id == admin.user.id && ((role && *role != "admin") || (disabled && *disabled)))
     throw BadRequest("an administrator cannot demote or disable their own account");
   auto store = stores_.acquire();

@@ -20,15 +20,16 @@
 namespace digitflow::web {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using httplib::Request;
 using httplib::Response;
+using nlohmann::json;
 
 namespace {
 
 constexpr const char* kCookie = "digitflow_session";
 constexpr const char* kPolicy =
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 // Who the current request comes from, set by the pre-routing step (same thread as the
@@ -42,7 +43,8 @@ thread_local RequestAuth current;
 
 const Caller& caller() {
   if (current.refusal_status == 403) throw Forbidden(current.refusal);
-  if (current.refusal_status != 0 || !current.caller) throw Unauthorized(current.refusal.empty() ? "log in first" : current.refusal);
+  if (current.refusal_status != 0 || !current.caller)
+    throw Unauthorized(current.refusal.empty() ? "log in first" : current.refusal);
   return *current.caller;
 }
 
@@ -57,14 +59,18 @@ void send_json(Response& res, int status, const json& body) {
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
-void send_error(Response& res, int status, const std::string& message) { send_json(res, status, {{"error", message}}); }
+void send_error(Response& res, int status, const std::string& message) {
+  send_json(res, status, {{"error", message}});
+}
 
 // A JSON body, sent as application/json: a cross-site HTML form cannot send that type
 // without the browser asking first, so a form on another site cannot log a visitor in.
 json body_json(const Request& req) {
   std::string type = req.get_header_value("Content-Type");
-  std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (!type.starts_with("application/json")) throw BadRequest("the body must be JSON, sent as Content-Type: application/json");
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (!type.starts_with("application/json"))
+    throw BadRequest("the body must be JSON, sent as Content-Type: application/json");
   json body;
   try {
     body = json::parse(req.body);
@@ -112,7 +118,8 @@ std::string cookie_value(const Request& req, const std::string& name) {
     if (end == std::string::npos) end = header.size();
     std::string pair = header.substr(at, end - at);
     pair.erase(0, pair.find_first_not_of(' '));
-    if (pair.size() > name.size() && pair.compare(0, name.size(), name) == 0 && pair[name.size()] == '=')
+    if (pair.size() > name.size() && pair.compare(0, name.size(), name) == 0 &&
+        pair[name.size()] == '=')
       return pair.substr(name.size() + 1);
     at = end + 1;
   }
@@ -121,7 +128,10 @@ std::string cookie_value(const Request& req, const std::string& name) {
 
 void set_session_cookie(Response& res, const std::string& token, int64_t max_age_s) {
   std::string cookie = kCookie;
-  cookie.append("=").append(token).append("; Path=/; HttpOnly; SameSite=Strict; Max-Age=").append(std::to_string(max_age_s));
+  cookie.append("=")
+      .append(token)
+      .append("; Path=/; HttpOnly; SameSite=Strict; Max-Age=")
+      .append(std::to_string(max_age_s));
   res.set_header("Set-Cookie", cookie);
 }
 
@@ -135,7 +145,7 @@ bool changes_state(const std::string& method) {
 }
 
 const std::vector<std::string>& page_names() {
-  static const std::vector<std::string> names = {"login", "register", "jobs", "submit", "review",
+  static const std::vector<std::string> names = {"login", "register", "jobs",    "submit", "review",
                                                  "model", "pad",      "account", "admin"};
   return names;
 }
@@ -180,7 +190,8 @@ int Server::bind(const std::string& host, int port) {
     return bound;
   }
   if (!http_->bind_to_port(host, port))
-    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not allowed)");
+    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) +
+                             " (in use, or not allowed)");
   return port;
 }
 
@@ -236,10 +247,12 @@ void Server::routes() {
     const bool api = req.path.starts_with("/api/");
     const std::string page = page_of(req.path);
     if (api || !page.empty() || req.path == "/") res.set_header("Cache-Control", "no-store");
-    if (!api && page.empty()) return httplib::Server::HandlerResponse::Unhandled;  // static files, 404s
+    if (!api && page.empty())
+      return httplib::Server::HandlerResponse::Unhandled;  // static files, 404s
 
     const std::string authorization = req.get_header_value("Authorization");
-    const bool open_route = req.method == "POST" && (req.path == "/api/v1/login" || req.path == "/api/v1/register");
+    const bool open_route =
+        req.method == "POST" && (req.path == "/api/v1/login" || req.path == "/api/v1/register");
     if (authorization.starts_with("Bearer ")) {
       current.caller = s.accounts().by_api_token(authorization.substr(7));
       if (!current.caller) {
@@ -258,7 +271,8 @@ void Server::routes() {
       }
     }
     if (!api) {  // a page
-      if (current.caller || page == "login" || page == "register") return httplib::Server::HandlerResponse::Unhandled;
+      if (current.caller || page == "login" || page == "register")
+        return httplib::Server::HandlerResponse::Unhandled;
       res.set_redirect("/login");
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -302,10 +316,13 @@ void Server::routes() {
 
   // Errors httplib answers itself (no route, a body over the limit, a malformed request) get
   // a JSON body too.
-  http.set_error_handler(httplib::Server::HandlerWithResponse([&web](const Request& req, Response& res) {
+  http.set_error_handler(httplib::Server::HandlerWithResponse([&web](const Request& req,
+                                                                     Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     if (res.status == 413)
-      send_error(res, 413, "the request is larger than web.max_job_mb (" + std::to_string(web.max_job_mb) + " MB)");
+      send_error(
+          res, 413,
+          "the request is larger than web.max_job_mb (" + std::to_string(web.max_job_mb) + " MB)");
     else if (res.status == 404)
       send_error(res, 404, "no such route: " + req.method + " " + req.path.substr(0, 200));
     else
@@ -322,7 +339,8 @@ void Server::routes() {
     const fs::path file = assets / (name + ".html");
     std::ifstream in(file, std::ios::binary);
     if (!in) throw NotFound("the page " + name + ".html is missing from " + assets.string());
-    res.set_content(std::string(std::istreambuf_iterator<char>(in), {}), "text/html; charset=utf-8");
+    res.set_content(std::string(std::istreambuf_iterator<char>(in), {}),
+                    "text/html; charset=utf-8");
   };
   http.Get(R"(/(login|register|jobs|submit|review|model|pad|account|admin))", page);
   http.Get(R"(/jobs/\d+)", page);
@@ -330,16 +348,22 @@ void Server::routes() {
   // Accounts.
   http.Post("/api/v1/register", [&s](const Request& req, Response& res) {
     const json body = body_json(req);
-    const LoginResult r = s.accounts().register_user(text(body, "username"), text(body, "email"), text(body, "password"));
+    const LoginResult r = s.accounts().register_user(text(body, "username"), text(body, "email"),
+                                                     text(body, "password"));
     set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
     send_json(res, 201, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
   });
   http.Post("/api/v1/login", [&s](const Request& req, Response& res) {
     const json body = body_json(req);
-    const bool token = body.contains("token") && body["token"].is_boolean() && body["token"].get<bool>();
-    const LoginResult r = s.accounts().login(text(body, "username"), text(body, "password"), req.remote_addr, token,
-                                             text(body, "token_name", false));
-    if (token) return send_json(res, 200, {{"user", to_json(r.user)}, {"token", r.api_token}, {"token_id", r.api_token_id}});
+    const bool token =
+        body.contains("token") && body["token"].is_boolean() && body["token"].get<bool>();
+    const LoginResult r =
+        s.accounts().login(text(body, "username"), text(body, "password"), req.remote_addr, token,
+                           text(body, "token_name", false));
+    if (token)
+      return send_json(
+          res, 200,
+          {{"user", to_json(r.user)}, {"token", r.api_token}, {"token_id", r.api_token_id}});
     set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
     send_json(res, 200, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
   });
@@ -359,7 +383,10 @@ void Server::routes() {
   http.Get("/api/v1/tokens", [&s](const Request&, Response& res) {
     json list = json::array();
     for (const jobs::ApiToken& t : s.accounts().tokens(caller()))
-      list.push_back({{"id", t.id}, {"name", t.name}, {"created_ms", t.created_ms}, {"last_used_ms", t.last_used_ms}});
+      list.push_back({{"id", t.id},
+                      {"name", t.name},
+                      {"created_ms", t.created_ms},
+                      {"last_used_ms", t.last_used_ms}});
     send_json(res, 200, {{"tokens", list}});
   });
   http.Post("/api/v1/tokens", [&s](const Request& req, Response& res) {
@@ -372,7 +399,8 @@ void Server::routes() {
     s.accounts().revoke_token(caller(), path_id(req));
     res.status = 204;
   });
-  http.Get("/api/v1/users", [&s](const Request&, Response& res) { send_json(res, 200, s.users(admin())); });
+  http.Get("/api/v1/users",
+           [&s](const Request&, Response& res) { send_json(res, 200, s.users(admin())); });
   http.Post(R"(/api/v1/users/(\d+))", [&s](const Request& req, Response& res) {
     const Caller& a = admin();
     const json body = body_json(req);
@@ -391,7 +419,8 @@ void Server::routes() {
     caller();
     send_json(res, 200, s.templates());
   });
-  http.Post("/api/v1/jobs", [&s](const Request& req, Response& res, const httplib::ContentReader& reader) {
+  http.Post("/api/v1/jobs", [&s](const Request& req, Response& res,
+                                 const httplib::ContentReader& reader) {
     if (current.refusal_status != 0 || !current.caller || !req.is_multipart_form_data()) {
       drain(reader, req);
       caller();
@@ -429,14 +458,19 @@ void Server::routes() {
           } else if (part.name == "template") {
             text_part = &template_name;
           } else {
-            guard([&] { throw BadRequest("unknown part '" + part.name.substr(0, 60) + "' (files, zip, name, template)"); });
+            guard([&] {
+              throw BadRequest("unknown part '" + part.name.substr(0, 60) +
+                               "' (files, zip, name, template)");
+            });
           }
           return true;
         },
         [&](const char* data, size_t size) {
           if (text_part) {
-            if (text_part->size() + size > 1000) guard([] { throw BadRequest("a name or template field over 1000 bytes"); });
-            else text_part->append(data, size);
+            if (text_part->size() + size > 1000)
+              guard([] { throw BadRequest("a name or template field over 1000 bytes"); });
+            else
+              text_part->append(data, size);
           } else if (in_file || in_zip) {
             guard([&] { upload.append(data, size); });
             if (problem) in_file = in_zip = false;
@@ -446,7 +480,9 @@ void Server::routes() {
     close_part();
     if (problem) std::rethrow_exception(problem);
     if (!read) {
-      if (res.status == 413) throw TooLarge("the upload is larger than web.max_job_mb (" + std::to_string(s.options().web.max_job_mb) + " MB)");
+      if (res.status == 413)
+        throw TooLarge("the upload is larger than web.max_job_mb (" +
+                       std::to_string(s.options().web.max_job_mb) + " MB)");
       throw BadRequest("malformed multipart/form-data body");
     }
     send_json(res, 201, {{"id", s.submit(caller(), upload, name, template_name)}});
@@ -463,33 +499,45 @@ void Server::routes() {
   http.Get(R"(/api/v1/jobs/(\d+)/results)", [&s](const Request& req, Response& res) {
     const std::string format = req.has_param("format") ? req.get_param_value("format") : "jsonl";
     const int64_t id = path_id(req);
-    res.set_content(s.results(caller(), id, format), format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson");
+    res.set_content(s.results(caller(), id, format),
+                    format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson");
     if (req.get_param_value("download") == "1")
-      res.set_header("Content-Disposition", "attachment; filename=\"job-" + std::to_string(id) + "-results." + format + "\"");
+      res.set_header("Content-Disposition", "attachment; filename=\"job-" + std::to_string(id) +
+                                                "-results." + format + "\"");
   });
   http.Get(R"(/api/v1/jobs/(\d+)/pages)", [&s](const Request& req, Response& res) {
     const std::string filter = req.has_param("filter") ? req.get_param_value("filter") : "all";
-    send_json(res, 200, s.pages(caller(), path_id(req), query_int(req, "from", 0), query_int(req, "limit", 50), filter));
+    send_json(res, 200,
+              s.pages(caller(), path_id(req), query_int(req, "from", 0),
+                      query_int(req, "limit", 50), filter));
   });
   http.Get(R"(/api/v1/jobs/(\d+)/overlay)", [&s](const Request& req, Response& res) {
-    res.set_content(s.overlay_png(caller(), path_id(req), req.get_param_value("page")), "image/png");
+    res.set_content(s.overlay_png(caller(), path_id(req), req.get_param_value("page")),
+                    "image/png");
   });
   http.Get(R"(/api/v1/jobs/(\d+)/crop)", [&s](const Request& req, Response& res) {
-    res.set_content(s.crop_png(caller(), path_id(req), req.get_param_value("page"), req.get_param_value("box")), "image/png");
+    res.set_content(
+        s.crop_png(caller(), path_id(req), req.get_param_value("page"), req.get_param_value("box")),
+        "image/png");
   });
 
   // Reading, review, model.
-  http.Post("/api/v1/recognize", [&s](const Request& req, Response& res, const httplib::ContentReader& reader) {
+  http.Post("/api/v1/recognize", [&s](const Request& req, Response& res,
+                                      const httplib::ContentReader& reader) {
     const int64_t limit = s.upload_limits().max_file_bytes;
     std::string image;
     bool over = false;
     reader([&](const char* data, size_t size) {
-      if (static_cast<int64_t>(image.size() + size) > limit) over = true;
-      else image.append(data, size);
+      if (static_cast<int64_t>(image.size() + size) > limit)
+        over = true;
+      else
+        image.append(data, size);
       return true;
     });
     caller();
-    if (over) throw TooLarge("the image is larger than web.max_file_mb (" + std::to_string(limit >> 20) + " MB)");
+    if (over)
+      throw TooLarge("the image is larger than web.max_file_mb (" + std::to_string(limit >> 20) +
+                     " MB)");
     const auto* bytes = reinterpret_cast<const uint8_t*>(image.data());
     send_json(res, 200, s.recognize({bytes, image.size()}, req.get_param_value("digits") == "1"));
   });
@@ -504,7 +552,8 @@ void Server::routes() {
     caller();
     send_json(res, 200, s.model());
   });
-  http.Post("/api/v1/retrain", [&s](const Request&, Response& res) { send_json(res, 202, s.retrain(admin())); });
+  http.Post("/api/v1/retrain",
+            [&s](const Request&, Response& res) { send_json(res, 202, s.retrain(admin())); });
 }
 
 }  // namespace digitflow::web

@@ -54,9 +54,10 @@ std::string read_file(const fs::path& path) {
 pipeline::Box parse_box(const std::string& text) {
   pipeline::Box box;
   char extra = 0;
-  if (std::sscanf(text.c_str(), "%d,%d,%d,%d%c", &box.x, &box.y, &box.w, &box.h, &extra) != 4 || box.w <= 0 ||
-      box.h <= 0)
-    throw BadRequest("box expects x,y,w,h in pixels with w and h > 0, got '" + text.substr(0, 60) + "'");
+  if (std::sscanf(text.c_str(), "%d,%d,%d,%d%c", &box.x, &box.y, &box.w, &box.h, &extra) != 4 ||
+      box.w <= 0 || box.h <= 0)
+    throw BadRequest("box expects x,y,w,h in pixels with w and h > 0, got '" + text.substr(0, 60) +
+                     "'");
   return box;
 }
 
@@ -89,16 +90,22 @@ std::string template_title(const std::string& path) {
 }  // namespace
 
 json to_json(const jobs::User& u) {
-  return {{"id", u.id}, {"name", u.name}, {"email", u.email}, {"role", u.role}, {"disabled", u.disabled}};
+  return {{"id", u.id},
+          {"name", u.name},
+          {"email", u.email},
+          {"role", u.role},
+          {"disabled", u.disabled}};
 }
 
 json to_json(const jobs::Job& j) {
   double rate = 0;
   if (j.started_ms > 0) {
     const int64_t end = j.finished_ms > 0 ? j.finished_ms : jobs::now_ms();
-    if (end > j.started_ms) rate = static_cast<double>(j.pages_done) * 1000.0 / static_cast<double>(end - j.started_ms);
+    if (end > j.started_ms)
+      rate = static_cast<double>(j.pages_done) * 1000.0 / static_cast<double>(end - j.started_ms);
   }
-  const std::string template_name = j.template_path.empty() ? std::string() : template_title(j.template_path);
+  const std::string template_name =
+      j.template_path.empty() ? std::string() : template_title(j.template_path);
   return {{"id", j.id},
           {"name", j.name},
           {"owner", j.owner_name},
@@ -121,7 +128,8 @@ Service::Service(const ServerOptions& options)
     : options_(options),
       stores_(options.store),
       passwords_(options.assets / "common-passwords.txt"),
-      limits_{int64_t{options.web.max_file_mb} << 20, int64_t{options.web.max_job_mb} << 20, options.web.max_files},
+      limits_{int64_t{options.web.max_file_mb} << 20, int64_t{options.web.max_job_mb} << 20,
+              options.web.max_files},
       model_path_(jobs::default_model(*stores_.acquire(), options.model)),
       model_(kernels::load_model(model_path_)) {
   AccountOptions a;
@@ -144,7 +152,8 @@ json Service::templates() const {
       const pipeline::Template t = config::load_template(file);
       json fields = json::array();
       for (const pipeline::FieldSpec& f : t.fields)
-        fields.push_back({{"name", f.name}, {"rule", pipeline::rule_name(f.rule)}, {"length", f.length}});
+        fields.push_back(
+            {{"name", f.name}, {"rule", pipeline::rule_name(f.rule)}, {"length", f.length}});
       list.push_back({{"name", file.stem().string()}, {"title", t.name}, {"fields", fields}});
     } catch (const std::exception&) {
       // a broken template is not offered; digitflow run names its problem
@@ -155,8 +164,10 @@ json Service::templates() const {
 
 int64_t Service::submit(const Caller& caller, const UploadFolder& upload, const std::string& name,
                         const std::string& template_name) {
-  if (upload.files() == 0) throw BadRequest("the upload holds no files: send parts named files, or one zip");
-  if (name.size() > 200 || std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20; }))
+  if (upload.files() == 0)
+    throw BadRequest("the upload holds no files: send parts named files, or one zip");
+  if (name.size() > 200 ||
+      std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20; }))
     throw BadRequest("a job name is at most 200 characters, without control characters");
   jobs::Submission s;
   s.folder = upload.path();
@@ -165,10 +176,12 @@ int64_t Service::submit(const Caller& caller, const UploadFolder& upload, const 
   s.link = true;
   if (!template_name.empty()) {
     const fs::path file = options_.templates / (template_name + ".yaml");
-    const bool plain = template_name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+    const bool plain = template_name.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
                        std::string::npos;
     if (!plain || template_name[0] == '.' || !fs::is_regular_file(file))
-      throw BadRequest("no template '" + template_name.substr(0, 60) + "' (GET /api/v1/templates lists them)");
+      throw BadRequest("no template '" + template_name.substr(0, 60) +
+                       "' (GET /api/v1/templates lists them)");
     s.template_file = file;
   }
   auto store = stores_.acquire();
@@ -188,7 +201,8 @@ json Service::jobs(const Caller& caller, bool mine_only) {
 
 jobs::Job Service::job(const Caller& caller, int64_t id) {
   std::optional<jobs::Job> found = stores_.acquire()->job(id);
-  if (!found || (found->owner != caller.user.id && !caller.is_admin())) throw NotFound("no job " + std::to_string(id));
+  if (!found || (found->owner != caller.user.id && !caller.is_admin()))
+    throw NotFound("no job " + std::to_string(id));
   return *found;
 }
 
@@ -215,15 +229,18 @@ std::string Service::results(const Caller& caller, int64_t id, const std::string
   return out.str();
 }
 
-json Service::pages(const Caller& caller, int64_t id, int64_t from, int64_t limit, const std::string& filter) {
-  if (filter != "all" && filter != "failed" && filter != "low") throw BadRequest("filter is all, failed or low");
+json Service::pages(const Caller& caller, int64_t id, int64_t from, int64_t limit,
+                    const std::string& filter) {
+  if (filter != "all" && filter != "failed" && filter != "low")
+    throw BadRequest("filter is all, failed or low");
   if (from < 0 || limit < 1 || limit > 1000) throw BadRequest("from >= 0 and limit 1..1000");
   job(caller, id);
   json list = json::array();
   int64_t total = 0;
   auto store = stores_.acquire();
   each_page(*store, id, [&](const jobs::PageRecord& p) {
-    if ((filter == "failed" && !p.failed) || (filter == "low" && p.low_confidence == 0)) return true;
+    if ((filter == "failed" && !p.failed) || (filter == "low" && p.low_confidence == 0))
+      return true;
     if (total >= from && total < from + limit)
       list.push_back({{"seq", p.seq},
                       {"key", p.key},
@@ -237,7 +254,8 @@ json Service::pages(const Caller& caller, int64_t id, int64_t from, int64_t limi
   return {{"total", total}, {"pages", list}};
 }
 
-std::optional<jobs::PageRecord> Service::find_page(jobs::JobStore& store, int64_t job, const std::string& key) {
+std::optional<jobs::PageRecord> Service::find_page(jobs::JobStore& store, int64_t job,
+                                                   const std::string& key) {
   std::optional<jobs::PageRecord> found;
   each_page(store, job, [&](const jobs::PageRecord& p) {
     if (p.key == key) found = p;
@@ -249,12 +267,15 @@ std::optional<jobs::PageRecord> Service::find_page(jobs::JobStore& store, int64_
 std::string Service::overlay_png(const Caller& caller, int64_t id, const std::string& page_key) {
   job(caller, id);
   const auto page = find_page(*stores_.acquire(), id, page_key);
-  if (!page) throw NotFound("job " + std::to_string(id) + " has no page '" + page_key.substr(0, 200) + "'");
+  if (!page)
+    throw NotFound("job " + std::to_string(id) + " has no page '" + page_key.substr(0, 200) + "'");
   const pipeline::PageResult result = pipeline::page_from_json(json::parse(page->result_json));
   const fs::path overlays = options_.state.job_output(id) / "overlays";
   const fs::path file = (overlays / pipeline::overlay_name(result)).lexically_normal();
-  if (!file.string().starts_with(overlays.lexically_normal().string()) || !fs::is_regular_file(file))
-    throw NotFound("no overlay for this page (jobs.overlays is off, the page failed, or the job is not done)");
+  if (!file.string().starts_with(overlays.lexically_normal().string()) ||
+      !fs::is_regular_file(file))
+    throw NotFound(
+        "no overlay for this page (jobs.overlays is off, the page failed, or the job is not done)");
   return read_file(file);
 }
 
@@ -269,12 +290,15 @@ cv::Mat Service::decode_stored_page(const jobs::Job& j, const pipeline::PageResu
   throw NotFound("the page's file is gone");
 }
 
-std::string Service::crop_png(const Caller& caller, int64_t id, const std::string& page_key, const std::string& box_text) {
+std::string Service::crop_png(const Caller& caller, int64_t id, const std::string& page_key,
+                              const std::string& box_text) {
   const pipeline::Box box = parse_box(box_text);
   const jobs::Job j = job(caller, id);
   const auto page = find_page(*stores_.acquire(), id, page_key);
-  if (!page) throw NotFound("job " + std::to_string(id) + " has no page '" + page_key.substr(0, 200) + "'");
-  const cv::Mat gray = decode_stored_page(j, pipeline::page_from_json(json::parse(page->result_json)));
+  if (!page)
+    throw NotFound("job " + std::to_string(id) + " has no page '" + page_key.substr(0, 200) + "'");
+  const cv::Mat gray =
+      decode_stored_page(j, pipeline::page_from_json(json::parse(page->result_json)));
   const cv::Rect rect = cv::Rect(box.x, box.y, box.w, box.h) & cv::Rect(0, 0, gray.cols, gray.rows);
   if (rect.empty()) throw BadRequest("the box lies outside the page");
   return encode_png(gray(rect));
@@ -307,8 +331,11 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit) {
       result = pipeline::recognize_image(gray, model_.network, options_.run);
     }
   }
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  json answer = {{"width", gray.cols}, {"height", gray.rows}, {"ms", std::round(ms * 100) / 100},
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  json answer = {{"width", gray.cols},
+                 {"height", gray.rows},
+                 {"ms", std::round(ms * 100) / 100},
                  {"strings", pipeline::to_json(result)["strings"]}};
   if (result.error) answer["error"] = *result.error;
   return answer;
@@ -345,7 +372,9 @@ json Service::review_queue(const Caller& caller, int64_t limit) {
             }
           }
           crop.append("&box=").append(std::to_string(b[0].get<int>())).append(",");
-          crop.append(std::to_string(b[1].get<int>())).append(",").append(std::to_string(b[2].get<int>()));
+          crop.append(std::to_string(b[1].get<int>()))
+              .append(",")
+              .append(std::to_string(b[2].get<int>()));
           crop.append(",").append(std::to_string(b[3].get<int>()));
           found.emplace_back(confidence, json{{"job", j.id},
                                               {"page", p.key},
@@ -362,8 +391,10 @@ json Service::review_queue(const Caller& caller, int64_t limit) {
       return true;
     });
   }
-  std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (size_t i = 0; i < found.size() && static_cast<int64_t>(i) < limit; ++i) items.push_back(found[i].second);
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < found.size() && static_cast<int64_t>(i) < limit; ++i)
+    items.push_back(found[i].second);
   return {{"digits", items}, {"total", found.size()}};
 }
 
@@ -377,14 +408,18 @@ json Service::add_sample(const Caller& caller, const json& body) {
   const jobs::Job j = job(caller, id);
   auto store = stores_.acquire();
   const auto page = find_page(*store, id, key);
-  if (!page) throw NotFound("job " + std::to_string(id) + " has no page '" + key.substr(0, 200) + "'");
+  if (!page)
+    throw NotFound("job " + std::to_string(id) + " has no page '" + key.substr(0, 200) + "'");
   const pipeline::PageResult result = pipeline::page_from_json(json::parse(page->result_json));
   if (si < 0 || si >= static_cast<int>(result.strings.size()) || di < 0 ||
       di >= static_cast<int>(result.strings[static_cast<size_t>(si)].digits.size()))
-    throw NotFound("the page has no digit " + std::to_string(di) + " in string " + std::to_string(si));
-  const pipeline::DigitResult& d = result.strings[static_cast<size_t>(si)].digits[static_cast<size_t>(di)];
+    throw NotFound("the page has no digit " + std::to_string(di) + " in string " +
+                   std::to_string(si));
+  const pipeline::DigitResult& d =
+      result.strings[static_cast<size_t>(si)].digits[static_cast<size_t>(di)];
   const cv::Mat gray = decode_stored_page(j, result);
-  const cv::Rect rect = cv::Rect(d.box.x, d.box.y, d.box.w, d.box.h) & cv::Rect(0, 0, gray.cols, gray.rows);
+  const cv::Rect rect =
+      cv::Rect(d.box.x, d.box.y, d.box.w, d.box.h) & cv::Rect(0, 0, gray.cols, gray.rows);
   if (rect.empty()) throw BadRequest("the digit's box lies outside the page");
   pipeline::DigitPixels pixels{};
   try {
@@ -392,8 +427,9 @@ json Service::add_sample(const Caller& caller, const json& body) {
   } catch (const pipeline::ImageError&) {
     // a box without ink (a "not a digit" label may well be blank): stored black
   }
-  const std::string relative = "samples/" + std::to_string(id) + "/" +
-                               sha256_hex(key + "/" + std::to_string(si) + "/" + std::to_string(di)).substr(0, 24) + ".png";
+  const std::string relative =
+      "samples/" + std::to_string(id) + "/" +
+      sha256_hex(key + "/" + std::to_string(si) + "/" + std::to_string(di)).substr(0, 24) + ".png";
   jobs::save_sample_image(options_.state.root / relative, pixels);
   jobs::Sample s;
   s.user = caller.user.id;
@@ -443,8 +479,13 @@ json Service::model() {
       metrics = json::parse(v.metrics_json.empty() ? "{}" : v.metrics_json);
     } catch (const json::exception&) {
     }
-    versions.push_back({{"id", v.id}, {"path", v.path}, {"status", v.status}, {"default", v.is_default},
-                        {"note", v.note}, {"metrics", metrics}, {"created_ms", v.created_ms}});
+    versions.push_back({{"id", v.id},
+                        {"path", v.path},
+                        {"status", v.status},
+                        {"default", v.is_default},
+                        {"note", v.note},
+                        {"metrics", metrics},
+                        {"created_ms", v.created_ms}});
   }
   return {{"current", current}, {"versions", versions}, {"samples", store->samples(0, 0).size()}};
 }
@@ -467,16 +508,22 @@ json Service::retrain(const Caller& admin) {
   retrain_thread_ = std::thread([this, version, paths, log, who] {
     try {
       std::unique_ptr<jobs::JobStore> store = jobs::open_store(options_.store);
-      const jobs::RetrainResult r = jobs::run_retrain(*store, version, paths, {}, {}, &cancel_retrain_);
+      const jobs::RetrainResult r =
+          jobs::run_retrain(*store, version, paths, {}, {}, &cancel_retrain_);
       if (log)
-        log("model version " + std::to_string(version.id) + " (retrain asked by " + who + "): " + r.version.status +
-            (r.version.note.empty() ? "" : ", " + r.version.note));
+        log("model version " + std::to_string(version.id) + " (retrain asked by " + who +
+            "): " + r.version.status + (r.version.note.empty() ? "" : ", " + r.version.note));
     } catch (const std::exception& e) {
-      if (log) log("model version " + std::to_string(version.id) + ": retraining failed: " + e.what());
+      if (log)
+        log("model version " + std::to_string(version.id) + ": retraining failed: " + e.what());
     }
     retraining_ = false;
   });
-  return {{"version", {{"id", version.id}, {"path", version.path}, {"status", version.status}, {"created_ms", version.created_ms}}}};
+  return {{"version",
+           {{"id", version.id},
+            {"path", version.path},
+            {"status", version.status},
+            {"created_ms", version.created_ms}}}};
 }
 
 void Service::stop_retrain() {

@@ -91,8 +91,8 @@ void UploadFolder::count_bytes(int64_t size) {
     return;
   }
   if (current_bytes_ > limits_.max_file_bytes)
-    throw TooLarge("the file '" + printable(current_) + "' is larger than web.max_file_mb (" + mb(limits_.max_file_bytes) +
-                   ")");
+    throw TooLarge("the file '" + printable(current_) + "' is larger than web.max_file_mb (" +
+                   mb(limits_.max_file_bytes) + ")");
   if (bytes_ > limits_.max_job_bytes)
     throw TooLarge("the upload is larger than web.max_job_mb (" + mb(limits_.max_job_bytes) + ")");
 }
@@ -100,14 +100,17 @@ void UploadFolder::count_bytes(int64_t size) {
 fs::path UploadFolder::begin_entry(std::string_view name) {
   const fs::path relative = safe_relative_path(name);
   if (++files_ > limits_.max_files)
-    throw TooLarge("the upload has more than web.max_files (" + std::to_string(limits_.max_files) + ") files");
+    throw TooLarge("the upload has more than web.max_files (" + std::to_string(limits_.max_files) +
+                   ") files");
   const std::string key = relative.generic_string();
   for (fs::path prefix; const fs::path& part : relative) {  // a file may not also be a folder
     prefix /= part;
     if (prefix != relative && names_.count(prefix.generic_string()))
-      throw BadRequest("'" + printable(key) + "' is inside '" + prefix.generic_string() + "', which is a file");
+      throw BadRequest("'" + printable(key) + "' is inside '" + prefix.generic_string() +
+                       "', which is a file");
   }
-  if (!names_.insert(key).second) throw BadRequest("the file '" + printable(key) + "' is uploaded twice");
+  if (!names_.insert(key).second)
+    throw BadRequest("the file '" + printable(key) + "' is uploaded twice");
   for (const std::string& other : names_)
     if (other.size() > key.size() && other.starts_with(key) && other[key.size()] == '/')
       throw BadRequest("'" + printable(key) + "' is both a file and a folder");
@@ -149,7 +152,7 @@ void UploadFolder::begin_zip() {
 void UploadFolder::end_zip() {
   end_file();
   receiving_zip_ = false;
-  bytes_ = 0;  // what counts is what it unpacks to
+  bytes_ = 0;       // what counts is what it unpacks to
   zipped_ = false;  // add_zip writes the entries as files
   add_zip(zip_);
   zipped_ = true;
@@ -159,14 +162,16 @@ void UploadFolder::end_zip() {
 
 void UploadFolder::add_zip(const fs::path& zip_path) {
   int error = 0;
-  std::unique_ptr<zip_t, decltype(&zip_discard)> archive(zip_open(zip_path.c_str(), ZIP_RDONLY, &error), zip_discard);
+  std::unique_ptr<zip_t, decltype(&zip_discard)> archive(
+      zip_open(zip_path.c_str(), ZIP_RDONLY, &error), zip_discard);
   if (!archive) throw BadRequest("the zip cannot be read (not a zip file, or damaged)");
   const zip_int64_t entries = zip_get_num_entries(archive.get(), 0);
   // First every entry's name, kind and declared size, before anything is written.
   int64_t declared = 0, files = 0;
   for (zip_int64_t i = 0; i < entries; ++i) {
     zip_stat_t st;
-    if (zip_stat_index(archive.get(), static_cast<zip_uint64_t>(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_NAME))
+    if (zip_stat_index(archive.get(), static_cast<zip_uint64_t>(i), 0, &st) != 0 ||
+        !(st.valid & ZIP_STAT_NAME))
       throw BadRequest("the zip cannot be read: entry " + std::to_string(i) + " is damaged");
     std::string_view name = st.name;
     const bool folder = !name.empty() && name.back() == '/';
@@ -175,23 +180,27 @@ void UploadFolder::add_zip(const fs::path& zip_path) {
     (void)relative;
     zip_uint8_t system = 0;
     zip_uint32_t attributes = 0;
-    if (zip_file_get_external_attributes(archive.get(), static_cast<zip_uint64_t>(i), 0, &system, &attributes) == 0 &&
+    if (zip_file_get_external_attributes(archive.get(), static_cast<zip_uint64_t>(i), 0, &system,
+                                         &attributes) == 0 &&
         system == ZIP_OPSYS_UNIX && ((attributes >> 16) & S_IFMT) == S_IFLNK)
-      throw BadRequest("the zip entry '" + printable(st.name) + "' is a symbolic link; links are refused");
+      throw BadRequest("the zip entry '" + printable(st.name) +
+                       "' is a symbolic link; links are refused");
     if ((st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE)
       throw BadRequest("the zip entry '" + printable(st.name) + "' is encrypted");
     if (folder) continue;
     ++files;
     const int64_t size = (st.valid & ZIP_STAT_SIZE) ? static_cast<int64_t>(st.size) : 0;
     if (size > limits_.max_file_bytes)
-      throw TooLarge("the zip entry '" + printable(st.name) + "' unpacks to more than web.max_file_mb (" +
-                     mb(limits_.max_file_bytes) + ")");
+      throw TooLarge("the zip entry '" + printable(st.name) +
+                     "' unpacks to more than web.max_file_mb (" + mb(limits_.max_file_bytes) + ")");
     declared += size;
   }
   if (files_ + files > limits_.max_files)
-    throw TooLarge("the upload has more than web.max_files (" + std::to_string(limits_.max_files) + ") files");
+    throw TooLarge("the upload has more than web.max_files (" + std::to_string(limits_.max_files) +
+                   ") files");
   if (bytes_ + declared > limits_.max_job_bytes)
-    throw TooLarge("the zip unpacks to more than web.max_job_mb (" + mb(limits_.max_job_bytes) + ")");
+    throw TooLarge("the zip unpacks to more than web.max_job_mb (" + mb(limits_.max_job_bytes) +
+                   ")");
 
   // Then the contents, counted as they inflate: a header that lies stops at the limit.
   std::vector<char> buffer(1 << 16);
@@ -200,8 +209,8 @@ void UploadFolder::add_zip(const fs::path& zip_path) {
     zip_stat_index(archive.get(), static_cast<zip_uint64_t>(i), 0, &st);
     const std::string_view name = st.name;
     if (name.back() == '/') continue;
-    std::unique_ptr<zip_file_t, decltype(&zip_fclose)> file(zip_fopen_index(archive.get(), static_cast<zip_uint64_t>(i), 0),
-                                                            zip_fclose);
+    std::unique_ptr<zip_file_t, decltype(&zip_fclose)> file(
+        zip_fopen_index(archive.get(), static_cast<zip_uint64_t>(i), 0), zip_fclose);
     if (!file) throw BadRequest("the zip entry '" + printable(name) + "' cannot be read");
     begin_file(name);
     const int64_t size = (st.valid & ZIP_STAT_SIZE) ? static_cast<int64_t>(st.size) : 0;
@@ -210,7 +219,8 @@ void UploadFolder::add_zip(const fs::path& zip_path) {
       if (got < 0) throw BadRequest("the zip entry '" + printable(name) + "' is damaged");
       if (got == 0) break;
       if (current_bytes_ + got > size)
-        throw TooLarge("the zip entry '" + printable(name) + "' unpacks to more than it declares (a zip bomb?)");
+        throw TooLarge("the zip entry '" + printable(name) +
+                       "' unpacks to more than it declares (a zip bomb?)");
       append(buffer.data(), static_cast<size_t>(got));
     }
     end_file();

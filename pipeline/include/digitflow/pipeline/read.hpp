@@ -4,9 +4,8 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
-
 #include <opencv2/core.hpp>
+#include <span>
 
 #include "digitflow/kernels/network.hpp"
 #include "digitflow/pipeline/results.hpp"

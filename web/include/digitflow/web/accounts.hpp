@@ -84,8 +84,8 @@ struct Caller {
 // What a login or a registration hands back.
 struct LoginResult {
   jobs::User user;
-  std::string session_token, csrf;     // a browser login: the cookie's value
-  std::string api_token;               // a login with "token": true
+  std::string session_token, csrf;  // a browser login: the cookie's value
+  std::string api_token;            // a login with "token": true
   int64_t api_token_id = 0;
 };
 
@@ -96,21 +96,24 @@ class Accounts {
 
   // Throws Forbidden when registration is closed, BadRequest for a bad name, address or
   // password, Taken when the name is in use. Logs the new user in.
-  LoginResult register_user(const std::string& name, const std::string& email, const std::string& password);
+  LoginResult register_user(const std::string& name, const std::string& email,
+                            const std::string& password);
   // Throws Throttled, Unauthorized (wrong name or password: one message for both), Forbidden
   // for a disabled user. With `token`, an API token named token_name instead of a session.
-  LoginResult login(const std::string& name, const std::string& password, const std::string& address, bool token,
-                    const std::string& token_name);
+  LoginResult login(const std::string& name, const std::string& password,
+                    const std::string& address, bool token, const std::string& token_name);
   void logout(const Caller& caller);
   // Throws Unauthorized when `current` is wrong; every other session of the user ends.
   void change_password(const Caller& caller, const std::string& current, const std::string& next);
 
-  std::optional<Caller> by_session(const std::string& cookie_token);  // none: unknown, expired or disabled
+  std::optional<Caller> by_session(
+      const std::string& cookie_token);  // none: unknown, expired or disabled
   std::optional<Caller> by_api_token(const std::string& token);
 
   std::vector<jobs::ApiToken> tokens(const Caller& caller);
-  LoginResult create_token(const Caller& caller, const std::string& name);  // api_token, api_token_id
-  void revoke_token(const Caller& caller, int64_t id);                       // NotFound
+  LoginResult create_token(const Caller& caller,
+                           const std::string& name);    // api_token, api_token_id
+  void revoke_token(const Caller& caller, int64_t id);  // NotFound
 
   // Admin: change a user's role ("user" | "admin") and disabled flag; a disabled user's
   // sessions end. Throws NotFound, BadRequest (a bad role, or an admin changing themself).
@@ -118,7 +121,8 @@ class Accounts {
                          const std::optional<bool>& disabled);
 
  private:
-  std::pair<std::string, std::string> start_session(jobs::JobStore& store, int64_t user);  // token, csrf
+  std::pair<std::string, std::string> start_session(jobs::JobStore& store,
+                                                    int64_t user);  // token, csrf
   StorePool& stores_;
   const PasswordPolicy& passwords_;
   AccountOptions options_;

@@ -25,16 +25,16 @@ class Server;
 namespace digitflow::web {
 
 struct ServerOptions {
-  std::string store;                        // as jobs::open_store takes it
-  jobs::StateDir state;                     // uploads, job outputs, samples
-  config::WebSettings web;                  // limits, sessions, registration
-  std::filesystem::path assets;             // <page>.html, /static/ files, common-passwords.txt
-  std::filesystem::path templates;          // form templates offered to uploads (*.yaml)
-  std::filesystem::path model;              // model.default: used until a retrained version is the default
-  std::filesystem::path mnist;              // MNIST IDX files, for retraining
-  pipeline::RunOptions run;                 // pipeline settings for recognize
-  int workers = 0;                          // in-process job workers
-  jobs::WorkerOptions worker;               // their settings (the first also scans the inbox)
+  std::string store;                // as jobs::open_store takes it
+  jobs::StateDir state;             // uploads, job outputs, samples
+  config::WebSettings web;          // limits, sessions, registration
+  std::filesystem::path assets;     // <page>.html, /static/ files, common-passwords.txt
+  std::filesystem::path templates;  // form templates offered to uploads (*.yaml)
+  std::filesystem::path model;      // model.default: used until a retrained version is the default
+  std::filesystem::path mnist;      // MNIST IDX files, for retraining
+  pipeline::RunOptions run;         // pipeline settings for recognize
+  int workers = 0;                  // in-process job workers
+  jobs::WorkerOptions worker;       // their settings (the first also scans the inbox)
   std::function<void(const std::string&)> log;  // one line per event; none = quiet
 };
 

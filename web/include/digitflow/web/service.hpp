@@ -3,6 +3,7 @@
 // visible to its owner and to admins; to anyone else it does not exist (NotFound).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -10,9 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
-#include <thread>
-#include <atomic>
 #include <string>
+#include <thread>
 
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/web/accounts.hpp"
@@ -45,9 +45,11 @@ class Service {
   nlohmann::json cancel(const Caller& caller, int64_t id);
   // The job's stored pages as results.jsonl or results.csv, page order.
   std::string results(const Caller& caller, int64_t id, const std::string& format);
-  nlohmann::json pages(const Caller& caller, int64_t id, int64_t from, int64_t limit, const std::string& filter);
+  nlohmann::json pages(const Caller& caller, int64_t id, int64_t from, int64_t limit,
+                       const std::string& filter);
   std::string overlay_png(const Caller& caller, int64_t id, const std::string& page_key);
-  std::string crop_png(const Caller& caller, int64_t id, const std::string& page_key, const std::string& box);
+  std::string crop_png(const Caller& caller, int64_t id, const std::string& page_key,
+                       const std::string& box);
 
   // Reads an encoded image: its strings, or with `one_digit` the whole image as one digit.
   nlohmann::json recognize(std::span<const uint8_t> image, bool one_digit);
@@ -70,7 +72,8 @@ class Service {
   // when it changed since the last call. Call with model_mutex_ held.
   void refresh_model(jobs::JobStore& store);
 
-  std::optional<jobs::PageRecord> find_page(jobs::JobStore& store, int64_t job, const std::string& key);
+  std::optional<jobs::PageRecord> find_page(jobs::JobStore& store, int64_t job,
+                                            const std::string& key);
   cv::Mat decode_stored_page(const jobs::Job& job, const pipeline::PageResult& page);
 
   ServerOptions options_;

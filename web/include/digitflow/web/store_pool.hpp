@@ -20,7 +20,8 @@ class StorePool {
 
   class Lease {
    public:
-    Lease(StorePool& pool, std::unique_ptr<jobs::JobStore> store) : pool_(&pool), store_(std::move(store)) {}
+    Lease(StorePool& pool, std::unique_ptr<jobs::JobStore> store)
+        : pool_(&pool), store_(std::move(store)) {}
     Lease(Lease&&) = default;
     Lease& operator=(Lease&&) = delete;
     ~Lease();
