@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev libpqxx-dev postgresql
   libcpp-httplib-dev libsodium-dev libzip-dev
   fonts-dejavu-core
+  chromium
   ca-certificates
   "$@"
 )

@@ -11,6 +11,8 @@ jobs="${JOBS:-$(nproc)}"
 
 scripts/deps.sh
 scripts/fetch-mnist.sh
+# playwright-core for the browser tests, from the lock file (never a browser download)
+[[ -d tests/browser/node_modules ]] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DDIGITFLOW_STRICT=ON >/dev/null
 cmake --build "$build_dir" -j "$jobs"

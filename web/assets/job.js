@@ -235,7 +235,7 @@ DF.start(async () => {
       const field = fields.find((f) => f.found !== false && sameBox(f.box, s.box));
       let fieldCell = null;
       if (hasFields) {
-        fieldCell = DF.el('td', null);
+        fieldCell = DF.el('td', {class: 'cell-field'});
         if (field) {
           fieldCell.append(
             DF.el('span', null, field.name + ' '),
@@ -243,9 +243,15 @@ DF.start(async () => {
               ? null
               : DF.el(
                   'span',
-                  {class: field.valid ? 'valid-yes' : 'valid-no', title: field.rule ? 'rule ' + field.rule : null},
-                  field.valid ? '✓' : '✗ ' + (field.rule || 'invalid'),
+                  {
+                    class: field.valid ? 'valid-yes' : 'valid-no',
+                    title: field.rule ? (field.valid ? 'passes the ' : 'fails the ') + field.rule + ' rule' : null,
+                  },
+                  field.valid ? '✓' : '✗ fails ' + (field.rule || 'its rule'),
                 ),
+            field.corrected
+              ? DF.el('span', {class: 'badge badge-accent badge-plain', title: 'changed to the model’s next guess to pass the rule'}, 'corrected')
+              : null,
           );
         } else {
           fieldCell.append(DF.el('span', {class: 'muted'}, '–'));
@@ -257,7 +263,7 @@ DF.start(async () => {
           null,
           DF.el('td', {class: 'muted col-idx'}, String(i + 1)),
           fieldCell,
-          DF.el('td', {class: 'cell-read'}, digitsOf(s)),
+          DF.el('td', {class: 'cell-read'}, digitsOf(field && field.text ? {...s, text: field.text} : s)),
           DF.el('td', {class: 'num'}, DF.confChip(s.confidence)),
         ),
       );
@@ -269,7 +275,7 @@ DF.start(async () => {
           'tr',
           null,
           DF.el('td', {class: 'muted col-idx'}, '–'),
-          DF.el('td', null, f.name),
+          DF.el('td', {class: 'cell-field'}, f.name),
           DF.el('td', {class: 'muted'}, 'not found'),
           DF.el('td', {class: 'num'}, ''),
         ),

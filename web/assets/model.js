@@ -83,12 +83,17 @@ DF.start(async (user) => {
     return svg;
   }
 
+  // Class 10 is "not a digit": its column counts digits the model rejected.
+  const classLabel = (k) => (k === 10 ? 'x' : String(k));
+  const className = (k) => (k === 10 ? 'not a digit' : String(k));
+
   function confusionChart(matrix) {
-    const n = matrix.length;
+    const n = matrix.length; // columns: every class the model has
+    const rows = matrix.map((row, i) => i).filter((i) => matrix[i].reduce((a, b) => a + b, 0) > 0);
     const cell = 38;
     const m = {l: 52, t: 46, r: 6, b: 6};
     const W = m.l + n * cell + m.r;
-    const H = m.t + n * cell + m.b;
+    const H = m.t + rows.length * cell + m.b;
     const svg = DF.svg('svg', {
       class: 'chart',
       viewBox: `0 0 ${W} ${H}`,
@@ -101,21 +106,29 @@ DF.start(async (user) => {
       DF.svg('text', {class: 'axis-title', x: m.l + (n * cell) / 2, y: 14, 'text-anchor': 'middle'}, 'Predicted digit'),
       DF.svg(
         'text',
-        {class: 'axis-title', x: 0, y: 0, 'text-anchor': 'middle', transform: `translate(14 ${m.t + (n * cell) / 2}) rotate(-90)`},
+        {class: 'axis-title', x: 0, y: 0, 'text-anchor': 'middle', transform: `translate(14 ${m.t + (rows.length * cell) / 2}) rotate(-90)`},
         'True digit',
       ),
     );
     for (let k = 0; k < n; k++) {
       svg.append(
-        DF.svg('text', {x: m.l + k * cell + cell / 2, y: m.t - 8, 'text-anchor': 'middle'}, String(k)),
-        DF.svg('text', {x: m.l - 8, y: m.t + k * cell + cell / 2 + 4, 'text-anchor': 'end'}, String(k)),
+        DF.svg(
+          'text',
+          {x: m.l + k * cell + cell / 2, y: m.t - 8, 'text-anchor': 'middle'},
+          classLabel(k),
+          DF.svg('title', null, className(k)),
+        ),
       );
     }
-    matrix.forEach((row, i) => {
+    rows.forEach((i, r) => {
+      svg.append(DF.svg('text', {x: m.l - 8, y: m.t + r * cell + cell / 2 + 4, 'text-anchor': 'end'}, classLabel(i)));
+    });
+    rows.forEach((i, r) => {
+      const row = matrix[i];
       const total = row.reduce((a, b) => a + b, 0) || 1;
       row.forEach((v, j) => {
         const x = m.l + j * cell;
-        const y = m.t + i * cell;
+        const y = m.t + r * cell;
         let cls = 'cell-empty';
         let opacity = 1;
         if (i === j) {
@@ -128,7 +141,7 @@ DF.start(async (user) => {
         const rect = DF.svg(
           'rect',
           {class: cls, x: x + 1, y: y + 1, width: cell - 2, height: cell - 2, rx: 3, 'fill-opacity': opacity.toFixed(2)},
-          DF.svg('title', null, `true ${i}, read ${j}: ${v} (${DF.pct(v / total, 2)} of the ${i}s)`),
+          DF.svg('title', null, `true ${i}, read ${className(j)}: ${v} (${DF.pct(v / total, 2)} of the ${i}s)`),
         );
         svg.append(rect);
         if (v > 0) {
@@ -148,6 +161,7 @@ DF.start(async (user) => {
   function perClassTable(perClass, matrix) {
     const tbody = DF.el('tbody');
     for (let d = 0; d < perClass.length; d++) {
+      if (matrix && matrix[d] && matrix[d].reduce((a, b) => a + b, 0) === 0) continue;
       let errors = null;
       let worst = null;
       if (matrix && matrix[d]) {
@@ -168,7 +182,7 @@ DF.start(async (user) => {
           DF.el('td', {'data-label': 'Digit', class: 'mono'}, String(d)),
           DF.el('td', {'data-label': 'Accuracy', class: 'num'}, DF.el('span', {class: 'conf ' + DF.confClass(perClass[d] > 1 ? perClass[d] / 100 : perClass[d])}, DF.pct(perClass[d], 2))),
           DF.el('td', {'data-label': 'Errors', class: 'num'}, errors === null ? '–' : DF.int(errors)),
-          DF.el('td', {'data-label': 'Most often read as', class: 'num mono'}, worst === null ? '–' : String(worst)),
+          DF.el('td', {'data-label': 'Most often read as', class: 'num'}, worst === null ? '–' : className(worst)),
         ),
       );
     }
@@ -260,6 +274,7 @@ DF.start(async (user) => {
     const body = DF.clear(DF.$('#versions-body'));
     const versions = data.versions || [];
     DF.$('#versions-empty').hidden = versions.length > 0;
+    DF.$('#versions-table').hidden = versions.length === 0;
     for (const v of versions) {
       body.append(
         DF.el(

@@ -9,6 +9,7 @@ DF.startPublic(() => {
     length: DF.$('#rule-length'),
     common: DF.$('#rule-common'),
     match: DF.$('#rule-match'),
+    name: DF.$('#rule-name'),
   };
 
   const check = () => {
@@ -16,10 +17,13 @@ DF.startPublic(() => {
     const q = form.password2.value;
     rules.length.classList.toggle('met', p.length >= 10);
     rules.match.classList.toggle('met', p.length > 0 && p === q);
+    const name = form.username.value.trim().toLowerCase();
+    rules.name.classList.toggle('met', p.length > 0 && !(name && p.toLowerCase().includes(name)));
     return p.length >= 10 && p === q;
   };
   form.password.addEventListener('input', check);
   form.password2.addEventListener('input', check);
+  form.username.addEventListener('input', check);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
