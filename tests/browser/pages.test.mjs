@@ -232,6 +232,8 @@ async function shot(page, name) {
   const v = await cspViolations(page);
   for (const line of v) problems.push(`${name}: CSP violation: ${line}`);
   await page.evaluate(() => (window.__csp = [])).catch(() => {});
+  const stray = await page.evaluate(() => (document.body.innerText.match(/\b(null|undefined|NaN|\[object Object\])\b/) || [])[0]);
+  if (stray) problems.push(`${name}: the page shows "${stray}"`);
   // load the lazy images below the fold, then take the page from its top
   await page.evaluate(async () => {
     for (let y = 0; y < document.documentElement.scrollHeight; y += window.innerHeight / 2) {
@@ -466,7 +468,7 @@ async function run() {
     await p.locator('#jobs-empty').waitFor({state: 'visible'});
     expectFailure(404, /^\/api\/v1\/jobs\/[^/]+/);
     await p.goto(jobUrl);
-    await p.locator('#banner').waitFor({state: 'visible'});
+    await p.locator('#job-missing').waitFor({state: 'visible'});
     assert(!(await p.locator('.page-item').count()), 'ben sees ana’s pages');
     await shot(p, 'job-other-user');
     await other.close();

@@ -237,7 +237,7 @@ DF.start(async () => {
       if (hasFields) {
         fieldCell = DF.el('td', {class: 'cell-field'});
         if (field) {
-          fieldCell.append(
+          DF.append(fieldCell, [
             DF.el('span', null, field.name + ' '),
             field.valid === undefined
               ? null
@@ -250,9 +250,9 @@ DF.start(async () => {
                   field.valid ? '✓' : '✗ fails ' + (field.rule || 'its rule'),
                 ),
             field.corrected
-              ? DF.el('span', {class: 'badge badge-accent badge-plain', title: 'changed to the model’s next guess to pass the rule'}, 'corrected')
+              ? [' ', DF.el('span', {class: 'badge badge-accent badge-plain', title: 'changed to the model’s next guess to pass the rule'}, 'corrected')]
               : null,
-          );
+          ]);
         } else {
           fieldCell.append(DF.el('span', {class: 'muted'}, '–'));
         }
@@ -304,6 +304,18 @@ DF.start(async () => {
     );
   }
 
-  const active = await refreshJob();
+  let active;
+  try {
+    active = await refreshJob();
+  } catch (err) {
+    if (err instanceof DF.ApiError && (err.status === 404 || err.status === 400)) {
+      head.hidden = true;
+      DF.$('#pages-card').hidden = true;
+      DF.$('#job-missing').hidden = false;
+      document.title = 'No such job · digitflow';
+      return;
+    }
+    throw err;
+  }
   if (active) DF.poll(refreshJob, 2000);
 });

@@ -207,6 +207,19 @@ DF.start(async () => {
     timing.textContent = parts.join(' · ');
   }
 
+  // The drawing surface keeps the shape it is shown in (wider on a desk, taller on a
+  // phone), so strokes stay round: the width is fixed, the height follows.
+  function fit() {
+    const r = canvas.getBoundingClientRect();
+    if (!r.width) return;
+    const h = Math.round((canvas.width * r.height) / r.width);
+    if (h !== canvas.height) {
+      canvas.height = h;
+      redraw();
+    }
+  }
+  window.addEventListener('resize', fit);
+  fit();
   redraw();
   showEmpty();
 });
