@@ -31,6 +31,10 @@ DF.start(async (user) => {
       DF.el('option', {value: 'admin', selected: u.role === 'admin'}, 'admin'),
     );
     role.addEventListener('change', () => update(u, {role: role.value}, role));
+    if (self) {
+      role.disabled = true;
+      role.title = 'Another administrator can change your role';
+    }
     const toggle = DF.el(
       'button',
       {type: 'button', class: 'btn btn-small ' + (u.disabled ? 'btn-secondary' : 'btn-danger')},

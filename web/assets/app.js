@@ -146,8 +146,10 @@
     failed: 'Failed',
     cancelled: 'Cancelled',
   };
-  DF.stateBadge = (state) =>
-    DF.el('span', {class: 'badge state-' + state}, STATE_LABELS[state] || state);
+  DF.stateBadge = (state, job) =>
+    job && job.cancel_requested && DF.isActive(state)
+      ? DF.el('span', {class: 'badge state-cancelled'}, 'Cancelling')
+      : DF.el('span', {class: 'badge state-' + state}, STATE_LABELS[state] || state);
   DF.isActive = (state) => state === 'queued' || state === 'running';
 
   // A job's progress: <progress> (max = pages total) plus "done / total" and pages/s.

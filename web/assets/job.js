@@ -60,7 +60,7 @@ DF.start(async () => {
     job = j;
     document.title = (j.name || 'Job ' + j.id) + ' · digitflow';
     DF.$('#job-name').textContent = j.name || 'Job ' + j.id;
-    DF.clear(DF.$('#job-state')).append(DF.stateBadge(j.state));
+    DF.clear(DF.$('#job-state')).append(DF.stateBadge(j.state, j));
     const meta = ['#' + j.id];
     if (j.owner !== undefined && j.owner !== null && DF.user && DF.user.role === 'admin') meta.push('owner ' + j.owner);
     meta.push(j.template ? 'template ' + j.template : 'no template');
@@ -85,7 +85,7 @@ DF.start(async () => {
     const err = DF.$('#job-error');
     err.textContent = j.error || '';
     err.hidden = !j.error;
-    cancelBtn.hidden = !DF.isActive(j.state);
+    cancelBtn.hidden = !DF.isActive(j.state) || !!j.cancel_requested;
     const noResults = j.state === 'queued' || (j.pages_done || 0) === 0;
     DF.$('#dl-jsonl').hidden = noResults;
     DF.$('#dl-csv').hidden = noResults;

@@ -67,9 +67,10 @@ DF.start(async (user) => {
     r.sub.textContent = '#' + job.id + (job.template ? ' · ' + job.template : '');
     r.owner.textContent = job.owner ?? '';
     r.owner.hidden = !showOwner();
-    if (r.state.dataset.state !== job.state) {
-      DF.clear(r.state).append(DF.stateBadge(job.state));
-      r.state.dataset.state = job.state;
+    const shown = job.state + (job.cancel_requested ? '/cancel' : '');
+    if (r.state.dataset.state !== shown) {
+      DF.clear(r.state).append(DF.stateBadge(job.state, job));
+      r.state.dataset.state = shown;
     }
     DF.updateProgress(r.bar, job);
     r.progressText.textContent = DF.jobProgressText(job);

@@ -191,7 +191,7 @@ DF.start(async (user) => {
       {class: 'table-wrap'},
       DF.el(
         'table',
-        {class: 'table-stack per-class'},
+        {class: 'per-class'},
         DF.el(
           'thead',
           null,
@@ -201,7 +201,7 @@ DF.start(async (user) => {
             DF.el('th', {scope: 'col'}, 'Digit'),
             DF.el('th', {scope: 'col', class: 'num'}, 'Accuracy'),
             DF.el('th', {scope: 'col', class: 'num'}, 'Errors'),
-            DF.el('th', {scope: 'col', class: 'num'}, 'Most often read as'),
+            DF.el('th', {scope: 'col', class: 'num'}, 'Often read as'),
           ),
         ),
         tbody,
@@ -322,7 +322,7 @@ DF.start(async (user) => {
     btn.disabled = true;
     try {
       const res = await DF.api('POST', '/api/v1/retrain');
-      const version = res.version;
+      const version = res.version && typeof res.version === 'object' ? res.version.id : res.version;
       showOutcome('', 'Retraining started as version ' + version + '. This can take a few minutes; this page follows it.');
       DF.poll(async () => {
         await load();

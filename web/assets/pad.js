@@ -180,7 +180,10 @@ DF.start(async () => {
   function show(res, ms) {
     const strings = res.strings || [];
     DF.clear(boxes);
-    if (!strings.length) {
+    if (res.error) {
+      resultText.textContent = res.error;
+      resultText.classList.add('placeholder');
+    } else if (!strings.length) {
       resultText.textContent = 'No digits found — try writing larger.';
       resultText.classList.add('placeholder');
     } else {

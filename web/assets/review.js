@@ -13,11 +13,13 @@ DF.start(async () => {
   let index = -1;
   let reviewed = 0;
   let sending = false;
+  let total = 0; // all the digits waiting, as the server counts them
 
   async function load() {
     loading.hidden = false;
     empty.hidden = true;
     const data = await DF.api('GET', '/api/v1/review?limit=40');
+    total = data.total ?? (data.digits || []).length;
     loading.hidden = true;
     DF.clear(grid);
     items = (data.digits || []).map((d, i) => ({d, card: card(d, i), done: false}));
@@ -86,7 +88,8 @@ DF.start(async () => {
 
   function updateCounts() {
     DF.$('#count-done').textContent = DF.int(reviewed);
-    DF.$('#count-left').textContent = DF.int(items.filter((x) => !x.done).length);
+    const doneHere = items.filter((x) => x.done).length;
+    DF.$('#count-left').textContent = DF.int(Math.max(0, total - doneHere));
   }
 
   async function label(value) {

@@ -155,7 +155,7 @@ DF.start(async () => {
     const select = DF.$('#template');
     for (const t of data.templates || []) {
       const fields = (t.fields || []).map((f) => f.name).join(', ');
-      select.append(DF.el('option', {value: t.name}, t.name + (fields ? ' — ' + fields : '')));
+      select.append(DF.el('option', {value: t.name}, (t.title || t.name) + (fields ? ' — ' + fields : '')));
     }
   } catch (err) {
     DF.showError(err);
