@@ -1,6 +1,7 @@
 // Tensor: float32, contiguous, row-major (NCHW for images), 64-byte aligned host storage.
-// The device is explicit; there are no hidden copies between host and device. Only the
-// host device exists until the CUDA backend fills the seam in backend.hpp.
+// The device is explicit; there are no hidden copies between host and device. A Tensor is
+// host storage; its device twin, with the same shape rules, is cuda::DeviceTensor
+// (cuda/device.hpp), copied to and from explicitly.
 #pragma once
 
 #include <cstddef>

@@ -61,6 +61,7 @@ class DeviceBuffer {
 // Host <-> device copies on the current stream; each returns once its copy is done.
 void copy_to_device(void* device, const void* host, size_t bytes);
 void copy_to_host(void* host, const void* device, size_t bytes);
+// Queued on the current stream, in order with the kernels; these do not wait.
 void copy_on_device(void* dst, const void* src, size_t bytes);
 void fill_zero(void* device, size_t bytes);
 
