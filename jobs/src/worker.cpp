@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "digitflow/config/template.hpp"
+#include "digitflow/jobs/retrain.hpp"
 #include "digitflow/jobs/worker.hpp"
 #include "digitflow/kernels/model_file.hpp"
 
@@ -175,7 +176,9 @@ JobState Worker::process(const Job& job, const std::atomic<bool>& stop) {
 JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   Heartbeat heartbeat(store_, job.id, options_.name, options_, stop);
 
-  const fs::path model_path = job.model.empty() ? options_.default_model : fs::path(job.model);
+  // A job that names no model gets the default at its start: a retrained version once one
+  // is promoted, else the configured model.
+  const fs::path model_path = job.model.empty() ? default_model(store_, options_.default_model) : fs::path(job.model);
   auto model = models_.find(model_path.string());
   if (model == models_.end()) model = models_.emplace(model_path.string(), kernels::load_model(model_path)).first;
   pipeline::Template form;

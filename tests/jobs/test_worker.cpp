@@ -205,6 +205,21 @@ TEST_F(WorkerTest, AJobThatCannotRunFailsWithTheReason) {
   EXPECT_NE(job.error.find("missing.safetensors"), std::string::npos) << job.error;
 }
 
+TEST_F(WorkerTest, JobsWithoutAModelGetThePromotedVersion) {
+  ModelVersion promoted;
+  promoted.path = (dir_ / "promoted.safetensors").string();  // not there: the job says which file it wanted
+  promoted.status = "ready";
+  promoted.is_default = true;
+  store_->add_model_version(promoted);
+  const int64_t id = submit(pages(1));
+  std::atomic<bool> stop{false};
+  Worker worker(*store_, options());
+  worker.run(stop);
+  const Job job = *store_->job(id);
+  EXPECT_EQ(job.state, JobState::failed);
+  EXPECT_NE(job.error.find("promoted.safetensors"), std::string::npos) << job.error;
+}
+
 TEST_F(WorkerTest, ABrokenPageIsAnErrorLineAndTheJobIsDone) {
   const fs::path folder = pages(2);
   std::ofstream(folder / "batch1" / "zz-truncated.png") << "\x89PNG\r\n\x1a\n";

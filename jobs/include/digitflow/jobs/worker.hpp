@@ -22,7 +22,7 @@ struct WorkerOptions {
   std::string name;                      // unique among workers; "" = host:pid:n
   StateDir state;                        // job outputs go to state.job_output(id)
   pipeline::RunOptions run;              // pipeline settings; folder, outputs and template are per job
-  std::filesystem::path default_model;   // for jobs that name none
+  std::filesystem::path default_model;   // for jobs that name none, until a retrained version is promoted
   int64_t lease_ms = 30'000;             // a worker silent this long is taken for dead
   int64_t heartbeat_ms = 2'000;          // also how soon a cancel is noticed
   int64_t poll_ms = 1'000;               // idle wait between claims
