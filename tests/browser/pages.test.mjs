@@ -152,7 +152,8 @@ try {
     );
     server = spawn(
       digitflow,
-      ['serve', '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--workers', '1'],
+      // a 4 MB file limit: the pages are under it, the test's oversized file is not
+      ['serve', '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--workers', '1', '--set', 'web.max_file_mb=4'],
       {stdio: ['ignore', 'pipe', 'pipe']},
     );
     server.stdout.on('data', (d) => (serverLog += d));
@@ -361,6 +362,22 @@ async function run() {
     await page.waitForFunction(() => document.querySelectorAll('.page-item').length === 0);
     await page.click('.filters button[data-filter="all"]');
     await page.locator('.page-item').first().waitFor();
+  });
+
+  await check('submit: an upload over a limit shows the server’s 413 message', async () => {
+    if (args.url) return; // the limit is set where the test starts the server
+    const big = path.join(tmp, 'too-big', 'scan.png');
+    fs.mkdirSync(path.dirname(big), {recursive: true});
+    fs.writeFileSync(big, Buffer.alloc(5 * 1024 * 1024, 7));
+    expectFailure(413, /^\/api\/v1\/jobs$/);
+    await page.goto('/submit');
+    await page.setInputFiles('#input-files', [big]);
+    await page.click('#start-job');
+    const err = page.locator('#form-error');
+    await err.waitFor({state: 'visible'});
+    const text = await err.textContent();
+    assert(/Too large/.test(text) && /max_file_mb|MB/.test(text), 'no clear 413 message: ' + text);
+    await shot(page, 'submit-too-large');
   });
 
   await check('review: Enter confirms the guess of the selected digit', async () => {

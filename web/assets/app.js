@@ -193,6 +193,13 @@
     return err.message || String(err);
   };
 
+  // A message as a sentence: capital first letter, closing full stop.
+  DF.sentence = function (text) {
+    const t = String(text || '').trim();
+    if (!t) return t;
+    return t[0].toUpperCase() + t.slice(1) + (/[.!?…]$/.test(t) ? '' : '.');
+  };
+
   DF.showError = function (err) {
     const banner = document.getElementById('banner');
     const text = DF.errorText(err);

@@ -19,7 +19,7 @@ DF.startPublic(() => {
       location.assign(DF.nextPath());
     } catch (err) {
       if (err instanceof DF.ApiError && err.status === 429) {
-        DF.formError(errorBox, new Error(err.message + ' Wait a little before trying again.'));
+        DF.formError(errorBox, new Error(DF.sentence(err.message) + ' Wait a little before trying again.'));
       } else {
         DF.formError(errorBox, err);
       }

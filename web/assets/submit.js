@@ -207,7 +207,7 @@ DF.start(async () => {
       status.hidden = true;
       let message = DF.errorText(err);
       if (err instanceof DF.ApiError && err.status === 413) {
-        message = 'Too large for one job: ' + message + ' Split the pages into several jobs, or ask an administrator about the limits.';
+        message = 'Too large for one job. ' + DF.sentence(message) + ' Split the pages into several jobs, or ask an administrator about the limits.';
       }
       DF.formError(errorBox, new Error(message));
       errorBox.scrollIntoView({block: 'center'});
