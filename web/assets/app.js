@@ -188,7 +188,7 @@
 
   DF.errorText = function (err) {
     if (!err) return 'Something went wrong.';
-    if (err instanceof ApiError) return err.message;
+    if (err instanceof ApiError) return DF.sentence(err.message);
     if (err instanceof TypeError) return 'The server could not be reached. Check your connection and try again.';
     return err.message || String(err);
   };
