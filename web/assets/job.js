@@ -22,6 +22,7 @@ DF.start(async () => {
   let from = 0;
   let shownDone = -1; // pages_done when the page list was last loaded
   let loadingPages = false;
+  let rendered = new Map(); // page signature -> its list item
 
   DF.$('#dl-jsonl').href = base + '/results?format=jsonl&download=1';
   DF.$('#dl-csv').href = base + '/results?format=csv&download=1';
@@ -127,7 +128,7 @@ DF.start(async () => {
   function renderPages(data) {
     const pages = data.pages || [];
     const total = data.total || 0;
-    DF.clear(list);
+    list.replaceChildren();
     if (!pages.length) {
       pagesStatus.hidden = false;
       if (job && DF.isActive(job.state) && filter === 'all') {
@@ -142,7 +143,15 @@ DF.start(async () => {
     } else {
       pagesStatus.hidden = true;
     }
-    for (const p of pages) list.append(renderPage(p));
+    // A page already shown keeps its element (and its loaded overlay) across refreshes.
+    const fresh = new Map();
+    for (const p of pages) {
+      const sig = p.key + '|' + p.failed + '|' + p.strings + '|' + p.low_confidence;
+      const node = rendered.get(sig) || renderPage(p);
+      fresh.set(sig, node);
+      list.append(node);
+    }
+    rendered = fresh;
     pager.hidden = total <= PAGE_SIZE && from === 0;
     const last = Math.min(from + pages.length, total);
     DF.$('#pager-text').textContent = total
