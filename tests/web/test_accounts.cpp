@@ -145,9 +145,11 @@ TEST_F(WebTest, MalformedJsonIs400) {
     EXPECT_EQ(r->status, 400) << path << " " << r->body;
     EXPECT_TRUE(json::parse(r->body).contains("error"));
   }
+  // A body that is not an upload is small.
+  auto r = client().Post("/api/v1/login", std::string(100 * 1024, ' ') + "{}", "application/json");
+  EXPECT_EQ(r->status, 413) << r->body;
   // JSON sent as a form would send it (a cross-site form posting a login) is refused.
-  auto r =
-      client().Post("/api/v1/login", R"({"username": "ana", "password": "violet-harbour-lantern"})",
+  r = client().Post("/api/v1/login", R"({"username": "ana", "password": "violet-harbour-lantern"})",
                     "text/plain");
   EXPECT_EQ(r->status, 400) << r->body;
   EXPECT_NE(r->body.find("application/json"), std::string::npos) << r->body;

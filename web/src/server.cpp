@@ -169,6 +169,35 @@ void drain(const httplib::ContentReader& reader, const Request& req) {
     reader(discard);
 }
 
+// The largest body of a route that is not an upload: JSON, or nothing.
+constexpr size_t kMaxSmallBody = 64 * 1024;
+
+// A handler for a route whose body is small: the body is read here, at most kMaxSmallBody
+// of it kept (the rest drained, then 413), instead of httplib reading any body up to the
+// upload limit into memory first. The Request is httplib's own, handed over as const
+// because content-reader handlers usually leave its body empty; it is filled here as
+// httplib's plain handlers would find it.
+httplib::Server::HandlerWithContentReader small_body(httplib::Server::Handler handler) {
+  return [handler](const Request& req, Response& res, const httplib::ContentReader& reader) {
+    if (req.is_multipart_form_data()) {
+      drain(reader, req);
+      throw BadRequest("this route takes JSON, not multipart/form-data");
+    }
+    std::string body;
+    bool over = false;
+    reader([&](const char* data, size_t size) {
+      if (body.size() + size > kMaxSmallBody)
+        over = true;
+      else if (!over)
+        body.append(data, size);
+      return true;
+    });
+    if (over) throw TooLarge("the body is larger than 64 KB");
+    const_cast<Request&>(req).body = std::move(body);
+    handler(req, res);
+  };
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
@@ -346,40 +375,41 @@ void Server::routes() {
   http.Get(R"(/jobs/\d+)", page);
 
   // Accounts.
-  http.Post("/api/v1/register", [&s](const Request& req, Response& res) {
-    const json body = body_json(req);
-    const LoginResult r = s.accounts().register_user(text(body, "username"), text(body, "email"),
-                                                     text(body, "password"));
-    set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
-    send_json(res, 201, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
-  });
-  http.Post("/api/v1/login", [&s](const Request& req, Response& res) {
-    const json body = body_json(req);
-    const bool token =
-        body.contains("token") && body["token"].is_boolean() && body["token"].get<bool>();
-    const LoginResult r =
-        s.accounts().login(text(body, "username"), text(body, "password"), req.remote_addr, token,
-                           text(body, "token_name", false));
-    if (token)
-      return send_json(
-          res, 200,
-          {{"user", to_json(r.user)}, {"token", r.api_token}, {"token_id", r.api_token_id}});
-    set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
-    send_json(res, 200, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
-  });
-  http.Post("/api/v1/logout", [&s](const Request&, Response& res) {
-    s.accounts().logout(caller());
-    set_session_cookie(res, "", 0);
-    res.status = 204;
-  });
+  http.Post("/api/v1/register", small_body([&s](const Request& req, Response& res) {
+              const json body = body_json(req);
+              const LoginResult r = s.accounts().register_user(
+                  text(body, "username"), text(body, "email"), text(body, "password"));
+              set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
+              send_json(res, 201, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
+            }));
+  http.Post(
+      "/api/v1/login", small_body([&s](const Request& req, Response& res) {
+        const json body = body_json(req);
+        const bool token =
+            body.contains("token") && body["token"].is_boolean() && body["token"].get<bool>();
+        const LoginResult r =
+            s.accounts().login(text(body, "username"), text(body, "password"), req.remote_addr,
+                               token, text(body, "token_name", false));
+        if (token)
+          return send_json(
+              res, 200,
+              {{"user", to_json(r.user)}, {"token", r.api_token}, {"token_id", r.api_token_id}});
+        set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
+        send_json(res, 200, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
+      }));
+  http.Post("/api/v1/logout", small_body([&s](const Request&, Response& res) {
+              s.accounts().logout(caller());
+              set_session_cookie(res, "", 0);
+              res.status = 204;
+            }));
   http.Get("/api/v1/me", [](const Request&, Response& res) {
     send_json(res, 200, {{"user", to_json(caller().user)}, {"csrf", caller().csrf}});
   });
-  http.Post("/api/v1/password", [&s](const Request& req, Response& res) {
-    const json body = body_json(req);
-    s.accounts().change_password(caller(), text(body, "current"), text(body, "new"));
-    res.status = 204;
-  });
+  http.Post("/api/v1/password", small_body([&s](const Request& req, Response& res) {
+              const json body = body_json(req);
+              s.accounts().change_password(caller(), text(body, "current"), text(body, "new"));
+              res.status = 204;
+            }));
   http.Get("/api/v1/tokens", [&s](const Request&, Response& res) {
     json list = json::array();
     for (const jobs::ApiToken& t : s.accounts().tokens(caller()))
@@ -389,30 +419,32 @@ void Server::routes() {
                       {"last_used_ms", t.last_used_ms}});
     send_json(res, 200, {{"tokens", list}});
   });
-  http.Post("/api/v1/tokens", [&s](const Request& req, Response& res) {
-    const Caller& c = caller();
-    const std::string name = text(body_json(req), "name");
-    const LoginResult r = s.accounts().create_token(c, name);
-    send_json(res, 201, {{"id", r.api_token_id}, {"name", name}, {"token", r.api_token}});
-  });
-  http.Delete(R"(/api/v1/tokens/(\d+))", [&s](const Request& req, Response& res) {
-    s.accounts().revoke_token(caller(), path_id(req));
-    res.status = 204;
-  });
+  http.Post("/api/v1/tokens", small_body([&s](const Request& req, Response& res) {
+              const Caller& c = caller();
+              const std::string name = text(body_json(req), "name");
+              const LoginResult r = s.accounts().create_token(c, name);
+              send_json(res, 201, {{"id", r.api_token_id}, {"name", name}, {"token", r.api_token}});
+            }));
+  http.Delete(R"(/api/v1/tokens/(\d+))", small_body([&s](const Request& req, Response& res) {
+                s.accounts().revoke_token(caller(), path_id(req));
+                res.status = 204;
+              }));
   http.Get("/api/v1/users",
            [&s](const Request&, Response& res) { send_json(res, 200, s.users(admin())); });
-  http.Post(R"(/api/v1/users/(\d+))", [&s](const Request& req, Response& res) {
-    const Caller& a = admin();
-    const json body = body_json(req);
-    std::optional<std::string> role;
-    std::optional<bool> disabled;
-    if (body.contains("role")) role = text(body, "role");
-    if (body.contains("disabled")) {
-      if (!body["disabled"].is_boolean()) throw BadRequest("\"disabled\" must be true or false");
-      disabled = body["disabled"].get<bool>();
-    }
-    send_json(res, 200, to_json(s.accounts().update_user(a, path_id(req), role, disabled)));
-  });
+  http.Post(R"(/api/v1/users/(\d+))", small_body([&s](const Request& req, Response& res) {
+              const Caller& a = admin();
+              const json body = body_json(req);
+              std::optional<std::string> role;
+              std::optional<bool> disabled;
+              if (body.contains("role")) role = text(body, "role");
+              if (body.contains("disabled")) {
+                if (!body["disabled"].is_boolean())
+                  throw BadRequest("\"disabled\" must be true or false");
+                disabled = body["disabled"].get<bool>();
+              }
+              send_json(res, 200,
+                        to_json(s.accounts().update_user(a, path_id(req), role, disabled)));
+            }));
 
   // Jobs.
   http.Get("/api/v1/templates", [&s](const Request&, Response& res) {
@@ -493,9 +525,9 @@ void Server::routes() {
   http.Get(R"(/api/v1/jobs/(\d+))", [&s](const Request& req, Response& res) {
     send_json(res, 200, to_json(s.job(caller(), path_id(req))));
   });
-  http.Post(R"(/api/v1/jobs/(\d+)/cancel)", [&s](const Request& req, Response& res) {
-    send_json(res, 200, s.cancel(caller(), path_id(req)));
-  });
+  http.Post(R"(/api/v1/jobs/(\d+)/cancel)", small_body([&s](const Request& req, Response& res) {
+              send_json(res, 200, s.cancel(caller(), path_id(req)));
+            }));
   http.Get(R"(/api/v1/jobs/(\d+)/results)", [&s](const Request& req, Response& res) {
     const std::string format = req.has_param("format") ? req.get_param_value("format") : "jsonl";
     const int64_t id = path_id(req);
@@ -544,16 +576,17 @@ void Server::routes() {
   http.Get("/api/v1/review", [&s](const Request& req, Response& res) {
     send_json(res, 200, s.review_queue(caller(), query_int(req, "limit", 40)));
   });
-  http.Post("/api/v1/review", [&s](const Request& req, Response& res) {
-    const Caller& c = caller();
-    send_json(res, 201, s.add_sample(c, body_json(req)));
-  });
+  http.Post("/api/v1/review", small_body([&s](const Request& req, Response& res) {
+              const Caller& c = caller();
+              send_json(res, 201, s.add_sample(c, body_json(req)));
+            }));
   http.Get("/api/v1/model", [&s](const Request&, Response& res) {
     caller();
     send_json(res, 200, s.model());
   });
-  http.Post("/api/v1/retrain",
-            [&s](const Request&, Response& res) { send_json(res, 202, s.retrain(admin())); });
+  http.Post("/api/v1/retrain", small_body([&s](const Request&, Response& res) {
+              send_json(res, 202, s.retrain(admin()));
+            }));
 }
 
 }  // namespace digitflow::web
