@@ -364,6 +364,24 @@ async function run() {
     await page.locator('.page-item').first().waitFor();
   });
 
+  await check('a running job can be cancelled from its page', async () => {
+    // ten pages (the two checks five times over) keep the worker busy for a few seconds
+    const many = path.join(tmp, 'many');
+    fs.mkdirSync(many, {recursive: true});
+    listFiles(jobDir).forEach((f, i) => {
+      for (let k = 0; k < 5; k++) fs.copyFileSync(f, path.join(many, `copy${k}-${i}${path.extname(f)}`));
+    });
+    await page.goto('/submit');
+    await page.setInputFiles('#input-files', listFiles(many));
+    await page.fill('#name', 'To be cancelled');
+    await Promise.all([page.waitForURL(/\/jobs\/[^/]+$/), page.click('#start-job')]);
+    page.once('dialog', (d) => d.accept());
+    await page.click('#cancel-job', {timeout: 5_000});
+    await page.locator('#job-state .state-cancelled').waitFor();
+    await page.locator('#job-state', {hasText: /^Cancelled$/}).waitFor({timeout: 60_000});
+    assert(await page.locator('#cancel-job').isHidden(), 'the cancel button is still there');
+  });
+
   await check('submit: an upload over a limit shows the server’s 413 message', async () => {
     if (args.url) return; // the limit is set where the test starts the server
     const big = path.join(tmp, 'too-big', 'scan.png');
