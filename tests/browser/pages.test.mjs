@@ -398,7 +398,7 @@ async function run() {
     await shot(page, 'submit-too-large');
   });
 
-  await check('review: Enter confirms the guess of the selected digit', async () => {
+  await check('review: Enter confirms the guess, x says not a digit, from the keyboard', async () => {
     await page.goto('/review');
     await page.waitForFunction(
       () => document.querySelector('.review-card') || !document.querySelector('#review-empty').hidden,
@@ -406,11 +406,22 @@ async function run() {
     const cards = await page.locator('.review-card').count();
     if (cards > 0) {
       await imagesLoaded(page, '.review-card img');
+      await shot(page, 'review');
       await page.locator('.review-card.current').focus();
       await page.keyboard.press('Enter');
       await page.waitForFunction(() => document.querySelector('#count-done').textContent === '1');
+      if (cards > 1) {
+        await page.keyboard.press('x');
+        await page.waitForFunction(() => document.querySelector('#count-done').textContent === '2');
+      }
+      if (cards <= 2) {
+        await page.locator('#review-empty').waitFor({state: 'visible'});
+        assert(/caught up/i.test(await page.textContent('#empty-title')), 'no caught-up message');
+        await shot(page, 'review-done');
+      }
+    } else {
+      await shot(page, 'review');
     }
-    await shot(page, 'review');
   });
 
   await check('pad: a digit drawn with the mouse is read', async () => {

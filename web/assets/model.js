@@ -306,7 +306,11 @@ DF.start(async (user) => {
   const btn = DF.$('#retrain');
   const outcome = DF.$('#retrain-outcome');
   card.hidden = false;
-  if (lastModel && lastModel.samples !== undefined) {
+  if (lastModel && lastModel.samples === 0) {
+    btn.disabled = true;
+    DF.$('#retrain-text').textContent =
+      'Fine-tunes the current model on reviewed digits plus MNIST. There are no reviewed digits yet: label some on the review page first.';
+  } else if (lastModel && lastModel.samples !== undefined) {
     DF.$('#retrain-text').textContent =
       'Fine-tunes the current model on the ' + DF.int(lastModel.samples) + ' reviewed samples plus MNIST, in the background. ' +
       'The new version is evaluated on MNIST test and on a held-out share of the reviewed samples, and becomes the default only if it is not worse on MNIST.';

@@ -25,6 +25,7 @@ DF.start(async () => {
     items = (data.digits || []).map((d, i) => ({d, card: card(d, i), done: false}));
     items.forEach((it) => grid.append(it.card));
     updateCounts();
+    DF.$('#review-help').hidden = items.length === 0;
     if (items.length) select(0, false);
     else showEmpty(reviewed > 0);
   }
