@@ -343,6 +343,14 @@ void Server::routes() {
     }
   });
 
+  // A line for each answer that is a bug on our side.
+  http.set_logger([this](const Request& req, const Response& res) {
+    if (res.status < 500 || !options_.log) return;
+    std::string line = req.method;
+    line.append(" ").append(req.path).append(": ").append(std::to_string(res.status)).append(" ");
+    options_.log(line.append(res.body.substr(0, 300)));
+  });
+
   // Errors httplib answers itself (no route, a body over the limit, a malformed request) get
   // a JSON body too.
   http.set_error_handler(httplib::Server::HandlerWithResponse([&web](const Request& req,

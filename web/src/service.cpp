@@ -138,6 +138,13 @@ Service::Service(const ServerOptions& options)
   a.argon2_ops = static_cast<uint64_t>(options.web.argon2_ops);
   a.argon2_memory_bytes = static_cast<size_t>(options.web.argon2_memory_mb) << 20;
   accounts_ = std::make_unique<Accounts>(stores_, passwords_, a);
+  // Uploads a crashed server left behind; a day old, so that another server sharing the
+  // state directory keeps the ones it is receiving.
+  std::error_code ec;
+  const auto day_ago = fs::file_time_type::clock::now() - std::chrono::hours(24);
+  for (fs::directory_iterator it(uploads_dir(), ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().starts_with(".upload-") && it->last_write_time(ec) < day_ago)
+      fs::remove_all(it->path(), ec);
 }
 
 json Service::templates() const {
