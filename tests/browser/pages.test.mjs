@@ -440,6 +440,15 @@ async function run() {
     await shot(page, 'pad');
   });
 
+  await check('pad: a photo of a number is read too', async () => {
+    const photo = listFiles(jobDir).find((f) => f.endsWith('.png'));
+    await page.setInputFiles('#photo', photo);
+    await page.waitForFunction(() => document.querySelectorAll('#digit-boxes .digit-box').length >= 8, null, {
+      timeout: 15_000,
+    });
+    await shot(page, 'pad-photo');
+  });
+
   await check('model page draws its charts', async () => {
     await page.goto('/model');
     await page.waitForFunction(() => document.querySelector('#st-acc').textContent !== '–' || !document.querySelector('#banner').hidden);

@@ -189,10 +189,13 @@ DF.start(async () => {
     } else {
       resultText.textContent = strings.map((s) => s.text).join('  ');
       resultText.classList.remove('placeholder');
-      strings.forEach((s, si) => {
-        if (si > 0) boxes.append(DF.el('li', {class: 'digit-sep', 'aria-hidden': 'true'}));
+      resultText.classList.toggle('many', strings.length > 1);
+      boxes.classList.toggle('many', strings.length > 1);
+      // one group of digit boxes per string, headed by the string and its confidence
+      for (const s of strings) {
+        const list = DF.el('ul', {class: 'digit-boxes'});
         for (const d of s.digits || []) {
-          boxes.append(
+          list.append(
             DF.el(
               'li',
               {class: 'digit-box ' + DF.confClass(d.confidence)},
@@ -201,12 +204,22 @@ DF.start(async () => {
             ),
           );
         }
-      });
+        boxes.append(
+          DF.el(
+            'div',
+            {class: 'digit-group'},
+            strings.length > 1
+              ? DF.el('p', {class: 'group-head'}, DF.el('span', {class: 'mono'}, s.text), ' ', DF.confChip(s.confidence))
+              : null,
+            list,
+          ),
+        );
+      }
     }
     const parts = ['Round trip ' + Math.round(ms) + ' ms'];
     if (res.ms !== undefined) parts.push('server ' + DF.fixed(res.ms, 1) + ' ms');
     if (res.width) parts.push(res.width + ' × ' + res.height + ' px');
-    if (strings.length) parts.push('string confidence ' + strings.map((s) => DF.pct(s.confidence, 0)).join(', '));
+    if (strings.length === 1) parts.push('string confidence ' + DF.pct(strings[0].confidence, 0));
     timing.textContent = parts.join(' · ');
   }
 
