@@ -1,5 +1,6 @@
 // Accounts over HTTP: registration rules, login and sessions, CSRF, throttling, tokens,
 // password changes, admin routes, and the headers every answer carries.
+#include "digitflow/jobs/store.hpp"
 #include "digitflow/web/accounts.hpp"
 #include "digitflow/web/errors.hpp"
 #include "web_fixture.hpp"
@@ -212,6 +213,30 @@ TEST_F(WebTest, RepeatedFailedLoginsAreThrottledPerAccountAndPerAddress) {
             0);  // the first aged out
   throttle.succeeded("bob");
   EXPECT_EQ(throttle.retry_after_s("bob", "10.0.0.9", 5000), 0);
+}
+
+TEST_F(WebTest, AnExpiredSessionAndADisabledUsersTokenAreRefused) {
+  const Browser ana = register_user("ana");
+  const std::string token = api_token("ana");
+  {
+    auto store = jobs::open_store(options_.store);
+    jobs::Session old = *store->session(sha256_hex(ana.cookie));
+    old.expires_ms = jobs::now_ms() - 1;
+    store->delete_session(old.token_hash);
+    store->add_session(old);
+  }
+  auto r = get("/api/v1/me", with(ana));
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(r->body.find("session has ended"), std::string::npos) << r->body;
+  EXPECT_EQ(get("/jobs", with(ana, false))->status, 302);
+  EXPECT_EQ(get("/api/v1/me", bearer(token))->status, 200);
+  {
+    auto store = jobs::open_store(options_.store);
+    jobs::User u = *store->user_by_name("ana");
+    u.disabled = true;
+    store->update_user(u);
+  }
+  EXPECT_EQ(get("/api/v1/me", bearer(token))->status, 401);
 }
 
 TEST_F(WebTest, ApiTokensAreCreatedListedUsedAndRevoked) {

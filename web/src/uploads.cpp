@@ -99,9 +99,6 @@ void UploadFolder::count_bytes(int64_t size) {
 
 fs::path UploadFolder::begin_entry(std::string_view name) {
   const fs::path relative = safe_relative_path(name);
-  if (++files_ > limits_.max_files)
-    throw TooLarge("the upload has more than web.max_files (" + std::to_string(limits_.max_files) +
-                   ") files");
   const std::string key = relative.generic_string();
   for (fs::path prefix; const fs::path& part : relative) {  // a file may not also be a folder
     prefix /= part;
@@ -109,11 +106,16 @@ fs::path UploadFolder::begin_entry(std::string_view name) {
       throw BadRequest("'" + printable(key) + "' is inside '" + prefix.generic_string() +
                        "', which is a file");
   }
-  if (!names_.insert(key).second)
-    throw BadRequest("the file '" + printable(key) + "' is uploaded twice");
-  for (const std::string& other : names_)
-    if (other.size() > key.size() && other.starts_with(key) && other[key.size()] == '/')
-      throw BadRequest("'" + printable(key) + "' is both a file and a folder");
+  if (names_.count(key)) throw BadRequest("the file '" + printable(key) + "' is uploaded twice");
+  std::string folder = key;
+  folder += '/';
+  if (const auto it = names_.lower_bound(folder); it != names_.end() && it->starts_with(folder))
+    throw BadRequest("'" + printable(key) + "' is both a file and a folder");
+  if (files_ + 1 > limits_.max_files)
+    throw TooLarge("the upload has more than web.max_files (" + std::to_string(limits_.max_files) +
+                   ") files");
+  ++files_;
+  names_.insert(key);
   current_ = key;
   current_bytes_ = 0;
   const fs::path target = root_ / relative;
