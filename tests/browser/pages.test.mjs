@@ -428,15 +428,16 @@ async function run() {
     await page.goto('/pad');
     const box = await page.locator('#pad').boundingBox();
     const at = (fx, fy) => [box.x + fx * box.width, box.y + fy * box.height];
-    // a "7" then a "1"
-    await strokeOf(page, [at(0.1, 0.2), at(0.25, 0.2), at(0.16, 0.85)]);
-    await strokeOf(page, [at(0.42, 0.15), at(0.42, 0.85)]);
+    // a plain "7": a bar and a stroke down to the left
+    await strokeOf(page, [at(0.08, 0.2), at(0.2, 0.2), at(0.12, 0.85)]);
     await page.waitForFunction(() => !document.querySelector('#result-text').classList.contains('placeholder'), null, {
       timeout: 15_000,
     });
-    const text = await page.textContent('#result-text');
-    assert(/\d/.test(text), 'no digit read: ' + text);
-    assert(/Round trip \d+ ms/.test(await page.textContent('#timing')), 'no round-trip time shown');
+    const text = (await page.textContent('#result-text')).trim();
+    assert(text === '7', 'a drawn 7 was read as ' + text);
+    const timing = await page.textContent('#timing');
+    assert(/Round trip \d+ ms/.test(timing), 'no round-trip time shown');
+    console.log('     pad: ' + timing);
     await shot(page, 'pad');
   });
 
