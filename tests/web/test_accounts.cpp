@@ -74,6 +74,12 @@ TEST_F(WebTest, RegisterLogsInWithAStrictCookieAndLogoutEndsTheSession) {
   EXPECT_EQ(body["user"]["role"], "user");
   EXPECT_EQ(body["csrf"].get<std::string>().size(), 64u);
 
+  EXPECT_EQ(cookie.find("Secure"), std::string::npos) << cookie;  // plain HTTP
+  r = client().Post("/api/v1/login", {{"X-Forwarded-Proto", "https"}},
+                    R"({"username": "ana", "password": "violet-harbour-lantern"})",
+                    "application/json");
+  EXPECT_NE(r->get_header_value("Set-Cookie").find("; Secure"), std::string::npos);  // behind TLS
+
   const Browser first = login("ana");
   const Browser second = login("ana");
   EXPECT_NE(first.cookie, second.cookie);  // a new token at each login

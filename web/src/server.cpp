@@ -126,12 +126,14 @@ std::string cookie_value(const Request& req, const std::string& name) {
   return {};
 }
 
-void set_session_cookie(Response& res, const std::string& token, int64_t max_age_s) {
+// The session cookie; Secure as well when a reverse proxy says the client came over HTTPS
+// (the flag only narrows where the browser sends it, so the header need not be trusted).
+void set_session_cookie(const Request& req, Response& res, const std::string& token,
+                        int64_t max_age_s) {
   std::string cookie = kCookie;
-  cookie.append("=")
-      .append(token)
-      .append("; Path=/; HttpOnly; SameSite=Strict; Max-Age=")
-      .append(std::to_string(max_age_s));
+  cookie.append("=").append(token).append("; Path=/; HttpOnly; SameSite=Strict; Max-Age=");
+  cookie.append(std::to_string(max_age_s));
+  if (req.get_header_value("X-Forwarded-Proto") == "https") cookie.append("; Secure");
   res.set_header("Set-Cookie", cookie);
 }
 
@@ -237,11 +239,12 @@ void Server::run() {
     jobs::WorkerOptions w = options_.worker;
     w.state = options_.state;
     w.scan_inbox = i == 0 && options_.worker.scan_inbox;
-    if (!w.name.empty()) w.name += "-" + std::to_string(i + 1);
+    if (!w.name.empty()) w.name.append("-").append(std::to_string(i + 1));
     workers_.emplace_back([this, w] {
       auto log = [this](const jobs::WorkerEvent& e) {
         if (e.kind == jobs::WorkerEvent::progress || !options_.log) return;
-        std::string line = e.job ? "job " + std::to_string(e.job) + ": " : std::string();
+        std::string line;
+        if (e.job) line.append("job ").append(std::to_string(e.job)).append(": ");
         options_.log(line.append(e.text));
       };
       try {
@@ -328,6 +331,9 @@ void Server::routes() {
       send_error(res, e.status(), e.what());
     } catch (const HttpError& e) {
       send_error(res, e.status(), e.what());
+    } catch (const jobs::TransientError& e) {  // the store is busy: worth trying again
+      res.set_header("Retry-After", "1");
+      send_error(res, 503, std::string("the job store is busy; try again: ") + e.what());
     } catch (const jobs::Conflict& e) {
       send_error(res, 409, e.what());
     } catch (const jobs::SubmitError& e) {
@@ -387,7 +393,8 @@ void Server::routes() {
               const json body = body_json(req);
               const LoginResult r = s.accounts().register_user(
                   text(body, "username"), text(body, "email"), text(body, "password"));
-              set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
+              set_session_cookie(req, res, r.session_token,
+                                 s.accounts().options().session_ms / 1000);
               send_json(res, 201, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
             }));
   http.Post(
@@ -402,12 +409,12 @@ void Server::routes() {
           return send_json(
               res, 200,
               {{"user", to_json(r.user)}, {"token", r.api_token}, {"token_id", r.api_token_id}});
-        set_session_cookie(res, r.session_token, s.accounts().options().session_ms / 1000);
+        set_session_cookie(req, res, r.session_token, s.accounts().options().session_ms / 1000);
         send_json(res, 200, {{"user", to_json(r.user)}, {"csrf", r.csrf}});
       }));
-  http.Post("/api/v1/logout", small_body([&s](const Request&, Response& res) {
+  http.Post("/api/v1/logout", small_body([&s](const Request& req, Response& res) {
               s.accounts().logout(caller());
-              set_session_cookie(res, "", 0);
+              set_session_cookie(req, res, "", 0);
               res.status = 204;
             }));
   http.Get("/api/v1/me", [](const Request&, Response& res) {
