@@ -153,7 +153,8 @@ try {
     server = spawn(
       digitflow,
       // a 4 MB file limit: the pages are under it, the test's oversized file is not
-      ['serve', '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--workers', '1', '--set', 'web.max_file_mb=4'],
+      ['serve', '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--workers', '1', '--set', 'web.max_file_mb=4',
+        '--set', 'jobs.heartbeat_seconds=1'],
       {stdio: ['ignore', 'pipe', 'pipe']},
     );
     server.stdout.on('data', (d) => (serverLog += d));
@@ -365,15 +366,16 @@ async function run() {
   });
 
   await check('a running job can be cancelled from its page', async () => {
-    // ten pages (the two checks five times over) keep the worker busy for a few seconds
+    // thirty pages (the JPEG check over and over) keep the worker busy for several seconds;
+    // the worker sees a cancel at its next heartbeat (1 s here)
     const many = path.join(tmp, 'many');
     fs.mkdirSync(many, {recursive: true});
-    listFiles(jobDir).forEach((f, i) => {
-      for (let k = 0; k < 5; k++) fs.copyFileSync(f, path.join(many, `copy${k}-${i}${path.extname(f)}`));
-    });
+    const jpeg = listFiles(jobDir).find((f) => /\.jpe?g$/.test(f));
+    for (let k = 0; k < 30; k++) fs.copyFileSync(jpeg, path.join(many, `copy${k}.jpg`));
     await page.goto('/submit');
     await page.setInputFiles('#input-files', listFiles(many));
     await page.fill('#name', 'To be cancelled');
+    assert(/30 files/.test(await page.textContent('#file-count')), 'not 30 files chosen');
     await Promise.all([page.waitForURL(/\/jobs\/[^/]+$/), page.click('#start-job')]);
     page.once('dialog', (d) => d.accept());
     await page.click('#cancel-job', {timeout: 5_000});
@@ -465,6 +467,13 @@ async function run() {
     assert((await page.textContent('#new-token-value')).trim().length >= 16, 'no token shown');
     await page.locator('#tokens-body tr').first().waitFor();
     await shot(page, 'account');
+    await page.fill('#token-name', 'to revoke');
+    await page.click('#token-form button[type="submit"]');
+    await page.locator('#tokens-body tr', {hasText: 'to revoke'}).waitFor();
+    page.once('dialog', (d) => d.accept());
+    await page.locator('#tokens-body tr', {hasText: 'to revoke'}).locator('button', {hasText: 'Revoke'}).click();
+    await page.locator('#tokens-body tr', {hasText: 'to revoke'}).waitFor({state: 'detached'});
+    assert((await page.locator('#tokens-body tr').count()) === 1, 'the other token went too');
   });
 
   await check('admin page for a user who is not an administrator', async () => {
@@ -530,11 +539,22 @@ async function run() {
     await other.close();
   });
 
-  await check('log out goes back to the login page', async () => {
+  await check('change the password, log out, log in with the new one', async () => {
+    const next = 'amber lantern 9021';
+    await page.goto('/account');
+    await page.fill('#current', USER_PASSWORD);
+    await page.fill('#new', next);
+    await page.fill('#new2', next);
+    await page.click('#password-form button[type="submit"]');
+    await page.locator('#password-ok').waitFor({state: 'visible'});
     await page.goto('/jobs');
     await Promise.all([page.waitForURL(/\/login/), page.click('#logout')]);
     await page.goto('/jobs');
     await page.waitForURL(/\/login/);
+    await page.fill('#username', 'ana');
+    await page.fill('#password', next);
+    await Promise.all([page.waitForURL(/\/jobs$/), page.click('#login-submit')]);
+    await page.locator('#jobs-body tr').first().waitFor();
   });
 
   await check('an administrator logs in, sees every job and manages users', async () => {
