@@ -189,7 +189,7 @@ CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
     page.skew_deg = 0;
     page.to_page = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
   }
-  page.lines = remove_lines(ink, options.min_line_length);
+  page.lines = options.remove_lines ? remove_lines(ink, options.min_line_length) : cv::Mat::zeros(ink.size(), CV_8UC1);
   page.flat = flat;
   page.ink = ink;
   return page;

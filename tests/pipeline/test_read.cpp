@@ -133,5 +133,24 @@ TEST(Read, OneDigitIsReadWhole) {
   EXPECT_THROW(recognize_digit(cv::Mat(50, 50, CV_8U, cv::Scalar(255)), model()), ImageError);
 }
 
+// A string written on the pad: thick strokes on a small white canvas. The bar of a 7 is
+// as long as a form line on a 300 dpi page, so the pad's ink is read without line removal
+// (with it, this reads "111").
+TEST(Read, DigitsDrawnOnThePadKeepTheirStrokes) {
+  cv::Mat pad(320, 960, CV_8UC1, cv::Scalar(255));
+  auto stroke = [&](cv::Point a, cv::Point b) { cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA); };
+  stroke({85, 55}, {255, 55});  // 7
+  stroke({255, 55}, {190, 265});
+  stroke({355, 45}, {355, 265});  // 1
+  stroke({470, 60}, {600, 60});   // 7
+  stroke({600, 60}, {520, 270});
+  RunOptions options;
+  options.read.min_digits = 1;
+  options.clean.remove_lines = false;
+  const PageResult r = recognize_image(pad, model(), options);
+  ASSERT_EQ(r.strings.size(), 1u);
+  EXPECT_EQ(r.strings[0].text, "717");
+}
+
 }  // namespace
 }  // namespace digitflow::pipeline

@@ -308,6 +308,19 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   EXPECT_EQ(json::parse(r->body)["strings"][0]["digits"].size(), 1u);
   r = client().Post("/api/v1/recognize", bearer(token), "not an image", "image/png");
   EXPECT_EQ(r->status, 400);
+  // Drawn on the pad: "717" keeps the bars of its 7s only with drawn=1.
+  cv::Mat pad(320, 960, CV_8U, cv::Scalar(255));
+  for (const auto& [a, b] : std::vector<std::pair<cv::Point, cv::Point>>{
+           {{85, 55}, {255, 55}}, {{255, 55}, {190, 265}}, {{355, 45}, {355, 265}},
+           {{470, 60}, {600, 60}}, {{600, 60}, {520, 270}}})
+    cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA);
+  std::vector<uint8_t> pad_png;
+  cv::imencode(".png", pad, pad_png);
+  r = client().Post("/api/v1/recognize?drawn=1", bearer(token), std::string(pad_png.begin(), pad_png.end()),
+                    "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_EQ(json::parse(r->body)["strings"].size(), 1u) << r->body;
+  EXPECT_EQ(json::parse(r->body)["strings"][0]["text"], "717") << r->body;
 
   // Review: low-confidence digits, least confident first; a reviewed digit leaves the queue.
   r = get("/api/v1/review?limit=500", bearer(token));

@@ -162,18 +162,19 @@ DF.start(async () => {
       dirty = true; // send again once the answer for the older drawing is in
       return;
     }
-    await send(toBlob(), generation);
+    await send(toBlob(), generation, true);
   }
 
-  async function send(blob, gen) {
+  // `drawn`: ink on the pad, with no form lines to take out (a 7's bar would look like one).
+  async function send(blob, gen, drawn = false) {
     inFlight = true;
     dirty = false;
     const t0 = performance.now();
     try {
-      let res = await DF.api('POST', '/api/v1/recognize', blob);
+      let res = await DF.api('POST', drawn ? '/api/v1/recognize?drawn=1' : '/api/v1/recognize', blob);
       // A lone digit is no string to the string finder: read the drawing as one digit then.
       if (!res.error && !(res.strings || []).length) {
-        const one = await DF.api('POST', '/api/v1/recognize?digits=1', blob);
+        const one = await DF.api('POST', '/api/v1/recognize?digits=1' + (drawn ? '&drawn=1' : ''), blob);
         if ((one.strings || []).length) res = {...one, ms: (res.ms || 0) + (one.ms || 0)};
       }
       const ms = performance.now() - t0;

@@ -586,7 +586,9 @@ void Server::routes() {
       throw TooLarge("the image is larger than web.max_file_mb (" + std::to_string(limit >> 20) +
                      " MB)");
     const auto* bytes = reinterpret_cast<const uint8_t*>(image.data());
-    send_json(res, 200, s.recognize({bytes, image.size()}, req.get_param_value("digits") == "1"));
+    send_json(res, 200,
+              s.recognize({bytes, image.size()}, req.get_param_value("digits") == "1",
+                          req.get_param_value("drawn") == "1"));
   });
   http.Get("/api/v1/review", [&s](const Request& req, Response& res) {
     send_json(res, 200, s.review_queue(caller(), query_int(req, "limit", 40)));

@@ -311,7 +311,7 @@ std::string Service::crop_png(const Caller& caller, int64_t id, const std::strin
   return encode_png(gray(rect));
 }
 
-json Service::recognize(std::span<const uint8_t> image, bool one_digit) {
+json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool drawn) {
   cv::Mat gray;
   try {
     gray = pipeline::decode_image(image, options_.run.limits);
@@ -335,7 +335,9 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit) {
         // no ink: no strings
       }
     } else {
-      result = pipeline::recognize_image(gray, model_.network, options_.run);
+      pipeline::RunOptions run = options_.run;
+      run.clean.remove_lines = !drawn;
+      result = pipeline::recognize_image(gray, model_.network, run);
     }
   }
   const double ms =

@@ -11,6 +11,7 @@ namespace digitflow::pipeline {
 struct CleanOptions {
   double max_skew_deg = 8.0;   // search range of the deskew, both ways
   int min_line_length = 110;   // a straight run at least this long (px) is a form line
+  bool remove_lines = true;    // false for ink with no form (a number drawn on the pad)
 };
 
 struct CleanedPage {

@@ -52,7 +52,8 @@ class Service {
                        const std::string& box);
 
   // Reads an encoded image: its strings, or with `one_digit` the whole image as one digit.
-  nlohmann::json recognize(std::span<const uint8_t> image, bool one_digit);
+  // `drawn`: ink with no form (the pad), so no straight stroke is taken for a form line.
+  nlohmann::json recognize(std::span<const uint8_t> image, bool one_digit, bool drawn = false);
 
   nlohmann::json review_queue(const Caller& caller, int64_t limit);
   nlohmann::json add_sample(const Caller& caller, const nlohmann::json& body);
