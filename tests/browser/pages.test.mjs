@@ -515,7 +515,12 @@ async function run() {
     for (const [name, url] of [
       ['jobs', '/jobs'],
       ['job', jobUrl],
+      ['submit', '/submit'],
+      ['review', '/review'],
+      ['pad', '/pad'],
       ['model', '/model'],
+      ['account', '/account'],
+      ['login', '/login'],
     ]) {
       await p.goto(url);
       await p.waitForLoadState('networkidle').catch(() => {});
