@@ -18,6 +18,7 @@
 #include "digitflow/jobs/worker.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/pipeline/results.hpp"
+#include "digitflow/web/client.hpp"
 #include "digitflow/web/accounts.hpp"
 
 namespace digitflow::cli {
@@ -106,14 +107,20 @@ int run_submit(int argc, char** argv) {
   CommonOptions common;
   StoreOptions store_options;
   jobs::Submission s;
-  std::string folder, template_file, user = default_user();
+  std::string folder, template_file, user = default_user(), server, token;
   po::options_description options("Options");
   // clang-format off
   options.add_options()
       ("name", po::value(&s.name)->value_name("N"), "job name (default: the folder's name)")
-      ("template", po::value(&template_file)->value_name("T.yaml"), "form template for every page (see digitflow run --help)")
+      ("template", po::value(&template_file)->value_name("T"),
+       "form template for every page: a YAML file (see digitflow run --help); with --server, a\n"
+       "template name the server lists (GET /api/v1/templates)")
       ("model", po::value(&s.model)->value_name("FILE"), "model file (default: the worker's, model.default)")
       ("user", po::value(&user)->value_name("NAME"), "owner of the job (default: $DIGITFLOW_USER, else $USER)")
+      ("server", po::value(&server)->value_name("URL"),
+       "send the job to a digitflow serve at URL (http://host:port) instead of the local store")
+      ("token", po::value(&token)->value_name("TOKEN"),
+       "with --server: an API token (account page; default: $DIGITFLOW_TOKEN); the job is its user's")
       ("folder", po::value(&folder)->value_name("DIR"), "job folder (positional)");
   // clang-format on
   add_store_options(options, store_options);
@@ -121,13 +128,37 @@ int run_submit(int argc, char** argv) {
   po::positional_options_description positional;
   positional.add("folder", 1);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow submit DIR [--name N] [--template T.yaml] [--user NAME]",
+  if (!parse(argc, argv,
+             "digitflow submit DIR [--name N] [--template T.yaml] [--user NAME]\n"
+             "       digitflow submit DIR --server URL --token TOKEN [--name N] [--template NAME]",
              "Queues the pages under DIR as a job. The folder is copied into the state directory\n"
              "first, so it may be deleted once this returns; symbolic links that lead outside it\n"
-             "are refused. A worker (digitflow worker) reads the job; follow it with digitflow jobs.",
+             "are refused. A worker (digitflow worker) reads the job; follow it with digitflow jobs.\n"
+             "With --server the pages are uploaded to a digitflow serve instead (held in memory\n"
+             "while they are sent, up to 2 GB); follow the job on its web page.",
              options, &positional, vm))
     return 0;
   if (folder.empty()) throw UsageError("no DIR given");
+  if (!server.empty()) {
+    if (token.empty())
+      if (const char* env = std::getenv("DIGITFLOW_TOKEN"); env && *env) token = env;
+    if (token.empty()) throw UsageError("--server needs --token TOKEN (or $DIGITFLOW_TOKEN)");
+    if (vm.count("model") || vm.count("state-dir") || vm.count("db") || vm.count("user"))
+      throw UsageError("--model, --user, --state-dir and --db are for the local store, not with --server");
+    web::RemoteSubmission r;
+    r.server = server;
+    r.token = token;
+    r.folder = folder;
+    r.name = s.name;
+    r.template_name = template_file;
+    const int64_t id = web::submit_remote(r);
+    std::string base = server;
+    while (base.ends_with("/")) base.pop_back();
+    std::printf("job %lld queued on %s: %s/jobs/%lld\n", static_cast<long long>(id), base.c_str(), base.c_str(),
+                static_cast<long long>(id));
+    return 0;
+  }
+  if (!token.empty()) throw UsageError("--token goes with --server");
   if (user.empty()) throw UsageError("no --user given and $USER is not set");
   Opened o = open_jobs(common, store_options);
   s.folder = folder;

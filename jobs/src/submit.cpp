@@ -28,8 +28,9 @@ bool inside(const fs::path& path, const fs::path& folder) {
   return f_end == folder.end();
 }
 
-// The files to take: (source, path relative to the folder). Refuses links leading out.
-std::vector<std::pair<fs::path, fs::path>> files_to_take(const fs::path& folder, const std::vector<std::string>& exclude) {
+}  // namespace
+
+std::vector<std::pair<fs::path, fs::path>> job_files(const fs::path& folder, const std::vector<std::string>& exclude) {
   std::error_code ec;
   const fs::path root = fs::canonical(folder, ec);
   if (ec) throw SubmitError(folder.string() + ": " + ec.message());
@@ -63,6 +64,8 @@ std::vector<std::pair<fs::path, fs::path>> files_to_take(const fs::path& folder,
   return files;
 }
 
+namespace {
+
 void take_file(const fs::path& from, const fs::path& to, bool link) {
   std::error_code ec;
   fs::create_directories(to.parent_path(), ec);
@@ -90,7 +93,7 @@ int64_t submit_job(JobStore& store, const StateDir& state, const Submission& s) 
       throw SubmitError(e.what());
     }
   }
-  const auto files = files_to_take(s.folder, s.exclude);
+  const auto files = job_files(s.folder, s.exclude);
   if (files.empty()) throw SubmitError(s.folder.string() + ": the folder holds no files");
 
   const std::string token = random_token();

@@ -43,6 +43,13 @@ struct Submission {
   std::vector<std::string> exclude;     // top-level names not to take (the drop folder's READY)
 };
 
+// The files a submission of `folder` takes: (file to read, path relative to the folder), in
+// path order; links inside the folder are followed, directories skipped, `exclude` names at
+// the top level left out. Throws SubmitError for a link that leads outside the folder or a
+// special file, naming it.
+std::vector<std::pair<std::filesystem::path, std::filesystem::path>> job_files(
+    const std::filesystem::path& folder, const std::vector<std::string>& exclude = {});
+
 // Copies the folder into the state directory and queues a job; returns its id. Throws
 // SubmitError for a missing folder or owner, a folder without files, a link leading outside
 // it, a special file, or a bad template; Conflict when `source` was submitted before.
