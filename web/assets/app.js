@@ -156,7 +156,9 @@
   DF.jobProgressText = function (job) {
     const total = job.pages_total;
     if (total === undefined || total === null || total < 0) {
-      return job.state === 'queued' ? 'waiting to start' : 'listing pages…';
+      if (job.state === 'queued') return 'waiting to start';
+      if (job.state === 'running') return 'listing pages…';
+      return 'no pages read';
     }
     return DF.int(job.pages_done) + ' / ' + DF.int(total) + ' pages';
   };
