@@ -1,12 +1,15 @@
 // Browser tests of the web pages: Debian's chromium driven by playwright-core.
 //
-// Starts `digitflow serve` on a free loopback port with a fresh state directory, then
-// goes through the pages as a person would: register, submit a folder of synthetic
-// checks, watch the job reach done on the jobs page, open its results (strings and
-// overlay images), review a digit, draw on the pad and see it read, create an API
-// token, log out; a second user cannot see the first user's job. Every page must load
-// without a Content-Security-Policy violation, script error or unexpected failed
-// request. A full-page screenshot of each page (desktop, phone width, dark) goes to
+// Starts `digitflow serve` on a free loopback port with a fresh state directory (the
+// first administrator made with `digitflow user add --password-stdin`), then goes through
+// the pages as a person would: register, submit a folder of synthetic checks, watch the
+// job reach done on the jobs page, open its results (strings and overlay images), cancel
+// a running job, see a 413 explained, review digits from the keyboard, draw a 7 on the
+// pad and upload a photo, create and revoke API tokens, change the password and log in
+// again, manage users as the administrator; a second user cannot see the first user's
+// job. Every page must load without a Content-Security-Policy violation, script error,
+// unexpected failed request or a stray "null"/"undefined" on screen, and fit a phone's
+// width. A full-page screenshot of each page (desktop, phone width, dark) goes to
 // --screenshots.
 //
 // Usage: node pages.test.mjs --digitflow build/apps/digitflow [--screenshots DIR]
