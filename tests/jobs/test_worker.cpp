@@ -154,7 +154,9 @@ TEST_F(WorkerTest, AJobWhoseWorkerDiedResumesWithoutRepeatingAPage) {
 TEST_F(WorkerTest, CancelStopsARunningJobWithinSeconds) {
   const int64_t id = submit(pages(12));
   std::atomic<bool> stop{false};
-  Worker worker(*store_, options());
+  WorkerOptions few_in_flight = options();
+  few_in_flight.run.pages_in_flight = 2;
+  Worker worker(*store_, few_in_flight);
   std::thread run([&] { worker.run(stop); });
   auto other = open_sqlite_store(state_.sqlite_file());  // the user's connection
   const auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -175,7 +177,9 @@ TEST_F(WorkerTest, CancelStopsARunningJobWithinSeconds) {
 TEST_F(WorkerTest, AStoppedWorkerPutsItsJobBackAndAnotherFinishesIt) {
   const int64_t id = submit(pages(8));
   std::atomic<bool> stop{false};
-  Worker first(*store_, options("first"), [&](const WorkerEvent& e) {
+  WorkerOptions one_at_a_time = options("first");
+  one_at_a_time.run.pages_in_flight = 1;  // else a loaded machine may have every page in flight at the stop
+  Worker first(*store_, one_at_a_time, [&](const WorkerEvent& e) {
     if (e.kind == WorkerEvent::progress) stop = true;  // Ctrl-C after the first page
   });
   EXPECT_EQ(first.run(stop), 0);

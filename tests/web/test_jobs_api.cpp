@@ -321,6 +321,15 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   ASSERT_EQ(r->status, 200) << r->body;
   ASSERT_EQ(json::parse(r->body)["strings"].size(), 1u) << r->body;
   EXPECT_EQ(json::parse(r->body)["strings"][0]["text"], "717") << r->body;
+  cv::Mat seven(320, 960, CV_8U, cv::Scalar(255));
+  cv::line(seven, {85, 55}, {255, 55}, cv::Scalar(0), 14, cv::LINE_AA);
+  cv::line(seven, {255, 55}, {190, 265}, cv::Scalar(0), 14, cv::LINE_AA);
+  cv::imencode(".png", seven, pad_png);
+  r = client().Post("/api/v1/recognize?drawn=1", bearer(token), std::string(pad_png.begin(), pad_png.end()),
+                    "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_EQ(json::parse(r->body)["strings"].size(), 1u) << "one digit on the pad is a string: " << r->body;
+  EXPECT_EQ(json::parse(r->body)["strings"][0]["text"], "7") << r->body;
 
   // Review: low-confidence digits, least confident first; a reviewed digit leaves the queue.
   r = get("/api/v1/review?limit=500", bearer(token));

@@ -337,6 +337,7 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
     } else {
       pipeline::RunOptions run = options_.run;
       run.clean.remove_lines = !drawn;
+      if (drawn) run.read.min_digits = 1;  // one digit written on the pad is a string too
       result = pipeline::recognize_image(gray, model_.network, run);
     }
   }
