@@ -4,17 +4,19 @@
 #     PostgreSQL server started here (empty jobs: the store's cost alone), median of 3;
 #  2. the job system's overhead on a 200-page job: `digitflow submit` + `worker --once`
 #     against a plain `digitflow run` of the same folder, same threads, no overlays in
-#     either, runs alternated, medians of 3.
-# Usage: benchmarks/jobs_figures.sh [--pages 200] [--threads 2] [--jobs 2000] [--work DIR]
+#     either, run in pairs; the overhead is the median over the pairs of worker / plain
+#     (pairs, since this shared machine's speed drifts by tens of percent within minutes).
+# Usage: benchmarks/jobs_figures.sh [--pages 200] [--threads 2] [--jobs 2000] [--rounds 5] [--work DIR]
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-pages=200 threads=2 jobs=2000 work=/tmp/digitflow-jobs-figures
+pages=200 threads=2 jobs=2000 rounds=5 work=/tmp/digitflow-jobs-figures
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --pages) pages="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     -h|--help) sed -n 2,9p "$0"; exit 0 ;;
     *) echo "jobs_figures: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -69,8 +71,8 @@ synth="$work/synth" job="$work/job"
 mkdir -p "$job"
 mapfile -t files < <(find "$synth" -name '*.png' | sort)
 for ((i = 0; i < pages; i++)); do ln "${files[i % ${#files[@]}]}" "$job/$(printf 'scan-%04d.png' "$i")"; done
-plain=() jobs_wall=() submit_wall=()
-for i in 1 2 3; do
+plain=() jobs_wall=() submit_wall=() ratios=()
+for ((i = 1; i <= rounds; i++)); do
   rm -rf "$work/out"
   s=$(date +%s.%N)
   "$digitflow" run "$job" --out "$work/out" --threads "$threads" >/dev/null 2>&1
@@ -86,9 +88,11 @@ for i in 1 2 3; do
   submit_wall+=("$(echo "$m - $s" | bc)")
   jobs_wall+=("$(echo "$e - $m" | bc)")
   cmp -s "$work/out/results.jsonl" "$state/jobs/1/results.jsonl" || { echo "jobs_figures: results differ on run $i" >&2; exit 1; }
-  echo "  run $i: plain ${plain[-1]} s; submit ${submit_wall[-1]} s + worker ${jobs_wall[-1]} s"
+  ratios+=("$(echo "scale=4; ${jobs_wall[-1]} / ${plain[-1]}" | bc)")
+  echo "  pair $i: plain ${plain[-1]} s; submit ${submit_wall[-1]} s + worker ${jobs_wall[-1]} s; worker / plain ${ratios[-1]}"
 done
 p=$(printf '%s\n' "${plain[@]}" | median) w=$(printf '%s\n' "${jobs_wall[@]}" | median) c=$(printf '%s\n' "${submit_wall[@]}" | median)
-echo "plain run median $p s; worker median $w s ($(echo "scale=1; 100 * ($w - $p) / $p" | bc)% over plain);" \
-     "submit (copy into the state dir) median $c s ($(echo "scale=1; 100 * ($w + $c - $p) / $p" | bc)% with it)"
+r=$(printf '%s\n' "${ratios[@]}" | median)
+echo "medians: plain run $p s, worker $w s, submit (copy into the state dir) $c s"
+echo "job system overhead: median of worker / plain over $rounds pairs = $r ($(echo "scale=1; 100 * ($r - 1)" | bc)%)"
 echo "results.jsonl of the job equal those of the plain run in every round"
