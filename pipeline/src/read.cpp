@@ -69,17 +69,6 @@ void score_pieces(const Segmentation& segmentation, const std::vector<int>& whic
               probs.begin() + static_cast<std::ptrdiff_t>(which[k]) * classes);
 }
 
-int digit_classes(kernels::Network& model) {
-  const kernels::ModelSpec& spec = model.spec();
-  if (spec.input_channels != 1 || spec.input_height != 28 || spec.input_width != 28 ||
-      spec.classes < 10 || spec.classes > 11)
-    throw std::invalid_argument(
-        "the model takes " + model.input_shape(1).str() + " inputs and " +
-        std::to_string(spec.classes) +
-        " classes; images need a 1x28x28 digit model with 10 classes (11 with 'not a digit')");
-  return spec.classes;
-}
-
 }  // namespace
 
 cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits) {

@@ -124,16 +124,20 @@ class Batcher {
 
 }  // namespace
 
-RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& options, kernels::Network& model,
-                     const std::function<void(const PageResult&, const cv::Mat* overlay)>& write,
-                     const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
+int digit_classes(const kernels::Network& model) {
   const kernels::ModelSpec& spec = model.spec();
   if (spec.input_channels != 1 || spec.input_height != 28 || spec.input_width != 28 || spec.classes < 10 ||
       spec.classes > 11)
     throw std::invalid_argument("the model takes " + model.input_shape(1).str() + " inputs and " +
                                 std::to_string(spec.classes) +
-                                " classes; pages need a 1x28x28 digit model with 10 classes (11 with 'not a digit')");
-  const int classes = spec.classes;
+                                " classes; digits need a 1x28x28 model with 10 classes (11 with 'not a digit')");
+  return spec.classes;
+}
+
+RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& options, kernels::Network& model,
+                     const std::function<void(const PageResult&, const cv::Mat* overlay)>& write,
+                     const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
+  const int classes = digit_classes(model);
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
 

@@ -152,5 +152,15 @@ TEST(Read, DigitsDrawnOnThePadKeepTheirStrokes) {
   EXPECT_EQ(r.strings[0].text, "717");
 }
 
+TEST(Read, AModelThatDoesNotReadDigitsIsNamed) {
+  kernels::ModelSpec spec = model().spec();
+  spec.classes = 3;
+  spec.layers.back().out = 3;
+  kernels::Network three(spec);
+  cv::Mat page(200, 400, CV_8UC1, cv::Scalar(255));
+  EXPECT_TRUE(t::throws_with_message<std::invalid_argument>([&] { recognize_image(page, three, RunOptions{}); },
+                                                            {"3 classes", "1x28x28"}));
+}
+
 }  // namespace
 }  // namespace digitflow::pipeline

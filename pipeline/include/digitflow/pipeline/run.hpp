@@ -57,6 +57,10 @@ struct RunSummary {
 };
 nlohmann::json to_json(const RunSummary& summary);
 
+// The classes of a model the pipeline reads with: 10, or 11 with "not a digit". Throws
+// std::invalid_argument naming the model's input shape and classes for any other model.
+int digit_classes(const kernels::Network& model);
+
 // Reads every page under options.job_dir (of options.shard's files only) with `model` (1x28x28 input, 10 classes or 11 with
 // "not a digit") and writes the outputs into options.out_dir (created if needed; existing
 // results there are replaced). `progress` is called from one thread after each page is
