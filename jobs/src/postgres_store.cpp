@@ -71,93 +71,19 @@ std::string one_line(std::string_view text) {
 std::string text(const pqxx::field& f) { return f.is_null() ? std::string() : std::string(f.c_str(), f.size()); }
 int64_t integer(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
 
-User read_user(const pqxx::row& r) {
-  User u;
-  u.id = integer(r[0]);
-  u.name = text(r[1]);
-  u.email = text(r[2]);
-  u.password_hash = text(r[3]);
-  u.role = text(r[4]);
-  u.disabled = integer(r[5]) != 0;
-  u.created_ms = integer(r[6]);
-  return u;
-}
-
-Job read_job(const pqxx::row& r) {
-  Job j;
-  j.id = integer(r[0]);
-  j.owner = integer(r[1]);
-  j.owner_name = text(r[2]);
-  j.name = text(r[3]);
-  j.state = parse_job_state(text(r[4]));
-  j.input_dir = text(r[5]);
-  j.template_path = text(r[6]);
-  j.model = text(r[7]);
-  j.source = text(r[8]);
-  j.pages_total = integer(r[9]);
-  j.pages_done = integer(r[10]);
-  j.pages_failed = integer(r[11]);
-  j.strings = integer(r[12]);
-  j.low_confidence = integer(r[13]);
-  j.created_ms = integer(r[14]);
-  j.started_ms = integer(r[15]);
-  j.finished_ms = integer(r[16]);
-  j.error = text(r[17]);
-  j.worker = text(r[18]);
-  j.lease_expires_ms = integer(r[19]);
-  j.cancel_requested = integer(r[20]) != 0;
-  j.attempts = static_cast<int>(integer(r[21]));
-  return j;
-}
-
-Session read_session(const pqxx::row& r) {
-  Session session;
-  session.token_hash = text(r[0]);
-  session.user = integer(r[1]);
-  session.csrf = text(r[2]);
-  session.created_ms = integer(r[3]);
-  session.expires_ms = integer(r[4]);
-  return session;
-}
-
-ApiToken read_api_token(const pqxx::row& r) {
-  ApiToken t;
-  t.id = integer(r[0]);
-  t.user = integer(r[1]);
-  t.name = text(r[2]);
-  t.token_hash = text(r[3]);
-  t.created_ms = integer(r[4]);
-  t.last_used_ms = integer(r[5]);
-  return t;
-}
-
-Sample read_sample(const pqxx::row& r) {
-  Sample sample;
-  sample.id = integer(r[0]);
-  sample.user = integer(r[1]);
-  sample.job = integer(r[2]);
-  sample.page_key = text(r[3]);
-  sample.string_index = static_cast<int>(integer(r[4]));
-  sample.digit_index = static_cast<int>(integer(r[5]));
-  sample.guess = static_cast<int>(integer(r[6]));
-  sample.confidence = r[7].is_null() ? 0.0 : r[7].as<double>();
-  sample.label = static_cast<int>(integer(r[8]));
-  sample.image = text(r[9]);
-  sample.created_ms = integer(r[10]);
-  return sample;
-}
-
-ModelVersion read_model_version(const pqxx::row& r) {
-  ModelVersion v;
-  v.id = integer(r[0]);
-  v.path = text(r[1]);
-  v.status = text(r[2]);
-  v.is_default = integer(r[3]) != 0;
-  v.note = text(r[4]);
-  v.metrics_json = text(r[5]);
-  v.created_ms = integer(r[6]);
-  return v;
-}
+// A pqxx row as the shared readers of schema.hpp read it.
+struct Row {
+  const pqxx::row& r;
+  int64_t integer(int i) const { return digitflow::jobs::integer(r[i]); }
+  std::string text(int i) const { return digitflow::jobs::text(r[i]); }
+  double real(int i) const { return r[i].is_null() ? 0.0 : r[i].as<double>(); }
+};
+User read_user(const pqxx::row& r) { return detail::read_user(Row{r}); }
+Job read_job(const pqxx::row& r) { return detail::read_job(Row{r}); }
+Session read_session(const pqxx::row& r) { return detail::read_session(Row{r}); }
+ApiToken read_api_token(const pqxx::row& r) { return detail::read_api_token(Row{r}); }
+Sample read_sample(const pqxx::row& r) { return detail::read_sample(Row{r}); }
+ModelVersion read_model_version(const pqxx::row& r) { return detail::read_model_version(Row{r}); }
 
 // Strings built by appending (GCC 12 warns falsely on "literal" + std::string).
 template <typename... Parts>

@@ -132,93 +132,12 @@ class Transaction {
   bool done_ = false;
 };
 
-User read_user(const Statement& s) {
-  User u;
-  u.id = s.integer(0);
-  u.name = s.text(1);
-  u.email = s.text(2);
-  u.password_hash = s.text(3);
-  u.role = s.text(4);
-  u.disabled = s.integer(5) != 0;
-  u.created_ms = s.integer(6);
-  return u;
-}
-
-Job read_job(const Statement& s) {
-  Job j;
-  j.id = s.integer(0);
-  j.owner = s.integer(1);
-  j.owner_name = s.text(2);
-  j.name = s.text(3);
-  j.state = parse_job_state(s.text(4));
-  j.input_dir = s.text(5);
-  j.template_path = s.text(6);
-  j.model = s.text(7);
-  j.source = s.text(8);
-  j.pages_total = s.integer(9);
-  j.pages_done = s.integer(10);
-  j.pages_failed = s.integer(11);
-  j.strings = s.integer(12);
-  j.low_confidence = s.integer(13);
-  j.created_ms = s.integer(14);
-  j.started_ms = s.integer(15);
-  j.finished_ms = s.integer(16);
-  j.error = s.text(17);
-  j.worker = s.text(18);
-  j.lease_expires_ms = s.integer(19);
-  j.cancel_requested = s.integer(20) != 0;
-  j.attempts = static_cast<int>(s.integer(21));
-  return j;
-}
-
-Session read_session(const Statement& s) {
-  Session session;
-  session.token_hash = s.text(0);
-  session.user = s.integer(1);
-  session.csrf = s.text(2);
-  session.created_ms = s.integer(3);
-  session.expires_ms = s.integer(4);
-  return session;
-}
-
-ApiToken read_api_token(const Statement& s) {
-  ApiToken t;
-  t.id = s.integer(0);
-  t.user = s.integer(1);
-  t.name = s.text(2);
-  t.token_hash = s.text(3);
-  t.created_ms = s.integer(4);
-  t.last_used_ms = s.integer(5);
-  return t;
-}
-
-Sample read_sample(const Statement& s) {
-  Sample sample;
-  sample.id = s.integer(0);
-  sample.user = s.integer(1);
-  sample.job = s.integer(2);
-  sample.page_key = s.text(3);
-  sample.string_index = static_cast<int>(s.integer(4));
-  sample.digit_index = static_cast<int>(s.integer(5));
-  sample.guess = static_cast<int>(s.integer(6));
-  sample.confidence = s.real(7);
-  sample.label = static_cast<int>(s.integer(8));
-  sample.image = s.text(9);
-  sample.created_ms = s.integer(10);
-  return sample;
-}
-
-ModelVersion read_model_version(const Statement& s) {
-  ModelVersion v;
-  v.id = s.integer(0);
-  v.path = s.text(1);
-  v.status = s.text(2);
-  v.is_default = s.integer(3) != 0;
-  v.note = s.text(4);
-  v.metrics_json = s.text(5);
-  v.created_ms = s.integer(6);
-  return v;
-}
+using detail::read_api_token;
+using detail::read_job;
+using detail::read_model_version;
+using detail::read_sample;
+using detail::read_session;
+using detail::read_user;
 
 // Strings built by appending (GCC 12 warns falsely on "literal" + std::string).
 template <typename... Parts>
