@@ -8,6 +8,7 @@
 #include "digitflow/pipeline/run.hpp"
 
 #include <tbb/flow_graph.h>
+#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cctype>
@@ -240,7 +241,11 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
       try {
         for (const PageMsg& m : *batch) m->probs.assign(m->segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
         score_waiting(*batch);  // every slot read whole
-        for (const PageMsg& m : *batch) m->to_score = normalize_cuts(m->segmentation, m->probs, classes);
+        // Cuts are made page by page in parallel; the pass over the network waits for them.
+        tbb::parallel_for(size_t{0}, batch->size(), [&](size_t k) {
+          PageWork& w = *(*batch)[k];
+          w.to_score = normalize_cuts(w.segmentation, w.probs, classes);
+        });
         score_waiting(*batch);  // cuts, where the whole reading was unsure
       } catch (const std::exception& e) {  // the batch's pages fail; the run goes on
         for (const PageMsg& m : *batch)

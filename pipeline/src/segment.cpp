@@ -43,16 +43,60 @@ cv::Mat drop_fragments(const cv::Mat& mask, double share) {
   return kept;
 }
 
-// A piece from columns [x0, x1) of a slot's mask (slot-relative), trimmed to its ink.
-bool make_piece(const cv::Mat& slot_mask, const Box& slot_box, int x0, int x1, Piece& piece) {
+// A cut through a slot: the first column of the right-hand side, row by row (slot-relative).
+using CutPath = std::vector<int>;
+
+// A piece of a slot's mask (slot-relative): the ink right of `left` (when given) and left of
+// `right` (when given), trimmed to its ink with stray fragments dropped.
+bool make_piece(const cv::Mat& slot_mask, const Box& slot_box, const CutPath* left, const CutPath* right, Piece& piece) {
   cv::Mat part = cv::Mat::zeros(slot_mask.size(), CV_8U);
-  slot_mask.colRange(x0, x1).copyTo(part.colRange(x0, x1));
+  for (int y = 0; y < slot_mask.rows; ++y) {
+    const int x0 = left ? std::max(0, (*left)[static_cast<size_t>(y)]) : 0;
+    const int x1 = right ? std::min(slot_mask.cols, (*right)[static_cast<size_t>(y)]) : slot_mask.cols;
+    const uint8_t* m = slot_mask.ptr<uint8_t>(y);
+    uint8_t* o = part.ptr<uint8_t>(y);
+    for (int x = x0; x < x1; ++x) o[x] = m[x];
+  }
   part = drop_fragments(part, 0.12);
   const cv::Rect r = cv::boundingRect(part);
   if (r.area() == 0) return false;
   piece.mask = part(r).clone();
   piece.box = {slot_box.x + r.x, slot_box.y + r.y, r.width, r.height};
   return true;
+}
+
+// The cheapest top-to-bottom path through a slot's mask near column `near`: each row moves at
+// most one column, crossing ink costs much more than paper, and straying from `near` a
+// little. Where two digits touch at a slant, it runs between them where a straight cut
+// would slice one of them.
+CutPath ink_path(const cv::Mat& mask, int near, int window) {
+  const int h = mask.rows;
+  const int lo = std::max(1, near - window), hi = std::min(mask.cols - 1, near + window + 1);
+  const int span = hi - lo;
+  CutPath path(static_cast<size_t>(h), near);
+  if (span <= 0 || h == 0) return path;
+  std::vector<double> cost(static_cast<size_t>(span)), next(static_cast<size_t>(span));
+  std::vector<int> from(static_cast<size_t>(h) * static_cast<size_t>(span), 0);
+  auto step = [&](int y, int x) {
+    return (mask.at<uint8_t>(y, x) ? 10.0 : 0.0) + 0.5 * std::abs(x - near) / std::max(1, window);
+  };
+  for (int x = lo; x < hi; ++x) cost[static_cast<size_t>(x - lo)] = step(0, x);
+  for (int y = 1; y < h; ++y) {
+    for (int i = 0; i < span; ++i) {
+      int best = i;
+      for (int d = -1; d <= 1; d += 2)
+        if (i + d >= 0 && i + d < span && cost[static_cast<size_t>(i + d)] + 0.2 < cost[static_cast<size_t>(best)]) best = i + d;
+      next[static_cast<size_t>(i)] = cost[static_cast<size_t>(best)] + (best != i ? 0.2 : 0.0) + step(y, lo + i);
+      from[static_cast<size_t>(y) * static_cast<size_t>(span) + static_cast<size_t>(i)] = best;
+    }
+    std::swap(cost, next);
+  }
+  int i = static_cast<int>(std::min_element(cost.begin(), cost.end()) - cost.begin());
+  for (int y = h - 1; y >= 0; --y) {
+    path[static_cast<size_t>(y)] = lo + i;
+    i = from[static_cast<size_t>(y) * static_cast<size_t>(span) + static_cast<size_t>(i)];
+  }
+  return path;
 }
 
 // Column positions in [lo, hi) where the ink is thinnest, best first, at least `apart`
@@ -69,6 +113,43 @@ std::vector<int> thin_columns(const std::vector<double>& count, int lo, int hi, 
     if (std::all_of(chosen.begin(), chosen.end(), [&](int c) { return std::abs(c - x) >= apart; })) chosen.push_back(x);
   }
   return chosen;
+}
+
+// Normalises a piece from the grey page under it: `flat` is a region of the flattened page
+// whose top-left is `at`, holding the piece's box. The ink, grown a little, is laid on
+// paper; false when the piece cannot be normalised (no ink).
+bool normalize_piece(const cv::Mat& flat, cv::Point at, double paper, Piece& piece) {
+  static const cv::Mat grow = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(5, 5));
+  const cv::Rect r = to_rect(piece.box) - at;
+  const cv::Rect padded = (r + cv::Size(4, 4) - cv::Point(2, 2)) & cv::Rect(0, 0, flat.cols, flat.rows);
+  cv::Mat mask = cv::Mat::zeros(padded.size(), CV_8U);
+  piece.mask.copyTo(mask(cv::Rect(r.x - padded.x, r.y - padded.y, r.width, r.height)));
+  piece.mask.release();
+  cv::dilate(mask, mask, grow);
+  cv::Mat image(padded.size(), CV_8U, cv::Scalar(paper));
+  flat(padded).copyTo(image, mask);
+  try {
+    piece.pixels = normalize_digit(image);
+    return true;
+  } catch (const ImageError&) {
+    return false;
+  }
+}
+
+// Whether a string candidate is a line of print, judged on its blobs read whole (first CNN
+// pass): most of them are "not a digit". Cut into halves, printed letters pass for 1s and
+// 7s, so such a line is neither cut nor read. A row of touching handwritten digits has some
+// blobs rejected whole (two glued digits are "not a digit" to the model), rarely most.
+bool looks_like_print(const Segmentation& seg, const StringCandidate& candidate, const float* probs, int classes) {
+  if (classes <= 10) return false;
+  int read = 0, rejected = 0;
+  for (const Slot& slot : candidate.slots) {
+    if (slot.hypotheses.empty()) continue;
+    ++read;
+    const size_t whole = static_cast<size_t>(slot.hypotheses[0].pieces[0]);
+    if (seg.pieces[whole].usable && probs[whole * static_cast<size_t>(classes) + 10] >= 0.5f) ++rejected;
+  }
+  return read >= 2 && 2 * rejected > read;
 }
 
 }  // namespace
@@ -91,6 +172,7 @@ Box map_box(const Box& box, const cv::Mat& affine, int width, int height) {
 
 Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options) {
   Segmentation out;
+  out.options = options;
   cv::Mat labels, stats, centroids;
   const int n = cv::connectedComponentsWithStats(page.ink, labels, stats, centroids, 8, CV_32S);
   auto rect = [&](int i) {
@@ -203,53 +285,11 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
         candidate.slots.push_back(std::move(slot));
         continue;
       }
-      auto add = [&](const std::vector<int>& cuts) {
-        Hypothesis h;
-        std::vector<int> edges = {0};
-        edges.insert(edges.end(), cuts.begin(), cuts.end());
-        edges.push_back(r.width);
-        const size_t first = out.pieces.size();
-        for (size_t e = 0; e + 1 < edges.size(); ++e) {
-          Piece piece;
-          piece.cut = !cuts.empty();
-          if (!make_piece(mask, slot.box, edges[e], edges[e + 1], piece)) {
-            out.pieces.resize(first);
-            return;
-          }
-          h.pieces.push_back(static_cast<int>(out.pieces.size()));
-          out.pieces.push_back(std::move(piece));
-        }
-        slot.hypotheses.push_back(std::move(h));
-      };
-      add({});
-      const double aspect = static_cast<double>(r.width) / r.height;
-      if (aspect > options.split_aspect) {
-        std::vector<double> count(static_cast<size_t>(r.width), 0.0);
-        for (int y = 0; y < r.height; ++y) {
-          const uint8_t* m = mask.ptr<uint8_t>(y);
-          for (int x = 0; x < r.width; ++x) count[static_cast<size_t>(x)] += m[x] ? 1 : 0;
-        }
-        std::vector<double> smooth = count;
-        for (size_t x = 1; x + 1 < count.size(); ++x) smooth[x] = (count[x - 1] + count[x] + count[x + 1]) / 3;
-        for (int k = 2; k <= 4; ++k) {
-          if (aspect < (k == 2 ? options.split_aspect : 0.42 * k) || aspect > 1.25 * k) continue;
-          if (k == 2) {
-            for (int cut : thin_columns(smooth, r.width / 4, 3 * r.width / 4, std::max(2, r.width / 12), options.max_cuts))
-              add({cut});
-          } else {
-            std::vector<int> cuts;
-            const int window = static_cast<int>(0.3 * r.width / k);
-            for (int i = 1; i < k; ++i) {
-              const int ideal = i * r.width / k;
-              std::vector<int> best = thin_columns(smooth, ideal - window, ideal + window, 1, 1);
-              if (best.empty()) break;
-              cuts.push_back(best[0]);
-            }
-            if (static_cast<int>(cuts.size()) == k - 1) add(cuts);
-          }
-        }
-      }
-      if (slot.hypotheses.empty()) continue;  // no piece held ink
+      Piece whole;
+      if (!make_piece(mask, slot.box, nullptr, nullptr, whole)) continue;  // no ink left
+      slot.hypotheses.push_back({{static_cast<int>(out.pieces.size())}});
+      out.pieces.push_back(std::move(whole));
+      if (static_cast<double>(r.width) / r.height > options.split_aspect) slot.mask = std::move(mask);
       candidate.box = unite(candidate.box, slot.box);
       candidate.slots.push_back(std::move(slot));
     }
@@ -283,59 +323,100 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
 }
 
 std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segmentation) {
-  const cv::Mat grow = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(5, 5));
+  segmentation.paper = page.paper;
+  const cv::Rect whole_page(0, 0, page.flat.cols, page.flat.rows);
+  for (StringCandidate& candidate : segmentation.strings)
+    for (Slot& slot : candidate.slots)
+      if (!slot.mask.empty()) {
+        const cv::Rect around = (to_rect(slot.box) + cv::Size(4, 4) - cv::Point(2, 2)) & whole_page;
+        slot.grey = page.flat(around).clone();
+        slot.grey_at = around.tl();
+      }
   std::vector<int> first;
   for (size_t i = 0; i < segmentation.pieces.size(); ++i) {
     Piece& piece = segmentation.pieces[i];
-    const cv::Rect r = to_rect(piece.box);
-    const cv::Rect padded = (r + cv::Size(4, 4) - cv::Point(2, 2)) & cv::Rect(0, 0, page.flat.cols, page.flat.rows);
-    cv::Mat mask = cv::Mat::zeros(padded.size(), CV_8U);
-    piece.mask.copyTo(mask(cv::Rect(r.x - padded.x, r.y - padded.y, r.width, r.height)));
-    piece.mask.release();
-    cv::dilate(mask, mask, grow);
-    cv::Mat image(padded.size(), CV_8U, cv::Scalar(page.paper));
-    page.flat(padded).copyTo(image, mask);
-    piece.usable = false;
-    if (piece.cut) {
-      piece.image = image;
-      continue;
-    }
-    try {
-      piece.pixels = normalize_digit(image);
-      piece.usable = true;
-      first.push_back(static_cast<int>(i));
-    } catch (const ImageError&) {
-    }
+    piece.usable = normalize_piece(page.flat, {0, 0}, page.paper, piece);
+    if (piece.usable) first.push_back(static_cast<int>(i));
   }
   return first;
 }
 
-std::vector<int> normalize_cuts(Segmentation& segmentation, const std::vector<float>& probs, int classes) {
+std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& probs, int classes) {
+  const SegmentOptions& options = segmentation.options;
   std::vector<int> second;
-  for (const StringCandidate& candidate : segmentation.strings)
-    for (const Slot& slot : candidate.slots) {
-      if (slot.hypotheses.size() < 2) continue;
+  for (StringCandidate& candidate : segmentation.strings) {
+    const bool print = looks_like_print(segmentation, candidate, probs.data(), classes);
+    for (Slot& slot : candidate.slots) {
+      if (slot.mask.empty()) continue;
       const Piece& whole = segmentation.pieces[static_cast<size_t>(slot.hypotheses[0].pieces[0])];
-      bool needed = !whole.usable || static_cast<double>(whole.box.w) > 1.0 * whole.box.h;
-      if (!needed) {
+      bool needed = !print && (!whole.usable || static_cast<double>(whole.box.w) > 1.0 * whole.box.h);
+      if (!needed && !print) {
         const float* p = &probs[static_cast<size_t>(slot.hypotheses[0].pieces[0]) * static_cast<size_t>(classes)];
         const float best = *std::max_element(p, p + std::min(classes, 10));
         needed = best < 0.9f || (classes > 10 && p[10] > 0.25f);
       }
-      for (size_t h = 1; h < slot.hypotheses.size(); ++h)
-        for (int index : slot.hypotheses[h].pieces) {
-          Piece& piece = segmentation.pieces[static_cast<size_t>(index)];
-          if (needed && !piece.image.empty()) {
-            try {
-              piece.pixels = normalize_digit(piece.image);
-              piece.usable = true;
-              second.push_back(index);
-            } catch (const ImageError&) {
+      if (needed) {
+        const cv::Mat& mask = slot.mask;
+        const int width = mask.cols, height = mask.rows;
+        std::vector<std::vector<CutPath>> tried;
+        auto add = [&](const std::vector<CutPath>& cuts) {
+          if (std::find(tried.begin(), tried.end(), cuts) != tried.end()) return;
+          tried.push_back(cuts);
+          std::vector<Piece> pieces(cuts.size() + 1);
+          for (size_t e = 0; e < pieces.size(); ++e) {
+            pieces[e].cut = true;
+            if (!make_piece(mask, slot.box, e > 0 ? &cuts[e - 1] : nullptr, e < cuts.size() ? &cuts[e] : nullptr, pieces[e]))
+              return;  // a side with no ink: not a reading
+          }
+          Hypothesis h;
+          for (Piece& piece : pieces) {
+            piece.usable = normalize_piece(slot.grey, slot.grey_at, segmentation.paper, piece);
+            if (piece.usable) second.push_back(static_cast<int>(segmentation.pieces.size()));
+            h.pieces.push_back(static_cast<int>(segmentation.pieces.size()));
+            segmentation.pieces.push_back(std::move(piece));
+          }
+          slot.hypotheses.push_back(std::move(h));
+        };
+        auto straight = [&](int x) { return CutPath(static_cast<size_t>(height), x); };
+        const double aspect = static_cast<double>(width) / height;
+        std::vector<double> count(static_cast<size_t>(width), 0.0);
+        for (int y = 0; y < height; ++y) {
+          const uint8_t* m = mask.ptr<uint8_t>(y);
+          for (int x = 0; x < width; ++x) count[static_cast<size_t>(x)] += m[x] ? 1 : 0;
+        }
+        std::vector<double> smooth = count;
+        for (size_t x = 1; x + 1 < count.size(); ++x) smooth[x] = (count[x - 1] + count[x] + count[x + 1]) / 3;
+        for (int k = 2; k <= 4; ++k) {
+          if (aspect < (k == 2 ? options.split_aspect : 0.42 * k) || aspect > 1.25 * k) continue;
+          const int window = std::max(2, static_cast<int>(0.3 * width / k));
+          if (k == 2) {
+            // Straight cuts at the thinnest columns, and ink-avoiding paths from them and
+            // from the middle, for digits that touch at a slant.
+            std::vector<int> starts = thin_columns(smooth, width / 4, 3 * width / 4, std::max(2, width / 12), options.max_cuts);
+            for (int cut : starts) add({straight(cut)});
+            starts.push_back(width / 2);
+            for (int cut : starts) add({ink_path(mask, cut, window)});
+          } else {
+            std::vector<CutPath> cuts, paths;
+            for (int i = 1; i < k; ++i) {
+              const int ideal = i * width / k;
+              std::vector<int> best = thin_columns(smooth, ideal - window, ideal + window, 1, 1);
+              if (best.empty()) break;
+              cuts.push_back(straight(best[0]));
+              paths.push_back(ink_path(mask, best[0], window));
+            }
+            if (static_cast<int>(cuts.size()) == k - 1) {
+              add(cuts);
+              add(paths);
             }
           }
-          piece.image.release();
         }
+      }
+      slot.mask.release();
+      slot.grey.release();
     }
+  }
+  probs.resize(segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
   return second;
 }
 
@@ -367,6 +448,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
 
   std::vector<StringResult> results;
   for (const StringCandidate& candidate : seg.strings) {
+    if (looks_like_print(seg, candidate, probs, classes)) continue;
     // The chosen pieces of every slot, in order.
     std::vector<int> chosen;  // piece indices; -1 for small context
     for (const Slot& slot : candidate.slots) {
@@ -393,6 +475,21 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     }
     const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); });
     if (accepted == 0 || 2 * accepted <= static_cast<long>(chosen.size())) continue;  // mostly not digits: print or debris
+    // Unsure pieces of the digits' height stay in the string (ReadOptions::keep_unsure_below).
+    std::vector<int> heights;
+    for (int i : chosen)
+      if (i >= 0 && is_digit(static_cast<size_t>(i))) heights.push_back(seg.pieces[static_cast<size_t>(i)].box.h);
+    std::nth_element(heights.begin(), heights.begin() + static_cast<std::ptrdiff_t>(heights.size() / 2), heights.end());
+    const int digit_height = heights[heights.size() / 2];
+    std::vector<bool> unsure_digit(seg.pieces.size(), false);
+    if (accepted >= 2)
+      for (int i : chosen) {
+        if (i < 0) continue;
+        const size_t k = static_cast<size_t>(i);
+        if (seg.pieces[k].usable && !is_digit(k) && p[k][10] < options.keep_unsure_below &&
+            seg.pieces[k].box.h >= 0.75 * digit_height && seg.pieces[k].box.h <= 1.4 * digit_height)
+          unsure_digit[k] = true;
+      }
     // Runs of digits between rejected pieces become strings. A string that a rejected piece
     // ends is only right if that piece truly is no digit: its confidence carries the piece's
     // "not a digit" probability on each side where it was cut.
@@ -406,7 +503,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     for (int piece : chosen) {
       if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
-      if (!is_digit(i)) {
+      if (!is_digit(i) && !unsure_digit[i]) {
         const double not_digit = has_reject && seg.pieces[i].usable ? p[i][10] : 1.0;
         if (!current.digits.empty()) flush(not_digit);
         cut_before = not_digit;

@@ -191,6 +191,26 @@ TEST(Segment, SplitsTouchingDigits) {
   EXPECT_GE(right, total - 1) << right << " of " << total << " touching pairs read;" << misread;
 }
 
+TEST(Segment, SplitsDigitsWhoseBoxesOverlap) {
+  // Pairs pushed together until their ink boxes share 14 px of columns: no straight cut
+  // separates them, a path between the strokes does.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  int right = 0, total = 0;
+  std::string misread;
+  for (auto [a, b] : {std::pair{4, 0}, {7, 4}, {2, 3}, {9, 7}, {5, 6}, {1, 8}, {3, 2}, {6, 5}, {8, 1}, {0, 9}}) {
+    cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
+    write_digits(page, {a, b}, {150, 150}, 80, -14, 4);
+    cv::Mat labels;
+    if (cv::connectedComponents(page < 128, labels, 8) - 1 != 1) continue;  // they did not touch
+    const std::string expected = std::to_string(a) + std::to_string(b), read = texts(read_page(page));
+    right += read == expected;
+    if (read != expected) misread += " " + expected + "->" + read;
+    ++total;
+  }
+  EXPECT_GE(total, 6);
+  EXPECT_GE(right, total - 2) << right << " of " << total << " overlapping pairs read;" << misread;
+}
+
 TEST(Segment, MergesBrokenStrokes) {
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
   cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
@@ -206,38 +226,63 @@ TEST(Segment, MapBoxFollowsTheAffineMap) {
   EXPECT_EQ(map_box({990, 0, 40, 50}, shift, 1000, 1000), (Box{1000, 0, 0, 45}));  // clipped to the page
 }
 
-TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
-  // One chain of five pieces; the middle one is "not a digit" with probability 0.6.
+// One chain of pieces of the same size, one slot each, read with the given "not a digit"
+// probabilities: each piece is its digit with probability 1 - not_digit[k] (the rest on 10),
+// or, for digit -1, digit 3 with 1 - not_digit[k].
+std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::vector<float>& not_digit,
+                                     int height = 60) {
   Segmentation seg;
   StringCandidate chain;
-  for (int k = 0; k < 5; ++k) {
+  std::vector<float> probs(digits.size() * 11, 0.0f);
+  for (size_t k = 0; k < digits.size(); ++k) {
     Piece piece;
-    piece.box = {100 + 50 * k, 100, 40, 60};
+    piece.box = {100 + 50 * static_cast<int>(k), 100, 40, height};
     piece.usable = true;
     seg.pieces.push_back(piece);
     Slot slot;
     slot.box = piece.box;
-    slot.hypotheses.push_back({{k}});
+    slot.hypotheses.push_back({{static_cast<int>(k)}});
     chain.slots.push_back(slot);
+    float* p = &probs[k * 11];
+    p[10] = not_digit[k];
+    p[digits[k] < 0 ? 3 : digits[k]] = 1.0f - not_digit[k];
   }
   seg.strings.push_back(chain);
-  std::vector<float> probs(5 * 11, 0.0f);
-  const int digits[5] = {4, 7, -1, 2, 9};
-  for (int k = 0; k < 5; ++k) {
-    float* p = &probs[static_cast<size_t>(k) * 11];
-    if (digits[k] < 0) {
-      p[10] = 0.6f, p[3] = 0.4f;
-    } else {
-      p[digits[k]] = 0.9f, p[10] = 0.1f;
-    }
-  }
   const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
-  std::vector<StringResult> strings = read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+}
+
+TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
+  // The middle piece is "not a digit" with probability 0.98: above keep_unsure_below, so it
+  // cuts the string, and each half carries that doubt.
+  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.98f, 0.1f, 0.1f});
   ASSERT_EQ(strings.size(), 2u);
   EXPECT_EQ(strings[0].text, "47");
   EXPECT_EQ(strings[1].text, "29");
-  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.6, 1e-6);
-  EXPECT_NEAR(strings[1].confidence, 0.6 * 0.9 * 0.9, 1e-6);
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.98, 1e-6);
+  EXPECT_NEAR(strings[1].confidence, 0.98 * 0.9 * 0.9, 1e-6);
+}
+
+TEST(Segment, AnUnsurePieceOfTheDigitsHeightStaysInItsString) {
+  // "Not a digit" with 0.6 (below keep_unsure_below), between digits of its height: read as
+  // its likeliest digit, with that digit's low probability in the string's confidence.
+  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.6f, 0.1f, 0.1f});
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_EQ(strings[0].text, "47329");
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.4 * 0.9 * 0.9, 1e-6);
+  EXPECT_NEAR(strings[0].digits[2].confidence, 0.4, 1e-6);
+  // At the end of a string too.
+  strings = read_chain({-1, 5, 8, 1}, {0.7f, 0.05f, 0.05f, 0.05f});
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_EQ(strings[0].text, "3581");
+}
+
+TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {
+  // Three of five blobs read whole are "not a digit": print, nothing is read, not even the
+  // two that pass for digits.
+  EXPECT_TRUE(read_chain({1, -1, -1, 7, -1}, {0.05f, 0.99f, 0.97f, 0.1f, 0.99f}).empty());
+  // Two of five: a string of digits with two rejected blobs.
+  EXPECT_EQ(texts(read_chain({1, -1, 4, 7, -1}, {0.05f, 0.99f, 0.1f, 0.1f, 0.99f})), "47");
 }
 
 }  // namespace

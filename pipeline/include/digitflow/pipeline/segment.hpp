@@ -37,6 +37,11 @@ struct Hypothesis {
 struct Slot {
   Box box;                             // deskewed page coordinates
   std::vector<Hypothesis> hypotheses;  // [0] is the uncut reading; empty for small context
+  // A blob wide enough to be two digits or more keeps its ink and the grey page under it
+  // until normalize_cuts knows whether its cuts are worth scoring.
+  cv::Mat mask;       // its ink, box-sized
+  cv::Mat grey;       // the flattened page under the box, 2 px wider on each side
+  cv::Point grey_at;  // top-left of `grey` in deskewed page coordinates
 };
 
 struct StringCandidate {
@@ -48,34 +53,42 @@ struct Piece {
   Box box;              // deskewed page coordinates of its ink
   bool cut = false;     // made by a cut (not the uncut reading of its slot)
   cv::Mat mask;         // its ink, box-sized (released once normalised)
-  cv::Mat image;        // a cut piece's grey image, kept until its slot is known to need cuts
   DigitPixels pixels{};
-  bool usable = false;  // normalised and scored; false when it held no ink or was not needed
+  bool usable = false;  // normalised; false when it held no ink
 };
 
 struct Segmentation {
   std::vector<StringCandidate> strings;
   std::vector<Piece> pieces;
+  SegmentOptions options;  // those it was found with (the cuts are made with them)
+  double paper = 255;      // grey level of the paper on the flattened page
 };
 
 // Components -> strings -> hypotheses, with each piece's mask.
 Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options = {});
 
-// Reading is two passes over the CNN, so that cuts are only scored where they can matter:
-// 1. normalize_pieces turns each uncut piece into a 28x28 MNIST-style image (from the
-//    flattened grey levels) and keeps the cut pieces' grey images; it returns the pieces to
-//    score first.
-// 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts
-//    normalises the cut pieces of the slots that need them (the uncut reading is unsure, not
-//    a digit, or too wide for one) and returns them to score; the others are dropped.
+// Reading is two passes over the CNN, so that cuts are only made and scored where they can
+// matter:
+// 1. normalize_pieces turns each slot's uncut piece into a 28x28 MNIST-style image (from the
+//    flattened grey levels) and keeps the grey page under the slots that may be cut; it
+//    returns the pieces to score first.
+// 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts cuts the
+//    slots that need it (the uncut reading is unsure, not a digit, or too wide for one; not
+//    in a line of print), adds their pieces, grows `probs` to match (new rows zero) and
+//    returns the new pieces to score. Every slot's kept ink and grey are released.
 std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segmentation);
-std::vector<int> normalize_cuts(Segmentation& segmentation, const std::vector<float>& probs, int classes);
+std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& probs, int classes);
 
 struct ReadOptions {
   double split_penalty = 1.0;   // log-probability cost of each extra digit from a cut
   double wide_penalty = 1.5;    // log-probability cost per unit of a piece's width/height over 1
   double temperature = 1.0;     // probabilities are sharpened as p^(1/T), renormalised
   int min_digits = 2;           // shorter strings are dropped: a lone mark looks like a '1'
+  // A piece of a string's digit height that the model takes for "not a digit" with less
+  // than this probability is read as its likeliest digit (with that digit's low confidence)
+  // instead of cutting the string in two: inside a line of handwritten digits, an odd digit
+  // or two glued ones are far likelier than a printed letter.
+  double keep_unsure_below = 0.97;
 };
 
 // Reads the strings given the model's probabilities for every piece (row i of `probs` is
