@@ -262,6 +262,37 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       tallest[c] = std::max(tallest[c], r.height);
     }
   }
+  // Pieces of one digit written in separate strokes side by side (a 5's flag apart from its
+  // body): neighbours in a chain, each short of the chain's digit height, that together
+  // make a blob of about that height and no wider, become one group.
+  std::vector<int> merged_into(group_rect.size());
+  std::iota(merged_into.begin(), merged_into.end(), 0);
+  for (std::vector<int>& chain : chains) {
+    std::vector<int> heights;
+    for (int g : chain)
+      if (group_rect[static_cast<size_t>(g)].height >= options.min_digit_height) heights.push_back(group_rect[static_cast<size_t>(g)].height);
+    if (heights.size() < 2) continue;
+    std::nth_element(heights.begin(), heights.begin() + static_cast<std::ptrdiff_t>(heights.size() / 2), heights.end());
+    const double digit = heights[heights.size() / 2];
+    std::vector<int> kept_groups;
+    for (int g : chain) {
+      const cv::Rect r = group_rect[static_cast<size_t>(g)];
+      if (!kept_groups.empty()) {
+        cv::Rect& last = group_rect[static_cast<size_t>(kept_groups.back())];
+        const cv::Rect both = last | r;
+        if (last.height < 0.75 * digit && r.height < 0.75 * digit && both.height >= 0.75 * digit &&
+            both.height <= 1.3 * digit && both.width <= 1.4 * digit && r.x - (last.x + last.width) <= 0.25 * digit) {
+          last = both;
+          merged_into[static_cast<size_t>(g)] = kept_groups.back();
+          continue;
+        }
+      }
+      kept_groups.push_back(g);
+    }
+    chain = std::move(kept_groups);
+  }
+  for (int& g : group_of)
+    if (g >= 0) g = merged_into[static_cast<size_t>(g)];
   // Masks and hypotheses per slot. A chain where blobs below the digit height are at least
   // half is print (lower-case beside capitals): read_strings would drop it whatever the CNN
   // said of its larger blobs, so they are not scored at all.
