@@ -494,8 +494,14 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       }
       const Hypothesis* best = nullptr;
       double best_score = -1e300;
+      // A cut reading is only as likely as the blob being more than one digit, which the
+      // 11-class model tells by its "not a digit" class (glued digits were its negatives):
+      // a plain 6 must not come out as the 1 and 0 its halves resemble.
+      const size_t whole = static_cast<size_t>(slot.hypotheses[0].pieces[0]);
+      const double not_one_digit = has_reject && seg.pieces[whole].usable ? std::max(0.05, p[whole][10]) : 1.0;
       for (const Hypothesis& h : slot.hypotheses) {
         double score = -options.split_penalty * static_cast<double>(h.pieces.size() - 1);
+        if (h.pieces.size() > 1) score += std::log(not_one_digit);
         for (int piece : h.pieces) {
           const size_t i = static_cast<size_t>(piece);
           score += seg.pieces[i].usable ? std::log(std::max(1e-12, p[i][static_cast<size_t>(best_digit(i))])) : -30.0;
@@ -517,7 +523,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       if (i >= 0 && is_digit(static_cast<size_t>(i))) heights.push_back(seg.pieces[static_cast<size_t>(i)].box.h);
     std::nth_element(heights.begin(), heights.begin() + static_cast<std::ptrdiff_t>(heights.size() / 2), heights.end());
     const int digit_height = heights[heights.size() / 2];
-    std::vector<bool> unsure_digit(seg.pieces.size(), false);
+    std::vector<bool> unsure_digit(seg.pieces.size(), false), too_tall(seg.pieces.size(), false);
     if (accepted >= 2)
       for (int i : chosen) {
         if (i < 0) continue;
@@ -525,6 +531,9 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         if (seg.pieces[k].usable && !is_digit(k) && p[k][10] < options.keep_unsure_below &&
             seg.pieces[k].box.h >= 0.75 * digit_height && seg.pieces[k].box.h <= 1.4 * digit_height)
           unsure_digit[k] = true;
+        // A stroke far taller than the string's digits (the side of the box they are written
+        // in, a bracket) is no digit of it, however much it looks like a 1.
+        if (accepted >= 3 && seg.pieces[k].box.h > 1.6 * digit_height) too_tall[k] = true;
       }
     // Runs of digits between rejected pieces become strings. A string that a rejected piece
     // ends is only right if that piece truly is no digit: its confidence carries the piece's
@@ -539,8 +548,8 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     for (int piece : chosen) {
       if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
-      if (!is_digit(i) && !unsure_digit[i]) {
-        const double not_digit = has_reject && seg.pieces[i].usable ? p[i][10] : 1.0;
+      if ((!is_digit(i) && !unsure_digit[i]) || too_tall[i]) {
+        const double not_digit = has_reject && seg.pieces[i].usable && !too_tall[i] ? p[i][10] : 1.0;
         if (!current.digits.empty()) flush(not_digit);
         cut_before = not_digit;
         continue;
