@@ -80,7 +80,7 @@ std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segment
 std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& probs, int classes);
 
 struct ReadOptions {
-  double split_penalty = 1.0;   // log-probability cost of each extra digit from a cut
+  double split_penalty = 0.5;   // log-probability cost of each extra digit from a cut
   double wide_penalty = 1.5;    // log-probability cost per unit of a piece's width/height over 1
   double temperature = 1.0;     // probabilities are sharpened as p^(1/T), renormalised
   int min_digits = 2;           // shorter strings are dropped: a lone mark looks like a '1'
