@@ -57,7 +57,7 @@ struct PipelineSettings {
   int max_digit_height = 400;        // pipeline.max_digit_height: px
   int min_string_digits = 2;         // pipeline.min_string_digits: shorter strings are not reported
   float low_confidence = 0.9f;       // pipeline.low_confidence: strings below go to review
-  float temperature = 0.7f;          // pipeline.temperature: probabilities sharpened as p^(1/T)
+  float temperature = 0.55f;         // pipeline.temperature: probabilities sharpened as p^(1/T)
 };
 
 // Jobs: the store, the state directory and the workers (digitflow submit, worker, serve).
