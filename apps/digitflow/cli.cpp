@@ -22,6 +22,12 @@ void add_config_options(po::options_description& options, CommonOptions& common)
        "override one setting, e.g. --set train.lr=0.01 (may be repeated)");
 }
 
+void add_backend_option(po::options_description& options, CommonOptions& common) {
+  options.add_options()("backend", po::value(&common.backend)->value_name("NAME"),
+                        "where the CNN runs: cpu, cuda (our GPU kernels), cudnn (cuDNN convolutions) or "
+                        "auto (the fastest that starts, else the CPU); runtime.backend");
+}
+
 bool parse(int argc, char** argv, const std::string& usage, const std::string& about,
            po::options_description& options, po::positional_options_description* positional,
            po::variables_map& vm) {
@@ -60,6 +66,14 @@ config::Settings load_settings(const CommonOptions& common, std::vector<std::str
   for (const auto& f : files)
     if (!fs::exists(f)) throw UsageError("--config " + f.string() + ": no such file");
   std::vector<std::string> sets = common.sets;
+  if (!common.backend.empty()) {
+    try {
+      kernels::parse_backend(common.backend);
+    } catch (const std::invalid_argument&) {
+      throw UsageError("--backend " + common.backend + ": expects cpu, cuda, cudnn or auto");
+    }
+    sets.push_back("runtime.backend=" + common.backend);
+  }
   sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
   return config::load_settings(project_root() / "config" / "digitflow.yaml", files, sets);
 }
@@ -83,6 +97,7 @@ pipeline::RunOptions run_options(const config::Settings& settings) {
   run.low_confidence = ps.low_confidence;
   run.read.temperature = ps.temperature;
   run.read.min_digits = ps.min_string_digits;
+  run.backend = start_backend(settings);
   return run;
 }
 

@@ -25,10 +25,13 @@ class UsageError : public std::runtime_error {
 struct CommonOptions {
   std::vector<std::string> config_files;
   std::vector<std::string> sets;
+  std::string backend;  // --backend: runtime.backend, after every --set
 };
 
 // Adds --config and --set to `options`.
 void add_config_options(po::options_description& options, CommonOptions& common);
+// Adds --backend (commands that run the CNN).
+void add_backend_option(po::options_description& options, CommonOptions& common);
 
 // Parses argv (after the subcommand) into `vm`; throws UsageError on unknown or bad options.
 // Returns false when --help was given (help is printed).

@@ -69,6 +69,7 @@ int run_eval(int argc, char** argv) {
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core")
       ("json", po::bool_switch(&json), "print one JSON object: accuracy, per_class, confusion, count, loss");
   add_config_options(options, common);
+  add_backend_option(options, common);
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow eval --model M [--data mnist-test|fashion-test|DIR] [--json]",
              "Evaluates a model file: accuracy, accuracy per class and the confusion matrix\n"

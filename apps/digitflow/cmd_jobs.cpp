@@ -413,6 +413,7 @@ int run_worker(int argc, char** argv) {
   // clang-format on
   add_store_options(options, store_options);
   add_config_options(options, common);
+  add_backend_option(options, common);
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow worker [--db URL] [--threads N] [--once]",
              "Runs queued jobs one after the other, until Ctrl-C or SIGTERM (the job in progress\n"

@@ -10,6 +10,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -33,6 +34,7 @@ int run_predict(int argc, char** argv) {
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("image", po::value(&images)->composing(), "image files (positional)");
   add_config_options(options, common);
+  add_backend_option(options, common);
   po::positional_options_description positional;
   positional.add("image", -1);
   po::variables_map vm;
@@ -44,7 +46,7 @@ int run_predict(int argc, char** argv) {
     return 0;
   if (images.empty()) throw UsageError("no IMAGE given");
   config::Settings settings = load_settings(common);
-  start_backend(settings);
+  const k::Backend backend = start_backend(settings);
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
   const k::ModelSpec& spec = loaded.network.spec();
@@ -53,12 +55,13 @@ int run_predict(int argc, char** argv) {
                              loaded.network.input_shape(1).str() +
                              " inputs; predict normalises digits to 1x28x28 like MNIST");
   k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
+  k::Inference inference(loaded.network, backend, 1);
 
   int failures = 0;
   for (const std::string& file : images) {
     try {
       pipeline::DigitPixels pixels = pipeline::normalize_digit(pipeline::read_image(file));
-      k::Tensor probs = k::infer_probabilities(loaded.network, pixels, 1);
+      k::Tensor probs = inference.probabilities(pixels, 1);
       const bool rejects = probs.dim(1) == pipeline::kClassesWithNotDigit;
       const int classes = static_cast<int>(probs.dim(1)) - (rejects ? 1 : 0);  // the digits
       std::vector<int> order(static_cast<size_t>(classes));

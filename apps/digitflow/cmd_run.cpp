@@ -62,6 +62,7 @@ int run_run(int argc, char** argv) {
        "for timing: decode and clean every page but read nothing (results have no strings)")
       ("job", po::value(&job)->value_name("JOB_DIR"), "job folder (positional)");
   add_config_options(options, common);
+  add_backend_option(options, common);
   po::positional_options_description positional;
   positional.add("job", 1);
   po::variables_map vm;

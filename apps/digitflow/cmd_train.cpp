@@ -38,6 +38,7 @@ int run_train(int argc, char** argv) {
       ("negatives", po::value<int>()->value_name("N"),
        "add N generated 'not a digit' images as class 10 (data.negatives); needs an 11-class model");
   add_config_options(options, common);
+  add_backend_option(options, common);
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow train [--config config/train.yaml] [--model config/models/X.yaml] "
              "[--epochs N] [--negatives N] [--threads N] [--seed S] [--out models/NAME.safetensors]",

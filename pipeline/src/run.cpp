@@ -20,6 +20,7 @@
 #include <opencv2/imgproc.hpp>
 #include <thread>
 
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
 #include "digitflow/pipeline/normalize.hpp"
@@ -139,6 +140,9 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
                      const std::function<void(const PageResult&, const cv::Mat* overlay)>& write,
                      const std::function<void(const RunProgress&)>& progress, const std::atomic<bool>* cancel) {
   const int classes = digit_classes(model);
+  // On the CPU, passes of 64 images; on a GPU, the whole batch in one pass.
+  const kernels::Backend backend = kernels::start_backend(options.backend);
+  kernels::Inference inference(model, backend, backend == kernels::Backend::cpu ? 64 : std::max(64, options.batch_digits));
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
 
@@ -225,9 +229,10 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
     // shape, so few distinct shapes keep them cached.
     const int64_t padded = (count + 63) / 64 * 64;
     pixels.resize(static_cast<size_t>(padded) * 784, 0);
-    // 64 images per forward pass: the network's activations at 256 held about 700 MB; at 64
-    // the whole run peaks near 260 MB, at the same speed within this machine's noise.
-    kernels::Tensor probs = kernels::infer_probabilities(model, pixels, padded, 64);
+    // On the CPU, 64 images per forward pass (see `inference`): the network's activations at
+    // 256 held about 700 MB; at 64 the whole run peaks near 260 MB, at the same speed within
+    // this machine's noise.
+    kernels::Tensor probs = inference.probabilities(pixels, padded);
     const float* p = probs.data();
     for (const PageMsg& m : batch)
       for (int i : m->to_score) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_support.hpp"
+#include "digitflow/kernels/backend.hpp"
 #include "test_support.hpp"
 
 namespace digitflow::testing {
@@ -63,6 +64,26 @@ TEST(RunCli, NamesWhatIsWrong) {
   r = run_digitflow("run --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_TRUE(contains(r.output, "results.jsonl")) << r.output;
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --backend gpu");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "--backend gpu: expects cpu, cuda, cudnn or auto")) << r.output;
+}
+
+TEST(RunCli, AGpuBackendThatCannotStartSaysWhyInOneLine) {
+  TempDir dir;
+  fs::create_directories(dir / "job");
+  const std::string why = digitflow::kernels::gpu_unavailable_reason(digitflow::kernels::Backend::cuda);
+  CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --backend cuda");
+  if (why.empty()) {  // a GPU is here: the run goes on it
+    EXPECT_EQ(r.status, 0) << r.output;
+    return;
+  }
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "backend cuda is not available: " + why)) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  // auto falls back to the CPU and runs.
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --backend auto");
+  EXPECT_EQ(r.status, 0) << r.output;
 }
 
 TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {

@@ -142,6 +142,52 @@ TEST(Run, EveryPageAccountedForInOrderWithErrors) {
   EXPECT_FALSE(summary.cancelled);
 }
 
+// The texts and confidences of a run of `job` on `backend`.
+std::vector<std::pair<std::string, float>> read_on(const Job& job, kernels::Backend backend) {
+  RunOptions options;
+  options.job_dir = job.root();
+  options.backend = backend;
+  std::vector<std::pair<std::string, float>> strings;
+  run_pages(list_pages(job.root(), options.limits), options, shipped_model(),
+            [&](const PageResult& r, const cv::Mat*) {
+              for (const StringResult& s : r.strings) strings.emplace_back(s.text, s.confidence);
+            },
+            nullptr, nullptr);
+  return strings;
+}
+
+TEST(Run, AutoBackendReadsWhatTheCpuReads) {
+  // auto is the GPU where one starts, else the CPU: the same strings either way.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  Job job;
+  const auto cpu = read_on(job, kernels::Backend::cpu);
+  const auto automatic = read_on(job, kernels::Backend::automatic);
+  ASSERT_EQ(cpu.size(), automatic.size());
+  ASSERT_GE(cpu.size(), 4u);
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_EQ(cpu[i].first, automatic[i].first) << i;
+    EXPECT_NEAR(cpu[i].second, automatic[i].second, 2e-3) << i;
+  }
+}
+
+TEST(Run, CudaBackendReadsWhatTheCpuReadsOrSaysWhyNot) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  Job job;
+  const std::string why = kernels::gpu_unavailable_reason(kernels::Backend::cuda);
+  if (!why.empty()) {
+    // No GPU: the run refuses to start rather than quietly scoring on the CPU.
+    EXPECT_THROW(read_on(job, kernels::Backend::cuda), kernels::BackendUnavailable);
+    GTEST_SKIP() << "no GPU to compare with the CPU: " << why;
+  }
+  const auto cpu = read_on(job, kernels::Backend::cpu);
+  const auto gpu = read_on(job, kernels::Backend::cuda);
+  ASSERT_EQ(cpu.size(), gpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_EQ(cpu[i].first, gpu[i].first) << i;
+    EXPECT_NEAR(cpu[i].second, gpu[i].second, 2e-3) << i;
+  }
+}
+
 TEST(Run, WritesResultsCsvSummaryAndOverlays) {
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
   Job job;

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "digitflow/kernels/backend.hpp"
 #include "digitflow/kernels/network.hpp"
 #include "digitflow/pipeline/clean.hpp"
 #include "digitflow/pipeline/decode.hpp"
@@ -34,6 +35,10 @@ struct RunOptions {
   int batch_digits = 512;                   // CNN batch across pages
   double low_confidence = 0.9;              // strings below this are counted for review
   bool decode_clean_only = false;           // benchmarks: decode and clean each page, read nothing
+  // Where the CNN scores the digits: the CPU, or a GPU (kernels::Inference: weights copied
+  // once, batches of pipeline.batch_digits). auto takes the fastest that starts. A GPU
+  // backend that cannot start makes run_pages throw kernels::BackendUnavailable.
+  kernels::Backend backend = kernels::Backend::cpu;
 };
 
 struct RunProgress {
