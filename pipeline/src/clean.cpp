@@ -190,6 +190,31 @@ CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
     page.to_page = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
   }
   page.lines = options.remove_lines ? remove_lines(ink, options.min_line_length) : cv::Mat::zeros(ink.size(), CV_8UC1);
+  {
+    // Hysteresis: fainter pixels joined to clear ink are ink too, so that a light stroke
+    // (a 1 drawn with little pressure) stays one piece instead of breaking into dashes. Not
+    // near removed form lines, whose faint edges would glue digits to them.
+    const double faint = page.paper - std::max(35.0, 5.0 * noise);
+    if (faint > threshold) {
+      cv::Mat weak = flat < faint, labels, near_lines;
+      cv::dilate(page.lines, near_lines, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(7, 7)));
+      weak.setTo(0, near_lines);
+      const int n = cv::connectedComponents(weak, labels, 8, CV_32S);
+      std::vector<uint8_t> joined(static_cast<size_t>(n), 0);
+      for (int y = 0; y < ink.rows; ++y) {
+        const uint8_t* k = ink.ptr<uint8_t>(y);
+        const int* l = labels.ptr<int>(y);
+        for (int x = 0; x < ink.cols; ++x)
+          if (k[x]) joined[static_cast<size_t>(l[x])] = 255;
+      }
+      joined[0] = 0;
+      for (int y = 0; y < ink.rows; ++y) {
+        uint8_t* k = ink.ptr<uint8_t>(y);
+        const int* l = labels.ptr<int>(y);
+        for (int x = 0; x < ink.cols; ++x) k[x] |= joined[static_cast<size_t>(l[x])];
+      }
+    }
+  }
   page.flat = flat;
   page.ink = ink;
   return page;

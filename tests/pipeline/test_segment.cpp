@@ -154,6 +154,20 @@ TEST(Clean, LineRemovalKeepsTheDigitsThatCrossIt) {
   EXPECT_EQ(texts(read_page(page)), "471");
 }
 
+TEST(Clean, AFaintStretchOfAStrokeStaysInkWhereItJoinsClearInk) {
+  // A vertical stroke, dark at both ends and light in the middle (a pen lifting), and a
+  // light mark alone: the stroke stays one piece, the lone mark stays paper.
+  cv::Mat page(600, 600, CV_8U, cv::Scalar(230));
+  cv::line(page, {200, 150}, {200, 230}, cv::Scalar(40), 7);
+  cv::line(page, {200, 230}, {200, 270}, cv::Scalar(180), 7);
+  cv::line(page, {200, 270}, {200, 350}, cv::Scalar(40), 7);
+  cv::line(page, {400, 200}, {400, 300}, cv::Scalar(180), 7);
+  CleanedPage cleaned = clean_page(page);
+  cv::Mat labels;
+  ASSERT_EQ(cv::connectedComponents(cleaned.ink(cv::Rect(150, 100, 100, 300)), labels, 8) - 1, 1);
+  EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(370, 180, 60, 140))), 0);
+}
+
 TEST(Segment, ReadsStringsInReadingOrderWithBoxesOnThePage) {
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
   cv::Mat page(900, 1400, CV_8U, cv::Scalar(230));
@@ -253,14 +267,14 @@ std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::
 }
 
 TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
-  // The middle piece is "not a digit" with probability 0.98: above keep_unsure_below, so it
+  // The middle piece is "not a digit" with probability 0.995: above keep_unsure_below, so it
   // cuts the string, and each half carries that doubt.
-  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.98f, 0.1f, 0.1f});
+  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f});
   ASSERT_EQ(strings.size(), 2u);
   EXPECT_EQ(strings[0].text, "47");
   EXPECT_EQ(strings[1].text, "29");
-  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.98, 1e-6);
-  EXPECT_NEAR(strings[1].confidence, 0.98 * 0.9 * 0.9, 1e-6);
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.995, 1e-5);
+  EXPECT_NEAR(strings[1].confidence, 0.995 * 0.9 * 0.9, 1e-5);
 }
 
 TEST(Segment, AnUnsurePieceOfTheDigitsHeightStaysInItsString) {

@@ -88,7 +88,7 @@ struct ReadOptions {
   // than this probability is read as its likeliest digit (with that digit's low confidence)
   // instead of cutting the string in two: inside a line of handwritten digits, an odd digit
   // or two glued ones are far likelier than a printed letter.
-  double keep_unsure_below = 0.97;
+  double keep_unsure_below = 0.99;
 };
 
 // Reads the strings given the model's probabilities for every piece (row i of `probs` is
