@@ -205,6 +205,39 @@ TEST(Segment, SplitsTouchingDigits) {
   EXPECT_GE(right, total - 1) << right << " of " << total << " touching pairs read;" << misread;
 }
 
+TEST(Segment, CutsFollowThePaperBetweenSlantedStrokes) {
+  // Two parallel slanted strokes joined by a thin bridge: every straight cut slices both,
+  // a path between them crosses only the bridge. The cuts are asked for with a first pass
+  // that calls the blob "not a digit".
+  cv::Mat page(400, 500, CV_8U, cv::Scalar(235));
+  cv::line(page, {150, 300}, {200, 180}, cv::Scalar(30), 9);
+  cv::line(page, {195, 300}, {245, 180}, cv::Scalar(30), 9);
+  cv::line(page, {175, 240}, {220, 240}, cv::Scalar(30), 2);
+  CleanOptions straight;
+  straight.max_skew_deg = 0;  // the strokes' slant is not the page's
+  CleanedPage cleaned = clean_page(page, straight);
+  Segmentation seg = find_strings(cleaned);
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 1u);
+  std::vector<float> probs(seg.pieces.size() * 11, 0.0f);
+  for (int i : normalize_pieces(cleaned, seg)) probs[static_cast<size_t>(i) * 11 + 10] = 1.0f;
+  normalize_cuts(seg, probs, 11);
+  EXPECT_EQ(probs.size(), seg.pieces.size() * 11);
+  const Slot& slot = seg.strings[0].slots[0];
+  // The stroke boxes on the cleaned page: each one alone, without the bridge.
+  cv::Mat left = cv::Mat::zeros(page.size(), CV_8U), right = left.clone();
+  cv::line(left, {150, 300}, {200, 180}, cv::Scalar(255), 9);
+  cv::line(right, {195, 300}, {245, 180}, cv::Scalar(255), 9);
+  const cv::Rect l = cv::boundingRect(left), r = cv::boundingRect(right);
+  bool separated = false;
+  for (const Hypothesis& h : slot.hypotheses) {
+    if (h.pieces.size() != 2) continue;
+    const Box a = seg.pieces[static_cast<size_t>(h.pieces[0])].box, b = seg.pieces[static_cast<size_t>(h.pieces[1])].box;
+    separated |= iou(a, {l.x, l.y, l.width, l.height}) > 0.8 && iou(b, {r.x, r.y, r.width, r.height}) > 0.8;
+  }
+  EXPECT_TRUE(separated) << slot.hypotheses.size() << " readings, none with the two strokes apart";
+}
+
 TEST(Segment, SplitsDigitsWhoseBoxesOverlap) {
   // Pairs pushed together until their ink boxes share 14 px of columns: no straight cut
   // separates them, a path between the strokes does.
@@ -244,12 +277,13 @@ TEST(Segment, MapBoxFollowsTheAffineMap) {
 // probabilities: each piece is its digit with probability 1 - not_digit[k] (the rest on 10),
 // or, for digit -1, digit 3 with 1 - not_digit[k].
 std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::vector<float>& not_digit,
-                                     int height = 60) {
+                                     const std::vector<int>& heights = {}) {
   Segmentation seg;
   StringCandidate chain;
   std::vector<float> probs(digits.size() * 11, 0.0f);
   for (size_t k = 0; k < digits.size(); ++k) {
     Piece piece;
+    const int height = heights.empty() ? 60 : heights[k];
     piece.box = {100 + 50 * static_cast<int>(k), 100, 40, height};
     piece.usable = true;
     seg.pieces.push_back(piece);
@@ -289,6 +323,12 @@ TEST(Segment, AnUnsurePieceOfTheDigitsHeightStaysInItsString) {
   strings = read_chain({-1, 5, 8, 1}, {0.7f, 0.05f, 0.05f, 0.05f});
   ASSERT_EQ(strings.size(), 1u);
   EXPECT_EQ(strings[0].text, "3581");
+}
+
+TEST(Segment, AStrokeFarTallerThanTheDigitsIsNoDigitOfThem) {
+  // A box's side read as a confident 1 before a string of 60 px digits: not part of it.
+  EXPECT_EQ(texts(read_chain({1, 4, 0, 7}, {0.05f, 0.05f, 0.05f, 0.05f}, {130, 60, 60, 60})), "407");
+  EXPECT_EQ(texts(read_chain({1, 4, 0, 7}, {0.05f, 0.05f, 0.05f, 0.05f}, {80, 60, 60, 60})), "1407");
 }
 
 TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {
