@@ -267,6 +267,26 @@ TEST(Segment, MergesBrokenStrokes) {
   EXPECT_EQ(texts(read_page(page)), "54");
 }
 
+TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
+  // "38" and then a digit written in two strokes side by side, each well short of the
+  // string's height (a 5's body and its flag written apart): one blob of digit height.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
+  std::vector<cv::Rect> digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const int x = digits.back().br().x + 14, top = digits.back().y;
+  // Each stroke below the 30 px digit height, together 60 px tall.
+  cv::ellipse(page, {x + 12, top + 47}, {12, 11}, 0, -90, 200, cv::Scalar(30), 5);  // body
+  cv::line(page, {x + 20, top + 24}, {x + 48, top + 4}, cv::Scalar(30), 5);          // flag
+  CleanOptions straight;
+  straight.max_skew_deg = 0;
+  Segmentation seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  const std::vector<Slot>& slots = seg.strings[0].slots;
+  ASSERT_EQ(slots.size(), 3u) << "the two strokes were not joined";
+  EXPECT_GE(slots[2].box.h, 55);
+  EXPECT_FALSE(slots[2].hypotheses.empty());  // read, not kept as small context
+}
+
 TEST(Segment, MapBoxFollowsTheAffineMap) {
   cv::Mat shift = (cv::Mat_<double>(2, 3) << 1, 0, 10, 0, 1, -5);
   EXPECT_EQ(map_box({20, 30, 40, 50}, shift, 1000, 1000), (Box{30, 25, 40, 50}));
