@@ -262,9 +262,12 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       tallest[c] = std::max(tallest[c], r.height);
     }
   }
-  // Pieces of one digit written in separate strokes side by side (a 5's flag apart from its
-  // body): neighbours in a chain, each short of the chain's digit height, that together
-  // make a blob of about that height and no wider, become one group.
+  // Pieces of one digit written in separate strokes side by side: neighbours in a chain,
+  // each short of the chain's digit height, that together make a blob of about that height
+  // (a 5's flag apart from its body); or a full-height stroke and a short one close beside
+  // it that together are no wider than a digit (a 6's stem and loop, which read 1 and 0
+  // apart). A merged blob wide enough for two digits still gets its cut readings, so a
+  // true 1 and a small 0 can come back as such.
   std::vector<int> merged_into(group_rect.size());
   std::iota(merged_into.begin(), merged_into.end(), 0);
   for (std::vector<int>& chain : chains) {
@@ -280,8 +283,11 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       if (!kept_groups.empty()) {
         cv::Rect& last = group_rect[static_cast<size_t>(kept_groups.back())];
         const cv::Rect both = last | r;
-        if (last.height < 0.75 * digit && r.height < 0.75 * digit && both.height >= 0.75 * digit &&
-            both.height <= 1.3 * digit && both.width <= 1.4 * digit && r.x - (last.x + last.width) <= 0.25 * digit) {
+        const bool both_short = last.height < 0.75 * digit && r.height < 0.75 * digit && both.height >= 0.75 * digit &&
+                                both.height <= 1.3 * digit && both.width <= 1.4 * digit && r.x - (last.x + last.width) <= 0.25 * digit;
+        const bool stem_and_loop = (last.height < 0.75 * digit) != (r.height < 0.75 * digit) && both.height <= 1.3 * digit &&
+                                   both.width <= 0.9 * digit && r.x - (last.x + last.width) <= 0.12 * digit;
+        if (both_short || stem_and_loop) {
           last = both;
           merged_into[static_cast<size_t>(g)] = kept_groups.back();
           continue;

@@ -285,6 +285,17 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   ASSERT_EQ(slots.size(), 3u) << "the two strokes were not joined";
   EXPECT_GE(slots[2].box.h, 55);
   EXPECT_FALSE(slots[2].hypotheses.empty());  // read, not kept as small context
+
+  // A full-height stem and a short loop close beside it (a 6 written in two strokes).
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const int stem = digits.back().br().x + 14;
+  cv::line(page, {stem, top + 2}, {stem - 4, top + 58}, cv::Scalar(30), 5);
+  cv::circle(page, {stem + 19, top + 43}, 11, cv::Scalar(30), 5);  // rows ~30..56, 3 px apart
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 3u) << "the stem and the loop were not joined";
+  EXPECT_GE(seg.strings[0].slots[2].box.w, 30);
 }
 
 TEST(Segment, MapBoxFollowsTheAffineMap) {
