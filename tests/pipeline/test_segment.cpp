@@ -363,8 +363,33 @@ TEST(Segment, AStrokeFarTallerThanTheDigitsIsNoDigitOfThem) {
 }
 
 TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {
-  // Three of five blobs read whole are "not a digit": print, nothing is read, not even the
-  // two that pass for digits.
+  // Three printed letters, each "not a digit" read whole, whose halves pass for a 1 and a 7:
+  // print, and not read as 171717.
+  Segmentation seg;
+  StringCandidate line;
+  std::vector<float> probs;
+  for (int k = 0; k < 3; ++k) {
+    const int x = 100 + 60 * k;
+    Slot slot;
+    slot.box = {x, 100, 50, 60};
+    for (const Box& b : {Box{x, 100, 50, 60}, Box{x, 100, 24, 60}, Box{x + 26, 100, 24, 60}}) {
+      Piece piece;
+      piece.box = b;
+      piece.usable = true;
+      seg.pieces.push_back(piece);
+      probs.resize(seg.pieces.size() * 11, 0.0f);
+    }
+    const int first = static_cast<int>(seg.pieces.size()) - 3;
+    slot.hypotheses = {{{first}}, {{first + 1, first + 2}}};
+    probs[static_cast<size_t>(first) * 11 + 10] = 0.99f, probs[static_cast<size_t>(first) * 11 + 8] = 0.01f;
+    probs[static_cast<size_t>(first + 1) * 11 + 1] = 0.95f, probs[static_cast<size_t>(first + 1) * 11 + 10] = 0.05f;
+    probs[static_cast<size_t>(first + 2) * 11 + 7] = 0.95f, probs[static_cast<size_t>(first + 2) * 11 + 10] = 0.05f;
+    line.slots.push_back(slot);
+  }
+  seg.strings.push_back(line);
+  const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+  EXPECT_TRUE(read_strings(seg, probs.data(), 11, identity, 1000, 1000).empty());
+  // Three of five blobs rejected, no cuts: nothing read either.
   EXPECT_TRUE(read_chain({1, -1, -1, 7, -1}, {0.05f, 0.99f, 0.97f, 0.1f, 0.99f}).empty());
   // Two of five: a string of digits with two rejected blobs.
   EXPECT_EQ(texts(read_chain({1, -1, 4, 7, -1}, {0.05f, 0.99f, 0.1f, 0.1f, 0.99f})), "47");
