@@ -406,7 +406,6 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
           tried.push_back(cuts);
           std::vector<Piece> pieces(cuts.size() + 1);
           for (size_t e = 0; e < pieces.size(); ++e) {
-            pieces[e].cut = true;
             if (!make_piece(mask, slot.box, e > 0 ? &cuts[e - 1] : nullptr, e < cuts.size() ? &cuts[e] : nullptr, pieces[e]))
               return;  // a side with no ink: not a reading
           }

@@ -51,7 +51,6 @@ struct StringCandidate {
 
 struct Piece {
   Box box;              // deskewed page coordinates of its ink
-  bool cut = false;     // made by a cut (not the uncut reading of its slot)
   cv::Mat mask;         // its ink, box-sized (released once normalised)
   DigitPixels pixels{};
   bool usable = false;  // normalised; false when it held no ink
