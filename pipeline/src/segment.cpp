@@ -25,6 +25,12 @@ struct UnionFind {
 
 int overlap(int a0, int a1, int b0, int b1) { return std::min(a1, b1) - std::max(a0, b0); }
 
+// The middle value (the upper one of an even count); `values` is reordered, not empty.
+int median(std::vector<int>& values) {
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2), values.end());
+  return values[values.size() / 2];
+}
+
 // Keeps the connected parts of `mask` that hold at least `share` of its ink.
 cv::Mat drop_fragments(const cv::Mat& mask, double share) {
   cv::Mat labels, stats, centroids;
@@ -275,8 +281,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     for (int g : chain)
       if (group_rect[static_cast<size_t>(g)].height >= options.min_digit_height) heights.push_back(group_rect[static_cast<size_t>(g)].height);
     if (heights.size() < 2) continue;
-    std::nth_element(heights.begin(), heights.begin() + static_cast<std::ptrdiff_t>(heights.size() / 2), heights.end());
-    const double digit = heights[heights.size() / 2];
+    const double digit = median(heights);
     std::vector<int> kept_groups;
     for (int g : chain) {
       const cv::Rect r = group_rect[static_cast<size_t>(g)];
@@ -526,8 +531,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     std::vector<int> heights;
     for (int i : chosen)
       if (i >= 0 && is_digit(static_cast<size_t>(i))) heights.push_back(seg.pieces[static_cast<size_t>(i)].box.h);
-    std::nth_element(heights.begin(), heights.begin() + static_cast<std::ptrdiff_t>(heights.size() / 2), heights.end());
-    const int digit_height = heights[heights.size() / 2];
+    const int digit_height = median(heights);
     std::vector<bool> unsure_digit(seg.pieces.size(), false), too_tall(seg.pieces.size(), false);
     if (accepted >= 2)
       for (int i : chosen) {

@@ -156,18 +156,23 @@ std::vector<std::pair<std::string, float>> read_on(const Job& job, kernels::Back
   return strings;
 }
 
+void expect_same_readings(const std::vector<std::pair<std::string, float>>& cpu,
+                          const std::vector<std::pair<std::string, float>>& other) {
+  ASSERT_EQ(cpu.size(), other.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_EQ(cpu[i].first, other[i].first) << i;
+    EXPECT_NEAR(cpu[i].second, other[i].second, 2e-3) << i;
+  }
+}
+
 TEST(Run, AutoBackendReadsWhatTheCpuReads) {
   // auto is the GPU where one starts, else the CPU: the same strings either way.
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
   Job job;
   const auto cpu = read_on(job, kernels::Backend::cpu);
   const auto automatic = read_on(job, kernels::Backend::automatic);
-  ASSERT_EQ(cpu.size(), automatic.size());
   ASSERT_GE(cpu.size(), 4u);
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    EXPECT_EQ(cpu[i].first, automatic[i].first) << i;
-    EXPECT_NEAR(cpu[i].second, automatic[i].second, 2e-3) << i;
-  }
+  expect_same_readings(cpu, automatic);
 }
 
 TEST(Run, CudaBackendReadsWhatTheCpuReadsOrSaysWhyNot) {
@@ -181,11 +186,7 @@ TEST(Run, CudaBackendReadsWhatTheCpuReadsOrSaysWhyNot) {
   }
   const auto cpu = read_on(job, kernels::Backend::cpu);
   const auto gpu = read_on(job, kernels::Backend::cuda);
-  ASSERT_EQ(cpu.size(), gpu.size());
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    EXPECT_EQ(cpu[i].first, gpu[i].first) << i;
-    EXPECT_NEAR(cpu[i].second, gpu[i].second, 2e-3) << i;
-  }
+  expect_same_readings(cpu, gpu);
 }
 
 TEST(Run, WritesResultsCsvSummaryAndOverlays) {
