@@ -102,8 +102,28 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
       keep[static_cast<size_t>(i)] = 1;
       continue;
     }
-    cv::Rect r(stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), w, h);
-    if (cv::countNonZero(horizontal_near(r)) > 0) keep[static_cast<size_t>(i)] = 1;
+    // A short one is the side of a box only if it runs from a line to a line and its ink is
+    // as thin as a rule all along: a pen's 1 standing on an underline is neither.
+    const cv::Rect r(stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), w, h);
+    const int end = std::min(h, 4);
+    if (cv::countNonZero(horizontal_near(cv::Rect(r.x, r.y, w, end))) == 0 ||
+        cv::countNonZero(horizontal_near(cv::Rect(r.x, r.y + h - end, w, end))) == 0)
+      continue;
+    std::vector<int> widths;
+    for (int y = r.y; y < r.y + h; ++y) {
+      const int* l = labels.ptr<int>(y);
+      const uint8_t* row = ink.ptr<uint8_t>(y);
+      int x = r.x;
+      while (x < r.x + w && l[x] != i) ++x;
+      if (x == r.x + w) continue;
+      int left = x, right = x;
+      while (left > 0 && row[left - 1]) --left;
+      while (right + 1 < ink.cols && row[right + 1]) ++right;
+      widths.push_back(right - left + 1);
+    }
+    if (widths.empty()) continue;
+    std::nth_element(widths.begin(), widths.begin() + static_cast<long>(widths.size() / 2), widths.end());
+    if (widths[widths.size() / 2] <= thin) keep[static_cast<size_t>(i)] = 1;
   }
   cv::Mat vertical = cv::Mat::zeros(ink.size(), CV_8U);
   for (int y = 0; y < labels.rows; ++y) {

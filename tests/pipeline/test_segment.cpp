@@ -154,6 +154,24 @@ TEST(Clean, LineRemovalKeepsTheDigitsThatCrossIt) {
   EXPECT_EQ(texts(read_page(page)), "471");
 }
 
+TEST(Clean, APenStrokeOnAnUnderlineIsNoBoxSide) {
+  // A written 1, slightly slanted, standing on an underline; a second one standing between
+  // the sides of a box whose lines run top and bottom; and a box too short to count as a
+  // form line by length. The box's thin sides, running from line to line, go; the 1s stay.
+  cv::Mat page(500, 1000, CV_8U, cv::Scalar(235));
+  cv::line(page, {100, 300}, {500, 300}, cv::Scalar(40), 3);
+  cv::line(page, {300, 240}, {306, 298}, cv::Scalar(40), 8);
+  cv::rectangle(page, cv::Rect(600, 220, 200, 90), cv::Scalar(40), 2);
+  cv::line(page, {700, 236}, {706, 306}, cv::Scalar(40), 8);
+  CleanOptions straight;
+  straight.max_skew_deg = 0;
+  CleanedPage cleaned = clean_page(page, straight);
+  EXPECT_GT(cv::countNonZero(cleaned.ink(cv::Rect(290, 245, 25, 40))), 300) << "the 1 on the underline was taken for a line";
+  EXPECT_GT(cv::countNonZero(cleaned.ink(cv::Rect(690, 245, 25, 45))), 300) << "the 1 in the box was taken for a line";
+  EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(596, 230, 8, 70))), 0);  // left side of the box
+  EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(796, 230, 8, 70))), 0);  // right side
+}
+
 TEST(Clean, AFaintStretchOfAStrokeStaysInkWhereItJoinsClearInk) {
   // A vertical stroke, dark at both ends and light in the middle (a pen lifting), and a
   // light mark alone: the stroke stays one piece, the lone mark stays paper.
@@ -285,6 +303,18 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   ASSERT_EQ(slots.size(), 3u) << "the two strokes were not joined";
   EXPECT_GE(slots[2].box.h, 55);
   EXPECT_FALSE(slots[2].hypotheses.empty());  // read, not kept as small context
+
+  // A 5's flag written apart, flat over the top of its body and reaching well past it: too
+  // flat to be a slot of its own, it joins the body.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  cv::ellipse(page, {x + 14, top + 38}, {14, 20}, 0, -100, 200, cv::Scalar(30), 5);  // body, rows ~16..60
+  cv::line(page, {x + 18, top + 6}, {x + 52, top + 4}, cv::Scalar(30), 5);           // flag, 3 px above it
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 3u);
+  EXPECT_LE(seg.strings[0].slots[2].box.y, top + 4) << "the flag was left out of its digit";
+  EXPECT_GE(seg.strings[0].slots[2].box.x + seg.strings[0].slots[2].box.w, x + 52);
 
   // A full-height stem and a short loop close beside it (a 6 written in two strokes).
   page.setTo(235);
