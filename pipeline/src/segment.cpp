@@ -207,7 +207,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       // A flat stroke over a digit's top (a 5's flag written apart) may reach well past it.
       const int low = std::min(ra.height, rb.height), low_width = ra.height < rb.height ? ra.width : rb.width;
       const bool flat_over = 2 * low < tall && 2 * low < low_width && 3 * shared >= low_width;
-      if ((shared >= 0.5 * std::min(ra.width, rb.width) || flat_over) && gap <= 0.3 * tall && joint <= 2.2 * tall &&
+      if ((shared >= 0.5 * std::min(ra.width, rb.width) || flat_over) && gap <= 0.3 * tall && (flat_over || gap <= 0.3 * low) && joint <= 2.2 * tall &&
           joint <= options.max_digit_height)
         groups.join(kept[a], kept[b]);
     }

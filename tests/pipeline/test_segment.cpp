@@ -283,6 +283,15 @@ TEST(Segment, MergesBrokenStrokes) {
   // A paper-coloured cut across each digit breaks it in two.
   for (const cv::Rect& b : boxes) cv::line(page, {b.x - 5, b.y + b.height / 3}, {b.x + b.width + 5, b.y + b.height / 3}, cv::Scalar(235), 4);
   EXPECT_EQ(texts(read_page(page)), "54");
+
+  // A signature's loops under a string, a third of a digit's height below it, are not a
+  // broken stroke of the digits above them.
+  page.setTo(235);
+  write_digits(page, {3, 8}, {200, 60}, 80, 30);
+  cv::ellipse(page, {260, 255}, {110, 70}, 0, 0, 360, cv::Scalar(40), 4);  // rows ~185..325
+  const std::vector<StringResult> strings = read_page(page);
+  ASSERT_FALSE(strings.empty());
+  EXPECT_EQ(strings[0].text, "38");
 }
 
 TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
