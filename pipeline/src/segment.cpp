@@ -256,7 +256,10 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       const int shared_rows = overlap(r.y, r.y + r.height, last.y, last.y + last.height);
       if (shared_rows < 0.45 * std::min(r.height, last.height)) continue;
       if (gap > options.string_gap * tall || gap < -0.5 * std::min(r.width, last.width)) continue;
-      if (gap < best_gap) best_gap = gap, best = static_cast<int>(c);
+      // A chain of digit height comes before one of small context only (a 5's flag that
+      // started a chain of its own must not take the rest of its string).
+      const double rank = gap + (group_rect[static_cast<size_t>(anchor[c])].height < options.min_digit_height ? 1e6 : 0.0);
+      if (rank < best_gap) best_gap = rank, best = static_cast<int>(c);
     }
     if (best < 0) {
       chains.push_back({g});

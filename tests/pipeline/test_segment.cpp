@@ -337,6 +337,18 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   EXPECT_GE(seg.strings[0].slots[2].box.w, 30);
 }
 
+TEST(Segment, ASmallMarkAboveAStringDoesNotTakeTheRestOfIt) {
+  // "38", a short stroke above the 8's top right (a 5's flag drifted up, a tick), then "47":
+  // the stroke is nearer the 4 than the 8 is, but the string stays whole.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(400, 800, CV_8U, cv::Scalar(235));
+  const std::vector<cv::Rect> first = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const int right = first.back().br().x;
+  cv::line(page, {right + 4, first.back().y}, {right + 26, first.back().y - 18}, cv::Scalar(30), 5);
+  write_digits(page, {4, 7}, {right + 40, 135}, 60, 14);  // a little higher, as the mark is
+  EXPECT_EQ(texts(read_page(page)), "3847");
+}
+
 TEST(Segment, MapBoxFollowsTheAffineMap) {
   cv::Mat shift = (cv::Mat_<double>(2, 3) << 1, 0, 10, 0, 1, -5);
   EXPECT_EQ(map_box({20, 30, 40, 50}, shift, 1000, 1000), (Box{30, 25, 40, 50}));
