@@ -297,7 +297,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
         const bool both_short = last.height < 0.75 * digit && r.height < 0.75 * digit && both.height >= 0.75 * digit &&
                                 both.height <= 1.3 * digit && both.width <= 1.4 * digit && r.x - (last.x + last.width) <= 0.25 * digit;
         const bool stem_and_loop = (last.height < 0.75 * digit) != (r.height < 0.75 * digit) && both.height <= 1.3 * digit &&
-                                   both.width <= 0.9 * digit && r.x - (last.x + last.width) <= 0.12 * digit;
+                                   both.width <= 1.0 * digit && r.x - (last.x + last.width) <= 0.12 * digit;
         if (both_short || stem_and_loop) {
           last = both;
           merged_into[static_cast<size_t>(g)] = kept_groups.back();
