@@ -359,7 +359,7 @@ TEST(Segment, MapBoxFollowsTheAffineMap) {
 // probabilities: each piece is its digit with probability 1 - not_digit[k] (the rest on 10),
 // or, for digit -1, digit 3 with 1 - not_digit[k].
 std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::vector<float>& not_digit,
-                                     const std::vector<int>& heights = {}) {
+                                     const std::vector<int>& heights = {}, const ReadOptions& options = {}) {
   Segmentation seg;
   StringCandidate chain;
   std::vector<float> probs(digits.size() * 11, 0.0f);
@@ -379,7 +379,7 @@ std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::
   }
   seg.strings.push_back(chain);
   const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
-  return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  return read_strings(seg, probs.data(), 11, identity, 1000, 1000, options);
 }
 
 TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
@@ -391,6 +391,16 @@ TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
   EXPECT_EQ(strings[1].text, "29");
   EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.995, 1e-5);
   EXPECT_NEAR(strings[1].confidence, 0.995 * 0.9 * 0.9, 1e-5);
+
+  // With a temperature, the digits' probabilities are sharpened, but the doubt a cut carries
+  // is the model's own "not a digit": sharpened, 0.9 rejected would pass for 0.98, and the
+  // strings it cut came out complete-looking at 0.99 when it was a digit of theirs.
+  ReadOptions sharp;
+  sharp.temperature = 0.5;
+  strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f}, {}, sharp);
+  ASSERT_EQ(strings.size(), 2u);
+  const double digit = 0.81 / (0.81 + 0.01);  // 0.9 and 0.1 squared, renormalised
+  EXPECT_NEAR(strings[0].confidence, digit * digit * 0.995, 1e-5);
 }
 
 TEST(Segment, AnUnsurePieceOfTheDigitsHeightStaysInItsString) {
