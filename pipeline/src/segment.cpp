@@ -567,7 +567,10 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         // The model's own "not a digit", not sharpened by the temperature (fitted to digits'
         // correctness): sharpened, a rejection at 0.9 passed for 0.98, and strings it had cut
         // short came out at 0.99.
-        const double not_digit = has_reject && seg.pieces[i].usable && !too_tall[i]
+        // A too-tall stroke as thin as a rule is a box's side; a thicker one may hold a digit
+        // written over that side, and the string it ends carries that doubt.
+        const bool rule = too_tall[i] && seg.pieces[i].box.w * 4 < digit_height;
+        const double not_digit = has_reject && seg.pieces[i].usable && !rule
                                      ? static_cast<double>(probs[i * static_cast<size_t>(classes) + 10])
                                      : 1.0;
         if (!current.digits.empty()) flush(not_digit);

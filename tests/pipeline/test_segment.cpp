@@ -359,14 +359,15 @@ TEST(Segment, MapBoxFollowsTheAffineMap) {
 // probabilities: each piece is its digit with probability 1 - not_digit[k] (the rest on 10),
 // or, for digit -1, digit 3 with 1 - not_digit[k].
 std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::vector<float>& not_digit,
-                                     const std::vector<int>& heights = {}, const ReadOptions& options = {}) {
+                                     const std::vector<int>& heights = {}, const ReadOptions& options = {},
+                                     const std::vector<int>& widths = {}) {
   Segmentation seg;
   StringCandidate chain;
   std::vector<float> probs(digits.size() * 11, 0.0f);
   for (size_t k = 0; k < digits.size(); ++k) {
     Piece piece;
     const int height = heights.empty() ? 60 : heights[k];
-    piece.box = {100 + 50 * static_cast<int>(k), 100, 40, height};
+    piece.box = {100 + 50 * static_cast<int>(k), 100, widths.empty() ? 40 : widths[k], height};
     piece.usable = true;
     seg.pieces.push_back(piece);
     Slot slot;
@@ -421,6 +422,15 @@ TEST(Segment, AStrokeFarTallerThanTheDigitsIsNoDigitOfThem) {
   // A box's side read as a confident 1 before a string of 60 px digits: not part of it.
   EXPECT_EQ(texts(read_chain({1, 4, 0, 7}, {0.05f, 0.05f, 0.05f, 0.05f}, {130, 60, 60, 60})), "407");
   EXPECT_EQ(texts(read_chain({1, 4, 0, 7}, {0.05f, 0.05f, 0.05f, 0.05f}, {80, 60, 60, 60})), "1407");
+  // As thin as a rule (4 px), it is a box's side, and the string owes it no doubt; thicker
+  // (20 px), it may be a 1 written over that side, and the string carries its "not a digit".
+  std::vector<StringResult> strings = read_chain({1, 4, 0, 7}, {0.05f, 0.05f, 0.05f, 0.05f}, {130, 60, 60, 60}, {}, {4, 40, 40, 40});
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_NEAR(strings[0].confidence, 0.95 * 0.95 * 0.95, 1e-5);
+  strings = read_chain({1, 4, 0, 7}, {0.05f, 0.05f, 0.05f, 0.05f}, {130, 60, 60, 60}, {}, {20, 40, 40, 40});
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_EQ(strings[0].text, "407");
+  EXPECT_NEAR(strings[0].confidence, 0.05 * 0.95 * 0.95 * 0.95, 1e-5);
 }
 
 TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {
