@@ -498,7 +498,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     return p[i][10] < 0.5;  // more likely some digit than not one: read it, maybe with low confidence
   };
 
-  std::vector<StringResult> results;
+  std::vector<StringResult> results, dropped;
   for (const StringCandidate& candidate : seg.strings) {
     if (looks_like_print(seg, candidate, probs, classes)) continue;
     // The chosen pieces of every slot, in order.
@@ -557,7 +557,10 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     double cut_before = 1.0;  // "not a digit" probability of the piece that ended the last run
     auto flush = [&](double cut_after) {
       current.confidence *= cut_after;
-      if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits)) results.push_back(std::move(current));
+      if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits))
+        results.push_back(std::move(current));
+      else if (!current.digits.empty())
+        dropped.push_back(std::move(current));
       current = StringResult{};
     };
     for (int piece : chosen) {
@@ -594,6 +597,16 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     }
     flush(1.0);
   }
+  // A digit too few to be reported alone, just beside a string on its line, may be that
+  // string's first or last digit written apart: the string is complete only if it is not.
+  for (const StringResult& lone : dropped)
+    for (StringResult& s : results) {
+      const Box& a = lone.box;
+      const Box& b = s.box;
+      const int rows = std::min(a.y + a.h, b.y + b.h) - std::max(a.y, b.y);
+      const int gap = std::max(a.x - (b.x + b.w), b.x - (a.x + a.w));
+      if (rows >= 0.5 * std::min(a.h, b.h) && gap >= 0 && gap <= 2 * a.h) s.confidence *= 1.0 - lone.confidence;
+    }
   return results;
 }
 

@@ -433,6 +433,46 @@ TEST(Segment, AStrokeFarTallerThanTheDigitsIsNoDigitOfThem) {
   EXPECT_NEAR(strings[0].confidence, 0.05 * 0.95 * 0.95 * 0.95, 1e-5);
 }
 
+TEST(Segment, ALoneDigitBesideAStringPutsItInDoubt) {
+  // A digit on its own (too few to report) at `lone_x`, then the string "407" from x = 300,
+  // all 60 px tall; each digit read with 0.9.
+  auto read_beside = [](int lone_x) {
+    Segmentation seg;
+    std::vector<float> probs;
+    auto chain = [&](const std::vector<int>& digits, int x) {
+      StringCandidate candidate;
+      for (int d : digits) {
+        Piece piece;
+        piece.box = {x, 100, 40, 60};
+        piece.usable = true;
+        Slot slot;
+        slot.box = piece.box;
+        slot.hypotheses.push_back({{static_cast<int>(seg.pieces.size())}});
+        candidate.slots.push_back(slot);
+        seg.pieces.push_back(piece);
+        probs.resize(seg.pieces.size() * 11, 0.0f);
+        probs[(seg.pieces.size() - 1) * 11 + static_cast<size_t>(d)] = 0.9f;
+        probs[(seg.pieces.size() - 1) * 11 + 10] = 0.1f;
+        x += 50;
+      }
+      seg.strings.push_back(candidate);
+    };
+    chain({2}, lone_x);
+    chain({4, 0, 7}, 300);
+    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+    return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  };
+  // 80 px of paper between them: the string may be missing its first digit.
+  std::vector<StringResult> strings = read_beside(180);
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_EQ(strings[0].text, "407");
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.9 * (1 - 0.9), 1e-5);
+  // 200 px (over two digit heights): something else.
+  strings = read_beside(60);
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.9, 1e-5);
+}
+
 TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {
   // Three printed letters, each "not a digit" read whole, whose halves pass for a 1 and a 7:
   // print, and not read as 171717.
