@@ -443,10 +443,12 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
           const int window = std::max(2, static_cast<int>(0.3 * width / k));
           if (k == 2) {
             // Straight cuts at the thinnest columns, and ink-avoiding paths from them and
-            // from the middle, for digits that touch at a slant.
+            // from the middle, thirds and quarters, for digits that touch at a slant or lean
+            // into each other (a 1 against a 4's open top: paths from the middle alone
+            // missed the narrow gap between them).
             std::vector<int> starts = thin_columns(smooth, width / 4, 3 * width / 4, std::max(2, width / 12), options.max_cuts);
             for (int cut : starts) add({straight(cut)});
-            starts.push_back(width / 2);
+            for (int twelfths : {6, 4, 8, 3, 9}) starts.push_back(twelfths * width / 12);  // 1/2, 1/3, 2/3, 1/4, 3/4
             for (int cut : starts) add({ink_path(mask, cut, window)});
           } else {
             std::vector<CutPath> cuts, paths;
