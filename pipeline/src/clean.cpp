@@ -97,7 +97,7 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
   const int thin = std::max(6, min_length / 18);
   for (int i = 1; i < n; ++i) {
     const int w = stats.at<int>(i, cv::CC_STAT_WIDTH), h = stats.at<int>(i, cv::CC_STAT_HEIGHT);
-    if (w > thin) continue;
+    if (w > (h >= min_length ? 2 * thin : thin)) continue;  // a long straight run may be a thick rule
     if (h >= min_length) {
       keep[static_cast<size_t>(i)] = 1;
       continue;

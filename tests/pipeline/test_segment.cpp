@@ -154,7 +154,7 @@ TEST(Clean, LineRemovalKeepsTheDigitsThatCrossIt) {
   EXPECT_EQ(texts(read_page(page)), "471");
 }
 
-TEST(Clean, APenStrokeOnAnUnderlineIsNoBoxSide) {
+TEST(Clean, BoxSidesGoWrittenOnesOnLinesStay) {
   // A written 1, slightly slanted, standing on an underline; a second one standing between
   // the sides of a box whose lines run top and bottom; and a box too short to count as a
   // form line by length. The box's thin sides, running from line to line, go; the 1s stay.
@@ -170,6 +170,12 @@ TEST(Clean, APenStrokeOnAnUnderlineIsNoBoxSide) {
   EXPECT_GT(cv::countNonZero(cleaned.ink(cv::Rect(690, 245, 25, 45))), 300) << "the 1 in the box was taken for a line";
   EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(596, 230, 8, 70))), 0);  // left side of the box
   EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(796, 230, 8, 70))), 0);  // right side
+
+  // A long rule drawn thick (8 px, as a heavy box or a blurred scan makes it) goes too.
+  page.setTo(235);
+  cv::rectangle(page, cv::Rect(100, 100, 400, 160), cv::Scalar(40), 8);
+  cleaned = clean_page(page, straight);
+  EXPECT_EQ(cv::countNonZero(cleaned.ink(cv::Rect(90, 120, 20, 120))), 0) << "a thick box side stayed ink";
 }
 
 TEST(Clean, AFaintStretchOfAStrokeStaysInkWhereItJoinsClearInk) {
