@@ -103,7 +103,7 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
       continue;
     }
     // A short one is the side of a box only if it runs from a line to a line and its ink is
-    // as thin as a rule all along: a pen's 1 standing on an underline is neither.
+    // as thin as a rule along most of it: a pen's 1 standing on an underline is neither.
     const cv::Rect r(stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), w, h);
     const int end = std::min(h, 4);
     if (cv::countNonZero(horizontal_near(cv::Rect(r.x, r.y, w, end))) == 0 ||

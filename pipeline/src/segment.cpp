@@ -207,8 +207,8 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       // A flat stroke over a digit's top (a 5's flag written apart) may reach well past it.
       const int low = std::min(ra.height, rb.height), low_width = ra.height < rb.height ? ra.width : rb.width;
       const bool flat_over = 2 * low < tall && 2 * low < low_width && 3 * shared >= low_width;
-      if ((shared >= 0.5 * std::min(ra.width, rb.width) || flat_over) && gap <= 0.3 * tall && (flat_over || gap <= 0.3 * low) && joint <= 2.2 * tall &&
-          joint <= options.max_digit_height)
+      if ((shared >= 0.5 * std::min(ra.width, rb.width) || flat_over) && gap <= 0.3 * tall &&
+          (flat_over || gap <= 0.3 * low) && joint <= 2.2 * tall && joint <= options.max_digit_height)
         groups.join(kept[a], kept[b]);
     }
   }
@@ -569,11 +569,11 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
       if ((!is_digit(i) && !unsure_digit[i]) || too_tall[i]) {
-        // The model's own "not a digit", not sharpened by the temperature (fitted to digits'
-        // correctness): sharpened, a rejection at 0.9 passed for 0.98, and strings it had cut
-        // short came out at 0.99.
-        // A too-tall stroke as thin as a rule is a box's side; a thicker one may hold a digit
-        // written over that side, and the string it ends carries that doubt.
+        // The doubt a cut carries is the model's own "not a digit", not sharpened by the
+        // temperature (fitted to digits' correctness): sharpened, a rejection at 0.9 passed
+        // for 0.98, and strings it had cut short came out at 0.99. A too-tall stroke as thin
+        // as a rule is a box's side and carries none; a thicker one may hold a digit written
+        // over that side.
         const bool rule = too_tall[i] && seg.pieces[i].box.w * 4 < digit_height;
         const double not_digit = has_reject && seg.pieces[i].usable && !rule
                                      ? static_cast<double>(probs[i * static_cast<size_t>(classes) + 10])
