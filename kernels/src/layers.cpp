@@ -270,8 +270,13 @@ class MaxPoolLayer final : public Layer {
     auto g = geometry(in);
     return {in[0], in[1], g.out_h(), g.out_w()};
   }
-  void forward(const Tensor& x, Tensor& y, const ForwardContext&) override {
+  void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override {
     y.resize(output_shape(x.shape()));
+    // Only a training forward is followed by backward (Network::backward refuses others).
+    if (!ctx.training) {
+      maxpool_forward(geometry(x.shape()), x.data(), y.data(), nullptr);
+      return;
+    }
     argmax_.resize(static_cast<size_t>(y.numel()));
     maxpool_forward(geometry(x.shape()), x.data(), y.data(), argmax_.data());
   }

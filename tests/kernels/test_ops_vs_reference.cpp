@@ -122,6 +122,9 @@ void compare_maxpool(const MaxPoolShape& s) {
   ref::maxpool_forward(s, x.data(), y_ref.data(), a_ref.data());
   EXPECT_TRUE(all_close(y, y_ref, 0.0f, 0.0f));
   EXPECT_EQ(a, a_ref);
+  Tensor y_infer(y_shape);  // inference: no argmax, the same maxima
+  maxpool_forward(s, x.data(), y_infer.data(), nullptr);
+  EXPECT_TRUE(all_close(y_infer, y_ref, 0.0f, 0.0f));
   Tensor dy = random_tensor(y_shape, 2), dx(x.shape()), dx_ref(x.shape());
   dx.fill(5.0f);
   maxpool_backward(s, dy.data(), a.data(), dx.data());
@@ -131,8 +134,22 @@ void compare_maxpool(const MaxPoolShape& s) {
 
 TEST(MaxPoolFast, Shapes) {
   compare_maxpool({3, 5, 7, 9, 2, 2});
+  compare_maxpool({2, 32, 28, 28, 2, 2});  // the default model's pools
+  compare_maxpool({2, 64, 14, 14, 2, 2});
   compare_maxpool({2, 3, 13, 11, 3, 2});
   compare_maxpool({16, 64, 24, 24, 2, 2});
+}
+
+TEST(MaxPoolFast, TiesGoToTheFirstInRowMajorOrder) {
+  // 2x2 windows over a 2x6 plane: all equal; equal on the lower row only; equal on the
+  // right column only.
+  const float x[] = {3, 3, 1, 2, 1, 5, 3, 3, 4, 4, 2, 5};
+  float y[3];
+  int32_t a[3], a_ref[3];
+  maxpool_forward({1, 1, 2, 6, 2, 2}, x, y, a);
+  ref::maxpool_forward({1, 1, 2, 6, 2, 2}, x, y, a_ref);
+  EXPECT_EQ(std::vector<int32_t>(a, a + 3), (std::vector<int32_t>{0, 8, 5}));
+  EXPECT_EQ(std::vector<int32_t>(a, a + 3), std::vector<int32_t>(a_ref, a_ref + 3));
 }
 
 TEST(MaxPoolFast, HandWorkedExample) {

@@ -12,7 +12,9 @@ struct MaxPoolShape {
   int out_w() const { return (w - kernel) / stride + 1; }
 };
 
-// argmax (same count as y) holds, per output, the index of its max within its (h*w) plane.
+// argmax (same count as y) holds, per output, the index of its max within its (h*w) plane;
+// the CPU forward takes nullptr when no backward follows (inference). Ties go to the first
+// element of the window in row-major order.
 void maxpool_forward(const MaxPoolShape& s, const float* x, float* y, int32_t* argmax);
 void maxpool_backward(const MaxPoolShape& s, const float* dy, const int32_t* argmax, float* dx);
 
