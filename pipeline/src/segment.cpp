@@ -412,6 +412,9 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
         const cv::Mat& mask = slot.mask;
         const int width = mask.cols, height = mask.rows;
         std::vector<std::vector<CutPath>> tried;
+        // Different cuts often leave the same piece (a path that runs straight, a cut
+        // through paper either side of a gap): it is scored once and shared.
+        const size_t first_cut_piece = segmentation.pieces.size();
         auto add = [&](const std::vector<CutPath>& cuts) {
           if (std::find(tried.begin(), tried.end(), cuts) != tried.end()) return;
           tried.push_back(cuts);
@@ -423,6 +426,15 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
           Hypothesis h;
           for (Piece& piece : pieces) {
             piece.usable = normalize_piece(slot.grey, slot.grey_at, segmentation.paper, piece);
+            size_t same = first_cut_piece;
+            for (; same < segmentation.pieces.size(); ++same) {
+              const Piece& made = segmentation.pieces[same];
+              if (made.usable && piece.usable && made.box == piece.box && made.pixels == piece.pixels) break;
+            }
+            if (same < segmentation.pieces.size()) {
+              h.pieces.push_back(static_cast<int>(same));
+              continue;
+            }
             if (piece.usable) second.push_back(static_cast<int>(segmentation.pieces.size()));
             h.pieces.push_back(static_cast<int>(segmentation.pieces.size()));
             segmentation.pieces.push_back(std::move(piece));

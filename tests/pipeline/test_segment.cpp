@@ -3,6 +3,8 @@
 // strokes merged, boxes come back in the coordinates of the page as stored.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <opencv2/imgproc.hpp>
 
 #include "digitflow/kernels/idx.hpp"
@@ -260,6 +262,38 @@ TEST(Segment, CutsFollowThePaperBetweenSlantedStrokes) {
     separated |= iou(a, {l.x, l.y, l.width, l.height}) > 0.8 && iou(b, {r.x, r.y, r.width, r.height}) > 0.8;
   }
   EXPECT_TRUE(separated) << slot.hypotheses.size() << " readings, none with the two strokes apart";
+}
+
+TEST(Segment, ACutPieceMadeTwiceIsScoredOnce) {
+  // Touching pairs get a dozen cuts; several leave the same piece (straight cuts and paths
+  // through the same gap). Each distinct piece is scored once and the readings share it.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  int shared = 0;
+  for (auto [a, b] : {std::pair{4, 0}, {7, 4}, {2, 3}, {1, 8}, {0, 9}}) {
+    cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
+    write_digits(page, {a, b}, {150, 150}, 80, -6);
+    CleanedPage cleaned = clean_page(page);
+    Segmentation seg = find_strings(cleaned);
+    std::vector<float> probs(seg.pieces.size() * 11, 0.0f);
+    for (int i : normalize_pieces(cleaned, seg)) probs[static_cast<size_t>(i) * 11 + 10] = 1.0f;  // cut every blob
+    const std::vector<int> second = normalize_cuts(seg, probs, 11);
+    for (size_t i = 0; i < second.size(); ++i)
+      for (size_t j = 0; j < i; ++j) {
+        const Piece& p = seg.pieces[static_cast<size_t>(second[i])];
+        const Piece& q = seg.pieces[static_cast<size_t>(second[j])];
+        EXPECT_FALSE(p.box == q.box && p.pixels == q.pixels) << a << b << ": pieces " << second[j] << " and " << second[i];
+      }
+    for (const StringCandidate& candidate : seg.strings)
+      for (const Slot& slot : candidate.slots) {
+        std::vector<int> refs;
+        for (size_t h = 1; h < slot.hypotheses.size(); ++h)
+          refs.insert(refs.end(), slot.hypotheses[h].pieces.begin(), slot.hypotheses[h].pieces.end());
+        const size_t all = refs.size();
+        std::sort(refs.begin(), refs.end());
+        shared += static_cast<int>(all - static_cast<size_t>(std::unique(refs.begin(), refs.end()) - refs.begin()));
+      }
+  }
+  EXPECT_GT(shared, 0) << "no cut piece was shared between two readings";
 }
 
 TEST(Segment, SplitsDigitsWhoseBoxesOverlap) {
