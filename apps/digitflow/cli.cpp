@@ -96,6 +96,7 @@ pipeline::RunOptions run_options(const config::Settings& settings) {
   run.segment.max_digit_height = ps.max_digit_height;
   run.low_confidence = ps.low_confidence;
   run.read.temperature = ps.temperature;
+  run.screen_confidence = ps.screen_confidence;
   run.read.min_digits = ps.min_string_digits;
   run.backend = start_backend(settings);
   return run;
@@ -105,6 +106,17 @@ fs::path resolve(const fs::path& path) {
   if (path.is_absolute() || fs::exists(path)) return path;
   fs::path in_root = project_root() / path;
   return fs::exists(in_root) ? in_root : path;
+}
+
+fs::path screen_for(const config::Settings& settings, const fs::path& model) {
+  if (settings.model.screen.empty()) return {};
+  std::error_code ec;
+  if (!fs::equivalent(model, resolve(settings.model.default_model), ec)) return {};
+  const fs::path screen = resolve(settings.model.screen);
+  if (!fs::is_regular_file(screen))
+    throw UsageError("model.screen: " + settings.model.screen + ": no such file (set model.screen to \"\" to read " +
+                     "every digit with the model alone)");
+  return fs::absolute(screen);
 }
 
 fs::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option) {

@@ -52,6 +52,10 @@ pipeline::RunOptions run_options(const config::Settings& settings);
 // A relative path from the config: as given if it exists from the working directory, else
 // relative to the project root.
 std::filesystem::path resolve(const std::filesystem::path& path);
+// The screening model (model.screen) to read with `model`, resolved: empty when model.screen
+// is "" or `model` is not model.default (a screen is trained beside the model it screens
+// for). Throws UsageError naming the setting when the file is missing.
+std::filesystem::path screen_for(const config::Settings& settings, const std::filesystem::path& model);
 
 // The MNIST folder named by --data-dir, DIGITFLOW_DATA or data.dir.
 std::filesystem::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option);

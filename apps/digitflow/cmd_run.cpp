@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <opencv2/core/utils/logger.hpp>
 
@@ -51,7 +52,9 @@ int run_run(int argc, char** argv) {
       ("out", po::value(&out)->value_name("DIR"), "output folder (created; results there are replaced)")
       ("template", po::value(&template_file)->value_name("T.yaml"),
        "form template: named fields with zones and rules (see config/templates/); default: search the whole page")
-      ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
+      ("model", po::value(&model)->value_name("FILE"),
+       "model file (default: model.default, models/digits.safetensors); a small screening model (model.screen) "
+       "reads every digit first for model.default only, and passes on those it is unsure of")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("overlays", po::bool_switch(&overlays), "also write OUT/overlays/<page>.png with the boxes and text drawn")
       ("shard", po::value(&shard)->value_name("K/N"),
@@ -128,6 +131,11 @@ int run_run(int argc, char** argv) {
   run.job_dir = job;
   run.out_dir = out;
   run.overlays = overlays;
+  std::optional<k::LoadedModel> screen;
+  if (const fs::path screen_path = screen_for(settings, model_path); !screen_path.empty()) {
+    screen = k::load_model(screen_path);
+    run.screen = &screen->network;
+  }
 
   std::signal(SIGINT, on_interrupt);
   ProgressLine line;

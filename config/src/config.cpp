@@ -202,6 +202,13 @@ Field path_field(std::string key, Ref ref) {
           [=](const Settings& s) { return ref(s); }};
 }
 
+// A path that may be left empty to turn off what it names.
+template <typename Ref>
+Field optional_path_field(std::string key, Ref ref) {
+  return {std::move(key), [=](Settings& s, const std::string& t) { ref(s) = t; },
+          [=](const Settings& s) { return ref(s); }};
+}
+
 // The job store: empty (SQLite in the state directory) or a PostgreSQL URL.
 template <typename Ref>
 Field store_field(std::string key, Ref ref) {
@@ -254,6 +261,8 @@ const std::vector<Field>& fields() {
             "model.default", [](auto& s) -> auto& { return s.model.default_model; }),
         path_field(
             "model.spec", [](auto& s) -> auto& { return s.model.spec; }),
+        optional_path_field(
+            "model.screen", [](auto& s) -> auto& { return s.model.screen; }),
         int_field(
             "train.epochs", [](auto& s) -> auto& { return s.train.epochs; }, at_least_1),
         int_field(
@@ -344,6 +353,9 @@ const std::vector<Field>& fields() {
         real_field(
             "pipeline.temperature", [](auto& s) -> auto& { return s.pipeline.temperature; },
             Range{0, 10, true, false}),
+        real_field(
+            "pipeline.screen_confidence", [](auto& s) -> auto& { return s.pipeline.screen_confidence; },
+            Range{0, 1, true, false}),
         path_field(
             "jobs.state_dir", [](auto& s) -> auto& { return s.jobs.state_dir; }),
         store_field(

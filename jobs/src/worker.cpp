@@ -183,6 +183,12 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   if (model == models_.end()) model = models_.emplace(model_path.string(), kernels::load_model(model_path)).first;
   pipeline::Template form;
   pipeline::RunOptions run = options_.run;
+  // The screen was trained beside the configured model; a retrained one reads every image.
+  run.screen = nullptr;
+  if (!options_.screen_model.empty() && model_path == options_.default_model) {
+    if (!screen_) screen_ = kernels::load_model(options_.screen_model);
+    run.screen = &screen_->network;
+  }
   run.job_dir = job.input_dir;
   run.out_dir = options_.state.job_output(job.id);
   run.page_template = nullptr;

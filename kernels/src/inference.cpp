@@ -2,6 +2,9 @@
 #include "digitflow/kernels/inference.hpp"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "digitflow/kernels/trainer.hpp"
 #if DIGITFLOW_HAVE_CUDA
@@ -30,7 +33,49 @@ Inference::Inference(Inference&&) noexcept = default;
 Inference& Inference::operator=(Inference&&) noexcept = default;
 Inference::~Inference() = default;
 
+void Inference::set_screen(Network& screen, float confidence) {
+  const ModelSpec &a = net_->spec(), &b = screen.spec();
+  if (a.input_channels != b.input_channels || a.input_height != b.input_height ||
+      a.input_width != b.input_width || a.classes != b.classes)
+    throw std::invalid_argument("the screening model takes " + screen.input_shape(1).str() + " inputs and " +
+                                std::to_string(b.classes) + " classes; the model it screens for takes " +
+                                net_->input_shape(1).str() + " and " + std::to_string(a.classes));
+  if (!(confidence > 0.0f && confidence <= 1.0f))
+    throw std::invalid_argument("the screening confidence must be in (0, 1], not " + std::to_string(confidence));
+  screen_ = std::make_unique<Inference>(screen, backend_, batch_size_);
+  screen_confidence_ = confidence;
+}
+
 Tensor Inference::probabilities(std::span<const uint8_t> pixels, int64_t count) {
+  if (!screen_) {
+    Tensor p = full_probabilities(pixels, count);
+    images_read_ += count;
+    images_read_in_full_ += count;
+    return p;
+  }
+  Tensor p = screen_->probabilities(pixels, count);
+  const int64_t classes = net_->spec().classes;
+  const size_t image = count > 0 ? pixels.size() / static_cast<size_t>(count) : 0;
+  std::vector<int64_t> unsure;
+  std::vector<uint8_t> again;
+  for (int64_t i = 0; i < count; ++i) {
+    const float* row = p.data() + i * classes;
+    if (*std::max_element(row, row + classes) >= screen_confidence_) continue;
+    unsure.push_back(i);
+    again.insert(again.end(), pixels.begin() + static_cast<std::ptrdiff_t>(i * image),
+                 pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * image));
+  }
+  images_read_ += count;
+  images_read_in_full_ += static_cast<int64_t>(unsure.size());
+  if (unsure.empty()) return p;
+  const Tensor full = full_probabilities(again, static_cast<int64_t>(unsure.size()));
+  for (size_t k = 0; k < unsure.size(); ++k)
+    std::copy(full.data() + static_cast<int64_t>(k) * classes, full.data() + static_cast<int64_t>(k + 1) * classes,
+              p.data() + unsure[k] * classes);
+  return p;
+}
+
+Tensor Inference::full_probabilities(std::span<const uint8_t> pixels, int64_t count) {
 #if DIGITFLOW_HAVE_CUDA
   if (device_) return device_->inference.probabilities(pixels, count);
 #endif

@@ -8,6 +8,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/trainer.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 #include "digitflow/pipeline/segment.hpp"
@@ -53,7 +54,7 @@ std::pair<int64_t, int64_t> header_size(std::span<const uint8_t> b) {
 
 // Scores the pieces in `which` in one CNN pass; row i of `probs` is piece i.
 void score_pieces(const Segmentation& segmentation, const std::vector<int>& which,
-                  kernels::Network& model, int classes, std::vector<float>& probs) {
+                  kernels::Inference& model, int classes, std::vector<float>& probs) {
   if (which.empty()) return;
   std::vector<uint8_t> pixels;
   pixels.reserve(which.size() * 784);
@@ -62,7 +63,7 @@ void score_pieces(const Segmentation& segmentation, const std::vector<int>& whic
     pixels.insert(pixels.end(), d.begin(), d.end());
   }
   const auto count = static_cast<int64_t>(which.size());
-  const kernels::Tensor p = kernels::infer_probabilities(model, pixels, count, 64);
+  const kernels::Tensor p = model.probabilities(pixels, count);
   for (size_t k = 0; k < which.size(); ++k)
     std::copy(p.data() + k * static_cast<size_t>(classes),
               p.data() + (k + 1) * static_cast<size_t>(classes),
@@ -126,8 +127,10 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model,
     CleanedPage cleaned = clean_page(gray, options.clean);
     Segmentation segmentation = find_strings(cleaned, options.segment);
     std::vector<float> probs(segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
-    score_pieces(segmentation, normalize_pieces(cleaned, segmentation), model, classes, probs);
-    score_pieces(segmentation, normalize_cuts(segmentation, probs, classes), model, classes, probs);
+    kernels::Inference inference(model, kernels::Backend::cpu, 64);
+    if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
+    score_pieces(segmentation, normalize_pieces(cleaned, segmentation), inference, classes, probs);
+    score_pieces(segmentation, normalize_cuts(segmentation, probs, classes), inference, classes, probs);
     result.strings = read_strings(segmentation, probs.data(), classes, cleaned.to_page,
                                   result.width, result.height, options.read);
     if (options.page_template) apply_template(*options.page_template, result);

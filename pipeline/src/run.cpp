@@ -42,6 +42,7 @@ nlohmann::json to_json(const RunSummary& s) {
           {"fields", s.fields},
           {"valid_fields", s.valid_fields},
           {"images_scored", s.images_scored},
+          {"images_read_in_full", s.images_read_in_full},
           {"seconds", r3(s.seconds)},
           {"pages_per_s", r3(s.pages_per_s)},
           {"cancelled", s.cancelled},
@@ -143,6 +144,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   // On the CPU, passes of 64 images; on a GPU, the whole batch in one pass.
   const kernels::Backend backend = kernels::start_backend(options.backend);
   kernels::Inference inference(model, backend, backend == kernels::Backend::cpu ? 64 : std::max(64, options.batch_digits));
+  if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
 
@@ -226,8 +228,9 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
     summary.images_scored += count;
     if (count == 0) return;
     // Padded to a multiple of 64 images: the convolution primitives are built per batch
-    // shape, so few distinct shapes keep them cached.
-    const int64_t padded = (count + 63) / 64 * 64;
+    // shape, so few distinct shapes keep them cached. Behind a screen the model reads
+    // batches of any size anyway, and blank padding would count as images read.
+    const int64_t padded = options.screen ? count : (count + 63) / 64 * 64;
     pixels.resize(static_cast<size_t>(padded) * 784, 0);
     // On the CPU, 64 images per forward pass (see `inference`): the network's activations at
     // 256 held about 700 MB; at 64 the whole run peaks near 260 MB, at the same speed within
@@ -335,6 +338,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
     g.wait_for_all();
   }
 
+  summary.images_read_in_full = options.screen ? inference.images_read_in_full() : summary.images_scored;
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());

@@ -31,6 +31,12 @@ TEST(RunCli, SynthRunScoreReachTheAccuracyFloor) {
   EXPECT_TRUE(contains(run.output, "skipped 2 files that are not pages: template.yaml truth.jsonl")) << run.output;
   EXPECT_TRUE(fs::exists(out / "results.csv"));
   EXPECT_TRUE(fs::exists(out / "overlays" / "batch1"));
+  {  // the shipped screening model reads first (model.screen): the full model reads a share
+    std::ifstream in(out / "summary.json");
+    const nlohmann::json summary = nlohmann::json::parse(in);
+    EXPECT_GT(summary["images_read_in_full"].get<int64_t>(), 0);
+    EXPECT_LT(summary["images_read_in_full"].get<int64_t>(), summary["images_scored"].get<int64_t>());
+  }
   CommandResult score = run_digitflow("score --json " + quoted(out / "results.jsonl") + " " + quoted(job / "truth.jsonl"));
   ASSERT_EQ(score.status, 0) << score.output;
   const nlohmann::json report = nlohmann::json::parse(score.output);
@@ -61,6 +67,9 @@ TEST(RunCli, NamesWhatIsWrong) {
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template " + quoted(dir / "bad.yaml"));
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(contains(r.output, "bad.yaml:4")) << r.output;
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --set model.screen=nope.safetensors");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "model.screen: nope.safetensors: no such file")) << r.output;
   r = run_digitflow("run --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_TRUE(contains(r.output, "results.jsonl")) << r.output;

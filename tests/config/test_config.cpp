@@ -170,6 +170,8 @@ TEST(Settings, YamlRoundTripKeepsEveryValue) {
                                           "data.negatives=250",
                                           "model.default=m.safetensors",
                                           "model.spec=s.yaml",
+                                          "model.screen=",
+                                          "pipeline.screen_confidence=0.8",
                                           "train.epochs=7",
                                           "train.batch_size=64",
                                           "train.optimizer=sgd",
@@ -298,6 +300,9 @@ TEST(Settings, OutOfRangeValuesAreErrors) {
   rejects("runtime.backend=tpu", "runtime.backend");
   rejects("runtime.threads=-2", "runtime.threads");
   rejects("model.spec=", "model.spec");
+  rejects("pipeline.screen_confidence=0", "pipeline.screen_confidence");
+  rejects("pipeline.screen_confidence=1.5", "pipeline.screen_confidence");
+  EXPECT_EQ(load_settings(defaults_file(), {}, {"model.screen="}).model.screen, "");  // "" turns the screen off
   rejects("data.negatives=-1", "data.negatives");
   rejects("data.negatives=1.5", "data.negatives");
 

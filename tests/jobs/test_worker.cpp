@@ -117,6 +117,30 @@ TEST_F(WorkerTest, AJobEndsWithTheResultsOfAPlainRun) {
             4);
 }
 
+TEST_F(WorkerTest, TheScreenReadsOnlyForTheConfiguredModel) {
+  // model.screen was trained beside the configured model: a job on another model (a
+  // retrained one, or any file the job names) has every image read by that model.
+  const fs::path folder = pages(2);
+  const fs::path other = dir_ / "other.safetensors";
+  fs::copy_file(shipped_model(), other);
+  const int64_t screened = submit(folder), alone = submit(folder, other.string());
+  WorkerOptions o = options();
+  o.screen_model = t::source_dir() / "models" / "screen.safetensors";
+  std::atomic<bool> stop{false};
+  Worker worker(*store_, o);
+  EXPECT_EQ(worker.run(stop), 2);
+  for (int64_t id : {screened, alone}) {
+    EXPECT_EQ(store_->job(id)->state, JobState::done) << store_->job(id)->error;
+    const auto summary = nlohmann::json::parse(read(state_.job_output(id) / "summary.json"));
+    const int64_t all = summary["images_scored"], in_full = summary["images_read_in_full"];
+    EXPECT_GT(all, 0) << "job " << id;
+    if (id == screened)
+      EXPECT_LT(in_full, all);
+    else
+      EXPECT_EQ(in_full, all);
+  }
+}
+
 TEST_F(WorkerTest, AJobWhoseWorkerDiedResumesWithoutRepeatingAPage) {
   const int64_t id = submit(pages(4));
   // A worker claims the job, stores one page, and dies (its lease runs out).

@@ -1,6 +1,8 @@
 // Backend names and selection: auto falls back to the CPU; an unavailable backend says why.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "digitflow/kernels/backend.hpp"
 #include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -55,6 +57,73 @@ TEST(Backend, InferenceOnTheCpuIsInferProbabilities) {
   EXPECT_TRUE(testing::all_close(automatic.probabilities(pixels, 37), expected, 1e-5f, 1e-3f))
       << "on " << to_string(automatic.backend());
   EXPECT_THROW(cpu.probabilities(pixels, 36), std::invalid_argument);
+}
+
+ModelSpec tiny_spec(int classes) {
+  ModelSpec spec;
+  spec.name = "tiny";
+  spec.classes = classes;
+  LayerSpec conv, relu, flatten, dense;
+  conv.kind = LayerKind::conv2d;
+  conv.out = 4;
+  relu.kind = LayerKind::relu;
+  flatten.kind = LayerKind::flatten;
+  dense.kind = LayerKind::dense;
+  dense.out = classes;
+  spec.layers = {conv, relu, flatten, dense};
+  return spec;
+}
+
+// With a screen, the images it is sure of keep its probabilities; the full model reads
+// only the rest, and the counts say how many that was.
+TEST(Backend, AScreenPassesOnlyWhatItIsUnsureOfToTheFullModel) {
+  Network full(tiny_spec(11), 3), screen(tiny_spec(11), 5);
+  const int64_t n = 41;
+  std::vector<uint8_t> pixels(static_cast<size_t>(n) * 784);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7919 % 251);
+  const Tensor by_full = infer_probabilities(full, pixels, n, 16);
+  const Tensor by_screen = infer_probabilities(screen, pixels, n, 16);
+  std::vector<float> top(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    top[static_cast<size_t>(i)] = *std::max_element(by_screen.data() + i * 11, by_screen.data() + (i + 1) * 11);
+  std::vector<float> sorted = top;
+  std::sort(sorted.begin(), sorted.end());
+  const float confidence = sorted[static_cast<size_t>(n) / 2];  // about half each way
+
+  Inference cascade(full, Backend::cpu, 16);
+  cascade.set_screen(screen, confidence);
+  const Tensor p = cascade.probabilities(pixels, n);
+  int64_t in_full = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool sure = top[static_cast<size_t>(i)] >= confidence;
+    in_full += sure ? 0 : 1;
+    const Tensor& want = sure ? by_screen : by_full;
+    for (int c = 0; c < 11; ++c)
+      ASSERT_NEAR(p.data()[i * 11 + c], want.data()[i * 11 + c], 1e-5f)  // batches differ: rounding
+          << "image " << i << (sure ? " (screen)" : " (full)");
+  }
+  EXPECT_GT(in_full, 0);
+  EXPECT_LT(in_full, n);
+  EXPECT_EQ(cascade.images_read(), n);
+  EXPECT_EQ(cascade.images_read_in_full(), in_full);
+
+  Inference plain(full, Backend::cpu, 16);  // without a screen, every image is read in full
+  EXPECT_TRUE(testing::all_close(plain.probabilities(pixels, n), by_full, 0.0f, 0.0f));
+  EXPECT_EQ(plain.images_read_in_full(), n);
+  EXPECT_EQ(cascade.probabilities({}, 0).numel(), 0);
+}
+
+TEST(Backend, AScreenMustReadTheSameClasses) {
+  Network full(tiny_spec(11), 3), ten(tiny_spec(10), 5), screen(tiny_spec(11), 5);
+  Inference cascade(full, Backend::cpu, 16);
+  try {
+    cascade.set_screen(ten, 0.9f);
+    FAIL() << "a 10-class screen was taken for an 11-class model";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("10 classes"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cascade.set_screen(screen, 0.0f), std::invalid_argument);
+  EXPECT_THROW(cascade.set_screen(screen, 1.5f), std::invalid_argument);
 }
 
 }  // namespace

@@ -189,6 +189,33 @@ TEST(Run, CudaBackendReadsWhatTheCpuReadsOrSaysWhyNot) {
   expect_same_readings(cpu, gpu);
 }
 
+TEST(Run, AScreenReadsEveryImageAndTheModelOnlyWhatItDoubts) {
+  // With the shipped screening model the job reads the same strings, the full model reads
+  // a share of the images, and summary.json says how many.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  static kernels::LoadedModel screen = kernels::load_model(t::source_dir() / "models" / "screen.safetensors");
+  Job job;
+  RunOptions options;
+  options.job_dir = job.root();
+  options.out_dir = job.dir.path() / "alone";
+  const RunSummary alone = run_job(options, shipped_model());
+  options.out_dir = job.dir.path() / "screened";
+  options.screen = &screen.network;
+  const RunSummary screened = run_job(options, shipped_model());
+  EXPECT_EQ(alone.images_read_in_full, alone.images_scored);
+  EXPECT_GT(screened.images_read_in_full, 0);
+  EXPECT_LT(screened.images_read_in_full, screened.images_scored);
+  std::vector<std::string> texts[2];
+  for (int k = 0; k < 2; ++k)
+    for (const PageResult& r : read_results((job.dir.path() / (k ? "screened" : "alone") / "results.jsonl").string()))
+      for (const StringResult& s : r.strings) texts[k].push_back(r.page + ":" + s.text);
+  EXPECT_EQ(texts[1], texts[0]);
+  EXPECT_EQ(texts[1], (std::vector<std::string>{"a/01-good.png:4071", "a/02-good.jpg:385", "a/03-two.tif:62",
+                                                "a/03-two.tif:919"}));
+  const nlohmann::json s = nlohmann::json::parse(read_bytes(job.dir.path() / "screened" / "summary.json"));
+  EXPECT_EQ(s["images_read_in_full"], screened.images_read_in_full);
+}
+
 TEST(Run, WritesResultsCsvSummaryAndOverlays) {
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
   Job job;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "digitflow/jobs/store.hpp"
@@ -23,6 +24,7 @@ struct WorkerOptions {
   StateDir state;                        // job outputs go to state.job_output(id)
   pipeline::RunOptions run;              // pipeline settings; folder, outputs and template are per job
   std::filesystem::path default_model;   // for jobs that name none, until a retrained version is promoted
+  std::filesystem::path screen_model;    // reads first for default_model only (RunOptions::screen); empty = none
   int64_t lease_ms = 30'000;             // a worker silent this long is taken for dead
   int64_t heartbeat_ms = 2'000;          // also how soon a cancel is noticed
   int64_t poll_ms = 1'000;               // idle wait between claims
@@ -60,6 +62,7 @@ class Worker {
   WorkerOptions options_;
   std::function<void(const WorkerEvent&)> log_;
   std::map<std::string, kernels::LoadedModel> models_;
+  std::optional<kernels::LoadedModel> screen_;  // loaded at its first use
 };
 
 // Writes a job's stored pages as results.jsonl and results.csv (page order) into `dir`,

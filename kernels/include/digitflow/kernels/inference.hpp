@@ -27,12 +27,27 @@ class Inference {
   // (count, classes); throws std::invalid_argument when pixels is not count images.
   Tensor probabilities(std::span<const uint8_t> pixels, int64_t count);
 
+  // Reads in two stages: `screen`, a small model with the same input and classes, reads
+  // every image first; an image it gives a top probability of at least `confidence` keeps
+  // the screen's probabilities, and only the others are read by the full network. Throws
+  // std::invalid_argument when the two models' inputs or classes differ, or confidence is
+  // not in (0, 1]. `screen` must outlive this object.
+  void set_screen(Network& screen, float confidence);
+  // Images read so far, and how many of them the full network read.
+  int64_t images_read() const { return images_read_; }
+  int64_t images_read_in_full() const { return images_read_in_full_; }
+
  private:
+  Tensor full_probabilities(std::span<const uint8_t> pixels, int64_t count);
+
   struct Device;
   Network* net_;
   Backend backend_;
   int batch_size_;
   std::unique_ptr<Device> device_;
+  std::unique_ptr<Inference> screen_;
+  float screen_confidence_ = 1.0f;
+  int64_t images_read_ = 0, images_read_in_full_ = 0;
 };
 
 }  // namespace digitflow::kernels

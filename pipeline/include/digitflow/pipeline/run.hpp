@@ -39,6 +39,11 @@ struct RunOptions {
   // once, batches of pipeline.batch_digits). auto takes the fastest that starts. A GPU
   // backend that cannot start makes run_pages throw kernels::BackendUnavailable.
   kernels::Backend backend = kernels::Backend::cpu;
+  // A small model that reads every piece first (kernels::Inference::set_screen): pieces it
+  // gives at least screen_confidence keep its reading, the rest are read by the model.
+  // Null: the model reads every piece.
+  kernels::Network* screen = nullptr;
+  float screen_confidence = 0.95f;
 };
 
 struct RunProgress {
@@ -55,6 +60,7 @@ struct RunSummary {
   int64_t pages = 0, failed_pages = 0, strings = 0, digits = 0, low_confidence_strings = 0;
   int64_t fields = 0, valid_fields = 0;
   int64_t images_scored = 0;  // 28x28 images through the CNN: digits, print, and candidate cuts
+  int64_t images_read_in_full = 0;  // of those, read by the model (the rest by the screen alone)
   double seconds = 0, pages_per_s = 0;
   StageSeconds stages;
   bool cancelled = false;
