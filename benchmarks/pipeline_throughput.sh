@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput and memory of digitflow run on synthetic A4 forms at 300 dpi:
 #  1. pages/s of the whole pipeline beside decode + clean alone (--decode-clean-only), same
-#     pages, same threads, with the per-stage seconds from summary.json;
+#     pages, same threads, with the per-stage seconds from summary.json; and the whole
+#     pipeline again without the screening model (model.screen);
 #  2. peak RSS on a folder of 100 pages and one of 2,000 (hard links to the same page files,
 #     so the folder costs no disk): memory must stay flat as the folder grows.
 # Usage: benchmarks/pipeline_throughput.sh [--pages N] [--threads T] [--seed S] [--work DIR]
@@ -35,7 +36,7 @@ if [[ ! -f "$job/truth.jsonl" ]]; then
   "$digitflow" synth --out "$job" --pages "$pages" --seed "$seed" --kind "$kind" --force >/dev/null 2>&1
 fi
 
-stage() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['pages_per_s'], ' '.join(f'{k}={v}' for k,v in s['stage_seconds'].items()))" "$1"; }
+stage() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['pages_per_s'], ' '.join(f'{k}={v}' for k,v in s['stage_seconds'].items() if v), '| images', s.get('images_scored', 0), 'in full', s.get('images_read_in_full', 0))" "$1"; }
 run() {  # run NAME extra-args...
   local name="$1"; shift
   rm -rf "$work/out-$name"
@@ -46,9 +47,11 @@ run() {  # run NAME extra-args...
 echo "digitflow run on $pages $kind pages ($job), $threads threads, $(nproc) cores"
 read -r clean_rate clean_stages < <(run decode-clean --decode-clean-only)
 read -r full_rate full_stages < <(run full)
+read -r alone_rate alone_stages < <(run alone --set model.screen=)
 echo "decode + clean only : $clean_rate pages/s   ($clean_stages)"
 echo "whole pipeline      : $full_rate pages/s   ($full_stages)"
-python3 -c "import sys; a,b=map(float,sys.argv[1:]); print(f'whole / (decode + clean) = {b/a:.2f}')" "$clean_rate" "$full_rate"
+echo "  without the screen: $alone_rate pages/s   ($alone_stages)"
+python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'whole / (decode + clean) = {b/a:.2f} ({c/a:.2f} without the screening model)')" "$clean_rate" "$full_rate" "$alone_rate"
 
 echo
 echo "peak RSS (GNU time, max resident set):"
