@@ -48,7 +48,7 @@ nlohmann::json to_json(const RunSummary& s) {
           {"cancelled", s.cancelled},
           {"stage_seconds",
            {{"list", r3(t.list)}, {"decode", r3(t.decode)}, {"clean", r3(t.clean)}, {"find_strings", r3(t.find)},
-            {"normalize", r3(t.normalize)}, {"infer", r3(t.infer)}, {"assemble", r3(t.assemble)},
+            {"normalize", r3(t.normalize)}, {"cut", r3(t.cut)}, {"infer", r3(t.infer)}, {"assemble", r3(t.assemble)},
             {"overlay", r3(t.overlay)}, {"write", r3(t.write)}}}};
 }
 
@@ -86,7 +86,7 @@ struct StageClock {
 };
 
 struct Clocks {
-  StageClock decode, clean, find, normalize, infer, assemble, overlay, write;
+  StageClock decode, clean, find, normalize, cut, infer, assemble, overlay, write;
 };
 
 std::string page_label(const PageRef& ref) {
@@ -245,21 +245,21 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   };
   // serial: one network, and each forward pass already uses every thread.
   flow::function_node<BatchMsg, BatchMsg> infer(g, flow::serial, [&](BatchMsg batch) {
-    clocks.infer.time([&] {
-      try {
-        for (const PageMsg& m : *batch) m->probs.assign(m->segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
-        score_waiting(*batch);  // every slot read whole
-        // Cuts are made page by page in parallel; the pass over the network waits for them.
+    try {
+      for (const PageMsg& m : *batch) m->probs.assign(m->segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
+      clocks.infer.time([&] { score_waiting(*batch); });  // every slot read whole
+      // Cuts are made page by page in parallel; the pass over the network waits for them.
+      clocks.cut.time([&] {
         tbb::parallel_for(size_t{0}, batch->size(), [&](size_t k) {
           PageWork& w = *(*batch)[k];
           w.to_score = normalize_cuts(w.segmentation, w.probs, classes);
         });
-        score_waiting(*batch);  // cuts, where the whole reading was unsure
-      } catch (const std::exception& e) {  // the batch's pages fail; the run goes on
-        for (const PageMsg& m : *batch)
-          if (!m->result.error) m->result.error = std::string("recognition failed: ") + e.what();
-      }
-    });
+      });
+      clocks.infer.time([&] { score_waiting(*batch); });  // cuts, where the whole reading was unsure
+    } catch (const std::exception& e) {  // the batch's pages fail; the run goes on
+      for (const PageMsg& m : *batch)
+        if (!m->result.error) m->result.error = std::string("recognition failed: ") + e.what();
+    }
     return batch;
   });
   flow::multifunction_node<BatchMsg, std::tuple<PageMsg>> unbatch(
@@ -344,7 +344,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());
   summary.stages = {0, clocks.decode.seconds(), clocks.clean.seconds(), clocks.find.seconds(),
                     clocks.normalize.seconds(), clocks.infer.seconds(), clocks.assemble.seconds(),
-                    clocks.overlay.seconds(), clocks.write.seconds()};
+                    clocks.overlay.seconds(), clocks.write.seconds(), clocks.cut.seconds()};
   return summary;
 }
 

@@ -231,6 +231,8 @@ TEST(Run, WritesResultsCsvSummaryAndOverlays) {
   EXPECT_EQ(s["failed_pages"], 6);
   EXPECT_EQ(s["strings"], summary.strings);
   EXPECT_GT(s["stage_seconds"]["decode"].get<double>(), 0.0);
+  EXPECT_GT(s["stage_seconds"]["infer"].get<double>(), 0.0);
+  EXPECT_TRUE(s["stage_seconds"].contains("cut")) << s.dump();  // making the cuts, apart from the CNN passes
   EXPECT_EQ(s["skipped_files"], nlohmann::json::array({"b/notes.txt"}));
   const std::string csv = read_bytes(options.out_dir / "results.csv");
   EXPECT_EQ(csv.rfind("page,page_index,string,text,confidence,x,y,width,height", 0), 0u);

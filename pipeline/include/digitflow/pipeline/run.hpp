@@ -54,6 +54,7 @@ struct RunProgress {
 // Seconds spent in each stage, summed over threads (stages overlap in time).
 struct StageSeconds {
   double list = 0, decode = 0, clean = 0, find = 0, normalize = 0, infer = 0, assemble = 0, overlay = 0, write = 0;
+  double cut = 0;  // making and normalising the cuts between the two CNN passes (not in `infer`)
 };
 
 struct RunSummary {
