@@ -227,15 +227,11 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
       }
     summary.images_scored += count;
     if (count == 0) return;
-    // Padded to a multiple of 64 images: the convolution primitives are built per batch
-    // shape, so few distinct shapes keep them cached. Behind a screen the model reads
-    // batches of any size anyway, and blank padding would count as images read.
-    const int64_t padded = options.screen ? count : (count + 63) / 64 * 64;
-    pixels.resize(static_cast<size_t>(padded) * 784, 0);
     // On the CPU, 64 images per forward pass (see `inference`): the network's activations at
     // 256 held about 700 MB; at 64 the whole run peaks near 260 MB, at the same speed within
-    // this machine's noise.
-    kernels::Tensor probs = inference.probabilities(pixels, padded);
+    // this machine's noise. `inference` pads the last pass (few batch shapes, few kept
+    // convolution primitives).
+    kernels::Tensor probs = inference.probabilities(pixels, count);
     const float* p = probs.data();
     for (const PageMsg& m : batch)
       for (int i : m->to_score) {
@@ -338,7 +334,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
     g.wait_for_all();
   }
 
-  summary.images_read_in_full = options.screen ? inference.images_read_in_full() : summary.images_scored;
+  summary.images_read_in_full = inference.images_read_in_full();
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());
