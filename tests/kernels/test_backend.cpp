@@ -34,31 +34,6 @@ TEST(Backend, GpuBackendsSayWhyTheyCannotStart) {
   }
 }
 
-// Inference on the CPU is infer_probabilities; auto scores wherever it starts, the same.
-TEST(Backend, InferenceOnTheCpuIsInferProbabilities) {
-  ModelSpec spec;
-  spec.name = "tiny";
-  LayerSpec conv, relu, flatten, dense;
-  conv.kind = LayerKind::conv2d;
-  conv.out = 4;
-  relu.kind = LayerKind::relu;
-  flatten.kind = LayerKind::flatten;
-  dense.kind = LayerKind::dense;
-  dense.out = 10;
-  spec.layers = {conv, relu, flatten, dense};
-  Network net(spec, 3);
-  std::vector<uint8_t> pixels(37 * 784);
-  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7919 % 256);
-  Tensor expected = infer_probabilities(net, pixels, 37, 16);
-  Inference cpu(net, Backend::cpu, 16);
-  EXPECT_EQ(cpu.backend(), Backend::cpu);
-  EXPECT_TRUE(testing::all_close(cpu.probabilities(pixels, 37), expected, 0.0f, 0.0f));
-  Inference automatic(net, Backend::automatic, 16);
-  EXPECT_TRUE(testing::all_close(automatic.probabilities(pixels, 37), expected, 1e-5f, 1e-3f))
-      << "on " << to_string(automatic.backend());
-  EXPECT_THROW(cpu.probabilities(pixels, 36), std::invalid_argument);
-}
-
 ModelSpec tiny_spec(int classes) {
   ModelSpec spec;
   spec.name = "tiny";
@@ -72,6 +47,21 @@ ModelSpec tiny_spec(int classes) {
   dense.out = classes;
   spec.layers = {conv, relu, flatten, dense};
   return spec;
+}
+
+// Inference on the CPU is infer_probabilities; auto scores wherever it starts, the same.
+TEST(Backend, InferenceOnTheCpuIsInferProbabilities) {
+  Network net(tiny_spec(10), 3);
+  std::vector<uint8_t> pixels(37 * 784);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7919 % 256);
+  Tensor expected = infer_probabilities(net, pixels, 37, 16);
+  Inference cpu(net, Backend::cpu, 16);
+  EXPECT_EQ(cpu.backend(), Backend::cpu);
+  EXPECT_TRUE(testing::all_close(cpu.probabilities(pixels, 37), expected, 0.0f, 0.0f));
+  Inference automatic(net, Backend::automatic, 16);
+  EXPECT_TRUE(testing::all_close(automatic.probabilities(pixels, 37), expected, 1e-5f, 1e-3f))
+      << "on " << to_string(automatic.backend());
+  EXPECT_THROW(cpu.probabilities(pixels, 36), std::invalid_argument);
 }
 
 // With a screen, the images it is sure of keep its probabilities; the full model reads
