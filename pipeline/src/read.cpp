@@ -54,7 +54,7 @@ std::pair<int64_t, int64_t> header_size(std::span<const uint8_t> b) {
 
 // Scores the pieces in `which` in one CNN pass; row i of `probs` is piece i.
 void score_pieces(const Segmentation& segmentation, const std::vector<int>& which,
-                  kernels::Inference& model, int classes, std::vector<float>& probs) {
+                  kernels::Inference& inference, int classes, std::vector<float>& probs) {
   if (which.empty()) return;
   std::vector<uint8_t> pixels;
   pixels.reserve(which.size() * 784);
@@ -63,7 +63,7 @@ void score_pieces(const Segmentation& segmentation, const std::vector<int>& whic
     pixels.insert(pixels.end(), d.begin(), d.end());
   }
   const auto count = static_cast<int64_t>(which.size());
-  const kernels::Tensor p = model.probabilities(pixels, count);
+  const kernels::Tensor p = inference.probabilities(pixels, count);
   for (size_t k = 0; k < which.size(); ++k)
     std::copy(p.data() + k * static_cast<size_t>(classes),
               p.data() + (k + 1) * static_cast<size_t>(classes),
