@@ -484,6 +484,28 @@ cv::Mat draw_digit_slice(const k::LabelledImages* digits, Rng& rng) {
   return slice;
 }
 
+// The left or right part of a printed dollar sign, as a cut through a "$" printed just before
+// a handwritten amount leaves it: the bar with half the S beside it reads as a 4, a 9 or a 3,
+// the other half as a 3 or a 5, and a string would gain digits in front.
+cv::Mat draw_symbol_slice(const Fonts& fonts, Rng& rng) {
+  const GlyphStyle style = pick_style(fonts, rng, false);
+  const cv::Mat sign = jitter(crop_to_ink(render_text(fonts, "$", style)), rng, 4);
+  const int at = std::clamp(static_cast<int>(std::lround(sign.cols * rng.uniform(0.3, 0.7))), 1, sign.cols - 1);
+  const bool left = rng.chance(0.5);
+  cv::Mat slice = sign(cv::Rect(left ? 0 : at, 0, left ? at : sign.cols - at, sign.rows)).clone();
+  // As a page's cut does, the slivers the cut leaves apart from the main part go.
+  cv::Mat labels, stats, centroids;
+  const int n = cv::connectedComponentsWithStats(slice > 96, labels, stats, centroids, 8, CV_32S);
+  int largest = 0;
+  for (int i = 1; i < n; ++i) largest = std::max(largest, stats.at<int>(i, cv::CC_STAT_AREA));
+  for (int i = 1; i < n; ++i)
+    if (stats.at<int>(i, cv::CC_STAT_AREA) < 0.12 * largest) slice.setTo(0, labels == i);
+  slice = crop_to_ink(slice, 20);
+  const double share = cv::sum(slice)[0] / cv::sum(sign)[0];
+  if (share < 0.2 || share > 0.8) throw Redraw{};
+  return slice;
+}
+
 // ---- onto paper, then normalised ----
 
 cv::Mat on_paper(const cv::Mat& coverage, Rng& rng) {
@@ -518,6 +540,7 @@ DigitPixels render(NegativeKind kind, uint64_t seed, const k::LabelledImages* di
         case NegativeKind::letter: coverage = draw_letter(fonts, rng); break;
         case NegativeKind::cluster: coverage = draw_cluster(fonts, rng); break;
         case NegativeKind::symbol: coverage = draw_symbol(fonts, rng); break;
+        case NegativeKind::symbol_slice: coverage = draw_symbol_slice(fonts, rng); break;
         case NegativeKind::line: coverage = draw_line(rng); break;
         case NegativeKind::dot: coverage = draw_dot(rng); break;
         case NegativeKind::scribble: coverage = draw_scribble(rng); break;
@@ -541,9 +564,9 @@ struct KindWeight {
 };
 // Glued pairs and slices are the most common wrong cuts of a segmenter, and the hardest.
 const std::vector<KindWeight> kMix = {
-    {NegativeKind::letter, 0.20},    {NegativeKind::cluster, 0.12}, {NegativeKind::symbol, 0.10},
-    {NegativeKind::line, 0.10},      {NegativeKind::dot, 0.07},     {NegativeKind::scribble, 0.09},
-    {NegativeKind::glued_pair, 0.20}, {NegativeKind::digit_slice, 0.12}};
+    {NegativeKind::letter, 0.16},     {NegativeKind::cluster, 0.10},     {NegativeKind::symbol, 0.10},
+    {NegativeKind::symbol_slice, 0.06}, {NegativeKind::line, 0.10},      {NegativeKind::dot, 0.07},
+    {NegativeKind::scribble, 0.09},   {NegativeKind::glued_pair, 0.20}, {NegativeKind::digit_slice, 0.12}};
 
 NegativeKind pick_kind(Rng& rng, bool with_digits) {
   double total = 0;

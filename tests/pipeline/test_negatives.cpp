@@ -79,7 +79,7 @@ TEST(Negatives, EveryImageHasInkAndIsCentred) {
 TEST(Negatives, EveryKindDraws) {
   const kernels::LabelledImages digits = drawn_digits();
   for (NegativeKind kind : {NegativeKind::letter, NegativeKind::cluster, NegativeKind::symbol,
-                            NegativeKind::line, NegativeKind::dot, NegativeKind::scribble,
+                            NegativeKind::symbol_slice, NegativeKind::line, NegativeKind::dot, NegativeKind::scribble,
                             NegativeKind::glued_pair, NegativeKind::digit_slice}) {
     for (uint64_t seed = 0; seed < 12; ++seed) {
       const DigitPixels pixels = make_negative(kind, seed, &digits);

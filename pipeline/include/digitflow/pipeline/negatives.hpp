@@ -26,6 +26,7 @@ enum class NegativeKind {
   letter,       // one printed letter that no handwritten digit resembles (no O, I, S, Z, ...)
   cluster,      // 2-3 printed letters touching, one blob ("AM", "ord", "Pa")
   symbol,       // $ : - # * ( ) & % @ , . and a dash
+  symbol_slice, // the left or right part of a printed $, as a cut through one leaves it
   line,         // form-line debris: near-horizontal strokes, corners, dotted and dashed rules
   dot,          // dots, small blobs, specks
   scribble,     // signature-like curves, loops, zigzag scratches
