@@ -490,6 +490,7 @@ cv::Mat draw_digit_slice(const k::LabelledImages* digits, Rng& rng) {
 cv::Mat draw_symbol_slice(const Fonts& fonts, Rng& rng) {
   const GlyphStyle style = pick_style(fonts, rng, false);
   const cv::Mat sign = jitter(crop_to_ink(render_text(fonts, "$", style)), rng, 4);
+  if (sign.cols < 4) throw Redraw{};
   const int at = std::clamp(static_cast<int>(std::lround(sign.cols * rng.uniform(0.3, 0.7))), 1, sign.cols - 1);
   const bool left = rng.chance(0.5);
   cv::Mat slice = sign(cv::Rect(left ? 0 : at, 0, left ? at : sign.cols - at, sign.rows)).clone();
