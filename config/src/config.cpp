@@ -202,13 +202,6 @@ Field path_field(std::string key, Ref ref) {
           [=](const Settings& s) { return ref(s); }};
 }
 
-// A path that may be left empty to turn off what it names.
-template <typename Ref>
-Field optional_path_field(std::string key, Ref ref) {
-  return {std::move(key), [=](Settings& s, const std::string& t) { ref(s) = t; },
-          [=](const Settings& s) { return ref(s); }};
-}
-
 // The job store: empty (SQLite in the state directory) or a PostgreSQL URL.
 template <typename Ref>
 Field store_field(std::string key, Ref ref) {
@@ -261,7 +254,7 @@ const std::vector<Field>& fields() {
             "model.default", [](auto& s) -> auto& { return s.model.default_model; }),
         path_field(
             "model.spec", [](auto& s) -> auto& { return s.model.spec; }),
-        optional_path_field(
+        text_field(  // a path, or "" to read every digit with the model alone
             "model.screen", [](auto& s) -> auto& { return s.model.screen; }),
         int_field(
             "train.epochs", [](auto& s) -> auto& { return s.train.epochs; }, at_least_1),

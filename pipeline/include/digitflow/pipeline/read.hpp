@@ -20,7 +20,8 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits)
 
 // The strings on `gray` (8-bit grey, as decode_image gives), read as run_pages reads a page
 // with the same options (clean, segment, read, page_template, screen; folders, overlays and
-// the backend are not used: the CPU reads). `page` is left empty; a page that cannot be read (nearly black) has its error set.
+// the backend are not used: the CPU reads). `page` is left empty; a page that cannot be read
+// (nearly black) has its error set.
 // Throws std::invalid_argument when the model is not a 1x28x28 digit model.
 PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options);
 
