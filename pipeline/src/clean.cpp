@@ -10,6 +10,7 @@
 #include <opencv2/imgproc.hpp>
 #include <vector>
 
+#include "digitflow/pipeline/components.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 
 namespace digitflow::pipeline {
@@ -89,14 +90,17 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
   const int short_length = std::max(15, min_length * 9 / 20);
   cv::Mat vertical_runs;
   cv::morphologyEx(ink, vertical_runs, cv::MORPH_OPEN, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(1, short_length)));
-  cv::Mat horizontal_near;
-  cv::dilate(horizontal, horizontal_near, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(9, 9)));
-  cv::Mat labels, stats, centroids;
-  const int n = cv::connectedComponentsWithStats(vertical_runs, labels, stats, centroids, 8, CV_32S);
-  std::vector<uint8_t> keep(static_cast<size_t>(n), 0);
+  const Components runs = find_components(vertical_runs);
+  std::vector<uint8_t> keep(static_cast<size_t>(runs.count()), 0);
   const int thin = std::max(6, min_length / 18);
-  for (int i = 1; i < n; ++i) {
-    const int w = stats.at<int>(i, cv::CC_STAT_WIDTH), h = stats.at<int>(i, cv::CC_STAT_HEIGHT);
+  // Whether a form line passes within 4 px of `r`.
+  auto near_horizontal = [&](const cv::Rect& r) {
+    return cv::countNonZero(horizontal(cv::Rect(r.x - 4, r.y - 4, r.width + 8, r.height + 8) &
+                                       cv::Rect(0, 0, ink.cols, ink.rows))) > 0;
+  };
+  for (int i = 1; i < runs.count(); ++i) {
+    const cv::Rect r = runs.boxes[static_cast<size_t>(i)];
+    const int w = r.width, h = r.height;
     if (w > (h >= min_length ? 2 * thin : thin)) continue;  // a long straight run may be a thick rule
     if (h >= min_length) {
       keep[static_cast<size_t>(i)] = 1;
@@ -104,18 +108,19 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
     }
     // A short one is the side of a box only if it runs from a line to a line and its ink is
     // as thin as a rule along most of it: a pen's 1 standing on an underline is neither.
-    const cv::Rect r(stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), w, h);
     const int end = std::min(h, 4);
-    if (cv::countNonZero(horizontal_near(cv::Rect(r.x, r.y, w, end))) == 0 ||
-        cv::countNonZero(horizontal_near(cv::Rect(r.x, r.y + h - end, w, end))) == 0)
+    if (!near_horizontal(cv::Rect(r.x, r.y, w, end)) || !near_horizontal(cv::Rect(r.x, r.y + h - end, w, end)))
       continue;
     std::vector<int> widths;
     for (int y = r.y; y < r.y + h; ++y) {
-      const int* l = labels.ptr<int>(y);
+      int x = -1;  // where the run's ink starts on this row
+      for (int k = runs.row_start[static_cast<size_t>(y)]; k < runs.row_start[static_cast<size_t>(y) + 1]; ++k)
+        if (runs.runs[static_cast<size_t>(k)].label == i) {
+          x = runs.runs[static_cast<size_t>(k)].x0;
+          break;
+        }
+      if (x < 0) continue;
       const uint8_t* row = ink.ptr<uint8_t>(y);
-      int x = r.x;
-      while (x < r.x + w && l[x] != i) ++x;
-      if (x == r.x + w) continue;
       int left = x, right = x;
       while (left > 0 && row[left - 1]) --left;
       while (right + 1 < ink.cols && row[right + 1]) ++right;
@@ -126,12 +131,7 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
     if (widths[widths.size() / 2] <= thin) keep[static_cast<size_t>(i)] = 1;
   }
   cv::Mat vertical = cv::Mat::zeros(ink.size(), CV_8U);
-  for (int y = 0; y < labels.rows; ++y) {
-    const int* l = labels.ptr<int>(y);
-    uint8_t* v = vertical.ptr<uint8_t>(y);
-    for (int x = 0; x < labels.cols; ++x)
-      if (l[x] && keep[static_cast<size_t>(l[x])]) v[x] = 255;
-  }
+  runs.paint(vertical, {0, 0}, [&](int label) { return keep[static_cast<size_t>(label)] != 0; });
   // Take the lines out with a pixel of margin (their anti-aliased edges).
   cv::dilate(horizontal, horizontal, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(1, 3)));
   cv::dilate(vertical, vertical, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(3, 1)));
@@ -216,23 +216,16 @@ CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
     // near removed form lines, whose faint edges would glue digits to them.
     const double faint = page.paper - std::max(35.0, 5.0 * noise);
     if (faint > threshold) {
-      cv::Mat weak = flat < faint, labels, near_lines;
+      cv::Mat weak = flat < faint, near_lines;
       cv::dilate(page.lines, near_lines, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(7, 7)));
       weak.setTo(0, near_lines);
-      const int n = cv::connectedComponents(weak, labels, 8, CV_32S);
-      std::vector<uint8_t> joined(static_cast<size_t>(n), 0);
-      for (int y = 0; y < ink.rows; ++y) {
-        const uint8_t* k = ink.ptr<uint8_t>(y);
-        const int* l = labels.ptr<int>(y);
-        for (int x = 0; x < ink.cols; ++x)
-          if (k[x]) joined[static_cast<size_t>(l[x])] = 255;
+      const Components parts = find_components(weak);
+      std::vector<uint8_t> joined(static_cast<size_t>(parts.count()), 0);
+      for (const InkRun& r : parts.runs) {
+        const uint8_t* k = ink.ptr<uint8_t>(r.y);
+        if (std::any_of(k + r.x0, k + r.x1, [](uint8_t v) { return v != 0; })) joined[static_cast<size_t>(r.label)] = 1;
       }
-      joined[0] = 0;
-      for (int y = 0; y < ink.rows; ++y) {
-        uint8_t* k = ink.ptr<uint8_t>(y);
-        const int* l = labels.ptr<int>(y);
-        for (int x = 0; x < ink.cols; ++x) k[x] |= joined[static_cast<size_t>(l[x])];
-      }
+      parts.paint(ink, {0, 0}, [&](int label) { return joined[static_cast<size_t>(label)] != 0; });
     }
   }
   page.flat = flat;

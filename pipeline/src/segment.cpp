@@ -6,6 +6,8 @@
 #include <numeric>
 #include <opencv2/imgproc.hpp>
 
+#include "digitflow/pipeline/components.hpp"
+
 namespace digitflow::pipeline {
 
 namespace {
@@ -179,12 +181,9 @@ Box map_box(const Box& box, const cv::Mat& affine, int width, int height) {
 Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options) {
   Segmentation out;
   out.options = options;
-  cv::Mat labels, stats, centroids;
-  const int n = cv::connectedComponentsWithStats(page.ink, labels, stats, centroids, 8, CV_32S);
-  auto rect = [&](int i) {
-    return cv::Rect(stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP),
-                    stats.at<int>(i, cv::CC_STAT_WIDTH), stats.at<int>(i, cv::CC_STAT_HEIGHT));
-  };
+  const Components components = find_components(page.ink);
+  const int n = components.count();
+  auto rect = [&](int i) { return components.boxes[static_cast<size_t>(i)]; };
   // Specks are dropped before anything is merged with them.
   const int speck = std::max(3, options.min_digit_height / 4);
   std::vector<int> kept;
@@ -321,12 +320,8 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     StringCandidate candidate;
     for (int g : chain) {
       const cv::Rect r = group_rect[static_cast<size_t>(g)];
-      cv::Mat mask(r.size(), CV_8U);
-      for (int y = 0; y < r.height; ++y) {
-        const int* l = labels.ptr<int>(r.y + y) + r.x;
-        uint8_t* m = mask.ptr<uint8_t>(y);
-        for (int x = 0; x < r.width; ++x) m[x] = (l[x] > 0 && group_of[static_cast<size_t>(l[x])] == g) ? 255 : 0;
-      }
+      cv::Mat mask = cv::Mat::zeros(r.size(), CV_8U);
+      components.paint(mask, r.tl(), [&](int label) { return group_of[static_cast<size_t>(label)] == g; });
       Slot slot;
       slot.box = to_box(r);
       if (r.height < options.min_digit_height) {
