@@ -47,6 +47,42 @@ void paper_level(const cv::Mat& flat, double& paper, double& noise) {
   noise = std::max(1.0, (mode - half) / 1.1774);
 }
 
+// Adds to `ink`, on the pixels of `band`, the ink's closing by `kernel` (a line of odd
+// length): the strokes that crossed a removed form line, joined across its band. Computed
+// around each part of the band only (the band of a form's lines is a small share of the
+// page), with the margin a closing reads, so that each pixel gets what the whole page's
+// closing gives it.
+void bridge_across(cv::Mat& ink, const cv::Mat& band, cv::Size kernel) {
+  const cv::Mat element = cv::getStructuringElement(cv::MORPH_RECT, kernel);
+  const Components parts = find_components(band);
+  const int reach_x = kernel.width - 1, reach_y = kernel.height - 1;  // a dilation, then an erosion
+  const cv::Rect page(0, 0, ink.cols, ink.rows);
+  std::vector<cv::Rect> around;
+  int64_t area = 0;
+  for (int i = 1; i < parts.count(); ++i) {
+    const cv::Rect b = parts.boxes[static_cast<size_t>(i)];
+    around.push_back(cv::Rect(b.x - reach_x, b.y - reach_y, b.width + 2 * reach_x, b.height + 2 * reach_y) & page);
+    area += around.back().area();
+  }
+  if (area > static_cast<int64_t>(ink.total()) / 2) {  // a page of lines (or of black): all at once
+    cv::Mat closed;
+    cv::morphologyEx(ink, closed, cv::MORPH_CLOSE, element);
+    ink |= closed & band;
+    return;
+  }
+  std::vector<cv::Mat> adds;
+  for (size_t k = 0; k < around.size(); ++k) {
+    const cv::Rect b = parts.boxes[k + 1];
+    cv::Mat closed;
+    cv::morphologyEx(ink(around[k]), closed, cv::MORPH_CLOSE, element);
+    adds.push_back(closed(b - around[k].tl()) & band(b));
+  }
+  for (size_t k = 0; k < adds.size(); ++k) {
+    cv::Mat target = ink(parts.boxes[k + 1]);
+    target |= adds[k];
+  }
+}
+
 }  // namespace
 
 double estimate_skew(const cv::Mat& ink, double max_deg) {
@@ -83,14 +119,11 @@ double estimate_skew(const cv::Mat& ink, double max_deg) {
 
 cv::Mat remove_lines(cv::Mat& ink, int min_length) {
   // Horizontal lines: runs of at least min_length in one row.
-  cv::Mat horizontal;
-  cv::morphologyEx(ink, horizontal, cv::MORPH_OPEN, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(min_length, 1)));
+  cv::Mat horizontal = open_horizontal(ink, min_length);
   // Vertical lines: long thin runs, or shorter thin ones that meet a horizontal line (the
   // sides of a box). A pen stroke is thicker than a printed rule and rarely that straight.
   const int short_length = std::max(15, min_length * 9 / 20);
-  cv::Mat vertical_runs;
-  cv::morphologyEx(ink, vertical_runs, cv::MORPH_OPEN, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(1, short_length)));
-  const Components runs = find_components(vertical_runs);
+  const Components runs = find_components(open_vertical(ink, short_length));
   std::vector<uint8_t> keep(static_cast<size_t>(runs.count()), 0);
   const int thin = std::max(6, min_length / 18);
   // Whether a form line passes within 4 px of `r`.
@@ -138,11 +171,8 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
   cv::Mat lines = horizontal | vertical;
   ink.setTo(0, lines);
   // Bridge strokes that crossed a line: ink on both sides of it, within the line's band.
-  cv::Mat bridged;
-  cv::morphologyEx(ink, bridged, cv::MORPH_CLOSE, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(1, 11)));
-  ink |= bridged & horizontal;
-  cv::morphologyEx(ink, bridged, cv::MORPH_CLOSE, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(11, 1)));
-  ink |= bridged & vertical;
+  bridge_across(ink, horizontal, cv::Size(1, 11));
+  bridge_across(ink, vertical, cv::Size(11, 1));
   return lines;
 }
 

@@ -40,7 +40,74 @@ int root_of(std::vector<int>& parent, int i) {
   return i;
 }
 
+// Where a run [s, e] (inclusive, in [0, size)) of ink along a line of `size` pixels leaves
+// ink after an opening by `length` (anchor length / 2): the erosion keeps the anchors whose
+// window lies in the run (or past the edge), the dilation spreads them back over the same
+// window offsets. Returns false when nothing is left.
+bool opened(int s, int e, int size, int length, int& d0, int& d1) {
+  const int a = length / 2, after = length - 1 - a;
+  const int x0 = s == 0 ? 0 : s + a;
+  const int x1 = e == size - 1 ? size - 1 : e - after;
+  if (x0 > x1) return false;
+  d0 = std::max(0, x0 - after);
+  d1 = std::min(size - 1, x1 + a);
+  return true;
+}
+
 }  // namespace
+
+cv::Mat open_horizontal(const cv::Mat& mask, int length) {
+  if (mask.type() != CV_8UC1 || length < 1) throw std::invalid_argument("open_horizontal takes an 8-bit mask and a length >= 1");
+  cv::Mat out = cv::Mat::zeros(mask.size(), CV_8U);
+  for (int y = 0; y < mask.rows; ++y) {
+    const uint8_t* p = mask.ptr<uint8_t>(y);
+    uint8_t* o = out.ptr<uint8_t>(y);
+    for (int x = next_ink(p, 0, mask.cols); x < mask.cols; x = next_ink(p, x, mask.cols)) {
+      const int s = x;
+      while (x < mask.cols && p[x] != 0) ++x;
+      int d0 = 0, d1 = 0;
+      if (opened(s, x - 1, mask.cols, length, d0, d1)) std::fill(o + d0, o + d1 + 1, uint8_t{255});
+    }
+  }
+  return out;
+}
+
+cv::Mat open_vertical(const cv::Mat& mask, int length) {
+  if (mask.type() != CV_8UC1 || length < 1) throw std::invalid_argument("open_vertical takes an 8-bit mask and a length >= 1");
+  cv::Mat out = cv::Mat::zeros(mask.size(), CV_8U);
+  const int w = mask.cols, h = mask.rows;
+  std::vector<int> start(static_cast<size_t>(w), 0);  // the first row of the run open in each column
+  const std::vector<uint8_t> paper(static_cast<size_t>(w), 0);
+  auto finish = [&](int x, int s, int e) {
+    int d0 = 0, d1 = 0;
+    if (opened(s, e, h, length, d0, d1))
+      for (int y = d0; y <= d1; ++y) out.at<uint8_t>(y, x) = 255;
+  };
+  // Columns change only where a row differs from the row above: find those eight bytes at a time.
+  for (int y = 0; y <= h; ++y) {
+    const uint8_t* cur = y < h ? mask.ptr<uint8_t>(y) : paper.data();
+    const uint8_t* above = y > 0 ? mask.ptr<uint8_t>(y - 1) : paper.data();
+    for (int x = 0; x < w;) {
+      if (x + 8 <= w) {
+        uint64_t a, b;
+        std::memcpy(&a, cur + x, 8);
+        std::memcpy(&b, above + x, 8);
+        if (a == b) {
+          x += 8;
+          continue;
+        }
+      }
+      const int end = std::min(w, x + 8);
+      for (; x < end; ++x) {
+        const bool now = cur[x] != 0, before = above[x] != 0;
+        if (now == before) continue;
+        if (now) start[static_cast<size_t>(x)] = y;
+        else finish(x, start[static_cast<size_t>(x)], y - 1);
+      }
+    }
+  }
+  return out;
+}
 
 Components find_components(const cv::Mat& mask) {
   if (mask.type() != CV_8UC1) throw std::invalid_argument("find_components takes an 8-bit, one-channel mask");

@@ -101,6 +101,45 @@ TEST(Components, PaintsTheChosenLabelsIntoAWindow) {
   EXPECT_EQ(cv::countNonZero(over), 5 * 5);
 }
 
+// Masks of horizontal and vertical strokes of every length, some reaching the edges.
+cv::Mat strokes(int w, int h, std::mt19937& rng) {
+  cv::Mat mask = cv::Mat::zeros(h, w, CV_8U);
+  for (int k = 0; k < 60; ++k) {
+    const cv::Point a(static_cast<int>(rng() % static_cast<unsigned>(w)), static_cast<int>(rng() % static_cast<unsigned>(h)));
+    const int length = static_cast<int>(rng() % 150);
+    const cv::Point b = k % 2 ? a + cv::Point(length, 0) : a + cv::Point(0, length);
+    cv::line(mask, a, b, 255, 1 + static_cast<int>(rng() % 2));
+  }
+  for (int k = 0; k < 200; ++k)
+    mask.at<uint8_t>(static_cast<int>(rng() % static_cast<unsigned>(h)), static_cast<int>(rng() % static_cast<unsigned>(w))) = 255;
+  return mask;
+}
+
+TEST(Components, OpeningsMatchOpenCv) {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 12; ++trial) {
+    const int w = 20 + static_cast<int>(rng() % 300), h = 20 + static_cast<int>(rng() % 300);
+    const cv::Mat mask = strokes(w, h, rng);
+    for (int length : {1, 2, 3, 10, 11, 49, 110, 400}) {
+      cv::Mat want;
+      cv::morphologyEx(mask, want, cv::MORPH_OPEN, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(length, 1)));
+      EXPECT_EQ(cv::countNonZero(open_horizontal(mask, length) != want), 0)
+          << "horizontal, " << w << "x" << h << ", length " << length;
+      cv::morphologyEx(mask, want, cv::MORPH_OPEN, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(1, length)));
+      EXPECT_EQ(cv::countNonZero(open_vertical(mask, length) != want), 0)
+          << "vertical, " << w << "x" << h << ", length " << length;
+    }
+  }
+  // A run exactly as long as the line stays, one pixel shorter goes (away from the edges).
+  cv::Mat mask = cv::Mat::zeros(9, 60, CV_8U);
+  mask(cv::Rect(10, 2, 20, 1)) = 255;
+  mask(cv::Rect(10, 5, 19, 1)) = 255;
+  const cv::Mat opened = open_horizontal(mask, 20);
+  EXPECT_EQ(cv::countNonZero(opened.row(2)), 20);
+  EXPECT_EQ(cv::countNonZero(opened.row(5)), 0);
+  EXPECT_THROW(open_vertical(mask, 0), std::invalid_argument);
+}
+
 TEST(Components, RefusesAMaskThatIsNotEightBitGrey) {
   EXPECT_THROW(find_components(cv::Mat::zeros(4, 4, CV_32S)), std::invalid_argument);
   EXPECT_THROW(find_components(cv::Mat::zeros(4, 4, CV_8UC3)), std::invalid_argument);

@@ -49,4 +49,13 @@ struct Components {
 // finds the same numbers in the other.
 Components find_components(const cv::Mat& mask);
 
+// The opening of a binary (0 / nonzero) mask by a line of `length` pixels, along rows
+// (horizontal) or columns (vertical), exactly as cv::morphologyEx(MORPH_OPEN) computes it
+// with a cv::MORPH_RECT of length x 1 (1 x length) and its default anchor and border: every
+// run of at least `length` pixels, those at the mask's edges from half of it (the border
+// counts as ink to the erosion); an even length moves the result one pixel right (down).
+// Made from runs, in time that grows with the pixels, not with `length`. Values are 0 / 255.
+cv::Mat open_horizontal(const cv::Mat& mask, int length);
+cv::Mat open_vertical(const cv::Mat& mask, int length);
+
 }  // namespace digitflow::pipeline
