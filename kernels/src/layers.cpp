@@ -55,6 +55,21 @@ class Conv2dLayer final : public Layer {
     conv2d_forward(geometry(x.shape()), x.data(), weight_.value.data(),
                    spec_.bias ? bias_.value.data() : nullptr, y.data());
   }
+  bool forward_folded(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift, bool relu,
+                      Tensor& y) override {
+    const int64_t per_out = int64_t{c_in_} * spec_.kernel * spec_.kernel;
+    folded_.resize(static_cast<size_t>(spec_.out * per_out + spec_.out));
+    float* w = folded_.data();
+    float* b = w + spec_.out * per_out;
+    for (int o = 0; o < spec_.out; ++o) {
+      const float* from = weight_.value.data() + o * per_out;
+      for (int64_t k = 0; k < per_out; ++k) w[o * per_out + k] = from[k] * scale[static_cast<size_t>(o)];
+      b[o] = (spec_.bias ? bias_.value[o] : 0.0f) * scale[static_cast<size_t>(o)] + shift[static_cast<size_t>(o)];
+    }
+    y.resize(output_shape(x.shape()));
+    conv2d_forward_inference(geometry(x.shape()), x.data(), w, b, relu, y.data());
+    return true;
+  }
   void backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) override {
     if (dx) dx->resize(x.shape());
     conv2d_backward(geometry(x.shape()), x.data(), weight_.value.data(), dy.data(),
@@ -78,6 +93,7 @@ class Conv2dLayer final : public Layer {
   LayerSpec spec_;
   int c_in_ = 0;
   Parameter weight_, bias_;
+  std::vector<float> folded_;  // forward_folded's weights, then its bias
 };
 
 class DenseLayer final : public Layer {
@@ -172,6 +188,15 @@ class BatchNorm2dLayer final : public Layer {
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
     return {{mean_name_, &running_mean_}, {var_name_, &running_var_}};
+  }
+  bool channel_affine(std::vector<float>& scale, std::vector<float>& shift) const override {
+    scale.resize(static_cast<size_t>(channels_));
+    shift.resize(static_cast<size_t>(channels_));
+    for (int c = 0; c < channels_; ++c) {  // as batchnorm2d_forward_infer computes them
+      scale[static_cast<size_t>(c)] = gamma_.value[c] / std::sqrt(running_var_[c] + spec_.eps);
+      shift[static_cast<size_t>(c)] = beta_.value[c] - running_mean_[c] * scale[static_cast<size_t>(c)];
+    }
+    return true;
   }
   void initialize(uint64_t) override {
     gamma_.value.fill(1.0f);

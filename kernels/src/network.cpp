@@ -45,9 +45,20 @@ const Tensor& Network::forward(const Tensor& x, const ForwardContext& ctx) {
                                 expected.str());
   input_ = ctx.training ? &x : nullptr;  // backward needs this input and training statistics
   const Tensor* in = &x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  std::vector<float> scale, shift;
+  for (size_t i = 0; i < layers_.size();) {
+    if (!ctx.training && i + 1 < layers_.size() && layers_[i + 1]->channel_affine(scale, shift)) {
+      const bool relu = i + 2 < layers_.size() && layers_[i + 2]->kind() == LayerKind::relu;
+      const size_t last = relu ? i + 2 : i + 1;
+      if (layers_[i]->forward_folded(*in, scale, shift, relu, activations_[last])) {
+        in = &activations_[last];
+        i = last + 1;
+        continue;
+      }
+    }
     layers_[i]->forward(*in, activations_[i], ctx);
     in = &activations_[i];
+    ++i;
   }
   return activations_.back();
 }

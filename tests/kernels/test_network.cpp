@@ -50,6 +50,46 @@ TEST(Network, ShapesAndCounts) {
   EXPECT_THROW(net.forward(wrong, {}), std::invalid_argument);
 }
 
+// The logits of `net`'s layers run one by one (a convolution, then its batchnorm, then the
+// ReLU), from copies of its tensors: what forward() folds into fewer passes.
+Tensor layer_by_layer(Network& net, const Tensor& x) {
+  std::map<std::string, const Tensor*> state;
+  for (const auto& [name, tensor] : net.state()) state[name] = tensor;
+  Tensor in = x.clone(), out;
+  for (size_t i = 0; i < net.spec().layers.size(); ++i) {
+    auto layer = make_layer(net.spec().layers[i], in.shape(), static_cast<int>(i));
+    for (Parameter* p : layer->parameters()) std::memcpy(p->value.data(), state.at(p->name)->data(), p->value.numel() * sizeof(float));
+    for (auto& [name, buffer] : layer->buffers()) std::memcpy(buffer->data(), state.at(name)->data(), buffer->numel() * sizeof(float));
+    layer->forward(in, out, {});
+    in = out.clone();
+  }
+  return in;
+}
+
+TEST(Network, InferenceFoldsBatchnormAndReluIntoTheConvolution) {
+  ModelSpec with_bias = small_spec();
+  with_bias.layers[0].bias = true;                                  // a convolution with a bias too
+  with_bias.layers.erase(with_bias.layers.begin() + 6);             // and one batchnorm without a ReLU
+  for (const ModelSpec& spec : {small_spec(), with_bias}) {
+    Network net(spec, 3);
+    // Batchnorm statistics and scales far from their initial (0, 1) values.
+    std::vector<std::pair<std::string, Tensor>> state = net.copy_state();
+    uint64_t seed = 10;
+    for (auto& [name, tensor] : state) {
+      tensor = testing::random_tensor(tensor.shape(), seed++);
+      if (name.find("running_var") != std::string::npos)
+        for (int64_t i = 0; i < tensor.numel(); ++i) tensor[i] = 0.2f + std::abs(tensor[i]);
+    }
+    net.load_state(state);
+    const Tensor x = testing::random_tensor(net.input_shape(6), 2);
+    const Tensor want = layer_by_layer(net, x);
+    const Tensor& got = net.forward(x, {});
+    ASSERT_EQ(got.shape(), want.shape());
+    for (int64_t i = 0; i < got.numel(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::abs(want[i]))) << spec.layers.size() << " layers, logit " << i;
+  }
+}
+
 TEST(Network, RefusesAModelThatDoesNotEndInClasses) {
   ModelSpec spec = small_spec();
   spec.layers.back().out = 7;

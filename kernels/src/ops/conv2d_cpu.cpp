@@ -9,6 +9,7 @@
 
 #include "digitflow/kernels/gemm.hpp"
 #include "digitflow/kernels/ops/conv2d.hpp"
+#include "digitflow/kernels/ops/elementwise.hpp"
 #include "digitflow/kernels/parallel.hpp"
 
 namespace digitflow::kernels {
@@ -223,6 +224,16 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, c
   onednn_path::conv2d_forward(s, x, weight, bias, y);
 #else
   im2col_path::conv2d_forward(s, x, weight, bias, y);
+#endif
+}
+
+void conv2d_forward_inference(const Conv2dShape& s, const float* x, const float* weight,
+                              const float* bias, bool relu, float* y) {
+#if DIGITFLOW_HAVE_ONEDNN
+  onednn_path::conv2d_forward_inference(s, x, weight, bias, relu, y);
+#else
+  im2col_path::conv2d_forward(s, x, weight, bias, y);
+  if (relu) relu_forward(int64_t{s.n} * s.c_out * s.out_h() * s.out_w(), y, y);
 #endif
 }
 

@@ -154,6 +154,57 @@ class OnednnConv {
   memory b_, db_;
 };
 
+// The inference primitive: bias, an optional ReLU post-op, weights in the layout it chose.
+class OnednnInferenceConv {
+ public:
+  OnednnInferenceConv(const Conv2dShape& s, bool relu) {
+    const auto f32 = memory::data_type::f32;
+    const memory::dims x_dims{s.n, s.c_in, s.h, s.w}, y_dims{s.n, s.c_out, s.out_h(), s.out_w()},
+        w_dims{s.c_out, s.c_in, s.kernel, s.kernel}, b_dims{s.c_out};
+    const memory::dims strides{s.stride, s.stride}, padding{s.padding, s.padding};
+    const memory::desc x_any(x_dims, f32, tag::any), y_any(y_dims, f32, tag::any),
+        w_any(w_dims, f32, tag::any), b_plain(b_dims, f32, tag::x);
+    const auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                      dnnl::algorithm::convolution_direct, x_any, w_any,
+                                                      b_plain, y_any, strides, padding, padding);
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    pd_ = dnnl::convolution_forward::primitive_desc(desc, attr, engine_);
+    forward_ = dnnl::convolution_forward(pd_);
+    x_ = Linked(memory::desc(x_dims, f32, tag::nchw), pd_.src_desc(), engine_);
+    w_ = Linked(memory::desc(w_dims, f32, tag::oihw), pd_.weights_desc(), engine_);
+    y_ = Linked(memory::desc(y_dims, f32, tag::nchw), pd_.dst_desc(), engine_);
+    b_ = memory(b_plain, engine_, DNNL_MEMORY_NONE);
+  }
+
+  void forward(const float* x, const float* weight, const float* bias, float* y) {
+    x_.bind(x);
+    w_.bind(weight);
+    y_.bind(y);
+    b_.set_data_handle(const_cast<float*>(bias));
+    x_.load(stream_);
+    w_.load(stream_);
+    forward_.execute(stream_, {{DNNL_ARG_SRC, x_.chosen},
+                               {DNNL_ARG_WEIGHTS, w_.chosen},
+                               {DNNL_ARG_BIAS, b_},
+                               {DNNL_ARG_DST, y_.chosen}});
+    y_.store(stream_);
+    stream_.wait();
+  }
+
+ private:
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream_{engine_};
+  dnnl::convolution_forward::primitive_desc pd_;
+  dnnl::convolution_forward forward_;
+  Linked x_, w_, y_;
+  memory b_;
+};
+
 // Primitives for one shape, bias flag and thread count, kept per calling thread.
 OnednnConv& primitives_for(const Conv2dShape& s, bool bias) {
   using Key = std::tuple<int, int, int, int, int, int, int, int, bool, int>;
@@ -169,9 +220,28 @@ OnednnConv& primitives_for(const Conv2dShape& s, bool bias) {
   return *it->second;
 }
 
+OnednnInferenceConv& inference_primitive_for(const Conv2dShape& s, bool relu) {
+  using Key = std::tuple<int, int, int, int, int, int, int, int, bool, int>;
+  thread_local std::map<Key, std::unique_ptr<OnednnInferenceConv>> cache;
+  const int threads = thread_count();
+  omp_set_num_threads(threads);
+  Key key{s.n, s.c_in, s.h, s.w, s.c_out, s.kernel, s.stride, s.padding, relu, threads};
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    if (cache.size() >= 64) cache.clear();
+    it = cache.emplace(key, std::make_unique<OnednnInferenceConv>(s, relu)).first;
+  }
+  return *it->second;
+}
+
 }  // namespace
 
 namespace onednn_path {
+
+void conv2d_forward_inference(const Conv2dShape& s, const float* x, const float* weight,
+                              const float* bias, bool relu, float* y) {
+  inference_primitive_for(s, relu).forward(x, weight, bias, y);
+}
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y) {

@@ -43,6 +43,15 @@ class Layer {
   // Non-trained state saved with the model (batchnorm running statistics).
   virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
   virtual void initialize(uint64_t /*seed*/) {}
+  // Inference: the per-channel map y = x * scale + shift this layer applies, when it is one
+  // (batchnorm, with its running statistics); false otherwise.
+  virtual bool channel_affine(std::vector<float>& /*scale*/, std::vector<float>& /*shift*/) const { return false; }
+  // Inference: this layer's forward followed by such a map and, when `relu`, max(y, 0), in
+  // one pass, when the layer can fold them in (a convolution); false otherwise.
+  virtual bool forward_folded(const Tensor& /*x*/, const std::vector<float>& /*scale*/,
+                              const std::vector<float>& /*shift*/, bool /*relu*/, Tensor& /*y*/) {
+    return false;
+  }
   // Multiply-adds per sample of the forward pass, for throughput figures.
   virtual int64_t forward_macs(const Shape& /*input*/) const { return 0; }
 };
@@ -67,7 +76,8 @@ class Network {
   const InputNormalization& normalization() const { return normalization_; }
   void set_normalization(InputNormalization n) { normalization_ = n; }
 
-  // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call.
+  // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call. Outside
+  // training, a convolution followed by batchnorm (and ReLU) runs as one folded convolution.
   const Tensor& forward(const Tensor& x, const ForwardContext& ctx);
   // From d(loss)/d(logits); fills every parameter's grad. Needs a training forward just
   // before, on an input that still exists (throws std::logic_error otherwise).

@@ -23,6 +23,12 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, c
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
                      float* dx, float* dweight, float* dbias);
 
+// Inference only: conv2d_forward with a bias (required), then max(y, 0) when `relu`. On the
+// oneDNN path one inference primitive does both, the ReLU as a post-op, without the
+// training primitive's extras; elsewhere the two run one after the other.
+void conv2d_forward_inference(const Conv2dShape& s, const float* x, const float* weight,
+                              const float* bias, bool relu, float* y);
+
 // Which path conv2d_forward/backward take: "onednn" or "im2col+gemm".
 const char* conv2d_path_name();
 
@@ -37,6 +43,8 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, 
 namespace onednn_path {
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y);
+void conv2d_forward_inference(const Conv2dShape& s, const float* x, const float* weight,
+                              const float* bias, bool relu, float* y);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
                      float* dx, float* dweight, float* dbias);
 }  // namespace onednn_path
