@@ -80,10 +80,12 @@ Tensor Inference::full_probabilities(std::span<const uint8_t> pixels, int64_t co
   if (device_) return device_->inference.probabilities(pixels, count);
 #endif
   // The CPU's convolution primitives are built and kept per batch shape, with buffers sized
-  // for it: passes are padded with blank images to whole batches, so that one shape is ever
-  // built. (Padding to a multiple of 16 instead, four shapes, raised the peak memory of a run
-  // on 60 form pages from 599 to 819 MiB.)
-  const int64_t padded = (count + batch_size_ - 1) / batch_size_ * batch_size_;
+  // for it: a pass is padded with blank images to a multiple of a quarter batch, so that at
+  // most four shapes are ever built. (Padded to whole batches, a fifth of the images the
+  // default model read in a run on form pages were blanks; with the training primitives,
+  // whose buffers are larger, four shapes had raised a run's peak memory from 599 to 819 MiB.)
+  const int64_t quarter = std::max(1, batch_size_ / 4);
+  const int64_t padded = (count + quarter - 1) / quarter * quarter;
   if (padded == count) return infer_probabilities(*net_, pixels, count, batch_size_);
   if (pixels.size() % static_cast<size_t>(count) != 0)
     return infer_probabilities(*net_, pixels, count, batch_size_);  // refuses it, naming the sizes

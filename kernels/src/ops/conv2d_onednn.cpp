@@ -154,7 +154,10 @@ class OnednnConv {
   memory b_, db_;
 };
 
-// The inference primitive: bias, an optional ReLU post-op, weights in the layout it chose.
+// The inference primitive: bias, an optional ReLU post-op. The copies of input, weights and
+// output in the layouts it chose live in buffers of the calling thread that every inference
+// primitive shares (a call runs to its end before the next), so that a primitive kept per
+// batch shape holds no activation-sized memory of its own.
 class OnednnInferenceConv {
  public:
   OnednnInferenceConv(const Conv2dShape& s, bool relu) {
@@ -175,16 +178,17 @@ class OnednnInferenceConv {
     }
     pd_ = dnnl::convolution_forward::primitive_desc(desc, attr, engine_);
     forward_ = dnnl::convolution_forward(pd_);
-    x_ = Linked(memory::desc(x_dims, f32, tag::nchw), pd_.src_desc(), engine_);
-    w_ = Linked(memory::desc(w_dims, f32, tag::oihw), pd_.weights_desc(), engine_);
-    y_ = Linked(memory::desc(y_dims, f32, tag::nchw), pd_.dst_desc(), engine_);
+    x_ = Shared(memory::desc(x_dims, f32, tag::nchw), pd_.src_desc(), engine_);
+    w_ = Shared(memory::desc(w_dims, f32, tag::oihw), pd_.weights_desc(), engine_);
+    y_ = Shared(memory::desc(y_dims, f32, tag::nchw), pd_.dst_desc(), engine_);
     b_ = memory(b_plain, engine_, DNNL_MEMORY_NONE);
   }
 
   void forward(const float* x, const float* weight, const float* bias, float* y) {
-    x_.bind(x);
-    w_.bind(weight);
-    y_.bind(y);
+    thread_local std::vector<float> x_copy, w_copy, y_copy;
+    x_.bind(x, x_copy);
+    w_.bind(weight, w_copy);
+    y_.bind(y, y_copy);
     b_.set_data_handle(const_cast<float*>(bias));
     x_.load(stream_);
     w_.load(stream_);
@@ -197,11 +201,40 @@ class OnednnInferenceConv {
   }
 
  private:
+  // Like Linked, but the chosen layout's copy is bound to a buffer the caller lends.
+  struct Shared {
+    memory plain, chosen;
+    std::optional<dnnl::reorder> to_chosen, to_plain;
+    size_t floats = 0;
+
+    Shared() = default;
+    Shared(const memory::desc& plain_desc, const memory::desc& chosen_desc, const dnnl::engine& engine)
+        : plain(plain_desc, engine, DNNL_MEMORY_NONE), chosen(plain) {
+      if (chosen_desc == plain_desc) return;
+      chosen = memory(chosen_desc, engine, DNNL_MEMORY_NONE);
+      floats = (chosen_desc.get_size() + sizeof(float) - 1) / sizeof(float);
+      to_chosen = dnnl::reorder(plain, chosen);
+      to_plain = dnnl::reorder(chosen, plain);
+    }
+    void bind(const float* data, std::vector<float>& copy) {
+      plain.set_data_handle(const_cast<float*>(data));
+      if (!to_chosen) return;
+      if (copy.size() < floats) copy.resize(floats);
+      chosen.set_data_handle(copy.data());
+    }
+    void load(dnnl::stream& stream) {
+      if (to_chosen) to_chosen->execute(stream, plain, chosen);
+    }
+    void store(dnnl::stream& stream) {
+      if (to_plain) to_plain->execute(stream, chosen, plain);
+    }
+  };
+
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream_{engine_};
   dnnl::convolution_forward::primitive_desc pd_;
   dnnl::convolution_forward forward_;
-  Linked x_, w_, y_;
+  Shared x_, w_, y_;
   memory b_;
 };
 
