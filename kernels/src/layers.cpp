@@ -63,8 +63,9 @@ class Conv2dLayer final : public Layer {
     float* b = w + spec_.out * per_out;
     for (int o = 0; o < spec_.out; ++o) {
       const float* from = weight_.value.data() + o * per_out;
-      for (int64_t k = 0; k < per_out; ++k) w[o * per_out + k] = from[k] * scale[static_cast<size_t>(o)];
-      b[o] = (spec_.bias ? bias_.value[o] : 0.0f) * scale[static_cast<size_t>(o)] + shift[static_cast<size_t>(o)];
+      const float s = scale.empty() ? 1.0f : scale[static_cast<size_t>(o)];
+      for (int64_t k = 0; k < per_out; ++k) w[o * per_out + k] = from[k] * s;
+      b[o] = (spec_.bias ? bias_.value[o] : 0.0f) * s + (shift.empty() ? 0.0f : shift[static_cast<size_t>(o)]);
     }
     y.resize(output_shape(x.shape()));
     conv2d_forward_inference(geometry(x.shape()), x.data(), w, b, relu, y.data());

@@ -47,12 +47,19 @@ const Tensor& Network::forward(const Tensor& x, const ForwardContext& ctx) {
   const Tensor* in = &x;
   std::vector<float> scale, shift;
   for (size_t i = 0; i < layers_.size();) {
-    if (!ctx.training && i + 1 < layers_.size() && layers_[i + 1]->channel_affine(scale, shift)) {
-      const bool relu = i + 2 < layers_.size() && layers_[i + 2]->kind() == LayerKind::relu;
-      const size_t last = relu ? i + 2 : i + 1;
-      if (layers_[i]->forward_folded(*in, scale, shift, relu, activations_[last])) {
-        in = &activations_[last];
-        i = last + 1;
+    if (!ctx.training && layers_[i]->kind() == LayerKind::conv2d) {
+      size_t next = i + 1;  // the layer after those folded in
+      if (next < layers_.size() && layers_[next]->channel_affine(scale, shift)) {
+        ++next;
+      } else {
+        scale.clear();
+        shift.clear();
+      }
+      const bool relu = next < layers_.size() && layers_[next]->kind() == LayerKind::relu;
+      if (relu) ++next;
+      if (layers_[i]->forward_folded(*in, scale, shift, relu, activations_[next - 1])) {
+        in = &activations_[next - 1];
+        i = next;
         continue;
       }
     }

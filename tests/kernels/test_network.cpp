@@ -70,7 +70,11 @@ TEST(Network, InferenceFoldsBatchnormAndReluIntoTheConvolution) {
   ModelSpec with_bias = small_spec();
   with_bias.layers[0].bias = true;                                  // a convolution with a bias too
   with_bias.layers.erase(with_bias.layers.begin() + 6);             // and one batchnorm without a ReLU
-  for (const ModelSpec& spec : {small_spec(), with_bias}) {
+  ModelSpec no_batchnorm = small_spec();                            // convolution and ReLU, as the seed model
+  no_batchnorm.layers.erase(no_batchnorm.layers.begin() + 5);
+  no_batchnorm.layers.erase(no_batchnorm.layers.begin() + 1);
+  no_batchnorm.layers[0].bias = true;
+  for (const ModelSpec& spec : {small_spec(), with_bias, no_batchnorm}) {
     Network net(spec, 3);
     // Batchnorm statistics and scales far from their initial (0, 1) values.
     std::vector<std::pair<std::string, Tensor>> state = net.copy_state();

@@ -46,8 +46,9 @@ class Layer {
   // Inference: the per-channel map y = x * scale + shift this layer applies, when it is one
   // (batchnorm, with its running statistics); false otherwise.
   virtual bool channel_affine(std::vector<float>& /*scale*/, std::vector<float>& /*shift*/) const { return false; }
-  // Inference: this layer's forward followed by such a map and, when `relu`, max(y, 0), in
-  // one pass, when the layer can fold them in (a convolution); false otherwise.
+  // Inference: this layer's forward followed by such a map (none when `scale` is empty)
+  // and, when `relu`, max(y, 0), in one pass, when the layer can fold them in (a
+  // convolution); false otherwise.
   virtual bool forward_folded(const Tensor& /*x*/, const std::vector<float>& /*scale*/,
                               const std::vector<float>& /*shift*/, bool /*relu*/, Tensor& /*y*/) {
     return false;
@@ -77,7 +78,7 @@ class Network {
   void set_normalization(InputNormalization n) { normalization_ = n; }
 
   // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call. Outside
-  // training, a convolution followed by batchnorm (and ReLU) runs as one folded convolution.
+  // training, a convolution and the batchnorm and ReLU after it run as one convolution.
   const Tensor& forward(const Tensor& x, const ForwardContext& ctx);
   // From d(loss)/d(logits); fills every parameter's grad. Needs a training forward just
   // before, on an input that still exists (throws std::logic_error otherwise).
