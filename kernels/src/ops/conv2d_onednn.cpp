@@ -25,21 +25,30 @@ using dnnl::memory;
 using tag = memory::format_tag;
 
 // A plain (NCHW / OIHW) memory whose data pointer changes per call, the memory in the
-// layout a primitive chose (the same object when it chose the plain one), and reorders.
+// layout a primitive chose (the same object when it chose the plain one), and reorders. The
+// chosen layout's copy is the Linked's own, or (`lent`) a buffer the caller lends to bind().
 struct Linked {
   memory plain, chosen;
   std::optional<dnnl::reorder> to_chosen, to_plain;
+  size_t lent_floats = 0;  // the size of the buffer bind() needs; 0 when none
 
   Linked() = default;
   Linked(const memory::desc& plain_desc, const memory::desc& chosen_desc,
-         const dnnl::engine& engine)
+         const dnnl::engine& engine, bool lent = false)
       : plain(plain_desc, engine, DNNL_MEMORY_NONE), chosen(plain) {
     if (chosen_desc == plain_desc) return;
-    chosen = memory(chosen_desc, engine);
+    chosen = lent ? memory(chosen_desc, engine, DNNL_MEMORY_NONE) : memory(chosen_desc, engine);
+    if (lent) lent_floats = (chosen_desc.get_size() + sizeof(float) - 1) / sizeof(float);
     to_chosen = dnnl::reorder(plain, chosen);
     to_plain = dnnl::reorder(chosen, plain);
   }
   void bind(const float* data) { plain.set_data_handle(const_cast<float*>(data)); }
+  void bind(const float* data, std::vector<float>& copy) {
+    bind(data);
+    if (lent_floats == 0) return;
+    if (copy.size() < lent_floats) copy.resize(lent_floats);
+    chosen.set_data_handle(copy.data());
+  }
   void load(dnnl::stream& stream) {
     if (to_chosen) to_chosen->execute(stream, plain, chosen);
   }
@@ -48,49 +57,63 @@ struct Linked {
   }
 };
 
+// The dimensions of a convolution and the memory descriptors that let oneDNN choose layouts.
+struct ConvDescs {
+  memory::dims x_dims, y_dims, w_dims, b_dims, strides, padding;
+  memory::desc x_any, y_any, w_any, b_plain, x_plain, y_plain, w_plain;
+
+  explicit ConvDescs(const Conv2dShape& s)
+      : x_dims{s.n, s.c_in, s.h, s.w},
+        y_dims{s.n, s.c_out, s.out_h(), s.out_w()},
+        w_dims{s.c_out, s.c_in, s.kernel, s.kernel},
+        b_dims{s.c_out},
+        strides{s.stride, s.stride},
+        padding{s.padding, s.padding},
+        x_any(x_dims, memory::data_type::f32, tag::any),
+        y_any(y_dims, memory::data_type::f32, tag::any),
+        w_any(w_dims, memory::data_type::f32, tag::any),
+        b_plain(b_dims, memory::data_type::f32, tag::x),
+        x_plain(x_dims, memory::data_type::f32, tag::nchw),
+        y_plain(y_dims, memory::data_type::f32, tag::nchw),
+        w_plain(w_dims, memory::data_type::f32, tag::oihw) {}
+};
+
 class OnednnConv {
  public:
   OnednnConv(const Conv2dShape& s, bool bias) : bias_(bias) {
-    const auto f32 = memory::data_type::f32;
-    const memory::dims x_dims{s.n, s.c_in, s.h, s.w}, y_dims{s.n, s.c_out, s.out_h(), s.out_w()},
-        w_dims{s.c_out, s.c_in, s.kernel, s.kernel}, b_dims{s.c_out};
-    const memory::dims strides{s.stride, s.stride}, padding{s.padding, s.padding};
-    const memory::desc x_any(x_dims, f32, tag::any), y_any(y_dims, f32, tag::any),
-        w_any(w_dims, f32, tag::any), b_plain(b_dims, f32, tag::x);
-    const memory::desc x_plain(x_dims, f32, tag::nchw), y_plain(y_dims, f32, tag::nchw),
-        w_plain(w_dims, f32, tag::oihw);
+    const ConvDescs d(s);
     const auto algo = dnnl::algorithm::convolution_direct;
     const auto forward_desc =
-        bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, x_any,
-                                               w_any, b_plain, y_any, strides, padding, padding)
-             : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, x_any,
-                                               w_any, y_any, strides, padding, padding);
+        bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, d.x_any,
+                                               d.w_any, d.b_plain, d.y_any, d.strides, d.padding, d.padding)
+             : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, d.x_any,
+                                               d.w_any, d.y_any, d.strides, d.padding, d.padding);
     forward_pd_ = dnnl::convolution_forward::primitive_desc(forward_desc, engine_);
     forward_ = dnnl::convolution_forward(forward_pd_);
-    const auto data_desc = dnnl::convolution_backward_data::desc(algo, x_any, w_any, y_any,
-                                                                 strides, padding, padding);
+    const auto data_desc = dnnl::convolution_backward_data::desc(algo, d.x_any, d.w_any, d.y_any,
+                                                                 d.strides, d.padding, d.padding);
     data_pd_ = dnnl::convolution_backward_data::primitive_desc(data_desc, engine_, forward_pd_);
     backward_data_ = dnnl::convolution_backward_data(data_pd_);
     const auto weights_desc =
-        bias ? dnnl::convolution_backward_weights::desc(algo, x_any, w_any, b_plain, y_any,
-                                                        strides, padding, padding)
-             : dnnl::convolution_backward_weights::desc(algo, x_any, w_any, y_any, strides,
-                                                        padding, padding);
+        bias ? dnnl::convolution_backward_weights::desc(algo, d.x_any, d.w_any, d.b_plain, d.y_any,
+                                                        d.strides, d.padding, d.padding)
+             : dnnl::convolution_backward_weights::desc(algo, d.x_any, d.w_any, d.y_any, d.strides,
+                                                        d.padding, d.padding);
     weights_pd_ =
         dnnl::convolution_backward_weights::primitive_desc(weights_desc, engine_, forward_pd_);
     backward_weights_ = dnnl::convolution_backward_weights(weights_pd_);
 
-    x_ = Linked(x_plain, forward_pd_.src_desc(), engine_);
-    w_ = Linked(w_plain, forward_pd_.weights_desc(), engine_);
-    y_ = Linked(y_plain, forward_pd_.dst_desc(), engine_);
-    b_ = memory(b_plain, engine_, DNNL_MEMORY_NONE);
-    w_data_ = Linked(w_plain, data_pd_.weights_desc(), engine_);
-    dy_data_ = Linked(y_plain, data_pd_.diff_dst_desc(), engine_);
-    dx_ = Linked(x_plain, data_pd_.diff_src_desc(), engine_);
-    x_weights_ = Linked(x_plain, weights_pd_.src_desc(), engine_);
-    dy_weights_ = Linked(y_plain, weights_pd_.diff_dst_desc(), engine_);
-    dw_ = Linked(w_plain, weights_pd_.diff_weights_desc(), engine_);
-    db_ = memory(b_plain, engine_, DNNL_MEMORY_NONE);
+    x_ = Linked(d.x_plain, forward_pd_.src_desc(), engine_);
+    w_ = Linked(d.w_plain, forward_pd_.weights_desc(), engine_);
+    y_ = Linked(d.y_plain, forward_pd_.dst_desc(), engine_);
+    b_ = memory(d.b_plain, engine_, DNNL_MEMORY_NONE);
+    w_data_ = Linked(d.w_plain, data_pd_.weights_desc(), engine_);
+    dy_data_ = Linked(d.y_plain, data_pd_.diff_dst_desc(), engine_);
+    dx_ = Linked(d.x_plain, data_pd_.diff_src_desc(), engine_);
+    x_weights_ = Linked(d.x_plain, weights_pd_.src_desc(), engine_);
+    dy_weights_ = Linked(d.y_plain, weights_pd_.diff_dst_desc(), engine_);
+    dw_ = Linked(d.w_plain, weights_pd_.diff_weights_desc(), engine_);
+    db_ = memory(d.b_plain, engine_, DNNL_MEMORY_NONE);
   }
 
   void forward(const float* x, const float* weight, const float* bias, float* y) {
@@ -161,15 +184,10 @@ class OnednnConv {
 class OnednnInferenceConv {
  public:
   OnednnInferenceConv(const Conv2dShape& s, bool relu) {
-    const auto f32 = memory::data_type::f32;
-    const memory::dims x_dims{s.n, s.c_in, s.h, s.w}, y_dims{s.n, s.c_out, s.out_h(), s.out_w()},
-        w_dims{s.c_out, s.c_in, s.kernel, s.kernel}, b_dims{s.c_out};
-    const memory::dims strides{s.stride, s.stride}, padding{s.padding, s.padding};
-    const memory::desc x_any(x_dims, f32, tag::any), y_any(y_dims, f32, tag::any),
-        w_any(w_dims, f32, tag::any), b_plain(b_dims, f32, tag::x);
+    const ConvDescs d(s);
     const auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                      dnnl::algorithm::convolution_direct, x_any, w_any,
-                                                      b_plain, y_any, strides, padding, padding);
+                                                      dnnl::algorithm::convolution_direct, d.x_any, d.w_any,
+                                                      d.b_plain, d.y_any, d.strides, d.padding, d.padding);
     dnnl::primitive_attr attr;
     if (relu) {
       dnnl::post_ops ops;
@@ -178,10 +196,10 @@ class OnednnInferenceConv {
     }
     pd_ = dnnl::convolution_forward::primitive_desc(desc, attr, engine_);
     forward_ = dnnl::convolution_forward(pd_);
-    x_ = Shared(memory::desc(x_dims, f32, tag::nchw), pd_.src_desc(), engine_);
-    w_ = Shared(memory::desc(w_dims, f32, tag::oihw), pd_.weights_desc(), engine_);
-    y_ = Shared(memory::desc(y_dims, f32, tag::nchw), pd_.dst_desc(), engine_);
-    b_ = memory(b_plain, engine_, DNNL_MEMORY_NONE);
+    x_ = Linked(d.x_plain, pd_.src_desc(), engine_, true);
+    w_ = Linked(d.w_plain, pd_.weights_desc(), engine_, true);
+    y_ = Linked(d.y_plain, pd_.dst_desc(), engine_, true);
+    b_ = memory(d.b_plain, engine_, DNNL_MEMORY_NONE);
   }
 
   void forward(const float* x, const float* weight, const float* bias, float* y) {
@@ -201,68 +219,27 @@ class OnednnInferenceConv {
   }
 
  private:
-  // Like Linked, but the chosen layout's copy is bound to a buffer the caller lends.
-  struct Shared {
-    memory plain, chosen;
-    std::optional<dnnl::reorder> to_chosen, to_plain;
-    size_t floats = 0;
-
-    Shared() = default;
-    Shared(const memory::desc& plain_desc, const memory::desc& chosen_desc, const dnnl::engine& engine)
-        : plain(plain_desc, engine, DNNL_MEMORY_NONE), chosen(plain) {
-      if (chosen_desc == plain_desc) return;
-      chosen = memory(chosen_desc, engine, DNNL_MEMORY_NONE);
-      floats = (chosen_desc.get_size() + sizeof(float) - 1) / sizeof(float);
-      to_chosen = dnnl::reorder(plain, chosen);
-      to_plain = dnnl::reorder(chosen, plain);
-    }
-    void bind(const float* data, std::vector<float>& copy) {
-      plain.set_data_handle(const_cast<float*>(data));
-      if (!to_chosen) return;
-      if (copy.size() < floats) copy.resize(floats);
-      chosen.set_data_handle(copy.data());
-    }
-    void load(dnnl::stream& stream) {
-      if (to_chosen) to_chosen->execute(stream, plain, chosen);
-    }
-    void store(dnnl::stream& stream) {
-      if (to_plain) to_plain->execute(stream, chosen, plain);
-    }
-  };
-
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream_{engine_};
   dnnl::convolution_forward::primitive_desc pd_;
   dnnl::convolution_forward forward_;
-  Shared x_, w_, y_;
+  Linked x_, w_, y_;
   memory b_;
 };
 
-// Primitives for one shape, bias flag and thread count, kept per calling thread.
-OnednnConv& primitives_for(const Conv2dShape& s, bool bias) {
+// Primitives (OnednnConv or OnednnInferenceConv) for one shape, flag (bias; ReLU) and thread
+// count, kept per calling thread.
+template <class Primitives>
+Primitives& kept_for(const Conv2dShape& s, bool flag) {
   using Key = std::tuple<int, int, int, int, int, int, int, int, bool, int>;
-  thread_local std::map<Key, std::unique_ptr<OnednnConv>> cache;
+  thread_local std::map<Key, std::unique_ptr<Primitives>> cache;
   const int threads = thread_count();
   omp_set_num_threads(threads);
-  Key key{s.n, s.c_in, s.h, s.w, s.c_out, s.kernel, s.stride, s.padding, bias, threads};
+  Key key{s.n, s.c_in, s.h, s.w, s.c_out, s.kernel, s.stride, s.padding, flag, threads};
   auto it = cache.find(key);
   if (it == cache.end()) {
     if (cache.size() >= 64) cache.clear();  // batch sizes rarely vary; keep memory bounded
-    it = cache.emplace(key, std::make_unique<OnednnConv>(s, bias)).first;
-  }
-  return *it->second;
-}
-
-OnednnInferenceConv& inference_primitive_for(const Conv2dShape& s, bool relu) {
-  using Key = std::tuple<int, int, int, int, int, int, int, int, bool, int>;
-  thread_local std::map<Key, std::unique_ptr<OnednnInferenceConv>> cache;
-  const int threads = thread_count();
-  omp_set_num_threads(threads);
-  Key key{s.n, s.c_in, s.h, s.w, s.c_out, s.kernel, s.stride, s.padding, relu, threads};
-  auto it = cache.find(key);
-  if (it == cache.end()) {
-    if (cache.size() >= 64) cache.clear();
-    it = cache.emplace(key, std::make_unique<OnednnInferenceConv>(s, relu)).first;
+    it = cache.emplace(key, std::make_unique<Primitives>(s, flag)).first;
   }
   return *it->second;
 }
@@ -273,17 +250,17 @@ namespace onednn_path {
 
 void conv2d_forward_inference(const Conv2dShape& s, const float* x, const float* weight,
                               const float* bias, bool relu, float* y) {
-  inference_primitive_for(s, relu).forward(x, weight, bias, y);
+  kept_for<OnednnInferenceConv>(s, relu).forward(x, weight, bias, y);
 }
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y) {
-  primitives_for(s, bias != nullptr).forward(x, weight, bias, y);
+  kept_for<OnednnConv>(s, bias != nullptr).forward(x, weight, bias, y);
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* weight, const float* dy,
                      float* dx, float* dweight, float* dbias) {
-  primitives_for(s, dbias != nullptr).backward(x, weight, dy, dx, dweight, dbias);
+  kept_for<OnednnConv>(s, dbias != nullptr).backward(x, weight, dy, dx, dweight, dbias);
 }
 
 }  // namespace onednn_path
