@@ -59,7 +59,7 @@ struct PipelineSettings {
   int min_string_digits = 2;         // pipeline.min_string_digits: shorter strings are not reported
   float low_confidence = 0.9f;       // pipeline.low_confidence: strings below go to review
   float temperature = 0.55f;         // pipeline.temperature: probabilities sharpened as p^(1/T)
-  float screen_confidence = 0.95f;   // pipeline.screen_confidence: the screen's readings kept above this
+  float screen_confidence = 0.94f;   // pipeline.screen_confidence: the screen's readings kept above this
 };
 
 // Jobs: the store, the state directory and the workers (digitflow submit, worker, serve).

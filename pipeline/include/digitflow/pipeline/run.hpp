@@ -43,7 +43,7 @@ struct RunOptions {
   // gives at least screen_confidence keep its reading, the rest are read by the model.
   // Null: the model reads every piece.
   kernels::Network* screen = nullptr;
-  float screen_confidence = 0.95f;
+  float screen_confidence = 0.94f;
 };
 
 struct RunProgress {
