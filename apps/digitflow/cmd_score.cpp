@@ -40,7 +40,9 @@ int run_score(int argc, char** argv) {
              "overlap with IoU >= 0.3 (one to one, largest overlap first), and is exact when\n"
              "its text is identical. Reports the exact-match rate (exact / truth strings),\n"
              "digit accuracy (1 - edit distance / truth digits; a missed string counts its\n"
-             "length), false strings per page, the same at confidence >= 0.5, 0.9, 0.99, and\n"
+             "length), false strings per page, the same at confidence >= 0.5, 0.9, 0.99,\n"
+             "digit calibration (by confidence band, how often the digits of matched strings\n"
+             "of the right length were wrong beside how often their confidence says), and\n"
              "per-field valid rates when the results have template fields.\n"
              "Exit status: 0, or 1 on an error or when --min-exact is not met.",
              options, &positional, vm))

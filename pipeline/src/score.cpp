@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,6 +17,7 @@ namespace digitflow::pipeline {
 namespace {
 
 constexpr double kThresholds[] = {0.5, 0.9, 0.99};
+constexpr double kCalibrationEdges[] = {0, 0.9, 0.99, 0.999, 1};
 
 double ratio(int part, int whole, double if_empty) {
   return whole == 0 ? if_empty : static_cast<double>(part) / whole;
@@ -87,6 +89,13 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     report.thresholds.push_back(level);
   }
   std::vector<int> truth_kept(report.thresholds.size(), 0);
+  for (size_t b = 0; b + 1 < std::size(kCalibrationEdges); ++b) {
+    CalibrationBin bin;
+    bin.low = kCalibrationEdges[b];
+    bin.high = kCalibrationEdges[b + 1];
+    report.digit_calibration.push_back(bin);
+  }
+  std::vector<double> confidence_sum(report.digit_calibration.size(), 0.0);
 
   for (const PageResult& t : truth) {
     ++report.pages;
@@ -125,6 +134,15 @@ ScoreReport score_results(const std::vector<PageResult>& results,
       }
       for (size_t k = 0; k < report.thresholds.size(); ++k)
         if (s.confidence >= report.thresholds[k].threshold) ++truth_kept[k];
+      if (s.digits.size() != text.size()) continue;  // digits out of step with the truth's
+      for (size_t d = 0; d < text.size(); ++d) {
+        const double c = s.digits[d].confidence;
+        size_t b = 0;
+        while (b + 1 < report.digit_calibration.size() && c >= report.digit_calibration[b].high) ++b;
+        ++report.digit_calibration[b].digits;
+        confidence_sum[b] += c;
+        if (s.digits[d].digit != text[d] - '0') ++report.digit_calibration[b].wrong;
+      }
     }
     for (size_t j = 0; j < r.strings.size(); ++j) {
       if (!has_truth[j]) ++report.false_strings;
@@ -166,10 +184,23 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     level.false_per_page = ratio(level.false_strings, report.pages, 0.0);
   }
   for (FieldScore& f : report.fields) f.valid_rate = ratio(f.valid, f.pages, 0.0);
+  for (size_t b = 0; b < report.digit_calibration.size(); ++b) {
+    CalibrationBin& bin = report.digit_calibration[b];
+    bin.error_rate = ratio(bin.wrong, bin.digits, 0.0);
+    bin.stated_rate = bin.digits == 0 ? 0.0 : 1.0 - confidence_sum[b] / bin.digits;
+  }
   return report;
 }
 
 nlohmann::json to_json(const ScoreReport& report) {
+  nlohmann::json calibration = nlohmann::json::array();
+  for (const CalibrationBin& b : report.digit_calibration)
+    calibration.push_back({{"low", b.low},
+                           {"high", b.high},
+                           {"digits", b.digits},
+                           {"wrong", b.wrong},
+                           {"error_rate", b.error_rate},
+                           {"stated_rate", b.stated_rate}});
   nlohmann::json thresholds = nlohmann::json::array();
   for (const ThresholdScore& t : report.thresholds)
     thresholds.push_back({{"threshold", t.threshold},
@@ -204,6 +235,7 @@ nlohmann::json to_json(const ScoreReport& report) {
           {"digit_accuracy", report.digit_accuracy},
           {"false_per_page", report.false_per_page},
           {"thresholds", thresholds},
+          {"digit_calibration", calibration},
           {"fields", fields}};
 }
 
@@ -237,6 +269,17 @@ std::string score_table(const ScoreReport& report) {
     std::snprintf(line, sizeof line, "%-13.2f %9d  %16s  %10s  %10.3f\n", t.threshold, t.kept,
                   t.kept == 0 ? "-" : percent(t.exact_rate).c_str(),
                   percent(t.truth_kept_rate).c_str(), t.false_per_page);
+    out += line;
+  }
+  out += "\ndigit confidence     digits   wrong  error rate  stated (1 - mean confidence)\n";
+  for (const CalibrationBin& b : report.digit_calibration) {
+    char range[32];
+    std::snprintf(range, sizeof range, "%g - %g", b.low, b.high);
+    if (b.digits == 0)
+      std::snprintf(line, sizeof line, "%-18s %8d  %6d  %10s  %s\n", range, 0, 0, "-", "-");
+    else
+      std::snprintf(line, sizeof line, "%-18s %8d  %6d  %9.3f%%  %.3f%%\n", range, b.digits, b.wrong,
+                    100 * b.error_rate, 100 * b.stated_rate);
     out += line;
   }
   if (!report.fields.empty()) {

@@ -223,6 +223,39 @@ StringResult read_with(const std::string& text, Box box, float p) {
   return s;
 }
 
+TEST(Score, DigitCalibrationComparesErrorsWithConfidence) {
+  // Ten strings of four digits: eight read right at 0.9995 per digit, two with their last
+  // digit wrong at 0.95, and one read a digit short (left out: its digits are out of step).
+  std::vector<PageResult> truth, results;
+  for (int i = 0; i < 11; ++i) {
+    const std::string name = "p" + std::to_string(i) + ".png";
+    truth.push_back(page(name, {text_at("0412", {100, 100, 80, 40})}));
+    StringResult read = read_with(i < 8 ? "0412" : i < 10 ? "0413" : "041", {100, 100, 80, 40}, 0.9995f);
+    if (i == 8 || i == 9) read.digits[3].confidence = 0.95f;
+    results.push_back(page(name, {read}));
+  }
+  const ScoreReport report = score_results(results, truth);
+  ASSERT_EQ(report.digit_calibration.size(), 4u);
+  const CalibrationBin &low = report.digit_calibration[0], &mid = report.digit_calibration[1],
+                       &top = report.digit_calibration[3];
+  EXPECT_EQ(low.digits, 0);
+  EXPECT_EQ(mid.digits, 2);
+  EXPECT_EQ(mid.wrong, 2);
+  EXPECT_DOUBLE_EQ(mid.error_rate, 1.0);
+  EXPECT_NEAR(mid.stated_rate, 0.05, 1e-6);
+  EXPECT_EQ(top.digits, 8 * 4 + 2 * 3);
+  EXPECT_EQ(top.wrong, 0);
+  EXPECT_NEAR(top.stated_rate, 0.0005, 1e-6);
+  EXPECT_EQ(report.digit_calibration[2].digits, 0);
+  const nlohmann::json json = to_json(report);
+  ASSERT_EQ(json.at("digit_calibration").size(), 4u);
+  EXPECT_EQ(json.at("digit_calibration")[1].at("wrong"), 2);
+  const std::string table = score_table(report);
+  EXPECT_NE(table.find("digit confidence"), std::string::npos) << table;
+  EXPECT_NE(table.find("0.9 - 0.99"), std::string::npos) << table;
+  EXPECT_NE(table.find("100.000%  5.000%"), std::string::npos) << table;
+}
+
 TEST(Score, TemperatureFitSharpensUnderconfidentDigits) {
   // Right strings read at 0.9 per digit (string confidence ~0.66): the fit must sharpen.
   std::vector<PageResult> truth, results;

@@ -26,6 +26,17 @@ struct ThresholdScore {
   double false_per_page = 0;   // false_strings / pages
 };
 
+// The digits read with a confidence in [low, high), among matched strings of the truth's
+// length (each digit compared with the truth's at its place): how often they were wrong
+// beside how often their confidence says they would be.
+struct CalibrationBin {
+  double low = 0, high = 1;
+  int digits = 0;
+  int wrong = 0;
+  double error_rate = 0;   // wrong / digits (0 when there are none)
+  double stated_rate = 0;  // 1 - their mean confidence (0 when there are none)
+};
+
 // Per template field, over the result pages that have it.
 struct FieldScore {
   std::string name;
@@ -54,6 +65,7 @@ struct ScoreReport {
   double digit_accuracy = 0;  // 1 - edit_distance / truth_digits (1 when there are none)
   double false_per_page = 0;  // false_strings / pages (0 when there are none)
   std::vector<ThresholdScore> thresholds;  // at 0.5, 0.9, 0.99
+  std::vector<CalibrationBin> digit_calibration;  // [0, 0.9), [0.9, 0.99), [0.99, 0.999), [0.999, 1]
   std::vector<FieldScore> fields;          // in order of first appearance; empty without fields
 };
 
