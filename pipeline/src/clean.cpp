@@ -1,7 +1,9 @@
 // Page cleaning. The background is estimated on a page shrunk 8 times (a max filter wider
 // than any pen stroke, then smoothing), so flattening costs a few milliseconds on an A4
 // page at 300 dpi. The skew comes from the sharpness of row projections of a subsample of
-// ink pixels over a range of angles; the whole page is then rotated once.
+// ink pixels over a range of angles; the whole page is then rotated once. Form lines are
+// found and taken out from runs of ink (components.hpp), not with page-sized label images or
+// morphology whose cost grows with the length of a line.
 #include "digitflow/pipeline/clean.hpp"
 
 #include <algorithm>
