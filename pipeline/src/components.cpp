@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -29,6 +29,16 @@ int next_ink(const uint8_t* p, int x, int end) {
   }
   while (x < end && p[x] == 0) ++x;
   return x;
+}
+
+// Calls run(x0, x1) for each run of nonzero bytes [x0, x1) of the row p[0 .. width).
+template <class Run>
+void for_each_run(const uint8_t* p, int width, Run&& run) {
+  for (int x = next_ink(p, 0, width); x < width; x = next_ink(p, x, width)) {
+    const int x0 = x;
+    while (x < width && p[x] != 0) ++x;
+    run(x0, x);
+  }
 }
 
 int root_of(std::vector<int>& parent, int i) {
@@ -62,12 +72,10 @@ cv::Mat open_horizontal(const cv::Mat& mask, int length) {
   for (int y = 0; y < mask.rows; ++y) {
     const uint8_t* p = mask.ptr<uint8_t>(y);
     uint8_t* o = out.ptr<uint8_t>(y);
-    for (int x = next_ink(p, 0, mask.cols); x < mask.cols; x = next_ink(p, x, mask.cols)) {
-      const int s = x;
-      while (x < mask.cols && p[x] != 0) ++x;
+    for_each_run(p, mask.cols, [&](int x0, int x1) {
       int d0 = 0, d1 = 0;
-      if (opened(s, x - 1, mask.cols, length, d0, d1)) std::fill(o + d0, o + d1 + 1, uint8_t{255});
-    }
+      if (opened(x0, x1 - 1, mask.cols, length, d0, d1)) std::fill(o + d0, o + d1 + 1, uint8_t{255});
+    });
   }
   return out;
 }
@@ -120,19 +128,17 @@ Components find_components(const cv::Mat& mask) {
     const int here = static_cast<int>(c.runs.size());
     c.row_start[static_cast<size_t>(y)] = here;
     int j = above;  // the first run above that may touch the next run of this row
-    for (int x = next_ink(p, 0, mask.cols); x < mask.cols; x = next_ink(p, x, mask.cols)) {
-      const int x0 = x;
-      while (x < mask.cols && p[x] != 0) ++x;
+    for_each_run(p, mask.cols, [&](int x0, int x1) {
       const int index = static_cast<int>(c.runs.size());
-      c.runs.push_back({y, x0, x, 0});
+      c.runs.push_back({y, x0, x1, 0});
       parent.push_back(index);
       while (j < here && c.runs[static_cast<size_t>(j)].x1 < x0) ++j;
-      for (int k = j; k < here && c.runs[static_cast<size_t>(k)].x0 <= x; ++k) {
+      for (int k = j; k < here && c.runs[static_cast<size_t>(k)].x0 <= x1; ++k) {
         const int a = root_of(parent, k), b = root_of(parent, index);
         if (a < b) parent[static_cast<size_t>(b)] = a;
         else parent[static_cast<size_t>(a)] = b;
       }
-    }
+    });
   }
   c.row_start[static_cast<size_t>(mask.rows)] = static_cast<int>(c.runs.size());
 

@@ -134,6 +134,21 @@ TEST(Clean, BlankPageHasNoInkAndBlackPageIsRefused) {
   EXPECT_TRUE(t::throws_with_message<ImageError>([&] { clean_page(black); }, {"nearly black"}));
 }
 
+TEST(Clean, AStrokeIsBridgedAcrossOneLineAndAcrossAPageOfLines) {
+  // One underline (its band is joined around the line only), then a ruled page: lines every
+  // 12 rows, whose bands cover the page (joined over the whole page at once).
+  for (const int spacing : {0, 12}) {
+    cv::Mat ink = cv::Mat::zeros(400, 600, CV_8U);
+    if (spacing == 0) cv::line(ink, {0, 200}, {599, 200}, 255, 2);
+    for (int y = 6; spacing > 0 && y < 400; y += spacing) cv::line(ink, {0, y}, {599, y}, 255, 2);
+    cv::line(ink, {280, 20}, {340, 380}, 255, 5);  // slanted: no vertical rule
+    remove_lines(ink, 110);
+    EXPECT_EQ(cv::countNonZero(ink(cv::Rect(400, 0, 200, 400))), 0) << "lines left, spacing " << spacing;
+    for (int y = 25; y < 375; ++y)
+      EXPECT_GT(cv::countNonZero(ink.row(y)), 0) << "the stroke is cut at row " << y << ", spacing " << spacing;
+  }
+}
+
 TEST(Clean, LineRemovalKeepsTheDigitsThatCrossIt) {
   if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
   cv::Mat page(500, 1000, CV_8U, cv::Scalar(240));
