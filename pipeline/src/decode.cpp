@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cctype>
 #include <fstream>
@@ -125,12 +126,29 @@ std::string too_large(int64_t w, int64_t h, const DecodeLimits& limits) {
 
 void quiet_poppler(const std::string&, void*) {}
 
-// poppler builds shared colour-management state lazily, without a lock: one PDF call at a
-// time across the threads of a run.
-std::mutex& poppler_lock() {
-  static std::mutex lock;
-  return lock;
-}
+// poppler builds its process-wide colour-management state (the LittleCMS profiles kept in
+// statics of GfxState) in the first GfxState it makes, that is while it renders its first
+// page, and without a lock: two first renders at once can corrupt the heap. So PDF calls
+// run one at a time until a page has been rendered; after that the state exists, and the
+// calls, each with a document of its own, run in parallel (a folder of scanned PDFs is
+// rendered on every thread of the run, not on one).
+std::atomic<bool> pdf_rendered_once{false};
+
+class PopplerTurn {
+ public:
+  PopplerTurn() {
+    if (!pdf_rendered_once.load(std::memory_order_acquire)) hold_ = std::unique_lock<std::mutex>(lock());
+  }
+  // After a page has been rendered: from now on PDF calls need no turn.
+  static void rendered() { pdf_rendered_once.store(true, std::memory_order_release); }
+
+ private:
+  static std::mutex& lock() {
+    static std::mutex m;
+    return m;
+  }
+  std::unique_lock<std::mutex> hold_;
+};
 
 std::unique_ptr<poppler::document> open_pdf(const fs::path& file) {
   static const bool silenced = [] {
@@ -218,7 +236,7 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
       return pages;
     }
     case FileFormat::pdf: {
-      std::lock_guard<std::mutex> hold(poppler_lock());
+      const PopplerTurn turn;
       std::unique_ptr<poppler::document> doc;
       try {
         doc = open_pdf(file);
@@ -359,7 +377,7 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
   if (!page.error.empty()) throw ImageError(page.error);
   cv::Mat gray;
   if (page.format == FileFormat::pdf) {
-    std::lock_guard<std::mutex> hold(poppler_lock());
+    const PopplerTurn turn;
     std::unique_ptr<poppler::document> doc = open_pdf(page.file);
     std::unique_ptr<poppler::page> p(doc->create_page(page.page_index));
     if (!p) throw ImageError("PDF page " + std::to_string(page.page_index + 1) + " cannot be read");
@@ -369,6 +387,7 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
     poppler::image image = renderer.render_page(p.get(), limits.pdf_dpi, limits.pdf_dpi);
     if (!image.is_valid() || image.width() <= 0)
       throw ImageError("PDF page " + std::to_string(page.page_index + 1) + " cannot be rendered");
+    PopplerTurn::rendered();
     cv::Mat view(image.height(), image.width(), CV_8UC1, const_cast<char*>(image.const_data()),
                  static_cast<size_t>(image.bytes_per_row()));
     return view.clone();
