@@ -5,12 +5,14 @@
 #     pipeline again without the screening model (model.screen);
 #  2. peak RSS on a folder of 100 pages and one of 2,000 (hard links to the same page files,
 #     so the folder costs no disk): memory must stay flat as the folder grows.
+# With --one-pdf the pages are one PDF, as a sheet-fed scanner stores a batch (rendered by
+# poppler at 300 dpi instead of decoded from PNG and JPEG).
 # Usage: benchmarks/pipeline_throughput.sh [--pages N] [--threads T] [--seed S] [--work DIR]
-#        [--memory-pages "100 2000"] [--kind forms|checks|free]
+#        [--memory-pages "100 2000"] [--kind forms|checks|free] [--one-pdf]
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-pages=40 threads=2 seed=4242 work=/tmp/digitflow-throughput memory_pages="100 2000" kind=forms
+pages=40 threads=2 seed=4242 work=/tmp/digitflow-throughput memory_pages="100 2000" kind=forms one_pdf=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --pages) pages="$2"; shift 2 ;;
@@ -19,7 +21,8 @@ while [[ $# -gt 0 ]]; do
     --work) work="$2"; shift 2 ;;
     --memory-pages) memory_pages="$2"; shift 2 ;;
     --kind) kind="$2"; shift 2 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    --one-pdf) one_pdf=(--one-pdf); shift ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) echo "pipeline_throughput: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -31,9 +34,9 @@ mkdir -p "$work"
 # A copy of the binary: a rebuild during a long run must not pull it away.
 cp "$digitflow" "$work/digitflow"
 digitflow="$work/digitflow"
-job="$work/$kind-$pages-$seed"
+job="$work/$kind-$pages-$seed${one_pdf:+-pdf}"
 if [[ ! -f "$job/truth.jsonl" ]]; then
-  "$digitflow" synth --out "$job" --pages "$pages" --seed "$seed" --kind "$kind" --force >/dev/null 2>&1
+  "$digitflow" synth --out "$job" --pages "$pages" --seed "$seed" --kind "$kind" "${one_pdf[@]}" --force >/dev/null 2>&1
 fi
 
 stage() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['pages_per_s'], ' '.join(f'{k}={v}' for k,v in s['stage_seconds'].items() if v), '| images', s.get('images_scored', 0), 'in full', s.get('images_read_in_full', 0))" "$1"; }
@@ -55,13 +58,16 @@ python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'whole / (decode +
 
 echo
 echo "peak RSS (GNU time, max resident set):"
-files=("$job"/batch*/*)
+singles=()
+for f in "$job"/batch*/*; do [[ "$f" == *.png || "$f" == *.jpg ]] && singles+=("$f"); done
 for n in $memory_pages; do
+  if [[ ${#singles[@]} -eq 0 ]]; then
+    echo "  $n pages: not measured (the job has no single-page PNG or JPEG files to link)"
+    continue
+  fi
   farm="$work/farm-$n"
   if [[ ! -d "$farm" || $(find "$farm" -type f | wc -l) -ne $n ]]; then
     rm -rf "$farm"; mkdir -p "$farm"
-    singles=()
-    for f in "${files[@]}"; do [[ "$f" == *.png || "$f" == *.jpg ]] && singles+=("$f"); done
     for ((i = 0; i < n; i++)); do
       src="${singles[$((i % ${#singles[@]}))]}"
       ln "$src" "$farm/$(printf 'p%06d' "$i").${src##*.}"

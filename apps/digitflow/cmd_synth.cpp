@@ -47,6 +47,8 @@ int run_synth(int argc, char** argv) {
        "plain sheet)")
       ("jpeg-share", po::value(&synth.jpeg_share)->value_name("X")->default_value(0.2),
        "share of the single-page files stored as JPEG, 0..1 (the others are PNG)")
+      ("one-pdf", po::bool_switch(&synth.one_pdf),
+       "every page in one PDF, DIR/batch1/KIND-001.pdf, as a sheet-fed scanner stores a batch")
       ("data-dir", po::value(&data_dir)->value_name("DIR"),
        "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir); only the test set "
        "is used")

@@ -822,8 +822,10 @@ struct PageFile {
 };
 
 // Which pages go to which file: single PNG (and some JPEG) pages in batch1/ and batch2/,
-// and with 6 pages or more a multi-page TIFF in batch1/ and a two-page PDF in batch2/.
-std::vector<PageFile> plan_files(int pages, const std::string& stem, double jpeg_share, Rng& rng) {
+// and with 6 pages or more a multi-page TIFF in batch1/ and a two-page PDF in batch2/; or,
+// `one_pdf`, every page in one PDF in batch1/.
+std::vector<PageFile> plan_files(int pages, const std::string& stem, double jpeg_share, bool one_pdf, Rng& rng) {
+  if (one_pdf) return {{"batch1/" + stem + "-001.pdf", Format::pdf, 0, pages}};
   const int tiff_pages = pages >= 6 ? rng.integer(2, 3) : 0, pdf_pages = pages >= 6 ? 2 : 0;
   const int singles = pages - tiff_pages - pdf_pages, first_batch = (singles + 1) / 2;
   std::vector<PageFile> files;
@@ -855,10 +857,8 @@ std::string points(int px) {
   return text;
 }
 
-// A minimal PDF 1.4, one page per gray image, each page the image at exactly 300 dpi (so a
-// reader rendering at 300 dpi gets the stored pixel size back and the truth boxes hold) and
-// the image kept as JPEG (DCTDecode). Written by hand: a few objects and an xref table are
-// all a PDF needs, and no PDF writer is among the dependencies.
+}  // namespace
+
 void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int quality) {
   std::string pdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n";
   const int objects = 2 + 3 * static_cast<int>(images.size());
@@ -910,6 +910,8 @@ void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int qua
   out.write(pdf.data(), static_cast<std::streamsize>(pdf.size()));
   if (!out.flush()) throw std::runtime_error(path.string() + ": cannot write");
 }
+
+namespace {
 
 // The page as a scanner in colour mode would store it: the gray page times the paper's tint.
 cv::Mat in_colour(const Page& page) {
@@ -1034,7 +1036,7 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   SynthReport report;
   const std::string stem = kind == Kind::forms ? "form" : kind == Kind::checks ? "check" : "page";
   Rng plan_rng = stream(options.seed, 0);
-  const std::vector<PageFile> files = plan_files(options.pages, stem, options.jpeg_share, plan_rng);
+  const std::vector<PageFile> files = plan_files(options.pages, stem, options.jpeg_share, options.one_pdf, plan_rng);
   std::string truth;
   for (const PageFile& file : files) {
     std::vector<Page> pages;

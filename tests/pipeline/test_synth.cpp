@@ -293,6 +293,41 @@ TEST(Synth, MultiPageFilesHoldTheirPages) {
   EXPECT_EQ(pdfs, 1);
 }
 
+TEST(Synth, OnePdfHoldsEveryPageInOrder) {
+  SKIP_WITHOUT_MNIST();
+  testing::TempDir dir;
+  SynthOptions options{dir.path(), 3, 11, "checks", testing::mnist_dir()};
+  options.one_pdf = true;
+  const SynthReport report = make_synthetic_job(options);
+  EXPECT_EQ(report.files, 1);
+  EXPECT_EQ(report.pdf, 1);
+  EXPECT_EQ(report.pages, 3);
+  const std::vector<PageResult> truth = read_results((dir / "truth.jsonl").string());
+  ASSERT_EQ(truth.size(), 3u);
+  std::unique_ptr<poppler::document> doc(poppler::document::load_from_file((dir / "batch1/check-001.pdf").string()));
+  ASSERT_TRUE(doc) << "poppler cannot open batch1/check-001.pdf";
+  ASSERT_EQ(doc->pages(), 3);
+  const std::vector<cv::Mat> rendered = load_pages(dir / "batch1/check-001.pdf");
+  ASSERT_EQ(rendered.size(), 3u);
+  for (size_t i = 0; i < truth.size(); ++i) {
+    EXPECT_EQ(truth[i].page, "batch1/check-001.pdf");
+    EXPECT_EQ(truth[i].page_index, static_cast<int>(i));
+    EXPECT_EQ(rendered[i].cols, truth[i].width);
+    EXPECT_EQ(rendered[i].rows, truth[i].height);
+    // Each page holds its own strings: ink under every truth box.
+    for (const StringResult& s : truth[i].strings) EXPECT_GT(ink_share(rendered[i], s.box), 0.02) << "page " << i;
+  }
+  // The same pages as the folder of separate files the same seed makes.
+  const fs::path& files = job("checks", 3, 11);
+  const std::vector<PageResult> separate = read_results((files / "truth.jsonl").string());
+  ASSERT_EQ(separate.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(separate[i].strings.size(), truth[i].strings.size()) << "page " << i;
+    for (size_t k = 0; k < truth[i].strings.size(); ++k)
+      EXPECT_EQ(separate[i].strings[k].text, truth[i].strings[k].text) << "page " << i;
+  }
+}
+
 TEST(Synth, RefusesBadOptions) {
   testing::TempDir dir;
   EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(

@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
 
 namespace digitflow::pipeline {
 
@@ -17,6 +20,7 @@ struct SynthOptions {
   std::string kind = "forms";       // forms | checks | free
   std::filesystem::path mnist_dir;  // holds t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte
   double jpeg_share = 0.2;          // share of the single-page files stored as JPEG (else PNG)
+  bool one_pdf = false;             // every page in one PDF, batch1/STEM-001.pdf (a scanner's batch)
 };
 
 struct SynthReport {
@@ -39,5 +43,12 @@ using SynthProgress = std::function<void(int done, int total)>;
 // (2 pages) are among the files. Throws std::runtime_error for an unknown kind, pages < 1,
 // missing MNIST test files (naming the folder) or a missing DejaVu font.
 SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress& progress = {});
+
+// Writes a minimal PDF 1.4: one page per 8-bit gray image, each page the image at exactly
+// 300 dpi (so a reader rendering at 300 dpi gets the stored pixel size back, and truth boxes
+// hold) with the image kept as JPEG (DCTDecode) at `quality`. Written by hand: a few objects
+// and an xref table are all a PDF needs, and no PDF writer is among the dependencies.
+// Throws std::runtime_error naming the file when it cannot be encoded or written.
+void write_pdf(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int quality);
 
 }  // namespace digitflow::pipeline
