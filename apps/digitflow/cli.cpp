@@ -90,6 +90,10 @@ pipeline::RunOptions run_options(const config::Settings& settings) {
   pipeline::RunOptions run;
   run.limits.max_pixels = ps.max_page_pixels;
   run.limits.pdf_dpi = ps.pdf_dpi;
+  if (ps.assume_dpi != 0 && ps.assume_dpi < 100)
+    throw UsageError("pipeline.assume_dpi is " + std::to_string(ps.assume_dpi) +
+                     ": give a scanner's resolution, 100 to 1200 dpi, or 0 to read pages as they are stored");
+  run.limits.assume_dpi = ps.assume_dpi;
   run.pages_in_flight = ps.pages_in_flight;
   run.batch_digits = ps.batch_digits;
   run.segment.min_digit_height = ps.min_digit_height;

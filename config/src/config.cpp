@@ -326,6 +326,8 @@ const std::vector<Field>& fields() {
         int_field(
             "pipeline.pdf_dpi", [](auto& s) -> auto& { return s.pipeline.pdf_dpi; }, Range{50, 1200}),
         int_field(
+            "pipeline.assume_dpi", [](auto& s) -> auto& { return s.pipeline.assume_dpi; }, Range{0, 1200}),
+        int_field(
             "pipeline.pages_in_flight", [](auto& s) -> auto& { return s.pipeline.pages_in_flight; },
             Range{0, 4096}),
         int_field(

@@ -178,8 +178,9 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
   return lines;
 }
 
-CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
-  CV_Assert(gray_in.type() == CV_8UC1);
+namespace {
+
+CleanedPage clean_at_working_resolution(const cv::Mat& gray_in, const CleanOptions& options) {
   CleanedPage page;
   {
     std::vector<uint8_t> sample;
@@ -262,6 +263,29 @@ CleanedPage clean_page(const cv::Mat& gray_in, const CleanOptions& options) {
   }
   page.flat = flat;
   page.ink = ink;
+  return page;
+}
+
+}  // namespace
+
+CleanedPage clean_page(const cv::Mat& stored, const CleanOptions& options, double dpi) {
+  CV_Assert(stored.type() == CV_8UC1);
+  // Resampled to the working resolution: working pixels per stored pixel, across and down.
+  double scale_x = 1, scale_y = 1;
+  cv::Mat gray_in = stored;
+  if (dpi > 0 && std::abs(dpi - kWorkingDpi) > 0.1 * kWorkingDpi &&
+      static_cast<double>(stored.total()) * (kWorkingDpi / dpi) * (kWorkingDpi / dpi) <= kMaxWorkingPixels) {
+    const cv::Size size(std::max(1, static_cast<int>(std::lround(stored.cols * kWorkingDpi / dpi))),
+                        std::max(1, static_cast<int>(std::lround(stored.rows * kWorkingDpi / dpi))));
+    cv::resize(stored, gray_in, size, 0, 0, dpi > kWorkingDpi ? cv::INTER_AREA : cv::INTER_LINEAR);
+    scale_x = static_cast<double>(size.width) / stored.cols;
+    scale_y = static_cast<double>(size.height) / stored.rows;
+  }
+  CleanedPage page = clean_at_working_resolution(gray_in, options);
+  for (int c = 0; c < 3; ++c) {
+    page.to_page.at<double>(0, c) /= scale_x;
+    page.to_page.at<double>(1, c) /= scale_y;
+  }
   return page;
 }
 

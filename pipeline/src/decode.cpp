@@ -71,7 +71,12 @@ struct Size {
 };
 
 // Width and height from a JPEG's start-of-frame marker.
-Size jpeg_size(const fs::path& file, uint64_t file_size) {
+// A stated resolution in dots per inch, or 0 when it is not one a scanner writes.
+double scan_dpi(double dpi) { return dpi >= 100 && dpi <= 1200 ? dpi : 0; }
+constexpr double kInchesPerMetre = 1 / 0.0254;
+
+// The frame size of a JPEG, and in `dpi` the resolution its JFIF header states.
+Size jpeg_size(const fs::path& file, uint64_t file_size, double& dpi) {
   std::vector<uint8_t> b = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(file_size, 1 << 20)));
   size_t i = 2;
   while (i + 9 < b.size()) {
@@ -79,6 +84,9 @@ Size jpeg_size(const fs::path& file, uint64_t file_size) {
     const uint8_t marker = b[i + 1];
     if (marker == 0xFF) { ++i; continue; }
     const uint32_t length = be16(&b[i + 2]);
+    // APP0 "JFIF\0": version, units (1 per inch, 2 per cm), then the horizontal density.
+    if (marker == 0xE0 && length >= 16 && i + 16 <= b.size() && std::equal(b.begin() + static_cast<long>(i) + 4, b.begin() + static_cast<long>(i) + 9, "JFIF"))
+      dpi = scan_dpi(b[i + 11] == 1 ? be16(&b[i + 12]) : b[i + 11] == 2 ? be16(&b[i + 12]) * 2.54 : 0.0);
     const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (sof) return {be16(&b[i + 7]), be16(&b[i + 5])};
     if (marker == 0xD9 || marker == 0xDA || length < 2) return {};
@@ -87,14 +95,34 @@ Size jpeg_size(const fs::path& file, uint64_t file_size) {
   return {};
 }
 
-// The size of every page (IFD) of a TIFF; empty when the structure is broken.
-std::vector<Size> tiff_sizes(const fs::path& file, uint64_t file_size) {
+// The resolution a PNG's pHYs chunk states (it comes before the image data, if at all).
+double png_dpi(const fs::path& file, uint64_t file_size) {
+  uint64_t at = 8;  // the signature; then chunks of length, type, data, CRC
+  for (int chunk = 0; chunk < 64 && at + 8 <= file_size; ++chunk) {
+    const std::vector<uint8_t> head = read_bytes(file, at, 17);
+    if (head.size() < 8) return 0;
+    const uint32_t length = be32(&head[0]);
+    const std::string type(head.begin() + 4, head.begin() + 8);
+    if (type == "IDAT" || type == "IEND") return 0;
+    if (type == "pHYs") return head.size() == 17 && length == 9 && head[16] == 1 ? scan_dpi(be32(&head[8]) / kInchesPerMetre) : 0;
+    at += 12ull + length;
+  }
+  return 0;
+}
+
+struct TiffPage {
+  Size size;
+  double dpi = 0;
+};
+
+// The size and resolution of every page (IFD) of a TIFF; empty when the structure is broken.
+std::vector<TiffPage> tiff_pages(const fs::path& file, uint64_t file_size) {
   std::vector<uint8_t> head = read_bytes(file, 0, 8);
   if (head.size() < 8) return {};
   const bool little = head[0] == 'I';
   auto u16 = [&](const uint8_t* p) { return little ? le16(p) : be16(p); };
   auto u32 = [&](const uint8_t* p) { return little ? le32(p) : be32(p); };
-  std::vector<Size> pages;
+  std::vector<TiffPage> pages;
   uint64_t offset = u32(&head[4]);
   std::vector<uint64_t> seen;
   while (offset != 0 && pages.size() < 10000) {
@@ -105,15 +133,23 @@ std::vector<Size> tiff_sizes(const fs::path& file, uint64_t file_size) {
     const uint32_t entries = u16(count_bytes.data());
     std::vector<uint8_t> ifd = read_bytes(file, offset + 2, entries * 12u + 4u);
     if (ifd.size() < entries * 12u + 4u) return {};
-    Size size;
+    TiffPage page;
+    uint32_t unit = 2;                // ResolutionUnit: 1 none, 2 inch (the default), 3 cm
+    double resolution = 0;
     for (uint32_t e = 0; e < entries; ++e) {
       const uint8_t* p = &ifd[e * 12u];
       const uint32_t tag = u16(p), type = u16(p + 2);
       const uint32_t value = type == 3 ? u16(p + 8) : u32(p + 8);
-      if (tag == 256) size.width = value;
-      if (tag == 257) size.height = value;
+      if (tag == 256) page.size.width = value;
+      if (tag == 257) page.size.height = value;
+      if (tag == 296) unit = value;
+      if (tag == 282 && type == 5) {  // XResolution, a RATIONAL stored at `value`
+        const std::vector<uint8_t> r = read_bytes(file, value, 8);
+        if (r.size() == 8 && u32(&r[4]) != 0) resolution = static_cast<double>(u32(&r[0])) / u32(&r[4]);
+      }
     }
-    pages.push_back(size);
+    page.dpi = scan_dpi(unit == 2 ? resolution : unit == 3 ? resolution * 2.54 : 0.0);
+    pages.push_back(page);
     offset = u32(&ifd[entries * 12u]);
   }
   return pages;
@@ -172,9 +208,8 @@ Size pdf_page_size(const poppler::page& page, int dpi) {
   return {static_cast<int64_t>(std::lround(w)), static_cast<int64_t>(std::lround(h))};
 }
 
-}  // namespace
-
-std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, const DecodeLimits& limits) {
+// probe_file, with the resolution each file states (0 where it states none).
+std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& name, const DecodeLimits& limits) {
   PageRef one{file, name, 0, 0, 0, FileFormat::unknown, ""};
   std::error_code ec;
   const uint64_t size = fs::file_size(file, ec);
@@ -186,7 +221,7 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
     one.error = "empty file (0 bytes)";
     return {one};
   }
-  std::vector<uint8_t> head = read_bytes(file, 0, 32);
+  std::vector<uint8_t> head = read_bytes(file, 0, 64);
   one.format = sniff(head);
   switch (one.format) {
     case FileFormat::unknown:
@@ -199,15 +234,17 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
       }
       one.width = static_cast<int>(std::min<uint32_t>(be32(&head[16]), 1u << 30));
       one.height = static_cast<int>(std::min<uint32_t>(be32(&head[20]), 1u << 30));
+      one.dpi = png_dpi(file, size);
       break;
     case FileFormat::bmp: {
       const int64_t w = static_cast<int32_t>(le32(&head[18])), h = static_cast<int32_t>(le32(&head[22]));
       one.width = static_cast<int>(std::min<int64_t>(std::abs(w), 1 << 30));
       one.height = static_cast<int>(std::min<int64_t>(std::abs(h), 1 << 30));
+      if (head.size() >= 42) one.dpi = scan_dpi(static_cast<int32_t>(le32(&head[38])) / kInchesPerMetre);
       break;
     }
     case FileFormat::jpeg: {
-      Size s = jpeg_size(file, size);
+      Size s = jpeg_size(file, size, one.dpi);
       if (s.width == 0) {
         one.error = "corrupt JPEG: no frame header";
         return {one};
@@ -216,7 +253,7 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
       break;
     }
     case FileFormat::tiff: {
-      std::vector<Size> sizes = tiff_sizes(file, size);
+      const std::vector<TiffPage> sizes = tiff_pages(file, size);
       if (sizes.empty()) {
         one.error = "corrupt or truncated TIFF: its page directory cannot be read";
         return {one};
@@ -224,13 +261,15 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
       std::vector<PageRef> pages;
       for (size_t i = 0; i < sizes.size(); ++i) {
         PageRef p = one;
+        const Size& page_size = sizes[i].size;
         p.page_index = static_cast<int>(i);
-        p.width = static_cast<int>(std::min<int64_t>(sizes[i].width, 1 << 30));
-        p.height = static_cast<int>(std::min<int64_t>(sizes[i].height, 1 << 30));
-        if (sizes[i].width == 0 || sizes[i].height == 0)
+        p.width = static_cast<int>(std::min<int64_t>(page_size.width, 1 << 30));
+        p.height = static_cast<int>(std::min<int64_t>(page_size.height, 1 << 30));
+        p.dpi = sizes[i].dpi;
+        if (page_size.width == 0 || page_size.height == 0)
           p.error = "corrupt TIFF: page " + std::to_string(i + 1) + " has zero width or height";
-        else if (sizes[i].width > limits.max_pixels / sizes[i].height)
-          p.error = too_large(sizes[i].width, sizes[i].height, limits);
+        else if (page_size.width > limits.max_pixels / page_size.height)
+          p.error = too_large(page_size.width, page_size.height, limits);
         pages.push_back(std::move(p));
       }
       return pages;
@@ -252,6 +291,7 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
       for (int i = 0; i < doc->pages(); ++i) {
         PageRef p = one;
         p.page_index = i;
+        p.dpi = limits.pdf_dpi;
         std::unique_ptr<poppler::page> page(doc->create_page(i));
         if (!page) {
           p.error = "PDF page " + std::to_string(i + 1) + " cannot be read";
@@ -274,6 +314,15 @@ std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, c
   else if (one.width == 0 || one.height == 0)
     one.error = std::string("corrupt ") + format_name(one.format) + ": zero width or height";
   return {one};
+}
+
+}  // namespace
+
+std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, const DecodeLimits& limits) {
+  std::vector<PageRef> pages = probe_as_stated(file, name, limits);
+  for (PageRef& page : pages)
+    if (page.dpi == 0) page.dpi = limits.assume_dpi;
+  return pages;
 }
 
 namespace {

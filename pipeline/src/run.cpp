@@ -194,7 +194,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
     w.result.height = w.gray.rows;
   }));
   flow::function_node<PageMsg, PageMsg> clean(g, flow::unlimited, stage(clocks.clean, [&](PageWork& w) {
-    w.cleaned = clean_page(w.gray, options.clean);
+    w.cleaned = clean_page(w.gray, options.clean, w.ref.dpi);
     if (!options.overlays) w.gray.release();
     if (options.decode_clean_only) w.cleaned = CleanedPage{};
   }));

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <thread>
 
@@ -94,6 +96,106 @@ TEST(Decode, PdfPagesRenderedOnManyThreadsAtOnceAreThePagesRenderedOneByOne) {
       EXPECT_EQ(cv::countNonZero(mine != alone), 0) << "thread " << w << ", page " << i;
     }
   }
+}
+
+uint32_t crc32_of(const std::string& bytes) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : bytes) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+std::string be32_bytes(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+std::string encoded(const std::string& ext, const cv::Mat& image) {
+  std::vector<uint8_t> bytes;
+  cv::imencode(ext, image, bytes);
+  return {bytes.begin(), bytes.end()};
+}
+
+// A PNG with a pHYs chunk after its header: `per_metre` pixels per metre (unit 1) both ways.
+std::string png_with_phys(const cv::Mat& image, uint32_t per_metre, uint8_t unit = 1) {
+  const std::string png = encoded(".png", image);
+  const std::string body = "pHYs" + be32_bytes(per_metre) + be32_bytes(per_metre) + std::string(1, static_cast<char>(unit));
+  const std::string chunk = be32_bytes(9) + body + be32_bytes(crc32_of(body));
+  return png.substr(0, 33) + chunk + png.substr(33);  // signature (8) + IHDR (25), then pHYs
+}
+
+// A JPEG whose JFIF header states `density` per `unit` (1: inch, 2: cm).
+std::string jpeg_with_density(const cv::Mat& image, uint8_t unit, uint16_t density) {
+  std::string jpeg = encoded(".jpg", image);
+  EXPECT_EQ(jpeg.substr(6, 5), std::string("JFIF\0", 5));  // APP0 right after the start marker
+  jpeg[13] = static_cast<char>(unit);
+  jpeg[14] = static_cast<char>(density >> 8), jpeg[15] = static_cast<char>(density & 0xFF);
+  jpeg[16] = jpeg[14], jpeg[17] = jpeg[15];
+  return jpeg;
+}
+
+TEST(Decode, TheResolutionAFileStatesIsReadAndSoftwareDefaultsAreNot) {
+  t::TempDir dir;
+  const cv::Mat image(60, 80, CV_8U, cv::Scalar(200));
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+  };
+  write("png-200.png", png_with_phys(image, 7874));        // 7874 px/m = 200 dpi
+  write("png-72.png", png_with_phys(image, 2835));         // 72 dpi: image software's default
+  write("png-unitless.png", png_with_phys(image, 7874, 0));  // an aspect ratio, no size
+  write("png-none.png", encoded(".png", image));
+  write("jpeg-240.jpg", jpeg_with_density(image, 1, 240));
+  write("jpeg-per-cm.jpg", jpeg_with_density(image, 2, 118));  // 118 per cm = 299.7 dpi
+  write("jpeg-aspect.jpg", jpeg_with_density(image, 0, 1));
+  std::string bmp = encoded(".bmp", image);
+  for (int k = 0; k < 2; ++k) {  // 11811 px/m = 300 dpi, across and down
+    bmp[38 + 4 * k] = static_cast<char>(11811 & 0xFF), bmp[39 + 4 * k] = static_cast<char>(11811 >> 8);
+    bmp[40 + 4 * k] = 0, bmp[41 + 4 * k] = 0;
+  }
+  write("bmp-300.bmp", bmp);
+  cv::imwritemulti((dir / "tiff-two.tif").string(), std::vector<cv::Mat>{image, image},
+                   {cv::IMWRITE_TIFF_RESUNIT, 2, cv::IMWRITE_TIFF_XDPI, 400, cv::IMWRITE_TIFF_YDPI, 400});
+  cv::imwrite((dir / "tiff-per-cm.tif").string(), image,
+              {cv::IMWRITE_TIFF_RESUNIT, 3, cv::IMWRITE_TIFF_XDPI, 80, cv::IMWRITE_TIFF_YDPI, 80});
+  write_pdf(dir / "scan.pdf", {image}, 90);
+
+  std::map<std::string, std::vector<double>> dpi;
+  for (const PageRef& page : list_pages(dir.path(), {})) {
+    EXPECT_EQ(page.error, "") << page.name;
+    dpi[page.name].push_back(page.dpi);
+  }
+  EXPECT_NEAR(dpi["png-200.png"].at(0), 200, 0.01);
+  EXPECT_EQ(dpi["png-72.png"].at(0), 0);
+  EXPECT_EQ(dpi["png-unitless.png"].at(0), 0);
+  EXPECT_EQ(dpi["png-none.png"].at(0), 0);
+  EXPECT_EQ(dpi["jpeg-240.jpg"].at(0), 240);
+  EXPECT_NEAR(dpi["jpeg-per-cm.jpg"].at(0), 299.72, 0.01);
+  EXPECT_EQ(dpi["jpeg-aspect.jpg"].at(0), 0);
+  EXPECT_NEAR(dpi["bmp-300.bmp"].at(0), 300, 0.01);
+  EXPECT_EQ(dpi["tiff-two.tif"], (std::vector<double>{400, 400}));
+  EXPECT_NEAR(dpi["tiff-per-cm.tif"].at(0), 203.2, 0.01);
+  DecodeLimits limits;
+  limits.pdf_dpi = 150;  // a PDF page is stored at the resolution it is rendered at
+  EXPECT_EQ(probe_file(dir / "scan.pdf", "scan.pdf", limits).at(0).dpi, 150);
+  // Where a file states no resolution (or a software default), the one assumed for the job.
+  DecodeLimits assumed;
+  assumed.assume_dpi = 200;
+  assumed.pdf_dpi = 150;
+  EXPECT_EQ(probe_file(dir / "png-none.png", "png-none.png", assumed).at(0).dpi, 200);
+  EXPECT_EQ(probe_file(dir / "png-72.png", "png-72.png", assumed).at(0).dpi, 200);
+  EXPECT_EQ(probe_file(dir / "jpeg-240.jpg", "jpeg-240.jpg", assumed).at(0).dpi, 240);
+  EXPECT_EQ(probe_file(dir / "scan.pdf", "scan.pdf", assumed).at(0).dpi, 150);
+  // The files still decode as before.
+  for (const PageRef& page : list_pages(dir.path(), {})) EXPECT_EQ(decode_page(page, {}).size(), image.size()) << page.name;
+
+  // A pHYs chunk that claims the wrong length, or runs past the end of the file, states nothing.
+  std::string odd = png_with_phys(image, 7874);
+  odd[36] = 4;  // the chunk's length: 4 instead of 9
+  write("odd.png", odd);
+  EXPECT_EQ(probe_file(dir / "odd.png", "odd.png", {}).at(0).dpi, 0);
+  write("cut.png", png_with_phys(image, 7874).substr(0, 45));
+  EXPECT_EQ(probe_file(dir / "cut.png", "cut.png", {}).at(0).dpi, 0);
 }
 
 TEST(Decode, BrokenPdfsBecomePageErrorsThatSayWhatIsWrong) {

@@ -72,8 +72,8 @@ void score(const Segmentation& seg, const std::vector<int>& which, std::vector<f
               probs.begin() + static_cast<std::ptrdiff_t>(which[k]) * classes);
 }
 
-std::vector<StringResult> read_page(const cv::Mat& page) {
-  CleanedPage cleaned = clean_page(page);
+std::vector<StringResult> read_page(const cv::Mat& page, double dpi = 0) {
+  CleanedPage cleaned = clean_page(page, {}, dpi);
   Segmentation seg = find_strings(cleaned);
   const int classes = shipped_model().spec().classes;
   std::vector<float> probs(seg.pieces.size() * static_cast<size_t>(classes), 0.0f);
@@ -112,6 +112,36 @@ TEST(Clean, DeskewRecoversAKnownAngle) {
     EXPECT_NEAR(ours[0].x, theirs[0].x, 1.0);
     EXPECT_NEAR(ours[0].y, theirs[0].y, 1.0);
   }
+}
+
+TEST(Clean, APageScannedAt200DpiIsReadAt300AndMappedBackToItsPixels) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(900, 1500, CV_8U, cv::Scalar(236));
+  cv::line(page, {100, 480}, {1400, 480}, cv::Scalar(40), 3);  // the field's line, under the digits
+  write_digits(page, {4, 0, 7, 1, 8, 3}, {200, 400}, 70, 18);
+  const std::vector<StringResult> at300 = read_page(page);
+  ASSERT_EQ(texts(at300), "407183");
+
+  cv::Mat small;  // the same page from a scanner set to 200 dpi
+  cv::resize(page, small, cv::Size(1000, 600), 0, 0, cv::INTER_AREA);
+  const CleanedPage cleaned = clean_page(small, {}, 200);
+  EXPECT_EQ(cleaned.flat.size(), cv::Size(1500, 900));  // worked on at 300 dpi
+  std::vector<cv::Point2d> working{{300, 450}}, stored;
+  cv::transform(working, stored, cleaned.to_page);
+  EXPECT_NEAR(stored[0].x, 200, 0.5);
+  EXPECT_NEAR(stored[0].y, 300, 0.5);
+  EXPECT_EQ(clean_page(small).flat.size(), small.size());  // no stated resolution: as stored
+  EXPECT_EQ(clean_page(page, {}, 310).flat.size(), page.size());  // within a tenth of 300
+
+  const std::vector<StringResult> at200 = read_page(small, 200);
+  ASSERT_EQ(texts(at200), "407183");
+  // Boxes in the pixels of the page as stored: two thirds of those read at 300 dpi.
+  const Box& a = at300[0].box;
+  const Box& b = at200[0].box;
+  EXPECT_NEAR(b.x, a.x * 2 / 3.0, 3);
+  EXPECT_NEAR(b.y, a.y * 2 / 3.0, 3);
+  EXPECT_NEAR(b.w, a.w * 2 / 3.0, 4);
+  EXPECT_NEAR(b.h, a.h * 2 / 3.0, 4);
 }
 
 TEST(Clean, UnevenLightAndOffWhitePaperAreFlattened) {

@@ -52,6 +52,7 @@ struct RuntimeSettings {
 struct PipelineSettings {
   int max_page_pixels = 80'000'000;  // pipeline.max_page_pixels: larger pages are refused
   int pdf_dpi = 300;                 // pipeline.pdf_dpi: PDF pages rendered at this resolution
+  int assume_dpi = 0;                // pipeline.assume_dpi: resolution of files that state none; 0 = as stored
   int pages_in_flight = 0;           // pipeline.pages_in_flight: 0 = 4 per thread
   int batch_digits = 512;            // pipeline.batch_digits: CNN batch across pages
   int min_digit_height = 30;         // pipeline.min_digit_height: px; smaller ink is not a digit

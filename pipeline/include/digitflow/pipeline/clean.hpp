@@ -26,9 +26,18 @@ struct CleanedPage {
 // A page whose median grey is below this is "nearly black" and refused by clean_page.
 constexpr int kDarkPageMedian = 60;
 
+// The resolution cleaning and segmentation work at: their sizes in pixels (a form line's
+// length, a digit's height, the gaps between digits) and the models' training pages are
+// 300 dpi.
+constexpr double kWorkingDpi = 300;
+
 // Throws ImageError for a page that is nearly black (not a scan of paper). A blank page is
-// not an error: its ink mask is empty.
-CleanedPage clean_page(const cv::Mat& gray, const CleanOptions& options = {});
+// not an error: its ink mask is empty. `dpi` is the page's stored resolution when known (0:
+// unknown, taken as it is): a page more than a tenth off kWorkingDpi (a check scanned at 200
+// dpi, a 600 dpi scan) is resampled to it first, unless that would take it over
+// kMaxWorkingPixels. `to_page` maps back to the pixels as stored either way.
+constexpr double kMaxWorkingPixels = 80e6;
+CleanedPage clean_page(const cv::Mat& gray, const CleanOptions& options = {}, double dpi = 0);
 
 // The skew of the ink in a binary mask, in degrees within +-max_deg (exposed for tests).
 double estimate_skew(const cv::Mat& ink, double max_deg);

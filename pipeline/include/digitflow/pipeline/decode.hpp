@@ -17,6 +17,7 @@ namespace digitflow::pipeline {
 struct DecodeLimits {
   int64_t max_pixels = 80'000'000;  // width x height of one page (A4 at 600 dpi is 35 MP)
   int pdf_dpi = 300;                // PDF pages are rendered at this resolution
+  int assume_dpi = 0;               // the resolution of files that state none (0: unknown)
 };
 
 enum class FileFormat { unknown, png, jpeg, tiff, bmp, pdf };
@@ -30,6 +31,11 @@ struct PageRef {
   int width = 0, height = 0;   // from the header (0 when unknown)
   FileFormat format = FileFormat::unknown;
   std::string error;           // set when the file cannot be a page (unreadable, too large, ...)
+  // The resolution the file states (PNG pHYs, JPEG JFIF, TIFF XResolution, BMP header; a PDF
+  // page: pdf_dpi), in dots per inch. When it states none, or one no scanner writes (outside
+  // 100-1200: 72 and 96 are the defaults of image software, not scans): DecodeLimits::
+  // assume_dpi, 0 by default (unknown). clean_page resamples pages to 300 dpi by it.
+  double dpi = 0;
 };
 
 // One of `count` shares of a job folder, for fanning a job out over machines (digitflow run
