@@ -47,6 +47,13 @@ int run_synth(int argc, char** argv) {
        "plain sheet)")
       ("jpeg-share", po::value(&synth.jpeg_share)->value_name("X")->default_value(0.2),
        "share of the single-page files stored as JPEG, 0..1 (the others are PNG)")
+      ("dpi", po::value(&synth.dpi)->value_name("N")->default_value(300),
+       "the scanner's resolution, 100..1200: pages are drawn at 300 dpi and scanned at N (the "
+       "truth in the pixels of the files; PDF pages are the paper's size, their truth at 300 dpi)")
+      ("bitonal", po::bool_switch(&synth.bitonal),
+       "scan in black and white, as check scanners do (no JPEG files then)")
+      ("untagged", po::bool_switch(&synth.untagged),
+       "files state no resolution (PNG, JPEG and TIFF), as some scanners write them")
       ("one-pdf", po::bool_switch(&synth.one_pdf),
        "every page in one PDF, DIR/batch1/KIND-001.pdf, as a sheet-fed scanner stores a batch")
       ("data-dir", po::value(&data_dir)->value_name("DIR"),
@@ -69,6 +76,7 @@ int run_synth(int argc, char** argv) {
     return 0;
   if (out.empty()) throw UsageError("--out DIR is required");
   if (synth.pages < 1) throw UsageError("--pages must be at least 1");
+  if (synth.dpi < 100 || synth.dpi > 1200) throw UsageError("--dpi must be between 100 and 1200");
   if (!(synth.jpeg_share >= 0 && synth.jpeg_share <= 1))
     throw UsageError("--jpeg-share must be between 0 and 1");
   if (synth.kind != "forms" && synth.kind != "checks" && synth.kind != "free")

@@ -455,6 +455,12 @@ const std::array<FieldLayout, 4> kCheckFields = {{
 
 const cv::Size kFormSize(2480, 3508), kCheckSize(1800, 800), kFreeSize(1748, 2480);
 constexpr double kMaxRotation = 4.0;  // degrees, either way
+constexpr int kDrawnDpi = 300;         // pages are drawn at this resolution, then scanned
+
+struct Scanner {
+  int dpi = kDrawnDpi;
+  bool bitonal = false;
+};
 
 std::string field_text(const FieldLayout& field, Rng& rng) {
   const std::string name = field.name;
@@ -764,8 +770,27 @@ cv::Mat illumination(cv::Size size, Rng& rng) {
 
 // What a scanner does to a page: rotation (the truth boxes follow), blur, uneven light,
 // sensor noise, specks, and for some pages JPEG artefacts from an earlier save.
-void degrade_page(Page& page, bool stored_as_jpeg, Rng& rng) {
-  const cv::Size size = page.image.size();
+// The truth's boxes on a page resampled by `scale` (new pixels per old pixel).
+void scale_truth(Page& page, double scale) {
+  auto scaled = [scale](const Box& b) {
+    const int x0 = round_int(b.x * scale), y0 = round_int(b.y * scale);
+    return Box{x0, y0, round_int((b.x + b.w) * scale) - x0, round_int((b.y + b.h) * scale) - y0};
+  };
+  for (StringResult& s : page.strings) {
+    s.box = {};
+    for (DigitResult& d : s.digits) {
+      d.box = scaled(d.box);
+      s.box = unite(s.box, d.box);
+    }
+  }
+  for (size_t i = 0; i < page.fields.size(); ++i)
+    page.fields[i].box = page.strings[page.field_strings[i]].box;
+}
+
+// Scans the page drawn at 300 dpi: rotated on the glass, read at the scanner's resolution,
+// blurred, unevenly lit, noisy, specked, and (in black and white) thresholded.
+void degrade_page(Page& page, bool stored_as_jpeg, const Scanner& scanner, Rng& rng) {
+  cv::Size size = page.image.size();
   const double angle = rng.uniform(-kMaxRotation, kMaxRotation);
   const cv::Mat m = cv::getRotationMatrix2D(
       cv::Point2f(static_cast<float>(size.width - 1) / 2, static_cast<float>(size.height - 1) / 2),
@@ -782,6 +807,13 @@ void degrade_page(Page& page, bool stored_as_jpeg, Rng& rng) {
   }
   for (size_t i = 0; i < page.fields.size(); ++i)
     page.fields[i].box = page.strings[page.field_strings[i]].box;
+  if (scanner.dpi != kDrawnDpi) {
+    const double scale = static_cast<double>(scanner.dpi) / kDrawnDpi;
+    cv::resize(image, image, cv::Size(round_int(size.width * scale), round_int(size.height * scale)), 0, 0,
+               scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+    size = image.size();
+    scale_truth(page, scale);
+  }
 
   const double blur = rng.uniform(0.0, 0.8);
   if (blur > 0.25) cv::GaussianBlur(image, image, cv::Size(0, 0), blur);
@@ -806,6 +838,10 @@ void degrade_page(Page& page, bool stored_as_jpeg, Rng& rng) {
     std::vector<uint8_t> bytes;
     cv::imencode(".jpg", image, bytes, {cv::IMWRITE_JPEG_QUALITY, rng.integer(50, 90)});
     image = cv::imdecode(bytes, cv::IMREAD_GRAYSCALE);
+  }
+  if (scanner.bitonal) {
+    cv::threshold(image, image, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU);
+    page.tint = cv::Scalar::all(1.0);
   }
   page.image = image;
 }
@@ -850,16 +886,16 @@ std::vector<PageFile> plan_files(int pages, const std::string& stem, double jpeg
   return files;
 }
 
-// px at 300 dpi in PDF points (1/72 inch), exactly: px * 0.24 has two decimals.
-std::string points(int px) {
+// px at `dpi` in PDF points (1/72 inch); at 300 dpi exactly: px * 0.24 has two decimals.
+std::string points(int px, int dpi) {
   char text[32];
-  std::snprintf(text, sizeof text, "%d.%02d", px * 24 / 100, px * 24 % 100);
+  std::snprintf(text, sizeof text, "%.4f", px * 72.0 / dpi);
   return text;
 }
 
 }  // namespace
 
-void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int quality) {
+void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int quality, int dpi) {
   std::string pdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n";
   const int objects = 2 + 3 * static_cast<int>(images.size());
   std::vector<size_t> offsets(static_cast<size_t>(objects) + 1, 0);
@@ -876,7 +912,7 @@ void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int qua
   pdf += "] /Count " + std::to_string(images.size()) + " >>\nendobj\n";
   for (size_t i = 0; i < images.size(); ++i) {
     const int page = 3 + 3 * static_cast<int>(i), contents = page + 1, image = page + 2;
-    const std::string w = points(images[i].cols), h = points(images[i].rows);
+    const std::string w = points(images[i].cols, dpi), h = points(images[i].rows, dpi);
     begin(page);
     pdf += "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 " + w + " " + h +
            "] /Resources << /XObject << /Im0 " + std::to_string(image) + " 0 R >> >> /Contents " +
@@ -922,7 +958,41 @@ cv::Mat in_colour(const Page& page) {
   return bgr;
 }
 
-void write_page_file(const fs::path& path, Format format, const std::vector<Page>& pages,
+// The CRC of a PNG chunk (ISO 3309, as zlib's crc32).
+uint32_t png_crc(const std::string& bytes) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : bytes) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+std::string big_endian(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+// Encodes one page as PNG or JPEG stating `dpi` (0: no resolution), as a scanner writes it.
+std::string encode_page(const cv::Mat& image, Format format, int quality, int dpi) {
+  std::vector<uint8_t> bytes;
+  const bool png = format == Format::png;
+  if (!cv::imencode(png ? ".png" : ".jpg", image, bytes, {cv::IMWRITE_JPEG_QUALITY, quality})) return {};
+  std::string file(bytes.begin(), bytes.end());
+  if (dpi == 0) return file;
+  if (png) {  // a pHYs chunk (pixels per metre) after the header chunk
+    const uint32_t per_metre = static_cast<uint32_t>(std::lround(dpi / 0.0254));
+    const std::string body = "pHYs" + big_endian(per_metre) + big_endian(per_metre) + std::string(1, '\1');
+    return file.substr(0, 33) + big_endian(9) + body + big_endian(png_crc(body)) + file.substr(33);
+  }
+  if (file.size() > 18 && file.compare(6, 5, std::string("JFIF\0", 5)) == 0) {  // its APP0: units, densities
+    file[13] = 1;
+    file[14] = file[16] = static_cast<char>(dpi >> 8);
+    file[15] = file[17] = static_cast<char>(dpi & 0xFF);
+  }
+  return file;
+}
+
+void write_page_file(const fs::path& path, Format format, const std::vector<Page>& pages, int dpi, bool tagged,
                      Rng& rng) {
   fs::create_directories(path.parent_path());
   bool written = false;
@@ -930,19 +1000,22 @@ void write_page_file(const fs::path& path, Format format, const std::vector<Page
   for (const Page& p : pages) gray.push_back(p.image);
   switch (format) {
     case Format::png:
-      written = cv::imwrite(path.string(), in_colour(pages[0]));
+    case Format::jpeg: {
+      const int quality = format == Format::jpeg ? rng.integer(75, 92) : 95;
+      const std::string file = encode_page(in_colour(pages[0]), format, quality, tagged ? dpi : 0);
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(file.data(), static_cast<std::streamsize>(file.size()));
+      written = !file.empty() && static_cast<bool>(out.flush());
       break;
-    case Format::jpeg:
-      written = cv::imwrite(path.string(), in_colour(pages[0]),
-                            {cv::IMWRITE_JPEG_QUALITY, rng.integer(75, 92)});
+    }
+    case Format::tiff: {  // Deflate (8) keeps noisy pages smaller than the default LZW
+      std::vector<int> params = {cv::IMWRITE_TIFF_COMPRESSION, 8};
+      if (tagged) params.insert(params.end(), {cv::IMWRITE_TIFF_RESUNIT, 2, cv::IMWRITE_TIFF_XDPI, dpi, cv::IMWRITE_TIFF_YDPI, dpi});
+      written = cv::imwritemulti(path.string(), gray, params);
       break;
-    case Format::tiff:  // Deflate (8) keeps noisy pages smaller than the default LZW
-      written = cv::imwritemulti(path.string(), gray,
-                                 {cv::IMWRITE_TIFF_COMPRESSION, 8, cv::IMWRITE_TIFF_RESUNIT, 2,
-                                  cv::IMWRITE_TIFF_XDPI, 300, cv::IMWRITE_TIFF_YDPI, 300});
-      break;
+    }
     case Format::pdf:
-      write_pdf(path, gray, rng.integer(80, 92));
+      write_pdf(path, gray, rng.integer(80, 92), dpi);
       written = true;
       break;
   }
@@ -1029,6 +1102,8 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   if (options.pages < 1)
     throw std::runtime_error("pages must be at least 1 (got " + std::to_string(options.pages) +
                              ")");
+  if (options.dpi < 100 || options.dpi > 1200)
+    throw std::runtime_error("the scan resolution must be 100 to 1200 dpi (got " + std::to_string(options.dpi) + ")");
   if (options.out.empty()) throw std::runtime_error("no output folder given");
   const Assets assets{load_digit_bank(options.mnist_dir), Fonts()};
   fs::create_directories(options.out);
@@ -1036,18 +1111,20 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   SynthReport report;
   const std::string stem = kind == Kind::forms ? "form" : kind == Kind::checks ? "check" : "page";
   Rng plan_rng = stream(options.seed, 0);
-  const std::vector<PageFile> files = plan_files(options.pages, stem, options.jpeg_share, options.one_pdf, plan_rng);
+  const std::vector<PageFile> files =
+      plan_files(options.pages, stem, options.bitonal ? 0.0 : options.jpeg_share, options.one_pdf, plan_rng);
+  const Scanner scanner{options.dpi, options.bitonal};
   std::string truth;
   for (const PageFile& file : files) {
     std::vector<Page> pages;
     for (int k = 0; k < file.page_count; ++k) {
       Rng rng = stream(options.seed, 1 + static_cast<uint64_t>(file.first_page + k));
       Page page = draw_page(kind, assets, rng);
-      degrade_page(page, file.format == Format::jpeg, rng);
+      degrade_page(page, file.format == Format::jpeg, scanner, rng);
       pages.push_back(std::move(page));
     }
     Rng file_rng = stream(options.seed, 1'000'000 + static_cast<uint64_t>(file.first_page));
-    write_page_file(options.out / file.name, file.format, pages, file_rng);
+    write_page_file(options.out / file.name, file.format, pages, options.dpi, !options.untagged, file_rng);
 
     for (size_t k = 0; k < pages.size(); ++k) {
       PageResult result;
@@ -1055,6 +1132,12 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
       result.page_index = static_cast<int>(k);
       result.width = pages[k].image.cols;
       result.height = pages[k].image.rows;
+      if (file.format == Format::pdf && options.dpi != kDrawnDpi) {  // read as rendered at 300 dpi
+        const double scale = static_cast<double>(kDrawnDpi) / options.dpi;
+        scale_truth(pages[k], scale);
+        result.width = round_int(result.width * scale);
+        result.height = round_int(result.height * scale);
+      }
       result.strings = std::move(pages[k].strings);
       result.fields = std::move(pages[k].fields);
       truth += to_json(result).dump() + "\n";

@@ -15,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 #include <sstream>
 
+#include "digitflow/pipeline/decode.hpp"
 #include "digitflow/pipeline/results.hpp"
 #include "digitflow/pipeline/synth.hpp"
 #include "test_support.hpp"
@@ -328,6 +329,50 @@ TEST(Synth, OnePdfHoldsEveryPageInOrder) {
   }
 }
 
+TEST(Synth, AScannerAt200DpiInBlackAndWhiteStatesItsResolution) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& at300 = job("checks", 6, 7);
+  testing::TempDir dir;
+  SynthOptions options{dir.path(), 6, 7, "checks", testing::mnist_dir()};
+  options.dpi = 200;
+  options.bitonal = true;
+  const SynthReport report = make_synthetic_job(options);
+  EXPECT_EQ(report.jpeg, 0);  // black and white: PNG, TIFF and PDF only
+  expect_truth_holds(dir.path());
+
+  std::map<std::pair<std::string, int>, PageResult> drawn;
+  for (PageResult& page : read_results((at300 / "truth.jsonl").string()))
+    drawn[{fs::path(page.page).replace_extension().string(), page.page_index}] = page;
+  std::map<std::pair<std::string, int>, double> dpi;
+  for (const PageRef& page : list_pages(dir.path(), {})) dpi[{page.name, page.page_index}] = page.dpi;
+  for (const PageResult& page : read_results((dir / "truth.jsonl").string())) {
+    SCOPED_TRACE(page.page + " page " + std::to_string(page.page_index));
+    const PageResult& big = drawn.at({fs::path(page.page).replace_extension().string(), page.page_index});
+    const bool pdf = fs::path(page.page).extension() == ".pdf";
+    // Scanned at 200 dpi: two thirds of the pixels each way, the text the same; a PDF page is
+    // the paper's size, read at 300 dpi.
+    EXPECT_NEAR(page.width, pdf ? big.width : big.width * 2 / 3.0, 1);
+    EXPECT_NEAR(page.height, pdf ? big.height : big.height * 2 / 3.0, 1);
+    ASSERT_EQ(page.strings.size(), big.strings.size());
+    for (size_t i = 0; i < page.strings.size(); ++i) EXPECT_EQ(page.strings[i].text, big.strings[i].text);
+    EXPECT_NEAR(dpi.at({page.page, page.page_index}), pdf ? 300 : 200, 0.01);
+  }
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path())) {
+    if (entry.path().extension() != ".png") continue;
+    const cv::Mat image = cv::imread(entry.path().string(), cv::IMREAD_UNCHANGED);
+    ASSERT_EQ(image.type(), CV_8UC1) << entry.path();
+    EXPECT_EQ(cv::countNonZero((image != 0) & (image != 255)), 0) << entry.path() << " is not black and white";
+  }
+
+  testing::TempDir untagged;
+  options.out = untagged.path();
+  options.bitonal = false;
+  options.untagged = true;
+  make_synthetic_job(options);
+  for (const PageRef& page : list_pages(untagged.path(), {}))
+    EXPECT_EQ(page.dpi, page.format == FileFormat::pdf ? 300 : 0) << page.name;
+}
+
 TEST(Synth, RefusesBadOptions) {
   testing::TempDir dir;
   EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
@@ -345,6 +390,10 @@ TEST(Synth, RefusesBadOptions) {
         make_synthetic_job({dir / "out", 2, 1, "forms", dir / "no-mnist"});
       },
       {(dir / "no-mnist").string(), "t10k-images-idx3-ubyte"}));
+  SynthOptions fax{dir / "out", 2, 1, "forms", testing::mnist_dir()};
+  fax.dpi = 72;
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>([&] { make_synthetic_job(fax); },
+                                                               {"scan resolution", "100 to 1200 dpi", "72"}));
   EXPECT_FALSE(fs::exists(dir / "out" / "truth.jsonl"));
 }
 

@@ -21,6 +21,13 @@ struct SynthOptions {
   std::filesystem::path mnist_dir;  // holds t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte
   double jpeg_share = 0.2;          // share of the single-page files stored as JPEG (else PNG)
   bool one_pdf = false;             // every page in one PDF, batch1/STEM-001.pdf (a scanner's batch)
+  // The scanner: pages are drawn at 300 dpi and scanned at `dpi` (100..1200), in grey or,
+  // `bitonal`, black and white (then no JPEG files); the files state their resolution unless
+  // `untagged`. PDF pages hold the scan and are the paper's size: their truth is in pixels
+  // at 300 dpi, as digitflow renders them.
+  int dpi = 300;
+  bool bitonal = false;
+  bool untagged = false;
 };
 
 struct SynthReport {
@@ -44,11 +51,11 @@ using SynthProgress = std::function<void(int done, int total)>;
 // missing MNIST test files (naming the folder) or a missing DejaVu font.
 SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress& progress = {});
 
-// Writes a minimal PDF 1.4: one page per 8-bit gray image, each page the image at exactly
-// 300 dpi (so a reader rendering at 300 dpi gets the stored pixel size back, and truth boxes
-// hold) with the image kept as JPEG (DCTDecode) at `quality`. Written by hand: a few objects
-// and an xref table are all a PDF needs, and no PDF writer is among the dependencies.
-// Throws std::runtime_error naming the file when it cannot be encoded or written.
-void write_pdf(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int quality);
+// Writes a minimal PDF 1.4: one page per 8-bit gray image, each page the image at `dpi` (at
+// 300, a reader rendering at 300 dpi gets the stored pixel size back, and truth boxes hold)
+// with the image kept as JPEG (DCTDecode) at `quality`. Written by hand: a few objects and an
+// xref table are all a PDF needs, and no PDF writer is among the dependencies. Throws
+// std::runtime_error naming the file when it cannot be encoded or written.
+void write_pdf(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int quality, int dpi = 300);
 
 }  // namespace digitflow::pipeline
