@@ -48,6 +48,42 @@ TEST(RunCli, SynthRunScoreReachTheAccuracyFloor) {
   EXPECT_LE(report["false_per_page"].get<double>(), 1.0);
 }
 
+TEST(RunCli, ChecksScannedAt200DpiAreReadAt300WhetherTheirFilesSaySoOrTheJobDoes) {
+  if (!mnist_available()) GTEST_SKIP() << "MNIST not in " << mnist_dir() << ": run scripts/fetch-mnist.sh";
+  TempDir dir;
+  for (const char* tag : {"", " --untagged"}) {
+    const CommandResult synth = run_digitflow("synth --out " + quoted(dir / (std::string("job") + tag)) +
+                                              " --pages 8 --seed 5 --kind checks --dpi 200" + tag);
+    ASSERT_EQ(synth.status, 0) << synth.output;
+  }
+  const fs::path stated = dir / "job", unstated = dir / "job --untagged";
+  CommandResult run = run_digitflow("run " + quoted(stated) + " --out " + quoted(dir / "out-stated") + " --threads 2");
+  ASSERT_EQ(run.status, 0) << run.output;
+  run = run_digitflow("run " + quoted(unstated) + " --out " + quoted(dir / "out-assumed") +
+                      " --threads 2 --set pipeline.assume_dpi=200");
+  ASSERT_EQ(run.status, 0) << run.output;
+  // The same pixels read at the same resolution: the same strings in the same boxes.
+  auto strings = [](const fs::path& results) {
+    std::vector<std::string> all;
+    std::ifstream in(results);
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json page = nlohmann::json::parse(line);
+      for (const nlohmann::json& s : page["strings"])
+        all.push_back(page["page"].get<std::string>() + " " + s["text"].get<std::string>() + " " + s["box"].dump());
+    }
+    return all;
+  };
+  const std::vector<std::string> read = strings(dir / "out-stated" / "results.jsonl");
+  EXPECT_EQ(read, strings(dir / "out-assumed" / "results.jsonl"));
+  const CommandResult score =
+      run_digitflow("score --json " + quoted(dir / "out-stated" / "results.jsonl") + " " + quoted(stated / "truth.jsonl"));
+  ASSERT_EQ(score.status, 0) << score.output;
+  const nlohmann::json report = nlohmann::json::parse(score.output);
+  std::cout << "200 dpi checks: exact " << report["exact_rate"] << ", digit accuracy " << report["digit_accuracy"] << "\n";
+  EXPECT_GE(report["exact_rate"].get<double>(), 0.75);  // 87% on 200 such pages (RESULTS.md, "Scan resolution")
+  EXPECT_GE(report["digit_accuracy"].get<double>(), 0.93);
+}
+
 TEST(RunCli, NamesWhatIsWrong) {
   TempDir dir;
   CommandResult r = run_digitflow("run /nonexistent/scans --out " + quoted(dir / "out"));
@@ -76,6 +112,7 @@ TEST(RunCli, NamesWhatIsWrong) {
   r = run_digitflow("run --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_TRUE(contains(r.output, "results.jsonl")) << r.output;
+  EXPECT_TRUE(contains(r.output, "pipeline.assume_dpi")) << r.output;
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --backend gpu");
   EXPECT_EQ(r.status, 2);
   EXPECT_TRUE(contains(r.output, "--backend gpu: expects cpu, cuda, cudnn or auto")) << r.output;
