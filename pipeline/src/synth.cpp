@@ -949,15 +949,6 @@ void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int qua
 
 namespace {
 
-// The page as a scanner in colour mode would store it: the gray page times the paper's tint.
-cv::Mat in_colour(const Page& page) {
-  if (page.tint == cv::Scalar::all(1.0)) return page.image;
-  cv::Mat bgr;
-  cv::cvtColor(page.image, bgr, cv::COLOR_GRAY2BGR);
-  cv::multiply(bgr, page.tint, bgr);
-  return bgr;
-}
-
 // The CRC of a PNG chunk (ISO 3309, as zlib's crc32).
 uint32_t png_crc(const std::string& bytes) {
   uint32_t crc = 0xFFFFFFFFu;
@@ -972,11 +963,12 @@ std::string big_endian(uint32_t v) {
   return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
-// Encodes one page as PNG or JPEG stating `dpi` (0: no resolution), as a scanner writes it.
-std::string encode_page(const cv::Mat& image, Format format, int quality, int dpi) {
+}  // namespace
+
+std::string encode_scan(const cv::Mat& image, bool png, int quality, int dpi) {
   std::vector<uint8_t> bytes;
-  const bool png = format == Format::png;
-  if (!cv::imencode(png ? ".png" : ".jpg", image, bytes, {cv::IMWRITE_JPEG_QUALITY, quality})) return {};
+  if (!cv::imencode(png ? ".png" : ".jpg", image, bytes, {cv::IMWRITE_JPEG_QUALITY, quality}))
+    throw std::runtime_error(std::string("cannot encode the page as ") + (png ? "PNG" : "JPEG"));
   std::string file(bytes.begin(), bytes.end());
   if (dpi == 0) return file;
   if (png) {  // a pHYs chunk (pixels per metre) after the header chunk
@@ -992,6 +984,17 @@ std::string encode_page(const cv::Mat& image, Format format, int quality, int dp
   return file;
 }
 
+namespace {
+
+// The page as a scanner in colour mode would store it: the gray page times the paper's tint.
+cv::Mat in_colour(const Page& page) {
+  if (page.tint == cv::Scalar::all(1.0)) return page.image;
+  cv::Mat bgr;
+  cv::cvtColor(page.image, bgr, cv::COLOR_GRAY2BGR);
+  cv::multiply(bgr, page.tint, bgr);
+  return bgr;
+}
+
 void write_page_file(const fs::path& path, Format format, const std::vector<Page>& pages, int dpi, bool tagged,
                      Rng& rng) {
   fs::create_directories(path.parent_path());
@@ -1002,10 +1005,10 @@ void write_page_file(const fs::path& path, Format format, const std::vector<Page
     case Format::png:
     case Format::jpeg: {
       const int quality = format == Format::jpeg ? rng.integer(75, 92) : 95;
-      const std::string file = encode_page(in_colour(pages[0]), format, quality, tagged ? dpi : 0);
+      const std::string file = encode_scan(in_colour(pages[0]), format == Format::png, quality, tagged ? dpi : 0);
       std::ofstream out(path, std::ios::binary | std::ios::trunc);
       out.write(file.data(), static_cast<std::streamsize>(file.size()));
-      written = !file.empty() && static_cast<bool>(out.flush());
+      written = static_cast<bool>(out.flush());
       break;
     }
     case Format::tiff: {  // Deflate (8) keeps noisy pages smaller than the default LZW

@@ -98,36 +98,9 @@ TEST(Decode, PdfPagesRenderedOnManyThreadsAtOnceAreThePagesRenderedOneByOne) {
   }
 }
 
-uint32_t crc32_of(const std::string& bytes) {
-  uint32_t crc = 0xFFFFFFFFu;
-  for (unsigned char c : bytes) {
-    crc ^= c;
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-  }
-  return ~crc;
-}
-
-std::string be32_bytes(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
-}
-
-std::string encoded(const std::string& ext, const cv::Mat& image) {
-  std::vector<uint8_t> bytes;
-  cv::imencode(ext, image, bytes);
-  return {bytes.begin(), bytes.end()};
-}
-
-// A PNG with a pHYs chunk after its header: `per_metre` pixels per metre (unit 1) both ways.
-std::string png_with_phys(const cv::Mat& image, uint32_t per_metre, uint8_t unit = 1) {
-  const std::string png = encoded(".png", image);
-  const std::string body = "pHYs" + be32_bytes(per_metre) + be32_bytes(per_metre) + std::string(1, static_cast<char>(unit));
-  const std::string chunk = be32_bytes(9) + body + be32_bytes(crc32_of(body));
-  return png.substr(0, 33) + chunk + png.substr(33);  // signature (8) + IHDR (25), then pHYs
-}
-
 // A JPEG whose JFIF header states `density` per `unit` (1: inch, 2: cm).
 std::string jpeg_with_density(const cv::Mat& image, uint8_t unit, uint16_t density) {
-  std::string jpeg = encoded(".jpg", image);
+  std::string jpeg = encode_scan(image, false, 90, 0);
   EXPECT_EQ(jpeg.substr(6, 5), std::string("JFIF\0", 5));  // APP0 right after the start marker
   jpeg[13] = static_cast<char>(unit);
   jpeg[14] = static_cast<char>(density >> 8), jpeg[15] = static_cast<char>(density & 0xFF);
@@ -141,14 +114,18 @@ TEST(Decode, TheResolutionAFileStatesIsReadAndSoftwareDefaultsAreNot) {
   auto write = [&](const std::string& name, const std::string& bytes) {
     std::ofstream(dir / name, std::ios::binary) << bytes;
   };
-  write("png-200.png", png_with_phys(image, 7874));        // 7874 px/m = 200 dpi
-  write("png-72.png", png_with_phys(image, 2835));         // 72 dpi: image software's default
-  write("png-unitless.png", png_with_phys(image, 7874, 0));  // an aspect ratio, no size
-  write("png-none.png", encoded(".png", image));
+  write("png-200.png", encode_scan(image, true, 0, 200));  // a pHYs chunk of 7874 px/m
+  write("png-72.png", encode_scan(image, true, 0, 72));    // image software's default
+  std::string unitless = encode_scan(image, true, 0, 200);
+  unitless[49] = 0;  // the pHYs unit: an aspect ratio, no size (and a CRC that no longer fits)
+  write("png-unitless.png", unitless);
+  write("png-none.png", encode_scan(image, true, 0, 0));
   write("jpeg-240.jpg", jpeg_with_density(image, 1, 240));
   write("jpeg-per-cm.jpg", jpeg_with_density(image, 2, 118));  // 118 per cm = 299.7 dpi
   write("jpeg-aspect.jpg", jpeg_with_density(image, 0, 1));
-  std::string bmp = encoded(".bmp", image);
+  std::vector<uint8_t> bmp_bytes;
+  cv::imencode(".bmp", image, bmp_bytes);
+  std::string bmp(bmp_bytes.begin(), bmp_bytes.end());
   for (int k = 0; k < 2; ++k) {  // 11811 px/m = 300 dpi, across and down
     bmp[38 + 4 * k] = static_cast<char>(11811 & 0xFF), bmp[39 + 4 * k] = static_cast<char>(11811 >> 8);
     bmp[40 + 4 * k] = 0, bmp[41 + 4 * k] = 0;
@@ -190,11 +167,11 @@ TEST(Decode, TheResolutionAFileStatesIsReadAndSoftwareDefaultsAreNot) {
   for (const PageRef& page : list_pages(dir.path(), {})) EXPECT_EQ(decode_page(page, {}).size(), image.size()) << page.name;
 
   // A pHYs chunk that claims the wrong length, or runs past the end of the file, states nothing.
-  std::string odd = png_with_phys(image, 7874);
+  std::string odd = encode_scan(image, true, 0, 200);
   odd[36] = 4;  // the chunk's length: 4 instead of 9
   write("odd.png", odd);
   EXPECT_EQ(probe_file(dir / "odd.png", "odd.png", {}).at(0).dpi, 0);
-  write("cut.png", png_with_phys(image, 7874).substr(0, 45));
+  write("cut.png", encode_scan(image, true, 0, 200).substr(0, 45));
   EXPECT_EQ(probe_file(dir / "cut.png", "cut.png", {}).at(0).dpi, 0);
 }
 

@@ -58,4 +58,9 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
 // std::runtime_error naming the file when it cannot be encoded or written.
 void write_pdf(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int quality, int dpi = 300);
 
+// A page encoded as a scanner stores it: PNG (or JPEG at `quality`) stating `dpi` in its pHYs
+// chunk (JFIF header); 0 states no resolution. Throws std::runtime_error when OpenCV cannot
+// encode the image.
+std::string encode_scan(const cv::Mat& image, bool png, int quality, int dpi);
+
 }  // namespace digitflow::pipeline
