@@ -48,20 +48,24 @@ void write_pdf_objects(const fs::path& path, const std::vector<std::string>& bod
   std::ofstream(path, std::ios::binary) << pdf;
 }
 
-TEST(Decode, PdfPagesRenderedOnManyThreadsAtOnceAreThePagesRenderedOneByOne) {
+TEST(Decode, PdfPagesDecodedOnManyThreadsAtOnceAreThePagesDecodedOneByOne) {
   t::TempDir dir;
   std::vector<cv::Mat> originals;
   for (int file = 0; file < 3; ++file) {
     const std::vector<cv::Mat> pages = {numbered_page(2 * file), numbered_page(2 * file + 1)};
-    write_pdf(dir / ("scan-" + std::to_string(file) + ".pdf"), pages, 92);
+    // Two files of images at 200 dpi on their pages: rendered (at 300 dpi); the third's are
+    // 300 dpi scans, decoded as stored.
+    write_pdf(dir / ("scan-" + std::to_string(file) + ".pdf"), pages, 92, file < 2 ? 200 : 300);
     originals.insert(originals.end(), pages.begin(), pages.end());
   }
   const std::vector<PageRef> listed = list_pages(dir.path(), {});
   ASSERT_EQ(listed.size(), 6u);
+  auto size_of = [](const PageRef& page) {
+    return page.name == "scan-2.pdf" ? cv::Size(400, 520) : cv::Size(600, 780);
+  };
   for (const PageRef& page : listed) {
     EXPECT_EQ(page.error, "") << page.name;
-    EXPECT_EQ(page.width, 400) << page.name;  // 300 dpi: the stored pixels back
-    EXPECT_EQ(page.height, 520) << page.name;
+    EXPECT_EQ(cv::Size(page.width, page.height), size_of(page)) << page.name;
   }
 
   // Eight threads, each decoding every page twice in an order of its own, before any page
@@ -86,9 +90,11 @@ TEST(Decode, PdfPagesRenderedOnManyThreadsAtOnceAreThePagesRenderedOneByOne) {
 
   for (size_t i = 0; i < listed.size(); ++i) {
     const cv::Mat alone = decode_page(listed[i], {});
-    ASSERT_EQ(alone.size(), originals[i].size()) << listed[i].name << " page " << listed[i].page_index;
+    ASSERT_EQ(alone.size(), size_of(listed[i])) << listed[i].name << " page " << listed[i].page_index;
     // The right page (JPEG in the PDF: close to the original, not equal).
-    EXPECT_LT(cv::norm(alone, originals[i], cv::NORM_L1) / static_cast<double>(alone.total()), 3.0)
+    cv::Mat back;
+    cv::resize(alone, back, originals[i].size(), 0, 0, cv::INTER_AREA);
+    EXPECT_LT(cv::norm(back, originals[i], cv::NORM_L1) / static_cast<double>(back.total()), 4.0)
         << listed[i].name << " page " << listed[i].page_index;
     for (int w = 0; w < threads; ++w) {
       const cv::Mat& mine = seen[static_cast<size_t>(w)][i];
@@ -96,6 +102,56 @@ TEST(Decode, PdfPagesRenderedOnManyThreadsAtOnceAreThePagesRenderedOneByOne) {
       EXPECT_EQ(cv::countNonZero(mine != alone), 0) << "thread " << w << ", page " << i;
     }
   }
+}
+
+TEST(Decode, AScannedPdfPageIsItsJpegAsStoredAndAnyOtherPageIsRendered) {
+  t::TempDir dir;
+  const cv::Mat scan = numbered_page(7);
+  write_pdf(dir / "scan.pdf", {scan}, 88);
+  // The scanner's pixels: the JPEG in the PDF, decoded, not a rendering of it.
+  std::vector<uint8_t> jpeg;
+  cv::imencode(".jpg", scan, jpeg, {cv::IMWRITE_JPEG_QUALITY, 88});
+  const cv::Mat stored = cv::imdecode(jpeg, cv::IMREAD_GRAYSCALE);
+  const PageRef page = probe_file(dir / "scan.pdf", "scan.pdf", {}).at(0);
+  const cv::Mat decoded = decode_page(page, {});
+  ASSERT_EQ(decoded.size(), stored.size());
+  EXPECT_EQ(cv::countNonZero(decoded != stored), 0);
+
+  // The same image on a page that is not 300 dpi of it: rendered, at the page's size.
+  write_pdf(dir / "scan-200.pdf", {scan}, 88, 200);
+  const cv::Mat rendered = decode_page(probe_file(dir / "scan-200.pdf", "scan-200.pdf", {}).at(0), {});
+  EXPECT_EQ(rendered.size(), cv::Size(600, 780));
+  cv::Mat back;
+  cv::resize(rendered, back, scan.size(), 0, 0, cv::INTER_AREA);
+  EXPECT_LT(cv::norm(back, scan, cv::NORM_L1) / static_cast<double>(scan.total()), 4.0);
+
+  // A page turned a quarter, and a page with more on it than the image: rendered too.
+  const std::string image = "<< /Type /XObject /Subtype /Image /Width 400 /Height 520 /ColorSpace /DeviceGray "
+                            "/BitsPerComponent 8 /Filter /DCTDecode /Length " + std::to_string(jpeg.size()) +
+                            " >>\nstream\n" + std::string(jpeg.begin(), jpeg.end()) + "\nendstream";
+  auto one_page = [&](const fs::path& path, const std::string& extra, const std::string& draw) {
+    write_pdf_objects(path, {"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 96 124.8] " + extra +
+                                 "/Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>",
+                             "<< /Length " + std::to_string(draw.size()) + " >>\nstream\n" + draw + "\nendstream",
+                             image});
+  };
+  const std::string plain = "q 96 0 0 124.8 0 0 cm /Im0 Do Q";
+  one_page(dir / "plain.pdf", "", plain);
+  one_page(dir / "turned.pdf", "/Rotate 90 ", plain);
+  one_page(dir / "framed.pdf", "", plain + " 0 0 0 RG 4 w 10 10 76 104.8 re S");
+  const cv::Mat as_stored = decode_page(probe_file(dir / "plain.pdf", "plain.pdf", {}).at(0), {});
+  ASSERT_EQ(as_stored.size(), stored.size());
+  EXPECT_EQ(cv::countNonZero(as_stored != stored), 0);
+  const cv::Mat turned = decode_page(probe_file(dir / "turned.pdf", "turned.pdf", {}).at(0), {});
+  EXPECT_EQ(turned.size(), cv::Size(520, 400));
+  cv::Mat upright;
+  cv::rotate(turned, upright, cv::ROTATE_90_COUNTERCLOCKWISE);
+  EXPECT_LT(cv::norm(upright, stored, cv::NORM_L1) / static_cast<double>(stored.total()), 6.0);
+  const cv::Mat framed = decode_page(probe_file(dir / "framed.pdf", "framed.pdf", {}).at(0), {});
+  ASSERT_EQ(framed.size(), stored.size());
+  EXPECT_LT(framed.at<uint8_t>(260, 42), 100) << "the frame drawn over the image is missing";
+  EXPECT_GT(stored.at<uint8_t>(260, 42), 150);
 }
 
 // A JPEG whose JFIF header states `density` per `unit` (1: inch, 2: cm).
