@@ -75,12 +75,12 @@ struct Size {
   int64_t width = 0, height = 0;
 };
 
-// Width and height from a JPEG's start-of-frame marker.
 // A stated resolution in dots per inch, or 0 when it is not one a scanner writes.
 double scan_dpi(double dpi) { return dpi >= 100 && dpi <= 1200 ? dpi : 0; }
 constexpr double kInchesPerMetre = 1 / 0.0254;
 
-// The frame size of a JPEG, and in `dpi` the resolution its JFIF header states.
+// Width and height from a JPEG's start-of-frame marker, and in `dpi` the resolution its JFIF
+// header states.
 Size jpeg_size(const fs::path& file, uint64_t file_size, double& dpi) {
   std::vector<uint8_t> b = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(file_size, 1 << 20)));
   size_t i = 2;
@@ -171,8 +171,8 @@ void quiet_poppler(const std::string&, void*) {}
 // statics of GfxState) in the first GfxState it makes, that is while it renders its first
 // page, and without a lock: two first renders at once can corrupt the heap. So PDF calls
 // run one at a time until a page has been rendered; after that the state exists, and the
-// calls, each with a document of its own, run in parallel (a folder of scanned PDFs is
-// rendered on every thread of the run, not on one).
+// calls, each with a document of its own, run in parallel (PDF pages are rendered on every
+// thread of the run, not on one).
 std::atomic<bool> pdf_rendered_once{false};
 
 class PopplerTurn {

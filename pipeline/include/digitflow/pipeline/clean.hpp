@@ -28,15 +28,15 @@ constexpr int kDarkPageMedian = 60;
 
 // The resolution cleaning and segmentation work at: their sizes in pixels (a form line's
 // length, a digit's height, the gaps between digits) and the models' training pages are
-// 300 dpi.
+// 300 dpi. A page is not resampled to it when that would take it over kMaxWorkingPixels.
 constexpr double kWorkingDpi = 300;
+constexpr double kMaxWorkingPixels = 80e6;
 
 // Throws ImageError for a page that is nearly black (not a scan of paper). A blank page is
 // not an error: its ink mask is empty. `dpi` is the page's stored resolution when known (0:
 // unknown, taken as it is): a page more than a tenth off kWorkingDpi (a check scanned at 200
-// dpi, a 600 dpi scan) is resampled to it first, unless that would take it over
-// kMaxWorkingPixels. `to_page` maps back to the pixels as stored either way.
-constexpr double kMaxWorkingPixels = 80e6;
+// dpi, a 600 dpi scan) is resampled to it first. `to_page` maps back to the pixels as stored
+// either way.
 CleanedPage clean_page(const cv::Mat& gray, const CleanOptions& options = {}, double dpi = 0);
 
 // The skew of the ink in a binary mask, in degrees within +-max_deg (exposed for tests).
