@@ -132,6 +132,8 @@ TEST(Clean, APageScannedAt200DpiIsReadAt300AndMappedBackToItsPixels) {
   EXPECT_NEAR(stored[0].y, 300, 0.5);
   EXPECT_EQ(clean_page(small).flat.size(), small.size());  // no stated resolution: as stored
   EXPECT_EQ(clean_page(page, {}, 310).flat.size(), page.size());  // within a tenth of 300
+  const cv::Mat poster(5000, 5000, CV_8U, cv::Scalar(236));  // at 300 dpi 225 MP: kept as stored
+  EXPECT_EQ(clean_page(poster, {}, 100).flat.size(), poster.size());
 
   const std::vector<StringResult> at200 = read_page(small, 200);
   ASSERT_EQ(texts(at200), "407183");
