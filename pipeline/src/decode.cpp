@@ -22,6 +22,7 @@
 #include <poppler/PDFDoc.h>
 #include <poppler/Page.h>
 #include <poppler/Stream.h>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 
@@ -59,7 +60,7 @@ uint32_t be32(const uint8_t* p) { return static_cast<uint32_t>(p[0]) << 24 | sta
 uint32_t le16(const uint8_t* p) { return static_cast<uint32_t>(p[1] << 8 | p[0]); }
 uint32_t le32(const uint8_t* p) { return static_cast<uint32_t>(p[3]) << 24 | static_cast<uint32_t>(p[2]) << 16 | le16(p); }
 
-FileFormat sniff(const std::vector<uint8_t>& b) {
+FileFormat sniff(std::span<const uint8_t> b) {
   auto starts = [&](std::initializer_list<uint8_t> magic) {
     return b.size() >= magic.size() && std::equal(magic.begin(), magic.end(), b.begin());
   };
@@ -79,10 +80,9 @@ struct Size {
 double scan_dpi(double dpi) { return dpi >= 100 && dpi <= 1200 ? dpi : 0; }
 constexpr double kInchesPerMetre = 1 / 0.0254;
 
-// Width and height from a JPEG's start-of-frame marker, and in `dpi` the resolution its JFIF
-// header states.
-Size jpeg_size(const fs::path& file, uint64_t file_size, double& dpi) {
-  std::vector<uint8_t> b = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(file_size, 1 << 20)));
+// Width and height from a JPEG's start-of-frame marker ({0, 0} when there is none), and in
+// `dpi` the resolution its JFIF header states.
+Size jpeg_frame(std::span<const uint8_t> b, double& dpi) {
   size_t i = 2;
   while (i + 9 < b.size()) {
     if (b[i] != 0xFF) return {};
@@ -101,15 +101,14 @@ Size jpeg_size(const fs::path& file, uint64_t file_size, double& dpi) {
 }
 
 // The resolution a PNG's pHYs chunk states (it comes before the image data, if at all).
-double png_dpi(const fs::path& file, uint64_t file_size) {
-  uint64_t at = 8;  // the signature; then chunks of length, type, data, CRC
-  for (int chunk = 0; chunk < 64 && at + 8 <= file_size; ++chunk) {
-    const std::vector<uint8_t> head = read_bytes(file, at, 17);
-    if (head.size() < 8) return 0;
-    const uint32_t length = be32(&head[0]);
-    const std::string type(head.begin() + 4, head.begin() + 8);
+double png_dpi(std::span<const uint8_t> b) {
+  size_t at = 8;  // the signature; then chunks of length, type, data, CRC
+  for (int chunk = 0; chunk < 64 && at + 8 <= b.size(); ++chunk) {
+    const uint32_t length = be32(&b[at]);
+    const std::string type(b.begin() + static_cast<long>(at) + 4, b.begin() + static_cast<long>(at) + 8);
     if (type == "IDAT" || type == "IEND") return 0;
-    if (type == "pHYs") return head.size() == 17 && length == 9 && head[16] == 1 ? scan_dpi(be32(&head[8]) / kInchesPerMetre) : 0;
+    if (type == "pHYs")
+      return length == 9 && at + 17 <= b.size() && b[at + 16] == 1 ? scan_dpi(be32(&b[at + 8]) / kInchesPerMetre) : 0;
     at += 12ull + length;
   }
   return 0;
@@ -284,6 +283,38 @@ Size pdf_page_size(const poppler::page& page, int dpi) {
   return {static_cast<int64_t>(std::lround(w)), static_cast<int64_t>(std::lround(h))};
 }
 
+}  // namespace
+
+ImageHeader read_header(std::span<const uint8_t> bytes) {
+  ImageHeader header;
+  header.format = sniff(bytes);
+  const std::span<const uint8_t> b = bytes;
+  switch (header.format) {
+    case FileFormat::png:
+      if (b.size() < 24) break;
+      header.width = be32(&b[16]), header.height = be32(&b[20]);
+      header.dpi = png_dpi(b);
+      break;
+    case FileFormat::bmp:
+      header.width = std::abs(static_cast<int64_t>(static_cast<int32_t>(le32(&b[18]))));
+      header.height = std::abs(static_cast<int64_t>(static_cast<int32_t>(le32(&b[22]))));
+      if (b.size() >= 42) header.dpi = scan_dpi(static_cast<int32_t>(le32(&b[38])) / kInchesPerMetre);
+      break;
+    case FileFormat::jpeg: {
+      const Size s = jpeg_frame(b, header.dpi);
+      header.width = s.width, header.height = s.height;
+      break;
+    }
+    case FileFormat::tiff:
+    case FileFormat::pdf:
+    case FileFormat::unknown:
+      break;
+  }
+  return header;
+}
+
+namespace {
+
 // probe_file, with the resolution each file states (0 where it states none).
 std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& name, const DecodeLimits& limits) {
   PageRef one{file, name, 0, 0, 0, FileFormat::unknown, ""};
@@ -299,6 +330,14 @@ std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& na
   }
   std::vector<uint8_t> head = read_bytes(file, 0, 64);
   one.format = sniff(head);
+  if (one.format == FileFormat::png || one.format == FileFormat::jpeg || one.format == FileFormat::bmp) {
+    // The header, its resolution chunks and (past a JPEG's EXIF thumbnail) its frame marker.
+    if (one.format != FileFormat::bmp) head = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(size, 1 << 20)));
+    const ImageHeader header = read_header(head);
+    one.width = static_cast<int>(std::min<int64_t>(header.width, 1 << 30));
+    one.height = static_cast<int>(std::min<int64_t>(header.height, 1 << 30));
+    one.dpi = header.dpi;
+  }
   switch (one.format) {
     case FileFormat::unknown:
       one.error = "not an image: unrecognised content (PNG, JPEG, TIFF, BMP or PDF expected)";
@@ -308,26 +347,15 @@ std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& na
         one.error = "truncated PNG header";
         return {one};
       }
-      one.width = static_cast<int>(std::min<uint32_t>(be32(&head[16]), 1u << 30));
-      one.height = static_cast<int>(std::min<uint32_t>(be32(&head[20]), 1u << 30));
-      one.dpi = png_dpi(file, size);
       break;
-    case FileFormat::bmp: {
-      const int64_t w = static_cast<int32_t>(le32(&head[18])), h = static_cast<int32_t>(le32(&head[22]));
-      one.width = static_cast<int>(std::min<int64_t>(std::abs(w), 1 << 30));
-      one.height = static_cast<int>(std::min<int64_t>(std::abs(h), 1 << 30));
-      if (head.size() >= 42) one.dpi = scan_dpi(static_cast<int32_t>(le32(&head[38])) / kInchesPerMetre);
+    case FileFormat::bmp:
       break;
-    }
-    case FileFormat::jpeg: {
-      Size s = jpeg_size(file, size, one.dpi);
-      if (s.width == 0) {
+    case FileFormat::jpeg:
+      if (one.width == 0) {
         one.error = "corrupt JPEG: no frame header";
         return {one};
       }
-      one.width = static_cast<int>(s.width), one.height = static_cast<int>(s.height);
       break;
-    }
     case FileFormat::tiff: {
       const std::vector<TiffPage> sizes = tiff_pages(file, size);
       if (sizes.empty()) {

@@ -17,41 +17,6 @@ namespace digitflow::pipeline {
 
 namespace {
 
-uint32_t be32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
-         static_cast<uint32_t>(p[2]) << 8 | p[3];
-}
-uint32_t le32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[3]) << 24 | static_cast<uint32_t>(p[2]) << 16 |
-         static_cast<uint32_t>(p[1]) << 8 | p[0];
-}
-
-// Width and height from the header of a PNG, BMP or JPEG; {0, 0} when not found (TIFF and
-// others are left to the decoder, which OpenCV bounds too).
-std::pair<int64_t, int64_t> header_size(std::span<const uint8_t> b) {
-  const size_t n = b.size();
-  if (n >= 24 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G')
-    return {be32(&b[16]), be32(&b[20])};
-  if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
-    const auto h = static_cast<int32_t>(le32(&b[22]));
-    return {static_cast<int32_t>(le32(&b[18])), h < 0 ? -static_cast<int64_t>(h) : h};
-  }
-  if (n >= 4 && b[0] == 0xFF && b[1] == 0xD8) {
-    for (size_t i = 2; i + 9 < n;) {
-      if (b[i] != 0xFF) return {0, 0};
-      const uint8_t marker = b[i + 1];
-      const size_t length = static_cast<size_t>(b[i + 2]) << 8 | b[i + 3];
-      const bool sof =
-          marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-      if (sof)
-        return {static_cast<int64_t>(b[i + 7]) << 8 | b[i + 8],
-                static_cast<int64_t>(b[i + 5]) << 8 | b[i + 6]};
-      i += 2 + length;
-    }
-  }
-  return {0, 0};
-}
-
 // Scores the pieces in `which` in one CNN pass; row i of `probs` is piece i.
 void score_pieces(const Segmentation& segmentation, const std::vector<int>& which,
                   kernels::Inference& inference, int classes, std::vector<float>& probs) {
@@ -72,9 +37,10 @@ void score_pieces(const Segmentation& segmentation, const std::vector<int>& whic
 
 }  // namespace
 
-cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits) {
+cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits, double* dpi) {
   if (bytes.empty()) throw ImageError("the image is empty");
-  const auto [w, h] = header_size(bytes);
+  const ImageHeader header = read_header(bytes);
+  const int64_t w = header.width, h = header.height;
   if (w < 0 || h < 0 || w * h > limits.max_pixels)
     throw ImageError("the image is " + std::to_string(w) + "x" + std::to_string(h) +
                      " pixels, over the limit of " + std::to_string(limits.max_pixels));
@@ -114,17 +80,18 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits)
   if (static_cast<int64_t>(gray.cols) * gray.rows > limits.max_pixels)
     throw ImageError("the image is " + std::to_string(gray.cols) + "x" + std::to_string(gray.rows) +
                      " pixels, over the limit of " + std::to_string(limits.max_pixels));
+  if (dpi) *dpi = header.dpi > 0 ? header.dpi : limits.assume_dpi;
   return gray;
 }
 
-PageResult recognize_image(const cv::Mat& gray, kernels::Network& model,
-                           const RunOptions& options) {
+PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options,
+                           double dpi) {
   const int classes = digit_classes(model);
   PageResult result;
   result.width = gray.cols;
   result.height = gray.rows;
   try {
-    CleanedPage cleaned = clean_page(gray, options.clean);
+    CleanedPage cleaned = clean_page(gray, options.clean, dpi);
     Segmentation segmentation = find_strings(cleaned, options.segment);
     std::vector<float> probs(segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
     kernels::Inference inference(model, kernels::Backend::cpu, 64);

@@ -211,6 +211,19 @@ TEST(Decode, TheResolutionAFileStatesIsReadAndSoftwareDefaultsAreNot) {
   DecodeLimits limits;
   limits.pdf_dpi = 150;  // a PDF page is stored at the resolution it is rendered at
   EXPECT_EQ(probe_file(dir / "scan.pdf", "scan.pdf", limits).at(0).dpi, 150);
+  // The same from the bytes alone (an upload), the size with it.
+  for (const PageRef& page : list_pages(dir.path(), {})) {
+    if (page.format == FileFormat::tiff || page.format == FileFormat::pdf) continue;
+    std::ifstream in(dir / page.name, std::ios::binary);
+    const std::vector<uint8_t> bytes{std::istreambuf_iterator<char>(in), {}};
+    const ImageHeader header = read_header(bytes);
+    EXPECT_EQ(header.format, page.format) << page.name;
+    EXPECT_EQ(header.width, 80) << page.name;
+    EXPECT_EQ(header.height, 60) << page.name;
+    EXPECT_EQ(header.dpi, page.dpi) << page.name;
+  }
+  EXPECT_EQ(read_header(std::vector<uint8_t>{0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0}).width, 0);  // cut short
+
   // Where a file states no resolution (or a software default), the one assumed for the job.
   DecodeLimits assumed;
   assumed.assume_dpi = 200;

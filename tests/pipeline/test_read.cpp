@@ -3,6 +3,7 @@
 // digit is read whole.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -10,6 +11,7 @@
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 #include "digitflow/pipeline/read.hpp"
+#include "digitflow/pipeline/synth.hpp"
 #include "test_support.hpp"
 
 namespace digitflow::pipeline {
@@ -76,6 +78,46 @@ TEST(Read, AnImageReadsLikeTheSamePageInTheFlowGraph) {
   }
   EXPECT_EQ(one.strings[0].text, "3907");
   EXPECT_EQ(one.strings[1].text, "52");
+}
+
+TEST(Read, AnImageStatingItsResolutionIsReadLikeThatPageInTheFlowGraph) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST is not fetched";
+  cv::Mat drawn(600, 900, CV_8U, cv::Scalar(235));
+  draw_string(drawn, "40718", 120, 150);
+  draw_string(drawn, "263", 450, 380);
+  cv::Mat page;  // scanned at 200 dpi
+  cv::resize(drawn, page, cv::Size(600, 400), 0, 0, cv::INTER_AREA);
+  const std::string png = encode_scan(page, true, 0, 200);
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(png.data()), png.size());
+  t::TempDir dir;
+  std::ofstream(dir / "page.png", std::ios::binary) << png;
+
+  RunOptions options;
+  std::vector<PageResult> flow;
+  run_pages(list_pages(dir.path(), options.limits), options, model(),
+            [&](const PageResult& r, const cv::Mat*) { flow.push_back(r); });
+  ASSERT_EQ(flow.size(), 1u);
+  double dpi = 0;
+  const cv::Mat gray = decode_image(bytes, options.limits, &dpi);
+  EXPECT_NEAR(dpi, 200, 0.01);
+  const PageResult one = recognize_image(gray, model(), options, dpi);
+  EXPECT_EQ(one.width, 600);
+  ASSERT_EQ(one.strings.size(), flow[0].strings.size());
+  ASSERT_EQ(one.strings.size(), 2u);
+  for (size_t i = 0; i < one.strings.size(); ++i) {
+    EXPECT_EQ(one.strings[i].text, flow[0].strings[i].text);
+    EXPECT_EQ(one.strings[i].box, flow[0].strings[i].box);
+    EXPECT_NEAR(one.strings[i].confidence, flow[0].strings[i].confidence, 1e-4);
+  }
+  EXPECT_EQ(one.strings[0].text, "40718");
+
+  // An image that states no resolution takes the one the options assume.
+  DecodeLimits assumed;
+  assumed.assume_dpi = 240;
+  decode_image(encode(page, ".png"), assumed, &dpi);
+  EXPECT_EQ(dpi, 240);
+  decode_image(encode(page, ".png"), DecodeLimits{}, &dpi);
+  EXPECT_EQ(dpi, 0);
 }
 
 TEST(Read, ANearlyBlackImageIsAnErrorNotAThrow) {

@@ -313,8 +313,9 @@ std::string Service::crop_png(const Caller& caller, int64_t id, const std::strin
 
 json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool drawn) {
   cv::Mat gray;
+  double dpi = 0;  // as the image states; the pad's drawings state none
   try {
-    gray = pipeline::decode_image(image, options_.run.limits);
+    gray = pipeline::decode_image(image, options_.run.limits, &dpi);
   } catch (const pipeline::ImageError& e) {
     throw BadRequest(e.what());
   }
@@ -338,7 +339,7 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       pipeline::RunOptions run = options_.run;
       run.clean.remove_lines = !drawn;
       if (drawn) run.read.min_digits = 1;  // one digit written on the pad is a string too
-      result = pipeline::recognize_image(gray, model_.network, run);
+      result = pipeline::recognize_image(gray, model_.network, run, drawn ? 0.0 : dpi);
     }
   }
   const double ms =

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,17 @@ std::string to_string(const Shard& shard);  // "K/N"
 // Throws std::runtime_error when job_dir is not a readable folder.
 std::vector<PageRef> list_pages(const std::filesystem::path& job_dir, const DecodeLimits& limits,
                                 std::vector<std::string>* skipped = nullptr, const Shard& shard = {});
+
+// What the first bytes of an encoded image say: its format and, for PNG, JPEG and BMP, its
+// size (0 x 0 when the header is cut short) and the resolution it states (as PageRef::dpi:
+// 0 when none, or not a scanner's). A JPEG's frame size may come after an EXIF thumbnail:
+// give it the file's first megabyte.
+struct ImageHeader {
+  FileFormat format = FileFormat::unknown;
+  int64_t width = 0, height = 0;
+  double dpi = 0;
+};
+ImageHeader read_header(std::span<const uint8_t> bytes);
 
 // The pages one file holds (one entry with an error when it cannot be read).
 std::vector<PageRef> probe_file(const std::filesystem::path& file, const std::string& name,

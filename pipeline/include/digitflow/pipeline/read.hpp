@@ -14,16 +14,18 @@
 namespace digitflow::pipeline {
 
 // Decodes an encoded image (PNG, JPEG, BMP, TIFF: its first page) to 8-bit grey. The size in
-// the header is checked against limits.max_pixels before any pixel is decoded. Throws
+// the header is checked against limits.max_pixels before any pixel is decoded. With `dpi`,
+// sets it to the resolution the image states (read_header), else limits.assume_dpi. Throws
 // ImageError saying what is wrong.
-cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits);
+cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits, double* dpi = nullptr);
 
 // The strings on `gray` (8-bit grey, as decode_image gives), read as run_pages reads a page
 // with the same options (clean, segment, read, page_template, screen; folders, overlays and
 // the backend are not used: the CPU reads). `page` is left empty; a page that cannot be read
-// (nearly black) has its error set.
+// (nearly black) has its error set. `dpi` is the image's resolution when known, as clean_page
+// takes it: boxes are in the pixels of `gray` either way.
 // Throws std::invalid_argument when the model is not a 1x28x28 digit model.
-PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options);
+PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options, double dpi = 0);
 
 // The image as one digit: normalised like MNIST, scored by the model. The box is the whole
 // image; `top` holds the three best classes 0..9. Throws ImageError when it holds no ink.
