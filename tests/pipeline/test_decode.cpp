@@ -126,9 +126,12 @@ TEST(Decode, AScannedPdfPageIsItsJpegAsStoredAndAnyOtherPageIsRendered) {
   EXPECT_LT(cv::norm(back, scan, cv::NORM_L1) / static_cast<double>(scan.total()), 4.0);
 
   // A page turned a quarter, and a page with more on it than the image: rendered too.
-  const std::string image = "<< /Type /XObject /Subtype /Image /Width 400 /Height 520 /ColorSpace /DeviceGray "
-                            "/BitsPerComponent 8 /Filter /DCTDecode /Length " + std::to_string(jpeg.size()) +
-                            " >>\nstream\n" + std::string(jpeg.begin(), jpeg.end()) + "\nendstream";
+  auto jpeg_object = [](const std::vector<uint8_t>& bytes, const char* space) {
+    return "<< /Type /XObject /Subtype /Image /Width 400 /Height 520 /ColorSpace /" + std::string(space) +
+           " /BitsPerComponent 8 /Filter /DCTDecode /Length " + std::to_string(bytes.size()) + " >>\nstream\n" +
+           std::string(bytes.begin(), bytes.end()) + "\nendstream";
+  };
+  std::string image = jpeg_object(jpeg, "DeviceGray");
   auto one_page = [&](const fs::path& path, const std::string& extra, const std::string& draw) {
     write_pdf_objects(path, {"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
                              "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 96 124.8] " + extra +
@@ -152,6 +155,19 @@ TEST(Decode, AScannedPdfPageIsItsJpegAsStoredAndAnyOtherPageIsRendered) {
   ASSERT_EQ(framed.size(), stored.size());
   EXPECT_LT(framed.at<uint8_t>(260, 42), 100) << "the frame drawn over the image is missing";
   EXPECT_GT(stored.at<uint8_t>(260, 42), 150);
+
+  // A colour scan: its JPEG decoded to grey.
+  cv::Mat colour;
+  cv::cvtColor(scan, colour, cv::COLOR_GRAY2BGR);
+  colour.col(200) = cv::Scalar(40, 160, 220);  // an orange stripe
+  std::vector<uint8_t> colour_jpeg;
+  cv::imencode(".jpg", colour, colour_jpeg, {cv::IMWRITE_JPEG_QUALITY, 90});
+  image = jpeg_object(colour_jpeg, "DeviceRGB");
+  one_page(dir / "colour.pdf", "", plain);
+  const cv::Mat grey = decode_page(probe_file(dir / "colour.pdf", "colour.pdf", {}).at(0), {});
+  const cv::Mat expected = cv::imdecode(colour_jpeg, cv::IMREAD_GRAYSCALE);
+  ASSERT_EQ(grey.size(), expected.size());
+  EXPECT_EQ(cv::countNonZero(grey != expected), 0);
 }
 
 // A JPEG whose JFIF header states `density` per `unit` (1: inch, 2: cm).
