@@ -45,7 +45,7 @@ int run_synth(int argc, char** argv) {
       ("kind", po::value(&synth.kind)->value_name("K")->default_value("forms"),
        "forms (A4 forms with 8 fields), checks (bank checks) or free (strings anywhere on a "
        "plain sheet)")
-      ("jpeg-share", po::value(&synth.jpeg_share)->value_name("X")->default_value(0.2),
+      ("jpeg-share", po::value(&synth.jpeg_share)->value_name("X")->default_value(0.2, "0.2"),
        "share of the single-page files stored as JPEG, 0..1 (the others are PNG)")
       ("dpi", po::value(&synth.dpi)->value_name("N")->default_value(300),
        "the scanner's resolution, 100..1200: pages are drawn at 300 dpi and scanned at N (the "
@@ -55,7 +55,8 @@ int run_synth(int argc, char** argv) {
       ("untagged", po::bool_switch(&synth.untagged),
        "files state no resolution (PNG, JPEG and TIFF), as some scanners write them")
       ("one-pdf", po::bool_switch(&synth.one_pdf),
-       "every page in one PDF, DIR/batch1/KIND-001.pdf, as a sheet-fed scanner stores a batch")
+       "every page in one PDF (DIR/batch1/form-001.pdf, check-001.pdf or page-001.pdf), as a "
+       "sheet-fed scanner stores a batch")
       ("data-dir", po::value(&data_dir)->value_name("DIR"),
        "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir); only the test set "
        "is used")
