@@ -171,6 +171,10 @@ int run_run(int argc, char** argv) {
     for (size_t i = 0; i < s.skipped_files.size() && i < 5; ++i) std::printf(" %s", s.skipped_files[i].c_str());
     std::printf("%s\n", s.skipped_files.size() > 5 ? " ..." : "");
   }
+  if (s.pages_without_resolution)
+    std::printf("%lld pages state no scan resolution and were read as 300 dpi scans; if they were scanned at "
+                "another, say so with --set pipeline.assume_dpi=DPI\n",
+                static_cast<long long>(s.pages_without_resolution));
   if (s.failed_pages)
     std::printf("%lld pages could not be read: see \"error\" in %s\n", static_cast<long long>(s.failed_pages),
                 (fs::path(out) / "results.jsonl").c_str());

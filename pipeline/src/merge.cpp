@@ -130,7 +130,8 @@ double round3(double v) { return std::round(v * 1000) / 1000; }
 json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
   json out = json::object();
   for (const char* key : {"pages", "failed_pages", "strings", "digits", "low_confidence_strings",
-                          "fields", "valid_fields", "images_scored", "images_read_in_full", "pages_listed"}) {
+                          "fields", "valid_fields", "images_scored", "images_read_in_full", "pages_listed",
+                          "pages_without_resolution"}) {
     int64_t sum = 0;
     for (const Input& input : inputs) sum += count_in(input, key);
     out[key] = sum;

@@ -43,6 +43,7 @@ nlohmann::json to_json(const RunSummary& s) {
           {"valid_fields", s.valid_fields},
           {"images_scored", s.images_scored},
           {"images_read_in_full", s.images_read_in_full},
+          {"pages_without_resolution", s.pages_without_resolution},
           {"seconds", r3(s.seconds)},
           {"pages_per_s", r3(s.pages_per_s)},
           {"cancelled", s.cancelled},
@@ -450,6 +451,8 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   RunSummary summary = run_pages(pages, options, model, write, progress, cancel);
   summary.stages.list = list_seconds;
   summary.skipped_files = std::move(skipped);
+  summary.pages_without_resolution =
+      std::count_if(pages.begin(), pages.end(), [](const PageRef& p) { return p.error.empty() && p.dpi == 0; });
   summary.seconds += list_seconds;
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   nlohmann::json s = to_json(summary);

@@ -75,6 +75,14 @@ TEST(RunCli, ChecksScannedAt200DpiAreReadAt300WhetherTheirFilesSaySoOrTheJobDoes
   };
   const std::vector<std::string> read = strings(dir / "out-stated" / "results.jsonl");
   EXPECT_EQ(read, strings(dir / "out-assumed" / "results.jsonl"));
+  EXPECT_FALSE(contains(run.output, "state no scan resolution")) << run.output;
+  // Read as they are stored, the run says what it took them for and how to say otherwise.
+  run = run_digitflow("run " + quoted(unstated) + " --out " + quoted(dir / "out-unstated") + " --threads 2");
+  ASSERT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "6 pages state no scan resolution and were read as 300 dpi scans")) << run.output;
+  EXPECT_TRUE(contains(run.output, "--set pipeline.assume_dpi=DPI")) << run.output;
+  std::ifstream in(dir / "out-unstated" / "summary.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["pages_without_resolution"], 6);  // the two PDF pages are rendered at 300
   const CommandResult score =
       run_digitflow("score --json " + quoted(dir / "out-stated" / "results.jsonl") + " " + quoted(stated / "truth.jsonl"));
   ASSERT_EQ(score.status, 0) << score.output;

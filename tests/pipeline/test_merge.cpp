@@ -138,7 +138,7 @@ TEST(Merge, ShardsMergeToExactlyTheWholeFoldersOutput) {
   const json merged = json::parse(read_file(o.out() / "summary.json"));
   const json whole = json::parse(read_file(o.dir / "whole" / "summary.json"));
   for (const char* key : {"pages", "failed_pages", "strings", "digits", "pages_listed",
-                          "skipped_files", "job", "cancelled"})
+                          "pages_without_resolution", "skipped_files", "job", "cancelled"})
     EXPECT_EQ(merged[key], whole[key]) << key;
   EXPECT_EQ(merged["shard"], json({{"index", 0}, {"count", 1}}));
   EXPECT_EQ(merged["merged"]["shards"], 3);

@@ -66,6 +66,9 @@ struct RunSummary {
   StageSeconds stages;
   bool cancelled = false;
   std::vector<std::string> skipped_files;  // under the job folder, not pages (run_job only)
+  // Pages listed whose files state no resolution (PageRef::dpi 0: read as they are stored, as
+  // if at 300 dpi; pipeline.assume_dpi gives them one) (run_job only).
+  int64_t pages_without_resolution = 0;
 };
 nlohmann::json to_json(const RunSummary& summary);
 
