@@ -208,7 +208,9 @@ std::string stream_bytes(Stream* stream, size_t limit) {
   std::string bytes;
   if (!stream) return bytes;
   stream->reset();
-  for (int c; bytes.size() <= limit && (c = stream->getChar()) != EOF;) bytes.push_back(static_cast<char>(c));
+  unsigned char chunk[65536];
+  for (int n; bytes.size() <= limit && (n = stream->doGetChars(static_cast<int>(sizeof chunk), chunk)) > 0;)
+    bytes.append(reinterpret_cast<const char*>(chunk), static_cast<size_t>(n));
   stream->close();
   return bytes;
 }
@@ -285,10 +287,9 @@ Size pdf_page_size(const poppler::page& page, int dpi) {
 
 }  // namespace
 
-ImageHeader read_header(std::span<const uint8_t> bytes) {
+ImageHeader read_header(std::span<const uint8_t> b) {
   ImageHeader header;
-  header.format = sniff(bytes);
-  const std::span<const uint8_t> b = bytes;
+  header.format = sniff(b);
   switch (header.format) {
     case FileFormat::png:
       if (b.size() < 24) break;
@@ -331,8 +332,10 @@ std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& na
   std::vector<uint8_t> head = read_bytes(file, 0, 64);
   one.format = sniff(head);
   if (one.format == FileFormat::png || one.format == FileFormat::jpeg || one.format == FileFormat::bmp) {
-    // The header, its resolution chunks and (past a JPEG's EXIF thumbnail) its frame marker.
-    if (one.format != FileFormat::bmp) head = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(size, 1 << 20)));
+    // The header and its resolution: a PNG's chunks before its image data are small; a
+    // JPEG's frame marker may come after an EXIF thumbnail.
+    const uint64_t enough = one.format == FileFormat::png ? 1 << 16 : one.format == FileFormat::jpeg ? 1 << 20 : 64;
+    head = read_bytes(file, 0, static_cast<size_t>(std::min<uint64_t>(size, enough)));
     const ImageHeader header = read_header(head);
     one.width = static_cast<int>(std::min<int64_t>(header.width, 1 << 30));
     one.height = static_cast<int>(std::min<int64_t>(header.height, 1 << 30));
