@@ -510,6 +510,10 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
   std::vector<StringResult> results, dropped;
   for (const StringCandidate& candidate : seg.strings) {
     if (looks_like_print(seg, candidate, probs, classes)) continue;
+    // Slots read as a digit whole: a blob that is only digits once cut needs such company.
+    const auto whole_digits = std::count_if(candidate.slots.begin(), candidate.slots.end(), [&](const Slot& slot) {
+      return !slot.hypotheses.empty() && is_digit(static_cast<size_t>(slot.hypotheses[0].pieces[0]));
+    });
     // The chosen pieces of every slot, in order.
     std::vector<int> chosen;  // piece indices; -1 for small context
     for (const Slot& slot : candidate.slots) {
@@ -538,6 +542,15 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         }
         if (score > best_score) best_score = score, best = &h;
       }
+      // A wide blob with no digit beside it on its line, whose best cut still leaves a piece
+      // the model takes for "not a digit", is no string of digits: a signature's loops, cut,
+      // pass for 1s and 0s. Read whole, it is rejected. (Two glued digits cut right are two
+      // digits; in a line of digits an odd piece is kept as an unsure digit below.)
+      if (has_reject && best->pieces.size() > 1 && whole_digits == 0 &&
+          std::any_of(best->pieces.begin(), best->pieces.end(), [&](int piece) {
+            return seg.pieces[static_cast<size_t>(piece)].usable && !is_digit(static_cast<size_t>(piece));
+          }))
+        best = &slot.hypotheses[0];
       chosen.insert(chosen.end(), best->pieces.begin(), best->pieces.end());
     }
     const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); });
@@ -548,11 +561,16 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       if (i >= 0 && is_digit(static_cast<size_t>(i))) heights.push_back(seg.pieces[static_cast<size_t>(i)].box.h);
     const int digit_height = median(heights);
     std::vector<bool> unsure_digit(seg.pieces.size(), false), too_tall(seg.pieces.size(), false);
+    long digits_before = 0;
     if (accepted >= 2)
       for (int i : chosen) {
         if (i < 0) continue;
         const size_t k = static_cast<size_t>(i);
-        if (seg.pieces[k].usable && !is_digit(k) && p[k][10] < options.keep_unsure_below &&
+        if (is_digit(k)) ++digits_before;
+        // Between two digits or more on each side, kept whatever its "not a digit": cut there,
+        // the string would come out as two, each sure of itself and wrong.
+        const bool inside = digits_before >= 2 && accepted - digits_before >= 2;
+        if (seg.pieces[k].usable && !is_digit(k) && (inside || p[k][10] < options.keep_unsure_below) &&
             seg.pieces[k].box.h >= 0.75 * digit_height && seg.pieces[k].box.h <= 1.4 * digit_height)
           unsure_digit[k] = true;
         // A stroke far taller than the string's digits (the side of the box they are written

@@ -492,9 +492,10 @@ std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::
 }
 
 TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
-  // The middle piece is "not a digit" with probability 0.995: above keep_unsure_below, so it
-  // cuts the string, and each half carries that doubt.
-  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f});
+  // The middle piece is "not a digit" with probability 0.995 and half as tall again as the
+  // digits: no digit of theirs, so it cuts the string, and each half carries that doubt.
+  const std::vector<int> taller = {60, 60, 90, 60, 60};
+  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f}, taller);
   ASSERT_EQ(strings.size(), 2u);
   EXPECT_EQ(strings[0].text, "47");
   EXPECT_EQ(strings[1].text, "29");
@@ -506,10 +507,22 @@ TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
   // strings it cut came out complete-looking at 0.99 when it was a digit of theirs.
   ReadOptions sharp;
   sharp.temperature = 0.5;
-  strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f}, {}, sharp);
+  strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f}, taller, sharp);
   ASSERT_EQ(strings.size(), 2u);
   const double digit = 0.81 / (0.81 + 0.01);  // 0.9 and 0.1 squared, renormalised
   EXPECT_NEAR(strings[0].confidence, digit * digit * 0.995, 1e-5);
+}
+
+TEST(Segment, ARejectedPieceOfTheDigitsHeightBetweenDigitsKeepsTheStringWhole) {
+  // As tall as the digits, with two digits or more on each side: read as its likeliest digit
+  // with its low probability (0.005), one string to review rather than two sure halves.
+  std::vector<StringResult> strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.995f, 0.1f, 0.1f});
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_EQ(strings[0].text, "47329");
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.005 * 0.9 * 0.9, 1e-6);
+  // With one digit on a side it may be a printed mark ending the string: cut there.
+  EXPECT_EQ(texts(read_chain({4, 7, 5, -1, 9}, {0.1f, 0.1f, 0.1f, 0.995f, 0.1f})), "475");
+  EXPECT_EQ(texts(read_chain({-1, 4, 7, 5, 9}, {0.995f, 0.1f, 0.1f, 0.1f, 0.1f})), "4759");
 }
 
 TEST(Segment, AnUnsurePieceOfTheDigitsHeightStaysInItsString) {
@@ -579,6 +592,53 @@ TEST(Segment, ALoneDigitBesideAStringPutsItInDoubt) {
   strings = read_beside(60);
   ASSERT_EQ(strings.size(), 1u);
   EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.9, 1e-5);
+}
+
+// A blob 150 px wide, "not a digit" whole, with one cut into three pieces read as `cut`
+// (each piece its digit with probability 1 - cut_not_digit[k]), after `digits_before` slots
+// of single digits read with 0.95.
+std::vector<StringResult> read_wide_blob(int digits_before, const std::vector<int>& cut, const std::vector<float>& cut_not_digit) {
+  Segmentation seg;
+  StringCandidate line;
+  std::vector<float> probs;
+  auto add_piece = [&](const Box& box, int digit, float not_digit) {
+    Piece piece;
+    piece.box = box;
+    piece.usable = true;
+    seg.pieces.push_back(piece);
+    probs.resize(seg.pieces.size() * 11, 0.0f);
+    probs[(seg.pieces.size() - 1) * 11 + static_cast<size_t>(digit)] = 1.0f - not_digit;
+    probs[(seg.pieces.size() - 1) * 11 + 10] = not_digit;
+    return static_cast<int>(seg.pieces.size()) - 1;
+  };
+  int x = 100;
+  for (int k = 0; k < digits_before; ++k, x += 50) {
+    Slot slot;
+    slot.box = {x, 100, 40, 60};
+    slot.hypotheses = {{{add_piece(slot.box, 4 + k, 0.05f)}}};
+    line.slots.push_back(slot);
+  }
+  Slot blob;
+  blob.box = {x, 100, 150, 60};
+  Hypothesis three;
+  for (size_t k = 0; k < cut.size(); ++k)
+    three.pieces.push_back(add_piece({x + 50 * static_cast<int>(k), 100, 45, 60}, cut[k], cut_not_digit[k]));
+  blob.hypotheses = {{{add_piece(blob.box, 8, 0.999f)}}, three};
+  line.slots.push_back(blob);
+  seg.strings.push_back(line);
+  const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+  return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+}
+
+TEST(Segment, ALoneBlobThatOnlyCutsIntoDigitsWithAPieceLeftOverIsNoString) {
+  // A signature: one wide stroke alone on its line, whose best cut reads "4", "1", "0" with
+  // the 4 taken for "not a digit" (0.8): no string, not "10" nor "410".
+  EXPECT_TRUE(read_wide_blob(0, {4, 1, 0}, {0.8f, 0.1f, 0.05f}).empty());
+  // Three glued digits alone, each piece a digit: read.
+  EXPECT_EQ(texts(read_wide_blob(0, {4, 1, 0}, {0.1f, 0.1f, 0.05f})), "410");
+  // The same blob after two digits on their line: part of a string of digits, its unsure
+  // piece kept as an unsure digit.
+  EXPECT_EQ(texts(read_wide_blob(2, {4, 1, 0}, {0.8f, 0.1f, 0.05f})), "45410");
 }
 
 TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {

@@ -86,7 +86,10 @@ struct ReadOptions {
   // A piece of a string's digit height that the model takes for "not a digit" with less
   // than this probability is read as its likeliest digit (with that digit's low confidence)
   // instead of cutting the string in two: inside a line of handwritten digits, an odd digit
-  // or two glued ones are far likelier than a printed letter.
+  // or two glued ones are far likelier than a printed letter. With two digits or more on
+  // each side, such a piece is kept whatever its probability: the string it would cut comes
+  // out whole, with that piece's low confidence, instead of as two strings each sure of
+  // itself and neither right.
   double keep_unsure_below = 0.99;
 };
 
