@@ -217,13 +217,19 @@ std::string stream_bytes(Stream* stream, size_t limit) {
 
 // A page of a scanned PDF is one image drawn over the whole page. Where a page is exactly
 // that (its content "q W 0 0 H X Y cm /Name Do Q" over its media box, not rotated, with no
-// annotations; the image a JPEG of 8-bit grey or RGB with no mask or decode array) and the
-// image has the pixel size the page renders to, the JPEG is decoded directly: the pixels
-// the scanner stored, about five times faster than rendering them (Splash resamples an image
-// even at 1:1). Empty for any other page, which is rendered. Reads the file with poppler's
-// own parser while the caller holds a poppler-cpp document open (which keeps poppler's
-// global parameters alive); it builds no colour state, so it needs no PopplerTurn.
-cv::Mat scanned_image(const PageRef& page, int dpi) {
+// annotations, the image with no mask), its pixels are taken from the image as stored instead
+// of being rendered, which costs several times more (Splash resamples an image even at 1:1):
+// - a JPEG of 8-bit grey or RGB with no decode array is decoded by OpenCV, the scanner's
+//   pixels;
+// - a grey image of 1 or 8 bits in any other coding poppler reads (CCITT G4 and JBIG2 from
+//   black-and-white scanners, Flate, LZW), decode array [0 1] or [1 0], is read through
+//   poppler's own filters.
+// An image of another pixel size than the page renders to (a 200-dpi scan on a page rendered
+// at 300) is resized to that size, as rendering would. Empty for any other page, and for an
+// image over the pixel limit, which are rendered. Reads the file with poppler's own parser
+// while the caller holds a poppler-cpp document open (which keeps poppler's global parameters
+// alive); it builds no colour state, so it needs no PopplerTurn.
+cv::Mat scanned_image(const PageRef& page, const DecodeLimits& limits) {
   PDFDoc doc(std::make_unique<GooString>(page.file.string()));
   if (!doc.isOk() || page.page_index >= doc.getNumPages()) return {};
   Page* p = doc.getPage(page.page_index + 1);
@@ -253,25 +259,60 @@ cv::Mat scanned_image(const PageRef& page, int dpi) {
   Dict* info = image.streamGetDict();
   Object filter = info->lookup("Filter");
   if (filter.isArray() && filter.arrayGetLength() == 1) filter = filter.arrayGet(0);
-  Object space = info->lookup("ColorSpace");
-  if (!info->lookup("Subtype").isName("Image") || !filter.isName("DCTDecode") ||
-      !(space.isName("DeviceGray") || space.isName("DeviceRGB")) || !info->lookup("BitsPerComponent").isInt() ||
-      info->lookup("BitsPerComponent").getInt() != 8 || !info->lookup("SMask").isNull() ||
-      !info->lookup("Mask").isNull() || !info->lookup("Decode").isNull() || !info->lookup("ImageMask").isNull())
+  const Object space = info->lookup("ColorSpace");
+  const double bits = info->lookup("BitsPerComponent").getNumWithDefaultValue(0);
+  const Object mask = info->lookup("ImageMask");
+  if (!info->lookup("Subtype").isName("Image") || (bits != 1 && bits != 8) || !info->lookup("SMask").isNull() ||
+      !info->lookup("Mask").isNull() || (mask.isBool() && mask.getBool()))
     return {};
-  const int width = static_cast<int>(std::lround((media->x2 - media->x1) * dpi / 72.0));
-  const int height = static_cast<int>(std::lround((media->y2 - media->y1) * dpi / 72.0));
-  if (info->lookup("Width").getNumWithDefaultValue(0) != width || info->lookup("Height").getNumWithDefaultValue(0) != height)
-    return {};
-  const std::string jpeg = stream_bytes(image.getStream()->getUndecodedStream(), 1u << 30);
+  const double columns = info->lookup("Width").getNumWithDefaultValue(0), rows = info->lookup("Height").getNumWithDefaultValue(0);
+  if (!(columns >= 1 && rows >= 1 && columns * rows <= static_cast<double>(limits.max_pixels))) return {};
+  const int image_w = static_cast<int>(columns), image_h = static_cast<int>(rows);
+  // The decode array: absent or [0 1] keeps the samples, [1 0] inverts them.
+  bool inverted = false;
+  if (Object decode = info->lookup("Decode"); !decode.isNull()) {
+    if (!decode.isArray() || decode.arrayGetLength() != 2) return {};
+    const double d0 = decode.arrayGet(0).getNumWithDefaultValue(-1), d1 = decode.arrayGet(1).getNumWithDefaultValue(-1);
+    if (d0 == 1 && d1 == 0) inverted = true;
+    else if (!(d0 == 0 && d1 == 1)) return {};
+  }
   cv::Mat pixels;
-  try {
-    pixels = cv::imdecode(cv::Mat(1, static_cast<int>(jpeg.size()), CV_8U, const_cast<char*>(jpeg.data())),
-                          cv::IMREAD_GRAYSCALE);
-  } catch (const cv::Exception&) {
+  if (filter.isName("DCTDecode") && bits == 8 && (space.isName("DeviceGray") || space.isName("DeviceRGB")) && !inverted) {
+    const std::string jpeg = stream_bytes(image.getStream()->getUndecodedStream(), 1u << 30);
+    try {
+      pixels = cv::imdecode(cv::Mat(1, static_cast<int>(jpeg.size()), CV_8U, const_cast<char*>(jpeg.data())),
+                            cv::IMREAD_GRAYSCALE);
+    } catch (const cv::Exception&) {
+      return {};
+    }
+    if (pixels.cols != image_w || pixels.rows != image_h) return {};
+  } else if (space.isName("DeviceGray") && !filter.isName("DCTDecode") && !filter.isName("JPXDecode")) {
+    const size_t row_bytes = bits == 1 ? (static_cast<size_t>(image_w) + 7) / 8 : static_cast<size_t>(image_w);
+    const size_t expected = row_bytes * static_cast<size_t>(image_h);
+    const std::string samples = stream_bytes(image.getStream(), expected);
+    if (samples.size() < expected) return {};  // cut short: rendered, as far as poppler can
+    pixels.create(image_h, image_w, CV_8U);
+    const auto* in = reinterpret_cast<const uint8_t*>(samples.data());
+    for (int y = 0; y < image_h; ++y, in += row_bytes) {
+      uint8_t* out = pixels.ptr<uint8_t>(y);
+      if (bits == 8)
+        std::copy(in, in + image_w, out);
+      else
+        for (int x = 0; x < image_w; ++x) out[x] = (in[x >> 3] >> (7 - (x & 7))) & 1 ? 255 : 0;
+    }
+    if (inverted) cv::bitwise_not(pixels, pixels);
+  } else {
     return {};
   }
-  if (pixels.cols != width || pixels.rows != height) return {};
+  const cv::Size rendered(static_cast<int>(std::lround((media->x2 - media->x1) * limits.pdf_dpi / 72.0)),
+                          static_cast<int>(std::lround((media->y2 - media->y1) * limits.pdf_dpi / 72.0)));
+  if (rendered.width < 1 || rendered.height < 1 || static_cast<int64_t>(rendered.width) * rendered.height > limits.max_pixels) return {};
+  if (pixels.size() != rendered) {
+    cv::Mat resized;
+    const bool smaller = rendered.width < pixels.cols;
+    cv::resize(pixels, resized, rendered, 0, 0, smaller ? cv::INTER_AREA : cv::INTER_LINEAR);
+    pixels = resized;
+  }
   return pixels;
 }
 
@@ -538,7 +579,7 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
       const PopplerTurn turn;
       doc = open_pdf(page.file);
     }
-    if (cv::Mat scan = scanned_image(page, limits.pdf_dpi); !scan.empty()) return scan;
+    if (cv::Mat scan = scanned_image(page, limits); !scan.empty()) return scan;
     const PopplerTurn turn;
     std::unique_ptr<poppler::page> p(doc->create_page(page.page_index));
     if (!p) throw ImageError("PDF page " + std::to_string(page.page_index + 1) + " cannot be read");

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -20,6 +22,8 @@
 #include <optional>
 #include <stdexcept>
 #include <vector>
+// After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
+#include <tiffio.h>
 
 #include "digitflow/kernels/idx.hpp"
 #include "digitflow/pipeline/results.hpp"
@@ -876,7 +880,7 @@ std::vector<PageFile> plan_files(int pages, const std::string& stem, double jpeg
   };
   std::vector<Format> single(static_cast<size_t>(singles));
   for (Format& f : single) f = rng.chance(jpeg_share) ? Format::jpeg : Format::png;
-  if (singles >= 5 &&
+  if (singles >= 5 && jpeg_share > 0 &&
       std::none_of(single.begin(), single.end(), [](Format f) { return f == Format::jpeg; }))
     single[1] = Format::jpeg;
   for (int i = 0; i < first_batch; ++i) add("batch1", single[static_cast<size_t>(i)], 1);
@@ -895,7 +899,111 @@ std::string points(int px, int dpi) {
 
 }  // namespace
 
-void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int quality, int dpi) {
+namespace {
+
+// libtiff writing into memory: the file grows in `bytes` as libtiff writes and seeks.
+struct TiffBuffer {
+  std::string bytes;
+  toff_t at = 0;
+};
+
+tmsize_t tiff_read(thandle_t h, void* data, tmsize_t n) {
+  auto* b = static_cast<TiffBuffer*>(h);
+  const size_t at = std::min<size_t>(b->at, b->bytes.size());
+  const size_t count = std::min(static_cast<size_t>(n), b->bytes.size() - at);
+  std::memcpy(data, b->bytes.data() + at, count);
+  b->at += count;
+  return static_cast<tmsize_t>(count);
+}
+tmsize_t tiff_write(thandle_t h, void* data, tmsize_t n) {
+  auto* b = static_cast<TiffBuffer*>(h);
+  if (b->bytes.size() < b->at + static_cast<toff_t>(n)) b->bytes.resize(static_cast<size_t>(b->at + static_cast<toff_t>(n)));
+  std::memcpy(b->bytes.data() + b->at, data, static_cast<size_t>(n));
+  b->at += static_cast<toff_t>(n);
+  return n;
+}
+toff_t tiff_seek(thandle_t h, toff_t offset, int whence) {
+  auto* b = static_cast<TiffBuffer*>(h);
+  b->at = whence == SEEK_SET ? offset : whence == SEEK_CUR ? b->at + offset : b->bytes.size() + offset;
+  return b->at;
+}
+int tiff_close(thandle_t) { return 0; }
+toff_t tiff_size(thandle_t h) { return static_cast<TiffBuffer*>(h)->bytes.size(); }
+
+void tiff_quiet(const char*, const char*, va_list) {}
+
+// The pages as a G4 TIFF in memory, each page one strip; `strips` (when given) gets each
+// page's coded strip, the bytes a PDF's CCITTFaxDecode image holds.
+std::string g4_tiff(const std::vector<cv::Mat>& images, int dpi, std::vector<std::string>* strips = nullptr) {
+  TIFFSetWarningHandler(tiff_quiet);
+  TiffBuffer buffer;
+  TIFF* tiff = TIFFClientOpen("memory", "w", &buffer, tiff_read, tiff_write, tiff_seek, tiff_close, tiff_size, nullptr, nullptr);
+  if (!tiff) throw std::runtime_error("cannot start a TIFF");
+  std::vector<uint8_t> row;
+  bool ok = true;
+  for (size_t k = 0; k < images.size() && ok; ++k) {
+    const cv::Mat& image = images[k];
+    TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(image.cols));
+    TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(image.rows));
+    TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, 1);
+    TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(tiff, TIFFTAG_COMPRESSION, COMPRESSION_CCITTFAX4);
+    TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISWHITE);  // a 1 bit is black
+    TIFFSetField(tiff, TIFFTAG_FILLORDER, FILLORDER_MSB2LSB);
+    TIFFSetField(tiff, TIFFTAG_ROWSPERSTRIP, static_cast<uint32_t>(image.rows));
+    if (dpi > 0) {
+      TIFFSetField(tiff, TIFFTAG_XRESOLUTION, static_cast<float>(dpi));
+      TIFFSetField(tiff, TIFFTAG_YRESOLUTION, static_cast<float>(dpi));
+      TIFFSetField(tiff, TIFFTAG_RESOLUTIONUNIT, RESUNIT_INCH);
+    }
+    if (images.size() > 1) {
+      TIFFSetField(tiff, TIFFTAG_SUBFILETYPE, FILETYPE_PAGE);
+      TIFFSetField(tiff, TIFFTAG_PAGENUMBER, static_cast<uint16_t>(k), static_cast<uint16_t>(images.size()));
+    }
+    row.assign((static_cast<size_t>(image.cols) + 7) / 8, 0);
+    for (int y = 0; y < image.rows && ok; ++y) {
+      std::fill(row.begin(), row.end(), 0);
+      const uint8_t* in = image.ptr<uint8_t>(y);
+      for (int x = 0; x < image.cols; ++x)
+        if (in[x] < 128) row[static_cast<size_t>(x) >> 3] |= static_cast<uint8_t>(0x80u >> (x & 7));
+      ok = TIFFWriteScanline(tiff, row.data(), static_cast<uint32_t>(y), 0) == 1;
+    }
+    ok = ok && TIFFWriteDirectory(tiff) == 1;
+  }
+  TIFFClose(tiff);
+  if (ok && strips) {  // read back: each page's one strip as coded
+    buffer.at = 0;
+    tiff = TIFFClientOpen("memory", "r", &buffer, tiff_read, tiff_write, tiff_seek, tiff_close, tiff_size, nullptr, nullptr);
+    ok = tiff != nullptr;
+    for (size_t k = 0; ok && k < images.size(); ++k) {
+      uint64_t* counts = nullptr;
+      ok = (k == 0 || TIFFReadDirectory(tiff) == 1) && TIFFGetField(tiff, TIFFTAG_STRIPBYTECOUNTS, &counts) == 1 && counts;
+      if (!ok) break;
+      std::string strip(static_cast<size_t>(counts[0]), '\0');
+      ok = TIFFReadRawStrip(tiff, 0, strip.data(), static_cast<tmsize_t>(strip.size())) == static_cast<tmsize_t>(strip.size());
+      strips->push_back(std::move(strip));
+    }
+    if (tiff) TIFFClose(tiff);
+  }
+  if (!ok) throw std::runtime_error("cannot code the page as CCITT G4");
+  return buffer.bytes;
+}
+
+}  // namespace
+
+void write_bitonal_tiff(const fs::path& path, const std::vector<cv::Mat>& images, int dpi) {
+  std::string file;
+  try {
+    file = g4_tiff(images, dpi);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path.string() + ": " + e.what());
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(file.data(), static_cast<std::streamsize>(file.size()));
+  if (!out.flush()) throw std::runtime_error(path.string() + ": cannot write");
+}
+
+void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int quality, int dpi, bool bitonal) {
   std::string pdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n";
   const int objects = 2 + 3 * static_cast<int>(images.size());
   std::vector<size_t> offsets(static_cast<size_t>(objects) + 1, 0);
@@ -921,16 +1029,30 @@ void write_pdf(const fs::path& path, const std::vector<cv::Mat>& images, int qua
     begin(contents);
     pdf += "<< /Length " + std::to_string(draw.size()) + " >>\nstream\n" + draw +
            "endstream\nendobj\n";
-    std::vector<uint8_t> jpeg;
-    if (!cv::imencode(".jpg", images[i], jpeg, {cv::IMWRITE_JPEG_QUALITY, quality}))
-      throw std::runtime_error(path.string() + ": cannot encode page " + std::to_string(i) +
-                               " as JPEG");
+    const std::string width = std::to_string(images[i].cols), height = std::to_string(images[i].rows);
+    std::string coded, coding;
+    if (bitonal) {
+      std::vector<std::string> strips;
+      try {
+        g4_tiff({images[i]}, 0, &strips);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(path.string() + ": page " + std::to_string(i) + ": " + e.what());
+      }
+      coded = std::move(strips.at(0));
+      coding = "/BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns " + width + " /Rows " +
+               height + " >>";
+    } else {
+      std::vector<uint8_t> jpeg;
+      if (!cv::imencode(".jpg", images[i], jpeg, {cv::IMWRITE_JPEG_QUALITY, quality}))
+        throw std::runtime_error(path.string() + ": cannot encode page " + std::to_string(i) +
+                                 " as JPEG");
+      coded.assign(jpeg.begin(), jpeg.end());
+      coding = "/BitsPerComponent 8 /Filter /DCTDecode";
+    }
     begin(image);
-    pdf += "<< /Type /XObject /Subtype /Image /Width " + std::to_string(images[i].cols) +
-           " /Height " + std::to_string(images[i].rows) +
-           " /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode /Length " +
-           std::to_string(jpeg.size()) + " >>\nstream\n";
-    pdf.append(jpeg.begin(), jpeg.end());
+    pdf += "<< /Type /XObject /Subtype /Image /Width " + width + " /Height " + height + " /ColorSpace /DeviceGray " +
+           coding + " /Length " + std::to_string(coded.size()) + " >>\nstream\n";
+    pdf += coded;
     pdf += "\nendstream\nendobj\n";
   }
   const size_t xref = pdf.size();
@@ -996,7 +1118,7 @@ cv::Mat in_colour(const Page& page) {
 }
 
 void write_page_file(const fs::path& path, Format format, const std::vector<Page>& pages, int dpi, bool tagged,
-                     Rng& rng) {
+                     bool bitonal, Rng& rng) {
   fs::create_directories(path.parent_path());
   bool written = false;
   std::vector<cv::Mat> gray;
@@ -1012,13 +1134,18 @@ void write_page_file(const fs::path& path, Format format, const std::vector<Page
       break;
     }
     case Format::tiff: {  // Deflate (8) keeps noisy pages smaller than the default LZW
+      if (bitonal) {
+        write_bitonal_tiff(path, gray, tagged ? dpi : 0);
+        written = true;
+        break;
+      }
       std::vector<int> params = {cv::IMWRITE_TIFF_COMPRESSION, 8};
       if (tagged) params.insert(params.end(), {cv::IMWRITE_TIFF_RESUNIT, 2, cv::IMWRITE_TIFF_XDPI, dpi, cv::IMWRITE_TIFF_YDPI, dpi});
       written = cv::imwritemulti(path.string(), gray, params);
       break;
     }
     case Format::pdf:
-      write_pdf(path, gray, rng.integer(80, 92), dpi);
+      write_pdf(path, gray, rng.integer(80, 92), dpi, bitonal);
       written = true;
       break;
   }
@@ -1127,7 +1254,8 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
       pages.push_back(std::move(page));
     }
     Rng file_rng = stream(options.seed, 1'000'000 + static_cast<uint64_t>(file.first_page));
-    write_page_file(options.out / file.name, file.format, pages, options.dpi, !options.untagged, file_rng);
+    write_page_file(options.out / file.name, file.format, pages, options.dpi, !options.untagged, options.bitonal,
+                    file_rng);
 
     for (size_t k = 0; k < pages.size(); ++k) {
       PageResult result;

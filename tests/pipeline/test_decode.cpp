@@ -48,6 +48,16 @@ void write_pdf_objects(const fs::path& path, const std::vector<std::string>& bod
   std::ofstream(path, std::ios::binary) << pdf;
 }
 
+// A one-page PDF, 96 x 124.8 points (400 x 520 pixels at 300 dpi), whose content is `draw`
+// and whose XObject /Im0 is `image` (an object's body).
+void write_image_page(const fs::path& path, const std::string& extra, const std::string& draw, const std::string& image) {
+  write_pdf_objects(path, {"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                           "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 96 124.8] " + extra +
+                               "/Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>",
+                           "<< /Length " + std::to_string(draw.size()) + " >>\nstream\n" + draw + "\nendstream",
+                           image});
+}
+
 TEST(Decode, PdfPagesDecodedOnManyThreadsAtOnceAreThePagesDecodedOneByOne) {
   t::TempDir dir;
   std::vector<cv::Mat> originals;
@@ -117,7 +127,7 @@ TEST(Decode, AScannedPdfPageIsItsJpegAsStoredAndAnyOtherPageIsRendered) {
   ASSERT_EQ(decoded.size(), stored.size());
   EXPECT_EQ(cv::countNonZero(decoded != stored), 0);
 
-  // The same image on a page that is not 300 dpi of it: rendered, at the page's size.
+  // The same image on a page that is not 300 dpi of it: at the page's size.
   write_pdf(dir / "scan-200.pdf", {scan}, 88, 200);
   const cv::Mat rendered = decode_page(probe_file(dir / "scan-200.pdf", "scan-200.pdf", {}).at(0), {});
   EXPECT_EQ(rendered.size(), cv::Size(600, 780));
@@ -133,11 +143,7 @@ TEST(Decode, AScannedPdfPageIsItsJpegAsStoredAndAnyOtherPageIsRendered) {
   };
   std::string image = jpeg_object(jpeg, "DeviceGray");
   auto one_page = [&](const fs::path& path, const std::string& extra, const std::string& draw) {
-    write_pdf_objects(path, {"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 96 124.8] " + extra +
-                                 "/Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>",
-                             "<< /Length " + std::to_string(draw.size()) + " >>\nstream\n" + draw + "\nendstream",
-                             image});
+    write_image_page(path, extra, draw, image);
   };
   const std::string plain = "q 96 0 0 124.8 0 0 cm /Im0 Do Q";
   one_page(dir / "plain.pdf", "", plain);
@@ -168,6 +174,51 @@ TEST(Decode, AScannedPdfPageIsItsJpegAsStoredAndAnyOtherPageIsRendered) {
   const cv::Mat expected = cv::imdecode(colour_jpeg, cv::IMREAD_GRAYSCALE);
   ASSERT_EQ(grey.size(), expected.size());
   EXPECT_EQ(cv::countNonZero(grey != expected), 0);
+}
+
+TEST(Decode, ABlackAndWhitePdfPageIsItsBitsAsStored) {
+  t::TempDir dir;
+  cv::Mat page = numbered_page(4), bitonal;
+  cv::threshold(page, bitonal, 128, 255, cv::THRESH_BINARY);
+  auto decoded = [&](const std::string& name) { return decode_page(probe_file(dir / name, name, {}).at(0), {}); };
+
+  // CCITT G4, as black-and-white scanners store pages: the bits as they were.
+  write_pdf(dir / "g4.pdf", {bitonal}, 90, 300, true);
+  cv::Mat g4 = decoded("g4.pdf");
+  ASSERT_EQ(g4.size(), bitonal.size());
+  EXPECT_EQ(cv::countNonZero(g4 != bitonal), 0);
+  // Scanned at 200 dpi: at the size the page renders to at 300, the same page.
+  write_pdf(dir / "g4-200.pdf", {bitonal}, 90, 200, true);
+  g4 = decoded("g4-200.pdf");
+  ASSERT_EQ(g4.size(), cv::Size(600, 780));
+  cv::Mat back;
+  cv::resize(g4, back, bitonal.size(), 0, 0, cv::INTER_AREA);
+  EXPECT_LT(cv::norm(back, bitonal, cv::NORM_L1) / static_cast<double>(bitonal.total()), 12.0);
+
+  // Samples stored without a filter: 1 bit with the decode array [1 0] (a 1 is black), and
+  // 8-bit grey.
+  const std::string plain = "q 96 0 0 124.8 0 0 cm /Im0 Do Q";
+  auto raw_image = [](const std::string& samples, int bits, const std::string& extra) {
+    return "<< /Type /XObject /Subtype /Image /Width 400 /Height 520 /ColorSpace /DeviceGray /BitsPerComponent " +
+           std::to_string(bits) + " " + extra + "/Length " + std::to_string(samples.size()) + " >>\nstream\n" + samples +
+           "\nendstream";
+  };
+  std::string bits(50 * 520, '\0');  // 400 px: 50 bytes a row
+  for (int y = 0; y < 520; ++y)
+    for (int x = 0; x < 400; ++x)
+      if (bitonal.at<uint8_t>(y, x) == 0) bits[static_cast<size_t>(y * 50 + x / 8)] |= static_cast<char>(0x80 >> (x % 8));
+  write_image_page(dir / "ones-black.pdf", "", plain, raw_image(bits, 1, "/Decode [1 0] "));
+  const cv::Mat ones = decoded("ones-black.pdf");
+  ASSERT_EQ(ones.size(), bitonal.size());
+  EXPECT_EQ(cv::countNonZero(ones != bitonal), 0);
+  write_image_page(dir / "grey.pdf", "", plain, raw_image(std::string(page.datastart, page.dataend), 8, ""));
+  const cv::Mat grey = decoded("grey.pdf");
+  ASSERT_EQ(grey.size(), page.size());
+  EXPECT_EQ(cv::countNonZero(grey != page), 0);
+
+  // Samples cut short: rendered as far as they go, a page of the right size, no error.
+  write_image_page(dir / "short.pdf", "", plain, raw_image(bits.substr(0, bits.size() / 2), 1, "/Decode [1 0] "));
+  EXPECT_EQ(decoded("short.pdf").size(), bitonal.size());
 }
 
 // A JPEG whose JFIF header states `density` per `unit` (1: inch, 2: cm).

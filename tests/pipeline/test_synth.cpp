@@ -14,6 +14,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <sstream>
+// After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
+#include <tiffio.h>
 
 #include "digitflow/pipeline/decode.hpp"
 #include "digitflow/pipeline/results.hpp"
@@ -363,6 +365,34 @@ TEST(Synth, AScannerAt200DpiInBlackAndWhiteStatesItsResolution) {
     ASSERT_EQ(image.type(), CV_8UC1) << entry.path();
     EXPECT_EQ(cv::countNonZero((image != 0) & (image != 255)), 0) << entry.path() << " is not black and white";
   }
+  // TIFF and PDF pages are 1-bit CCITT G4, as black-and-white scanners store them, and read
+  // back black and white.
+  int g4_pages = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path())) {
+    const std::string extension = entry.path().extension().string();
+    if (extension == ".pdf") {
+      std::ifstream in(entry.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      EXPECT_NE(bytes.find("/BitsPerComponent 1 /Filter /CCITTFaxDecode"), std::string::npos) << entry.path();
+      EXPECT_EQ(bytes.find("/DCTDecode"), std::string::npos) << entry.path();
+    }
+    if (extension != ".tif") continue;
+    TIFF* tiff = TIFFOpen(entry.path().c_str(), "r");
+    ASSERT_NE(tiff, nullptr) << entry.path();
+    do {
+      uint16_t bits = 0, compression = 0;
+      TIFFGetFieldDefaulted(tiff, TIFFTAG_BITSPERSAMPLE, &bits);
+      TIFFGetFieldDefaulted(tiff, TIFFTAG_COMPRESSION, &compression);
+      EXPECT_EQ(bits, 1) << entry.path();
+      EXPECT_EQ(compression, COMPRESSION_CCITTFAX4) << entry.path();
+      ++g4_pages;
+    } while (TIFFReadDirectory(tiff));
+    TIFFClose(tiff);
+    std::vector<cv::Mat> pages;
+    ASSERT_TRUE(cv::imreadmulti(entry.path().string(), pages, cv::IMREAD_GRAYSCALE)) << entry.path();
+    for (const cv::Mat& image : pages) EXPECT_EQ(cv::countNonZero((image != 0) & (image != 255)), 0) << entry.path();
+  }
+  EXPECT_GE(g4_pages, 2);
 
   testing::TempDir untagged;
   options.out = untagged.path();

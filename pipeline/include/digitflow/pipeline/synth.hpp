@@ -53,10 +53,17 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
 
 // Writes a minimal PDF 1.4: one page per 8-bit gray image, each page the image at `dpi` (at
 // 300, a reader rendering at 300 dpi gets the stored pixel size back, and truth boxes hold)
-// with the image kept as JPEG (DCTDecode) at `quality`. Written by hand: a few objects and an
-// xref table are all a PDF needs, and no PDF writer is among the dependencies. Throws
-// std::runtime_error naming the file when it cannot be encoded or written.
-void write_pdf(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int quality, int dpi = 300);
+// with the image kept as JPEG (DCTDecode) at `quality`, or, `bitonal`, as 1-bit CCITT G4
+// (what black-and-white scanners store; pixels under 128 are black). Written by hand: a few
+// objects and an xref table are all a PDF needs, and no PDF writer is among the dependencies.
+// Throws std::runtime_error naming the file when it cannot be encoded or written.
+void write_pdf(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int quality, int dpi = 300,
+               bool bitonal = false);
+
+// Writes a multi-page TIFF of 1-bit pages coded CCITT G4, as black-and-white scanners store
+// them (pixels under 128 are black), stating `dpi` unless it is 0. Throws std::runtime_error
+// naming the file when it cannot be written.
+void write_bitonal_tiff(const std::filesystem::path& path, const std::vector<cv::Mat>& images, int dpi);
 
 // A page encoded as a scanner stores it: PNG (or JPEG at `quality`) stating `dpi` in its pHYs
 // chunk (JFIF header); 0 states no resolution. Throws std::runtime_error when OpenCV cannot
