@@ -277,7 +277,11 @@ CleanedPage clean_page(const cv::Mat& stored, const CleanOptions& options, doubl
       static_cast<double>(stored.total()) * (kWorkingDpi / dpi) * (kWorkingDpi / dpi) <= kMaxWorkingPixels) {
     const cv::Size size(std::max(1, static_cast<int>(std::lround(stored.cols * kWorkingDpi / dpi))),
                         std::max(1, static_cast<int>(std::lround(stored.rows * kWorkingDpi / dpi))));
-    cv::resize(stored, gray_in, size, 0, 0, dpi > kWorkingDpi ? cv::INTER_AREA : cv::INTER_LINEAR);
+    // Enlarged, a grey scan keeps sharper strokes bicubic; a black-and-white one would ring
+    // (grey halos beside every edge), so it is enlarged bilinearly.
+    const bool black_and_white = dpi < kWorkingDpi && cv::countNonZero((stored > 0) & (stored < 255)) == 0;
+    cv::resize(stored, gray_in, size, 0, 0,
+               dpi > kWorkingDpi ? cv::INTER_AREA : black_and_white ? cv::INTER_LINEAR : cv::INTER_CUBIC);
     scale_x = static_cast<double>(size.width) / stored.cols;
     scale_y = static_cast<double>(size.height) / stored.rows;
   }

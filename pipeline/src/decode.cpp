@@ -309,8 +309,9 @@ cv::Mat scanned_image(const PageRef& page, const DecodeLimits& limits) {
   if (rendered.width < 1 || rendered.height < 1 || static_cast<int64_t>(rendered.width) * rendered.height > limits.max_pixels) return {};
   if (pixels.size() != rendered) {
     cv::Mat resized;
+    // Enlarged as clean_page enlarges a scan: grey bicubic, black and white bilinear.
     const bool smaller = rendered.width < pixels.cols;
-    cv::resize(pixels, resized, rendered, 0, 0, smaller ? cv::INTER_AREA : cv::INTER_LINEAR);
+    cv::resize(pixels, resized, rendered, 0, 0, smaller ? cv::INTER_AREA : bits == 1 ? cv::INTER_LINEAR : cv::INTER_CUBIC);
     pixels = resized;
   }
   return pixels;
