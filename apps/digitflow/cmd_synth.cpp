@@ -51,7 +51,8 @@ int run_synth(int argc, char** argv) {
        "the scanner's resolution, 100..1200: pages are drawn at 300 dpi and scanned at N (the "
        "truth in the pixels of the files; PDF pages are the paper's size, their truth at 300 dpi)")
       ("bitonal", po::bool_switch(&synth.bitonal),
-       "scan in black and white, as check scanners do (no JPEG files then)")
+       "scan in black and white, as check scanners do: TIFF and PDF pages 1-bit CCITT G4, no "
+       "JPEG files")
       ("untagged", po::bool_switch(&synth.untagged),
        "files state no resolution (PNG, JPEG and TIFF), as some scanners write them")
       ("one-pdf", po::bool_switch(&synth.one_pdf),
