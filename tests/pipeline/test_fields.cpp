@@ -176,12 +176,34 @@ TEST(FieldsRead, NoPassingCombinationKeepsTheBestDigits) {
   EXPECT_FALSE(f.valid);
   EXPECT_FALSE(f.corrected);
   EXPECT_EQ(f.text, "011000016");
+  // Every digit read at 0.99, but the number is no routing number: not to be trusted.
+  EXPECT_EQ(f.confidence, 0.0);
 
   // Eight digits where nine are expected: no choice of candidates can help.
-  f = read_field(routing, {digit_string("01100001", {50, 420, 240, 40})}, kWidth, kHeight);
+  f = read_field(routing, {digit_string("01100001", {50, 420, 240, 40}, 0.9999f)}, kWidth, kHeight);
   EXPECT_TRUE(f.found);
   EXPECT_FALSE(f.valid);
   EXPECT_EQ(f.text, "01100001");
+  EXPECT_EQ(f.confidence, 0.0);
+}
+
+TEST(FieldsRead, AFieldKeepsTheDoubtItsStringCarriesBeyondItsDigits) {
+  // A string whose confidence is its digits' product times 0.5 (a rejected piece cut it, or
+  // a lone digit stands beside it): the field keeps that half, corrected or not.
+  const FieldSpec routing = spec("routing", FieldRule::aba_routing, {0.0, 0.8, 0.5, 0.2}, 9);
+  StringResult s = digit_string("011000015", {50, 420, 270, 40});
+  s.confidence *= 0.5;
+  FieldResult f = read_field(routing, {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.valid);
+  EXPECT_NEAR(f.confidence, std::pow(0.99, 9) * 0.5, 1e-6);
+  s = digit_string("011000016", {50, 420, 270, 40});
+  s.digits.back().confidence = 0.6f;
+  s.digits.back().top = {{6, 0.6f}, {5, 0.3f}, {8, 0.1f}};
+  s.confidence = std::pow(0.99, 8) * 0.6 * 0.5;
+  f = read_field(routing, {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.corrected);
+  EXPECT_EQ(f.text, "011000015");
+  EXPECT_NEAR(f.confidence, std::pow(0.99, 8) * 0.3 * 0.5, 1e-6);
 }
 
 TEST(FieldsRead, NothingInTheZoneIsNotFound) {

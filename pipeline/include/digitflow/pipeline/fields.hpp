@@ -73,7 +73,10 @@ inline constexpr int kCorrectionCandidates = 3;
 //
 // confidence is the joint probability of the digits taken: the product of each digit's
 // probability for its chosen candidate (so a correction always scores below the best digits
-// it replaced). A string without per-digit results keeps its own string confidence.
+// it replaced), times what the string's confidence holds beyond its digits (the doubt of a
+// piece that cut it, of a lone digit beside it). A string without per-digit results keeps
+// its own string confidence. A field that is not valid has confidence 0: it breaks its rule
+// or length, so it is not what the form holds (or the form is wrong), and goes to a person.
 // text is format_field of the digits taken; box is the (joined) string's box.
 FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& strings,
                        int page_width, int page_height);
