@@ -163,8 +163,18 @@ ScoreReport score_results(const std::vector<PageResult>& results,
       const auto truth_field = std::find_if(t.fields.begin(), t.fields.end(),
                                             [&](const FieldResult& g) { return g.name == f.name; });
       if (truth_field != t.fields.end()) {
+        const bool right = f.found && f.text == truth_field->text;
         ++score.with_truth;
-        score.exact += f.found && f.text == truth_field->text ? 1 : 0;
+        score.exact += right ? 1 : 0;
+        ++report.field_truths;
+        report.field_exact += right ? 1 : 0;
+        if (report.field_thresholds.empty())
+          for (double threshold : kThresholds) report.field_thresholds.push_back({.threshold = threshold});
+        for (ThresholdScore& level : report.field_thresholds)
+          if (f.found && f.confidence >= level.threshold) {
+            ++level.kept;
+            level.kept_exact += right ? 1 : 0;
+          }
       }
     }
   }
@@ -184,6 +194,11 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     level.false_per_page = ratio(level.false_strings, report.pages, 0.0);
   }
   for (FieldScore& f : report.fields) f.valid_rate = ratio(f.valid, f.pages, 0.0);
+  report.field_exact_rate = ratio(report.field_exact, report.field_truths, 1.0);
+  for (ThresholdScore& level : report.field_thresholds) {
+    level.exact_rate = ratio(level.kept_exact, level.kept, 1.0);
+    level.truth_kept_rate = ratio(level.kept, report.field_truths, 1.0);
+  }
   for (size_t b = 0; b < report.digit_calibration.size(); ++b) {
     CalibrationBin& bin = report.digit_calibration[b];
     bin.error_rate = ratio(bin.wrong, bin.digits, 0.0);
@@ -210,6 +225,13 @@ nlohmann::json to_json(const ScoreReport& report) {
                           {"exact_rate", t.exact_rate},
                           {"truth_kept_rate", t.truth_kept_rate},
                           {"false_per_page", t.false_per_page}});
+  nlohmann::json field_thresholds = nlohmann::json::array();
+  for (const ThresholdScore& t : report.field_thresholds)
+    field_thresholds.push_back({{"threshold", t.threshold},
+                                {"kept", t.kept},
+                                {"kept_exact", t.kept_exact},
+                                {"exact_rate", t.exact_rate},
+                                {"truth_kept_rate", t.truth_kept_rate}});
   nlohmann::json fields = nlohmann::json::array();
   for (const FieldScore& f : report.fields)
     fields.push_back({{"name", f.name},
@@ -236,7 +258,11 @@ nlohmann::json to_json(const ScoreReport& report) {
           {"false_per_page", report.false_per_page},
           {"thresholds", thresholds},
           {"digit_calibration", calibration},
-          {"fields", fields}};
+          {"fields", fields},
+          {"field_truths", report.field_truths},
+          {"field_exact", report.field_exact},
+          {"field_exact_rate", report.field_exact_rate},
+          {"field_thresholds", field_thresholds}};
 }
 
 std::string score_table(const ScoreReport& report) {
@@ -290,6 +316,16 @@ std::string score_table(const ScoreReport& report) {
       std::snprintf(line, sizeof line, "%-20s %6d  %6d  %6d  %9d  %10s  %s\n", f.name.c_str(),
                     f.pages, f.found, f.valid, f.corrected, percent(f.valid_rate).c_str(),
                     exact.c_str());
+      out += line;
+    }
+  }
+  if (report.field_truths > 0) {
+    out += "\nall fields " + std::to_string(report.field_exact) + "/" + std::to_string(report.field_truths) +
+           " exact (" + percent(report.field_exact_rate) + ")\n";
+    out += "field confidence >=  kept  exact among kept  fields kept\n";
+    for (const ThresholdScore& t : report.field_thresholds) {
+      std::snprintf(line, sizeof line, "%-17.2f %6d  %16s  %11s\n", t.threshold, t.kept,
+                    t.kept == 0 ? "-" : percent(t.exact_rate).c_str(), percent(t.truth_kept_rate).c_str());
       out += line;
     }
   }

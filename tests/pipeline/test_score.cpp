@@ -189,6 +189,36 @@ TEST(Score, FieldsAreScoredWhenPresent) {
   EXPECT_DOUBLE_EQ(r.fields[0].valid_rate, 0.5);
   EXPECT_EQ(r.fields[0].with_truth, 1);
   EXPECT_EQ(r.fields[0].exact, 1);
+  // All fields together, and kept by confidence: page 1's (exact) at 0.995, and a date on
+  // page 0 whose truth says 01022024, read 01022021 at 0.95.
+  EXPECT_EQ(r.field_truths, 1);
+  EXPECT_EQ(r.field_exact, 1);
+  results[1].fields[0].confidence = 0.995;
+  FieldResult date;
+  date.name = "date";
+  date.found = date.valid = true;
+  date.text = "01022024";
+  truth[0].fields = {date};
+  date.text = "01022021";
+  date.confidence = 0.95;
+  results[0].fields.push_back(date);
+  const ScoreReport both = score_results(results, truth);
+  EXPECT_EQ(both.field_truths, 2);
+  EXPECT_EQ(both.field_exact, 1);
+  EXPECT_DOUBLE_EQ(both.field_exact_rate, 0.5);
+  ASSERT_EQ(both.field_thresholds.size(), 3u);
+  EXPECT_EQ(both.field_thresholds[1].kept, 2);  // >= 0.9
+  EXPECT_DOUBLE_EQ(both.field_thresholds[1].exact_rate, 0.5);
+  EXPECT_EQ(both.field_thresholds[2].kept, 1);  // >= 0.99
+  EXPECT_EQ(both.field_thresholds[2].kept_exact, 1);
+  EXPECT_DOUBLE_EQ(both.field_thresholds[2].truth_kept_rate, 0.5);
+  const nlohmann::json j = to_json(both);
+  EXPECT_EQ(j["field_exact"], 1);
+  EXPECT_EQ(j["field_thresholds"][2]["kept"], 1);
+  const std::string table = score_table(both);
+  EXPECT_NE(table.find("all fields 1/2 exact (50.00%)"), std::string::npos) << table;
+  // Without fields, no such lines.
+  EXPECT_EQ(score_table(score_results(truth_pages(), truth_pages())).find("all fields"), std::string::npos);
 }
 
 TEST(Score, JsonAndTableCarryTheFigures) {

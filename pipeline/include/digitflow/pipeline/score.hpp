@@ -67,6 +67,13 @@ struct ScoreReport {
   std::vector<ThresholdScore> thresholds;  // at 0.5, 0.9, 0.99
   std::vector<CalibrationBin> digit_calibration;  // [0, 0.9), [0.9, 0.99), [0.99, 0.999), [0.999, 1]
   std::vector<FieldScore> fields;          // in order of first appearance; empty without fields
+  // Every field whose truth page has it, all names together: how many were read exactly, and
+  // the fields kept at confidence >= 0.5, 0.9, 0.99 (kept, kept_exact, exact_rate; the share
+  // of those fields kept in truth_kept_rate; no false strings). Empty without fields.
+  int field_truths = 0;
+  int field_exact = 0;
+  double field_exact_rate = 0;  // field_exact / field_truths (1 when there are none)
+  std::vector<ThresholdScore> field_thresholds;
 };
 
 // Pages are paired by (page, page_index); within a page, string pairs are matched one to
