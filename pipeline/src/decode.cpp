@@ -9,10 +9,13 @@
 #include <cmath>
 #include <cctype>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <cstdarg>
+#include <cstdio>
 #include <poppler-document.h>
 #include <poppler-global.h>
 #include <poppler-image.h>
@@ -27,6 +30,8 @@
 #include <stdexcept>
 
 #include "digitflow/pipeline/normalize.hpp"
+// After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
+#include <tiffio.h>
 
 namespace digitflow::pipeline {
 
@@ -117,6 +122,7 @@ double png_dpi(std::span<const uint8_t> b) {
 struct TiffPage {
   Size size;
   double dpi = 0;
+  uint64_t directory = 0;  // file offset of its IFD
 };
 
 // The size and resolution of every page (IFD) of a TIFF; empty when the structure is broken.
@@ -138,6 +144,7 @@ std::vector<TiffPage> tiff_pages(const fs::path& file, uint64_t file_size) {
     std::vector<uint8_t> ifd = read_bytes(file, offset + 2, entries * 12u + 4u);
     if (ifd.size() < entries * 12u + 4u) return {};
     TiffPage page;
+    page.directory = offset;
     uint32_t unit = 2;                // ResolutionUnit: 1 none, 2 inch (the default), 3 cm
     double resolution = 0;
     for (uint32_t e = 0; e < entries; ++e) {
@@ -317,6 +324,87 @@ cv::Mat scanned_image(const PageRef& page, const DecodeLimits& limits) {
   return pixels;
 }
 
+void tiff_quiet(const char*, const char*, va_list) {}
+
+// A TIFF seen through its header with the first-directory offset (bytes 4-7) changed to
+// `directory`: libtiff opens the page there as the file's first, without walking (or, as
+// TIFFSetSubDirectory does, counting) the directories before it.
+struct TiffFromDirectory {
+  std::FILE* file = nullptr;
+  uint64_t size = 0;
+  uint8_t offset[4] = {};  // `directory` in the file's byte order
+};
+
+tmsize_t tiff_from_read(thandle_t h, void* data, tmsize_t n) {
+  auto* t = static_cast<TiffFromDirectory*>(h);
+  const long at = std::ftell(t->file);
+  const size_t got = std::fread(data, 1, static_cast<size_t>(n), t->file);
+  for (size_t i = 0; i < got; ++i) {
+    const long byte = at + static_cast<long>(i);
+    if (byte >= 4 && byte < 8) static_cast<uint8_t*>(data)[i] = t->offset[byte - 4];
+  }
+  return static_cast<tmsize_t>(got);
+}
+tmsize_t tiff_from_write(thandle_t, void*, tmsize_t) { return 0; }
+toff_t tiff_from_seek(thandle_t h, toff_t offset, int whence) {
+  auto* t = static_cast<TiffFromDirectory*>(h);
+  if (offset > static_cast<toff_t>(std::numeric_limits<long>::max()) ||
+      std::fseek(t->file, static_cast<long>(offset), whence) != 0)
+    return static_cast<toff_t>(-1);
+  return static_cast<toff_t>(std::ftell(t->file));
+}
+int tiff_from_close(thandle_t) { return 0; }
+toff_t tiff_from_size(thandle_t h) { return static_cast<TiffFromDirectory*>(h)->size; }
+
+// A page of a TIFF read by libtiff from its own directory, whose offset the listing kept:
+// OpenCV's imreadmulti reaches page n by reading the n directories before it, so the pages
+// of a long TIFF would cost more the further in they are. The pixels as stored (not turned
+// as the Orientation tag says), grey. Empty when libtiff cannot read the page this way; the
+// caller then decodes it with OpenCV.
+cv::Mat tiff_page(const PageRef& page) {
+  if (page.tiff_directory == 0 || page.tiff_directory > 0xFFFFFFFFu) return {};
+  static const bool quiet = [] {
+    TIFFSetWarningHandler(tiff_quiet);
+    TIFFSetErrorHandler(tiff_quiet);
+    return true;
+  }();
+  (void)quiet;
+  TiffFromDirectory source;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(page.file.c_str(), "rb"), std::fclose);
+  if (!file) return {};
+  source.file = file.get();
+  uint8_t order[2] = {};
+  if (std::fread(order, 1, 2, source.file) != 2 || std::fseek(source.file, 0, SEEK_END) != 0) return {};
+  source.size = static_cast<uint64_t>(std::ftell(source.file));
+  std::rewind(source.file);
+  const uint32_t d = static_cast<uint32_t>(page.tiff_directory);
+  for (int i = 0; i < 4; ++i)
+    source.offset[i] = static_cast<uint8_t>(order[0] == 'I' ? d >> (8 * i) : d >> (8 * (3 - i)));
+  // "m": no memory mapping, so that every read goes through tiff_from_read.
+  std::unique_ptr<TIFF, void (*)(TIFF*)> tiff(
+      TIFFClientOpen(page.file.c_str(), "rm", &source, tiff_from_read, tiff_from_write, tiff_from_seek,
+                     tiff_from_close, tiff_from_size, nullptr, nullptr),
+      TIFFClose);
+  if (!tiff) return {};
+  char message[1024];
+  TIFFRGBAImage image;
+  if (!TIFFRGBAImageOK(tiff.get(), message) || !TIFFRGBAImageBegin(&image, tiff.get(), 0, message)) return {};
+  uint16_t orientation = ORIENTATION_TOPLEFT;
+  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_ORIENTATION, &orientation);
+  image.req_orientation = orientation;  // as stored: row 0 of the raster is the first row stored
+  cv::Mat rgba;
+  if (static_cast<int64_t>(image.width) * image.height == static_cast<int64_t>(page.width) * page.height &&
+      image.width > 0 && image.height > 0) {
+    rgba.create(static_cast<int>(image.height), static_cast<int>(image.width), CV_8UC4);
+    if (!TIFFRGBAImageGet(&image, reinterpret_cast<uint32_t*>(rgba.data), image.width, image.height)) rgba.release();
+  }
+  TIFFRGBAImageEnd(&image);
+  if (rgba.empty()) return {};
+  cv::Mat gray;
+  cv::cvtColor(rgba, gray, cv::COLOR_RGBA2GRAY);  // libtiff packs R, G, B, A in that byte order
+  return gray;
+}
+
 Size pdf_page_size(const poppler::page& page, int dpi) {
   poppler::rectf r = page.page_rect(poppler::media_box);
   const bool turned = page.orientation() == poppler::page::landscape || page.orientation() == poppler::page::seascape;
@@ -415,6 +503,7 @@ std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& na
         p.width = static_cast<int>(std::min<int64_t>(page_size.width, 1 << 30));
         p.height = static_cast<int>(std::min<int64_t>(page_size.height, 1 << 30));
         p.dpi = sizes[i].dpi;
+        p.tiff_directory = sizes[i].directory;
         if (page_size.width == 0 || page_size.height == 0)
           p.error = "corrupt TIFF: page " + std::to_string(i + 1) + " has zero width or height";
         else if (page_size.width > limits.max_pixels / page_size.height)
@@ -611,8 +700,11 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
   }
   try {
     if (page.format == FileFormat::tiff) {
+      gray = tiff_page(page);
       std::vector<cv::Mat> mats;
-      if (cv::imreadmulti(page.file.string(), mats, page.page_index, 1, cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION) && !mats.empty())
+      if (gray.empty() &&
+          cv::imreadmulti(page.file.string(), mats, page.page_index, 1, cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION) &&
+          !mats.empty())
         gray = mats[0];
     } else {
       // Stored pixels, not the EXIF display orientation: boxes are in the page as stored.

@@ -221,6 +221,52 @@ TEST(Decode, ABlackAndWhitePdfPageIsItsBitsAsStored) {
   EXPECT_EQ(decoded("short.pdf").size(), bitonal.size());
 }
 
+TEST(Decode, EveryPageOfALongTiffIsReadFromItsOwnDirectory) {
+  // 60 pages, each numbered; some 8-bit grey (Deflate), some 1-bit CCITT G4: page n read
+  // alone, in any order, is page n as OpenCV reads it walking the file.
+  t::TempDir dir;
+  std::vector<cv::Mat> pages;
+  for (int n = 0; n < 60; ++n) pages.push_back(numbered_page(n % 10 == 9 ? 9 : n));
+  ASSERT_TRUE(cv::imwritemulti((dir / "grey.tif").string(), pages, {cv::IMWRITE_TIFF_COMPRESSION, 8}));
+  std::vector<cv::Mat> bitonal(pages.size());
+  for (size_t n = 0; n < pages.size(); ++n) cv::threshold(pages[n], bitonal[n], 128, 255, cv::THRESH_BINARY);
+  write_bitonal_tiff(dir / "g4.tif", bitonal, 300);
+  for (const std::string name : {"grey.tif", "g4.tif"}) {
+    const std::vector<PageRef> listed = probe_file(dir / name, name, {});
+    ASSERT_EQ(listed.size(), pages.size()) << name;
+    for (int n : {59, 0, 31, 1, 58}) {
+      SCOPED_TRACE(name + " page " + std::to_string(n));
+      EXPECT_GT(listed[static_cast<size_t>(n)].tiff_directory, 0u);
+      const cv::Mat& expected = name == "grey.tif" ? pages[static_cast<size_t>(n)] : bitonal[static_cast<size_t>(n)];
+      const cv::Mat page = decode_page(listed[static_cast<size_t>(n)], {});
+      ASSERT_EQ(page.size(), expected.size());
+      EXPECT_EQ(cv::countNonZero(page != expected), 0);
+    }
+  }
+
+  // Colour and 16-bit pages: grey as OpenCV makes it (within a level of rounding).
+  cv::Mat colour, deep;
+  cv::cvtColor(pages[3], colour, cv::COLOR_GRAY2BGR);
+  colour.col(100) = cv::Scalar(40, 160, 220);
+  pages[3].convertTo(deep, CV_16U, 257);
+  ASSERT_TRUE(cv::imwritemulti((dir / "mixed.tif").string(), std::vector<cv::Mat>{pages[0], colour, deep}));
+  std::vector<cv::Mat> opencv;
+  ASSERT_TRUE(cv::imreadmulti((dir / "mixed.tif").string(), opencv, cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION));
+  const std::vector<PageRef> mixed = probe_file(dir / "mixed.tif", "mixed.tif", {});
+  ASSERT_EQ(mixed.size(), 3u);
+  for (size_t n = 1; n < 3; ++n) {
+    cv::Mat expected = opencv[n];
+    if (expected.depth() != CV_8U) expected.convertTo(expected, CV_8U, 1.0 / 257);
+    const cv::Mat page = decode_page(mixed[n], {});
+    ASSERT_EQ(page.size(), expected.size()) << "page " << n;
+    cv::Mat difference;
+    cv::absdiff(page, expected, difference);
+    double most = 0;
+    cv::minMaxLoc(difference, nullptr, &most);
+    EXPECT_LE(most, 1.0) << "page " << n;
+  }
+}
+
 // A JPEG whose JFIF header states `density` per `unit` (1: inch, 2: cm).
 std::string jpeg_with_density(const cv::Mat& image, uint8_t unit, uint16_t density) {
   std::string jpeg = encode_scan(image, false, 90, 0);

@@ -37,6 +37,9 @@ struct PageRef {
   // 100-1200: 72 and 96 are the defaults of image software, not scans): DecodeLimits::
   // assume_dpi, 0 by default (unknown). clean_page resamples pages to 300 dpi by it.
   double dpi = 0;
+  // A TIFF page: the file offset of its directory (IFD), so that it is read without walking
+  // the directories before it; 0 when unknown.
+  uint64_t tiff_directory = 0;
 };
 
 // One of `count` shares of a job folder, for fanning a job out over machines (digitflow run
