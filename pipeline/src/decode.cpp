@@ -27,6 +27,7 @@
 #include <poppler/Stream.h>
 #include <span>
 #include <sstream>
+#include <unordered_set>
 #include <stdexcept>
 
 #include "digitflow/pipeline/normalize.hpp"
@@ -134,10 +135,9 @@ std::vector<TiffPage> tiff_pages(const fs::path& file, uint64_t file_size) {
   auto u32 = [&](const uint8_t* p) { return little ? le32(p) : be32(p); };
   std::vector<TiffPage> pages;
   uint64_t offset = u32(&head[4]);
-  std::vector<uint64_t> seen;
-  while (offset != 0 && pages.size() < 10000) {
-    if (offset + 2 > file_size || std::find(seen.begin(), seen.end(), offset) != seen.end()) return {};
-    seen.push_back(offset);
+  std::unordered_set<uint64_t> seen;  // a directory met twice: a loop, a broken file
+  while (offset != 0) {
+    if (offset + 2 > file_size || !seen.insert(offset).second) return {};
     std::vector<uint8_t> count_bytes = read_bytes(file, offset, 2);
     if (count_bytes.size() < 2) return {};
     const uint32_t entries = u16(count_bytes.data());

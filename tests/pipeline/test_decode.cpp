@@ -244,6 +244,15 @@ TEST(Decode, EveryPageOfALongTiffIsReadFromItsOwnDirectory) {
     }
   }
 
+  // A scanner's batch of more than 10,000 pages: every one listed, the last one read.
+  std::vector<cv::Mat> many(10'050, cv::Mat(8, 16, CV_8U, cv::Scalar(255)));
+  many.back() = cv::Mat(8, 16, CV_8U, cv::Scalar(0));
+  write_bitonal_tiff(dir / "many.tif", many, 200);
+  const std::vector<PageRef> all = probe_file(dir / "many.tif", "many.tif", {});
+  ASSERT_EQ(all.size(), many.size());
+  EXPECT_EQ(all.back().page_index, 10'049);
+  EXPECT_EQ(cv::countNonZero(decode_page(all.back(), {})), 0) << "the last page is black";
+
   // Colour and 16-bit pages: grey as OpenCV makes it (within a level of rounding).
   cv::Mat colour, deep;
   cv::cvtColor(pages[3], colour, cv::COLOR_GRAY2BGR);
