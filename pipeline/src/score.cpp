@@ -216,22 +216,22 @@ nlohmann::json to_json(const ScoreReport& report) {
                            {"wrong", b.wrong},
                            {"error_rate", b.error_rate},
                            {"stated_rate", b.stated_rate}});
-  nlohmann::json thresholds = nlohmann::json::array();
-  for (const ThresholdScore& t : report.thresholds)
-    thresholds.push_back({{"threshold", t.threshold},
-                          {"kept", t.kept},
-                          {"kept_exact", t.kept_exact},
-                          {"false_strings", t.false_strings},
-                          {"exact_rate", t.exact_rate},
-                          {"truth_kept_rate", t.truth_kept_rate},
-                          {"false_per_page", t.false_per_page}});
-  nlohmann::json field_thresholds = nlohmann::json::array();
-  for (const ThresholdScore& t : report.field_thresholds)
-    field_thresholds.push_back({{"threshold", t.threshold},
-                                {"kept", t.kept},
-                                {"kept_exact", t.kept_exact},
-                                {"exact_rate", t.exact_rate},
-                                {"truth_kept_rate", t.truth_kept_rate}});
+  // The reject curve of strings, or of fields (which have no false strings).
+  auto curve = [](const std::vector<ThresholdScore>& levels, bool strings) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const ThresholdScore& t : levels) {
+      nlohmann::json row = {{"threshold", t.threshold},
+                            {"kept", t.kept},
+                            {"kept_exact", t.kept_exact},
+                            {"exact_rate", t.exact_rate},
+                            {"truth_kept_rate", t.truth_kept_rate}};
+      if (strings) row["false_strings"] = t.false_strings, row["false_per_page"] = t.false_per_page;
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  };
+  const nlohmann::json thresholds = curve(report.thresholds, true);
+  const nlohmann::json field_thresholds = curve(report.field_thresholds, false);
   nlohmann::json fields = nlohmann::json::array();
   for (const FieldScore& f : report.fields)
     fields.push_back({{"name", f.name},
