@@ -12,6 +12,8 @@
 #include "digitflow/pipeline/normalize.hpp"
 #include "digitflow/pipeline/synth.hpp"
 #include "test_support.hpp"
+// After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
+#include <tiffio.h>
 
 namespace digitflow::pipeline {
 namespace {
@@ -252,6 +254,31 @@ TEST(Decode, EveryPageOfALongTiffIsReadFromItsOwnDirectory) {
   ASSERT_EQ(all.size(), many.size());
   EXPECT_EQ(all.back().page_index, 10'049);
   EXPECT_EQ(cv::countNonZero(decode_page(all.back(), {})), 0) << "the last page is black";
+
+  // A page whose Orientation tag says it is stored upside down (3): its rows as stored, as
+  // OpenCV reads them when told to ignore the tag; boxes are in the page as stored.
+  {
+    const cv::Mat& page = pages[7];
+    TIFF* tiff = TIFFOpen((dir / "turned.tif").c_str(), "w");
+    ASSERT_NE(tiff, nullptr);
+    for (int k = 0; k < 2; ++k) {  // two pages: the second is the one read through its directory
+      TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(page.cols));
+      TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(page.rows));
+      TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, 8);
+      TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, 1);
+      TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+      TIFFSetField(tiff, TIFFTAG_ROWSPERSTRIP, 32u);
+      TIFFSetField(tiff, TIFFTAG_ORIENTATION, ORIENTATION_BOTRIGHT);
+      for (int y = 0; y < page.rows; ++y) ASSERT_EQ(TIFFWriteScanline(tiff, const_cast<uint8_t*>(page.ptr<uint8_t>(y)), static_cast<uint32_t>(y), 0), 1);
+      ASSERT_EQ(TIFFWriteDirectory(tiff), 1);
+    }
+    TIFFClose(tiff);
+    const std::vector<PageRef> turned = probe_file(dir / "turned.tif", "turned.tif", {});
+    ASSERT_EQ(turned.size(), 2u);
+    const cv::Mat read = decode_page(turned[1], {});
+    ASSERT_EQ(read.size(), page.size());
+    EXPECT_EQ(cv::countNonZero(read != page), 0) << "not the rows as stored";
+  }
 
   // Colour and 16-bit pages: grey as OpenCV makes it (within a level of rounding).
   cv::Mat colour, deep;
