@@ -8,14 +8,14 @@
 #include <atomic>
 #include <cmath>
 #include <cctype>
+#include <cstdarg>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <cstdarg>
-#include <cstdio>
 #include <poppler-document.h>
 #include <poppler-global.h>
 #include <poppler-image.h>
@@ -27,8 +27,8 @@
 #include <poppler/Stream.h>
 #include <span>
 #include <sstream>
-#include <unordered_set>
 #include <stdexcept>
+#include <unordered_set>
 
 #include "digitflow/pipeline/normalize.hpp"
 // After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
@@ -52,13 +52,19 @@ const char* format_name(FileFormat format) {
 
 namespace {
 
-std::vector<uint8_t> read_bytes(const fs::path& file, uint64_t offset, size_t count) {
-  std::ifstream in(file, std::ios::binary);
+// Up to `count` bytes at `offset` of an open file (fewer at its end).
+std::vector<uint8_t> read_bytes(std::ifstream& in, uint64_t offset, size_t count) {
+  in.clear();
   std::vector<uint8_t> bytes(count);
   in.seekg(static_cast<std::streamoff>(offset));
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(count));
   bytes.resize(in ? count : static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
   return bytes;
+}
+
+std::vector<uint8_t> read_bytes(const fs::path& file, uint64_t offset, size_t count) {
+  std::ifstream in(file, std::ios::binary);
+  return read_bytes(in, offset, count);
 }
 
 uint32_t be16(const uint8_t* p) { return static_cast<uint32_t>(p[0] << 8 | p[1]); }
@@ -127,7 +133,8 @@ struct TiffPage {
 };
 
 // The size and resolution of every page (IFD) of a TIFF; empty when the structure is broken.
-std::vector<TiffPage> tiff_pages(const fs::path& file, uint64_t file_size) {
+std::vector<TiffPage> tiff_pages(const fs::path& path, uint64_t file_size) {
+  std::ifstream file(path, std::ios::binary);  // one open for all the directories
   std::vector<uint8_t> head = read_bytes(file, 0, 8);
   if (head.size() < 8) return {};
   const bool little = head[0] == 'I';
