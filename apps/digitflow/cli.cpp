@@ -101,6 +101,7 @@ pipeline::RunOptions run_options(const config::Settings& settings) {
   run.low_confidence = ps.low_confidence;
   run.read.temperature = ps.temperature;
   run.screen_confidence = ps.screen_confidence;
+  run.int8 = settings.runtime.int8;
   run.read.min_digits = ps.min_string_digits;
   run.backend = start_backend(settings);
   return run;

@@ -8,6 +8,7 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "digitflow/kernels/gemm.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/throughput.hpp"
@@ -34,7 +35,7 @@ int run_bench(int argc, char** argv) {
   int threads = 0, batch = 0;
   int64_t images = 2560;
   double seconds = 3.0;
-  bool json = false;
+  bool json = false, int8 = false;
   po::options_description options("Options");
   options.add_options()
       ("what", po::value(&what)->value_name("train|infer"), "what to time (positional)")
@@ -43,6 +44,7 @@ int run_bench(int argc, char** argv) {
       ("images", po::value(&images)->value_name("N"), "train: images to time after the warm-up (default 2560)")
       ("batch", po::value(&batch)->value_name("B"), "batch size (train: 128, infer: 256)")
       ("seconds", po::value(&seconds)->value_name("S"), "infer: time to spend measuring (default 3)")
+      ("int8", po::bool_switch(&int8), "infer: through int8 inference (a calibrated model file; see digitflow calibrate)")
       ("json", po::bool_switch(&json), "print one JSON object (images_per_s, latency_us, ...)");
   po::positional_options_description positional;
   positional.add("what", 1);
@@ -69,12 +71,14 @@ int run_bench(int argc, char** argv) {
                   t.seconds, k::thread_count(), k::gemm_kernel_name());
   } else {
     if (batch == 0) batch = 256;
-    k::InferenceThroughput t = k::measure_inference(net, batch, seconds);
-    out.update({{"batch", batch}, {"batches", t.batches}, {"images_per_s", t.digits_per_s},
+    if (int8 && !k::int8_unsupported(net).empty())
+      throw std::runtime_error(model + ": no int8 inference: " + k::int8_unsupported(net));
+    k::InferenceThroughput t = k::measure_inference(net, batch, seconds, int8);
+    out.update({{"int8", int8}, {"batch", batch}, {"batches", t.batches}, {"images_per_s", t.digits_per_s},
                 {"latency_us", t.median_latency_us}});
     if (!json)
-      std::printf("infer %s: %.0f digits/s at batch %d, median latency %.1f us per batch (%d threads, gemm %s)\n",
-                  net.spec().name.c_str(), t.digits_per_s, batch, t.median_latency_us,
+      std::printf("infer %s%s: %.0f digits/s at batch %d, median latency %.1f us per batch (%d threads, gemm %s)\n",
+                  net.spec().name.c_str(), int8 ? " (int8)" : "", t.digits_per_s, batch, t.median_latency_us,
                   k::thread_count(), k::gemm_kernel_name());
   }
   if (json) std::cout << out.dump() << "\n";

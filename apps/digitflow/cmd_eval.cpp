@@ -4,10 +4,12 @@
 // set's digits wrongly rejected.
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -59,7 +61,7 @@ k::LabelledImages held_out_negatives(const std::string& data, const k::LabelledI
 int run_eval(int argc, char** argv) {
   CommonOptions common;
   std::string model, data = "mnist-test", data_dir;
-  bool json = false;
+  bool json = false, int8 = false;
   po::options_description options("Options");
   options.add_options()
       ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
@@ -67,6 +69,7 @@ int run_eval(int argc, char** argv) {
        "mnist-test, mnist-train, fashion-test, or a folder holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte")
       ("data-dir", po::value(&data_dir)->value_name("DIR"), "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir)")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core")
+      ("int8", po::bool_switch(&int8), "read through int8 inference (needs a calibrated model; see digitflow calibrate)")
       ("json", po::bool_switch(&json), "print one JSON object: accuracy, per_class, confusion, count, loss");
   add_config_options(options, common);
   add_backend_option(options, common);
@@ -84,7 +87,18 @@ int run_eval(int argc, char** argv) {
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
   k::LabelledImages set = load_eval_data(data, settings, data_dir);
-  k::EvalResult r = k::evaluate(loaded.network, set, 500, backend);
+  std::unique_ptr<k::Int8Network> quantized;
+  if (int8) {
+    if (backend != k::Backend::cpu) throw UsageError("--int8 runs on the CPU; leave out --backend " + settings.runtime.backend);
+    if (const std::string why = k::int8_unsupported(loaded.network); !why.empty())
+      throw std::runtime_error(model_path.string() + ": no int8 inference: " + why);
+    quantized = std::make_unique<k::Int8Network>(loaded.network);
+  }
+  auto evaluate = [&](const k::LabelledImages& images) {
+    return quantized ? k::evaluate_probabilities(images, quantized->probabilities(images.pixels, images.count, 500))
+                     : k::evaluate(loaded.network, images, 500, backend);
+  };
+  k::EvalResult r = evaluate(set);
   const bool rejects = loaded.network.spec().classes == pipeline::kClassesWithNotDigit;
   int64_t negatives = 0;
   double negatives_rejected = 0;
@@ -92,12 +106,12 @@ int run_eval(int argc, char** argv) {
   if (rejects) {
     const k::LabelledImages held_out = held_out_negatives(data, set, settings, data_dir);
     negatives = held_out.count;
-    negatives_rejected = pipeline::rejected_share(k::evaluate(loaded.network, held_out));
-    page = k::evaluate(loaded.network, pipeline::digits_through_page(set, pipeline::kHeldOutNegativesSeed));
+    negatives_rejected = pipeline::rejected_share(evaluate(held_out));
+    page = evaluate(pipeline::digits_through_page(set, pipeline::kHeldOutNegativesSeed));
   }
 
   if (json) {
-    nlohmann::json out = {{"model", model_path.string()}, {"data", data},
+    nlohmann::json out = {{"model", model_path.string()}, {"data", data}, {"int8", int8},
                           {"count", r.count},             {"accuracy", r.accuracy},
                           {"loss", r.loss},               {"per_class", r.per_class},
                           {"confusion", r.confusion}};
@@ -111,8 +125,8 @@ int run_eval(int argc, char** argv) {
     std::cout << out.dump() << "\n";
     return 0;
   }
-  std::printf("%s on %s: accuracy %.2f%% (%lld of %lld), loss %.4f\n", model_path.c_str(),
-              data.c_str(), 100 * r.accuracy,
+  std::printf("%s on %s%s: accuracy %.2f%% (%lld of %lld), loss %.4f\n", model_path.c_str(),
+              data.c_str(), int8 ? " (int8)" : "", 100 * r.accuracy,
               static_cast<long long>(std::llround(r.accuracy * static_cast<double>(r.count))),
               static_cast<long long>(r.count), r.loss);
   if (rejects)

@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -181,6 +182,8 @@ int run_train(int argc, char** argv) {
                 100 * negatives_rejected, static_cast<long long>(held_out.count), 100 * digits_rejected,
                 static_cast<long long>(test.count), 100 * pipeline::rejected_share(page), 100 * page.accuracy);
   }
+  // The ranges int8 inference quantizes to (runtime.int8), over training images.
+  net.set_int8_calibration(k::calibrate_int8(net, train_set, 12000));
   k::save_model(out_path, net, k::to_json(tc), metrics);
   std::printf("test accuracy %.2f%% (%lld images), best epoch %d of %zu, %s; saved %s\n",
               100 * test.accuracy, static_cast<long long>(test.count), result.best_epoch,

@@ -7,6 +7,7 @@ int run_run(int argc, char** argv);
 int run_merge(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_eval(int argc, char** argv);
+int run_calibrate(int argc, char** argv);
 int run_predict(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_score(int argc, char** argv);

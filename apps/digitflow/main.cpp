@@ -22,6 +22,7 @@ constexpr const char* kUsage =
     "  merge     join the outputs of run --shard K/N into the output of one run\n"
     "  train     train a CNN on MNIST and save it as a model file\n"
     "  eval      accuracy, per-class accuracy and confusion matrix of a model\n"
+    "  calibrate record in a model file the ranges int8 inference quantizes to\n"
     "  predict   recognise the digit in each of some image files\n"
     "  bench     time training (bench train) or inference (bench infer)\n"
     "  score     compare results.jsonl with the truth: exact-match rate, digit accuracy\n"
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
     if (command == "merge") return run_merge(argc - 1, argv + 1);
     if (command == "train") return run_train(argc - 1, argv + 1);
     if (command == "eval") return run_eval(argc - 1, argv + 1);
+    if (command == "calibrate") return run_calibrate(argc - 1, argv + 1);
     if (command == "predict") return run_predict(argc - 1, argv + 1);
     if (command == "bench") return run_bench(argc - 1, argv + 1);
     if (command == "score") return run_score(argc - 1, argv + 1);

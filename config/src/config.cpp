@@ -320,6 +320,8 @@ const std::vector<Field>& fields() {
             "runtime.threads", [](auto& s) -> auto& { return s.runtime.threads; }, at_least_0),
         choice_field("runtime.backend", [](auto& s) -> auto& { return s.runtime.backend; },
                      {"cpu", "cuda", "cudnn", "auto"}),
+        bool_field(
+            "runtime.int8", [](auto& s) -> auto& { return s.runtime.int8; }),
         int_field(
             "pipeline.max_page_pixels", [](auto& s) -> auto& { return s.pipeline.max_page_pixels; },
             Range{10000, 1e9}),

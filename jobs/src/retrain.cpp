@@ -16,6 +16,7 @@
 #include <set>
 
 #include "digitflow/jobs/sample_image.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/seed_mix.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -338,6 +339,7 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
 
   report({"saving"});
   out.metrics["retrain"]["seconds"] = seconds_since(t0);
+  fresh.network.set_int8_calibration(k::calibrate_int8(fresh.network, mixed.images, 12000));  // for runtime.int8
   k::save_model(version.path, fresh.network, k::to_json(config), out.metrics);
   return out;
 }

@@ -46,6 +46,20 @@ void Inference::set_screen(Network& screen, float confidence) {
   screen_confidence_ = confidence;
 }
 
+bool Inference::set_int8(bool on) {
+  if (screen_) screen_->set_int8(on);
+  int8_.reset();
+  if (!on || backend_ != Backend::cpu || !int8_unsupported(*net_).empty()) return false;
+  try {  // one pass now: a processor whose oneDNN cannot build the int8 primitives reads in fp32
+    int8_ = std::make_unique<Int8Network>(*net_);
+    const int64_t n = std::max(1, batch_size_ / 4);
+    int8_->probabilities(std::vector<uint8_t>(static_cast<size_t>(n * net_->input_shape(1).numel()), 0), n, batch_size_);
+  } catch (const std::exception&) {
+    int8_.reset();
+  }
+  return int8_ != nullptr;
+}
+
 Tensor Inference::probabilities(std::span<const uint8_t> pixels, int64_t count) {
   if (!screen_) {
     Tensor p = full_probabilities(pixels, count);
@@ -84,14 +98,16 @@ Tensor Inference::full_probabilities(std::span<const uint8_t> pixels, int64_t co
   // most four shapes are ever built. (Padded to whole batches, a fifth of the images the
   // default model read in a run on form pages were blanks; with the training primitives,
   // whose buffers are larger, four shapes had raised a run's peak memory from 599 to 819 MiB.)
+  auto read = [&](std::span<const uint8_t> images, int64_t n) {
+    return int8_ ? int8_->probabilities(images, n, batch_size_) : infer_probabilities(*net_, images, n, batch_size_);
+  };
   const int64_t quarter = std::max(1, batch_size_ / 4);
   const int64_t padded = (count + quarter - 1) / quarter * quarter;
-  if (padded == count) return infer_probabilities(*net_, pixels, count, batch_size_);
-  if (pixels.size() % static_cast<size_t>(count) != 0)
-    return infer_probabilities(*net_, pixels, count, batch_size_);  // refuses it, naming the sizes
+  if (padded == count) return read(pixels, count);
+  if (pixels.size() % static_cast<size_t>(count) != 0) return read(pixels, count);  // refuses it, naming the sizes
   std::vector<uint8_t> blank_padded(pixels.begin(), pixels.end());
   blank_padded.resize(pixels.size() / static_cast<size_t>(count) * static_cast<size_t>(padded), 0);
-  const Tensor all = infer_probabilities(*net_, blank_padded, padded, batch_size_);
+  const Tensor all = read(blank_padded, padded);
   const int64_t classes = all.numel() / padded;
   Tensor p({count, classes});
   std::copy(all.data(), all.data() + count * classes, p.data());

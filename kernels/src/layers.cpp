@@ -55,11 +55,11 @@ class Conv2dLayer final : public Layer {
     conv2d_forward(geometry(x.shape()), x.data(), weight_.value.data(),
                    spec_.bias ? bias_.value.data() : nullptr, y.data());
   }
-  bool forward_folded(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift, bool relu,
-                      Tensor& y) override {
+  bool folded_parameters(const std::vector<float>& scale, const std::vector<float>& shift,
+                         std::vector<float>& folded) const override {
     const int64_t per_out = int64_t{c_in_} * spec_.kernel * spec_.kernel;
-    folded_.resize(static_cast<size_t>(spec_.out * per_out + spec_.out));
-    float* w = folded_.data();
+    folded.resize(static_cast<size_t>(spec_.out * per_out + spec_.out));
+    float* w = folded.data();
     float* b = w + spec_.out * per_out;
     for (int o = 0; o < spec_.out; ++o) {
       const float* from = weight_.value.data() + o * per_out;
@@ -67,6 +67,13 @@ class Conv2dLayer final : public Layer {
       for (int64_t k = 0; k < per_out; ++k) w[o * per_out + k] = from[k] * s;
       b[o] = (spec_.bias ? bias_.value[o] : 0.0f) * s + (shift.empty() ? 0.0f : shift[static_cast<size_t>(o)]);
     }
+    return true;
+  }
+  bool forward_folded(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift, bool relu,
+                      Tensor& y) override {
+    folded_parameters(scale, shift, folded_);
+    const float* w = folded_.data();
+    const float* b = w + spec_.out * int64_t{c_in_} * spec_.kernel * spec_.kernel;
     y.resize(output_shape(x.shape()));
     conv2d_forward_inference(geometry(x.shape()), x.data(), w, b, relu, y.data());
     return true;

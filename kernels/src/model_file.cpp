@@ -15,6 +15,11 @@ void save_model(const std::filesystem::path& path, Network& net,
       nlohmann::json{{"mean", net.normalization().mean}, {"std", net.normalization().std}}.dump();
   if (!train_config.is_null()) meta["train"] = train_config.dump();
   if (!metrics.is_null()) meta["metrics"] = metrics.dump();
+  if (!net.int8_calibration().empty()) {
+    nlohmann::json ranges = nlohmann::json::object();
+    for (const auto& [layer, top] : net.int8_calibration().output_max) ranges[std::to_string(layer)] = top;
+    meta["int8_calibration"] = nlohmann::json{{"images", net.int8_calibration().images}, {"output_max", ranges}}.dump();
+  }
   save_safetensors(path, net.state(), meta);
 }
 
@@ -59,6 +64,21 @@ LoadedModel load_model(const std::filesystem::path& path) {
       throw ModelFileError(where + "input normalization needs a finite mean and std > 0");
     net.set_normalization({mean, stdev});
     net.load_state(content.tensors);
+    if (nlohmann::json calibration = parse("int8_calibration", false); !calibration.is_null()) {
+      Int8Calibration c;
+      c.images = calibration.at("images").get<int64_t>();
+      for (const auto& [layer, top] : calibration.at("output_max").items()) {
+        size_t digits = 0;
+        const int index = std::stoi(layer, &digits);
+        const float value = top.get<float>();
+        if (digits != layer.size() || index < 0 || index >= static_cast<int>(spec.layers.size()) ||
+            spec.layers[static_cast<size_t>(index)].kind != LayerKind::conv2d || !std::isfinite(value) || value < 0.0f)
+          throw ModelFileError(where + "metadata 'int8_calibration' gives " + top.dump() + " for layer '" + layer +
+                               "', which is not a convolution of this model with a finite range >= 0");
+        c.output_max[index] = value;
+      }
+      net.set_int8_calibration(std::move(c));
+    }
     return {std::move(net), parse("train", false), parse("metrics", false)};
   } catch (const ModelFileError&) {
     throw;

@@ -44,28 +44,83 @@ const Tensor& Network::forward(const Tensor& x, const ForwardContext& ctx) {
     throw std::invalid_argument("Network::forward: input " + x.shape().str() + ", expected " +
                                 expected.str());
   input_ = ctx.training ? &x : nullptr;  // backward needs this input and training statistics
+  if (!ctx.training) return run_inference(0, x);
   const Tensor* in = &x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->forward(*in, activations_[i], ctx);
+    in = &activations_[i];
+  }
+  return activations_.back();
+}
+
+const Tensor& Network::forward_from(size_t first, const Tensor& x) {
+  if (first >= layers_.size())
+    throw std::invalid_argument("Network::forward_from: layer " + std::to_string(first) + " of " +
+                                std::to_string(layers_.size()));
+  const Shape expected = layer_input_shape(first, x.shape().rank() ? x.dim(0) : 0);
+  if (x.shape() != expected)
+    throw std::invalid_argument("Network::forward_from(" + std::to_string(first) + "): input " + x.shape().str() +
+                                ", expected " + expected.str());
+  input_ = nullptr;
+  return run_inference(first, x);
+}
+
+std::vector<InferenceStep> Network::inference_steps() const {
+  std::vector<InferenceStep> steps;
   std::vector<float> scale, shift;
   for (size_t i = 0; i < layers_.size();) {
-    if (!ctx.training && layers_[i]->kind() == LayerKind::conv2d) {
-      size_t next = i + 1;  // the layer after those folded in
-      if (next < layers_.size() && layers_[next]->channel_affine(scale, shift)) {
-        ++next;
-      } else {
-        scale.clear();
-        shift.clear();
+    InferenceStep step{i, i, layers_[i]->kind(), false, false};
+    if (step.kind == LayerKind::conv2d) {
+      if (i + 1 < layers_.size() && layers_[i + 1]->channel_affine(scale, shift)) {
+        step.affine = true;
+        ++step.last;
       }
-      const bool relu = next < layers_.size() && layers_[next]->kind() == LayerKind::relu;
-      if (relu) ++next;
-      if (layers_[i]->forward_folded(*in, scale, shift, relu, activations_[next - 1])) {
-        in = &activations_[next - 1];
-        i = next;
+      if (step.last + 1 < layers_.size() && layers_[step.last + 1]->kind() == LayerKind::relu) {
+        step.relu = true;
+        ++step.last;
+      }
+    }
+    steps.push_back(step);
+    i = step.last + 1;
+  }
+  return steps;
+}
+
+std::vector<float> Network::folded_parameters(const InferenceStep& step) const {
+  std::vector<float> scale, shift, folded;
+  if (step.affine) layers_.at(step.first + 1)->channel_affine(scale, shift);
+  if (!layers_.at(step.first)->folded_parameters(scale, shift, folded))
+    throw std::invalid_argument("layer " + std::to_string(step.first) + " has no weights to fold");
+  return folded;
+}
+
+Shape Network::layer_input_shape(size_t i, int64_t batch) const {
+  Shape shape = input_shape(batch);
+  for (size_t k = 0; k < i && k < layers_.size(); ++k) shape = layers_[k]->output_shape(shape);
+  return shape;
+}
+
+// Outside training a convolution and the batchnorm and ReLU after it run as one
+// convolution; the step's output lands in the slot of its last layer.
+const Tensor& Network::run_inference(size_t first, const Tensor& x) {
+  const Tensor* in = &x;
+  std::vector<float> scale, shift;
+  const ForwardContext ctx{false, 0, 0};
+  for (const InferenceStep& step : inference_steps()) {
+    if (step.first < first) continue;
+    if (step.kind == LayerKind::conv2d) {
+      scale.clear();
+      shift.clear();
+      if (step.affine) layers_[step.first + 1]->channel_affine(scale, shift);
+      if (layers_[step.first]->forward_folded(*in, scale, shift, step.relu, activations_[step.last])) {
+        in = &activations_[step.last];
         continue;
       }
     }
-    layers_[i]->forward(*in, activations_[i], ctx);
-    in = &activations_[i];
-    ++i;
+    for (size_t i = step.first; i <= step.last; ++i) {
+      layers_[i]->forward(*in, activations_[i], ctx);
+      in = &activations_[i];
+    }
   }
   return activations_.back();
 }

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <random>
 #include <vector>
 
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/ops/softmax_xent.hpp"
 #include "digitflow/kernels/train_config.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -49,15 +51,28 @@ TrainingThroughput measure_training(Network& net, int64_t images, int batch_size
   return {static_cast<double>(batches * batch_size) / seconds, batches * batch_size, seconds};
 }
 
-InferenceThroughput measure_inference(Network& net, int batch_size, double seconds) {
+InferenceThroughput measure_inference(Network& net, int batch_size, double seconds, bool int8) {
   Tensor x = random_input(net, batch_size);
-  for (int i = 0; i < 5; ++i) net.forward(x, {});
+  std::unique_ptr<Int8Network> quantized;
+  std::vector<uint8_t> pixels;
+  if (int8) {
+    quantized = std::make_unique<Int8Network>(net);
+    pixels.resize(static_cast<size_t>(x.numel()));
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(std::clamp(x[static_cast<int64_t>(i)], 0.0f, 2.5f) * 100);
+  }
+  auto pass = [&] {
+    if (quantized)
+      quantized->probabilities(pixels, batch_size, batch_size);
+    else
+      net.forward(x, {});
+  };
+  for (int i = 0; i < 5; ++i) pass();
   std::vector<double> times;
   auto start = Clock::now();
   double total = 0.0;
   while (times.size() < 5 || total < seconds) {
     auto t0 = Clock::now();
-    net.forward(x, {});
+    pass();
     double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     times.push_back(dt);
     total = std::chrono::duration<double>(Clock::now() - start).count();

@@ -384,6 +384,28 @@ EvalResult evaluate_subset(Network& net, const LabelledImages& data,
   return r;
 }
 
+EvalResult evaluate_probabilities(const LabelledImages& data, const Tensor& probabilities) {
+  if (probabilities.shape().rank() != 2 || probabilities.dim(0) != data.count || probabilities.dim(1) < 1)
+    throw std::invalid_argument("evaluate_probabilities: probabilities " + probabilities.shape().str() + " for " +
+                                std::to_string(data.count) + " images");
+  const int classes = static_cast<int>(probabilities.dim(1));
+  EvalResult r;
+  r.count = data.count;
+  r.confusion.assign(static_cast<size_t>(classes), std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  double loss_sum = 0.0;
+  for (int64_t i = 0; i < data.count; ++i) {
+    const float* row = probabilities.data() + i * classes;
+    const uint8_t label = data.labels[static_cast<size_t>(i)];
+    if (label >= classes)
+      throw std::invalid_argument("evaluate_probabilities: label " + std::to_string(label) + " of image " +
+                                  std::to_string(i) + " is not one of the " + std::to_string(classes) + " classes");
+    loss_sum -= std::log(std::max(row[label], 1e-30f));
+    ++r.confusion[label][static_cast<size_t>(argmax_row(row, classes))];
+  }
+  detail::finish_evaluation(r, loss_sum);
+  return r;
+}
+
 EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size, Backend backend) {
   backend = start_backend(backend);
 #if DIGITFLOW_HAVE_CUDA

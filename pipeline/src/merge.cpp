@@ -136,6 +136,12 @@ json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
     for (const Input& input : inputs) sum += count_in(input, key);
     out[key] = sum;
   }
+  bool int8 = !inputs.empty();  // every shard read through int8
+  for (const Input& input : inputs) {
+    auto it = input.summary.find("int8");
+    int8 = int8 && it != input.summary.end() && it->is_boolean() && it->get<bool>();
+  }
+  out["int8"] = int8;
   double seconds = 0;
   json stages = json::object();
   std::set<std::string> skipped;

@@ -43,6 +43,7 @@ nlohmann::json to_json(const RunSummary& s) {
           {"valid_fields", s.valid_fields},
           {"images_scored", s.images_scored},
           {"images_read_in_full", s.images_read_in_full},
+          {"int8", s.int8},
           {"pages_without_resolution", s.pages_without_resolution},
           {"seconds", r3(s.seconds)},
           {"pages_per_s", r3(s.pages_per_s)},
@@ -146,10 +147,12 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   const kernels::Backend backend = kernels::start_backend(options.backend);
   kernels::Inference inference(model, backend, backend == kernels::Backend::cpu ? 64 : std::max(64, options.batch_digits));
   if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
+  const bool int8 = inference.set_int8(options.int8);
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
 
   RunSummary summary;
+  summary.int8 = int8;
   Clocks clocks;
   const auto started = Clock::now();
   std::atomic<size_t> next_to_write{0};

@@ -11,6 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "digitflow/kernels/model_file.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -37,7 +38,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (std::string cmd : {"train", "eval", "predict", "bench"}) {
+  for (std::string cmd : {"train", "eval", "calibrate", "predict", "bench"}) {
     Result r = run(cmd + " --help");
     EXPECT_EQ(r.status, 0) << cmd << ": " << r.output;
     EXPECT_TRUE(contains(r.output, "Usage: digitflow " + cmd)) << r.output;
@@ -140,6 +141,53 @@ TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
     EXPECT_GE(j["negatives_rejected"].get<double>(), 0.95) << r.output;
     EXPECT_LE(j["digits_rejected"].get<double>(), 0.005) << r.output;
   }
+}
+
+TEST(Cli, CalibrateRecordsTheInt8RangesAndComparesBothReadings) {
+  if (!digitflow::testing::mnist_available())
+    GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  if (!DIGITFLOW_HAVE_ONEDNN) GTEST_SKIP() << "this build has no oneDNN, which int8 inference runs on";
+  digitflow::testing::TempDir dir;
+  // A model without a calibration: the shipped one, saved again without it.
+  digitflow::kernels::LoadedModel shipped =
+      digitflow::kernels::load_model(digitflow::testing::source_dir() / "models/screen.safetensors");
+  shipped.network.set_int8_calibration({});
+  const std::string bare = (dir / "bare.safetensors").string();
+  digitflow::kernels::save_model(bare, shipped.network, shipped.train_config, shipped.metrics);
+  Result r = run("eval --int8 --model " + bare);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "bare.safetensors")) << r.output;
+  EXPECT_TRUE(contains(r.output, "digitflow calibrate")) << r.output;
+  r = run("bench infer --int8 --seconds 0.1 --model " + bare);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "calibration")) << r.output;
+
+  const std::string out = (dir / "calibrated.safetensors").string();
+  r = run("calibrate --model " + bare + " --out " + out + " --digits 1000 --threads 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "calibrated on 1200 images")) << r.output;
+  EXPECT_TRUE(contains(r.output, "layer 4 (conv2d): output up to")) << r.output;
+  EXPECT_TRUE(contains(r.output, "MNIST test accuracy: fp32 99.57%")) << r.output;
+  EXPECT_TRUE(contains(r.output, "int8 99.")) << r.output;
+  const auto back = digitflow::kernels::load_model(out);
+  EXPECT_EQ(back.network.int8_calibration().images, 1200);
+  EXPECT_EQ(back.network.int8_calibration().output_max.size(), 3u);
+  EXPECT_EQ(back.metrics, shipped.metrics);  // the rest of the file as it was
+
+  r = run("eval --int8 --json --model " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_TRUE(j["int8"].get<bool>());
+  EXPECT_GE(j["accuracy"].get<double>(), 0.995) << r.output;
+  EXPECT_GE(j["negatives_rejected"].get<double>(), 0.95) << r.output;
+  r = run("bench infer --int8 --batch 16 --seconds 0.1 --threads 1 --json --model " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(nlohmann::json::parse(r.output)["int8"].get<bool>());
+
+  EXPECT_EQ(run("calibrate --model " + bare + " --digits 5").status, 2);
+  r = run("calibrate --model " + (dir / "none.safetensors").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "none.safetensors")) << r.output;
 }
 
 TEST(Cli, PredictSaysNotADigit) {

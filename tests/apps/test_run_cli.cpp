@@ -36,6 +36,8 @@ TEST(RunCli, SynthRunScoreReachTheAccuracyFloor) {
     const nlohmann::json summary = nlohmann::json::parse(in);
     EXPECT_GT(summary["images_read_in_full"].get<int64_t>(), 0);
     EXPECT_LT(summary["images_read_in_full"].get<int64_t>(), summary["images_scored"].get<int64_t>());
+    // runtime.int8 is on by default and the shipped models are calibrated.
+    EXPECT_EQ(summary["int8"].get<bool>(), bool{DIGITFLOW_HAVE_ONEDNN}) << summary.dump();
   }
   CommandResult score = run_digitflow("score --json " + quoted(out / "results.jsonl") + " " + quoted(job / "truth.jsonl"));
   ASSERT_EQ(score.status, 0) << score.output;

@@ -71,7 +71,7 @@ TEST(ShardCli, ThreeShardsMergedEqualOneRun) {
   const nlohmann::json a = nlohmann::json::parse(read_file(whole / "summary.json"));
   const nlohmann::json b = nlohmann::json::parse(read_file(merged / "summary.json"));
   for (const char* key : {"pages", "failed_pages", "strings", "digits", "low_confidence_strings",
-                          "images_scored", "images_read_in_full", "pages_listed", "pages_without_resolution",
+                          "images_scored", "images_read_in_full", "int8", "pages_listed", "pages_without_resolution",
                           "skipped_files", "shard", "job"})
     EXPECT_EQ(a[key], b[key]) << key;
 }

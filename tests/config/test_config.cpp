@@ -299,6 +299,7 @@ TEST(Settings, OutOfRangeValuesAreErrors) {
   rejects("train.schedule=linear", "train.schedule");
   rejects("runtime.backend=tpu", "runtime.backend");
   rejects("runtime.threads=-2", "runtime.threads");
+  rejects("runtime.int8=maybe", "runtime.int8");
   rejects("model.spec=", "model.spec");
   rejects("pipeline.screen_confidence=0", "pipeline.screen_confidence");
   rejects("pipeline.screen_confidence=1.5", "pipeline.screen_confidence");

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "digitflow/kernels/idx.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/pipeline/run.hpp"
 #include "test_support.hpp"
@@ -214,6 +215,34 @@ TEST(Run, AScreenReadsEveryImageAndTheModelOnlyWhatItDoubts) {
                                                 "a/03-two.tif:919"}));
   const nlohmann::json s = nlohmann::json::parse(read_bytes(job.dir.path() / "screened" / "summary.json"));
   EXPECT_EQ(s["images_read_in_full"], screened.images_read_in_full);
+}
+
+TEST(Run, Int8ReadsTheStringsFp32Reads) {
+  // The shipped models carry their int8 calibration: with options.int8 the job reads the
+  // same strings, and summary.json says int8 was used.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  if (const std::string why = kernels::int8_unsupported(shipped_model()); !why.empty())
+    GTEST_SKIP() << "no int8 inference here: " << why;
+  static kernels::LoadedModel screen = kernels::load_model(t::source_dir() / "models" / "screen.safetensors");
+  Job job;
+  RunOptions options;
+  options.job_dir = job.root();
+  options.screen = &screen.network;
+  options.out_dir = job.dir.path() / "fp32";
+  const RunSummary fp32 = run_job(options, shipped_model());
+  options.out_dir = job.dir.path() / "int8";
+  options.int8 = true;
+  const RunSummary int8 = run_job(options, shipped_model());
+  EXPECT_FALSE(fp32.int8);
+  EXPECT_TRUE(int8.int8);
+  std::vector<std::string> texts[2];
+  for (int k = 0; k < 2; ++k)
+    for (const PageResult& r : read_results((job.dir.path() / (k ? "int8" : "fp32") / "results.jsonl").string()))
+      for (const StringResult& s : r.strings) texts[k].push_back(r.page + ":" + s.text);
+  EXPECT_EQ(texts[1], texts[0]);
+  EXPECT_EQ(texts[1].size(), 4u);
+  EXPECT_TRUE(nlohmann::json::parse(read_bytes(job.dir.path() / "int8" / "summary.json"))["int8"].get<bool>());
+  EXPECT_FALSE(nlohmann::json::parse(read_bytes(job.dir.path() / "fp32" / "summary.json"))["int8"].get<bool>());
 }
 
 TEST(Run, WritesResultsCsvSummaryAndOverlays) {

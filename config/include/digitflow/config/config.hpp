@@ -46,6 +46,7 @@ struct ModelSettings {
 struct RuntimeSettings {
   int threads = 0;              // runtime.threads: 0 = every core
   std::string backend = "cpu";  // runtime.backend: "cpu" | "cuda" | "cudnn" | "auto"
+  bool int8 = true;             // runtime.int8: int8 convolutions on the CPU where the model is calibrated
 };
 
 // The page pipeline (digitflow run); see pipeline/run.hpp for what each one steers.

@@ -9,6 +9,7 @@
 #include <span>
 
 #include "digitflow/kernels/backend.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/network.hpp"
 
 namespace digitflow::kernels {
@@ -33,6 +34,12 @@ class Inference {
   // std::invalid_argument when the two models' inputs or classes differ, or confidence is
   // not in (0, 1]. `screen` must outlive this object.
   void set_screen(Network& screen, float confidence);
+  // On the CPU, reads through Int8Network (int8.hpp) where `on` and the network (and the
+  // screen's, for the screen) can; returns whether the full network now does (false, and
+  // fp32, also where oneDNN cannot build its int8 primitives on this processor). Call after
+  // set_screen. Probabilities differ from fp32's by the rounding of 8-bit activations.
+  bool set_int8(bool on);
+  bool int8() const { return int8_ != nullptr; }
   // Images read so far, and how many of them the full network read.
   int64_t images_read() const { return images_read_; }
   int64_t images_read_in_full() const { return images_read_in_full_; }
@@ -46,6 +53,7 @@ class Inference {
   int batch_size_;
   std::unique_ptr<Device> device_;
   std::unique_ptr<Inference> screen_;
+  std::unique_ptr<Int8Network> int8_;
   float screen_confidence_ = 1.0f;
   int64_t images_read_ = 0, images_read_in_full_ = 0;
 };

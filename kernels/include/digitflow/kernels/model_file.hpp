@@ -1,6 +1,7 @@
 // A model on disk: a safetensors file whose tensors are the network's state and whose
 // "__metadata__" holds the ModelSpec, the input normalisation, the training config and the
-// final metrics (each as JSON text), plus a format name and version.
+// final metrics (each as JSON text), the int8 calibration when the model has one, plus a
+// format name and version.
 #pragma once
 
 #include <filesystem>

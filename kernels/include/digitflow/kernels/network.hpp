@@ -46,6 +46,12 @@ class Layer {
   // Inference: the per-channel map y = x * scale + shift this layer applies, when it is one
   // (batchnorm, with its running statistics); false otherwise.
   virtual bool channel_affine(std::vector<float>& /*scale*/, std::vector<float>& /*shift*/) const { return false; }
+  // Inference: this layer's weights (c_out, ...) then its bias (c_out), with such a map
+  // folded in (none when `scale` is empty), when the layer can fold one (a convolution).
+  virtual bool folded_parameters(const std::vector<float>& /*scale*/, const std::vector<float>& /*shift*/,
+                                 std::vector<float>& /*weights_then_bias*/) const {
+    return false;
+  }
   // Inference: this layer's forward followed by such a map (none when `scale` is empty)
   // and, when `relu`, max(y, 0), in one pass, when the layer can fold them in (a
   // convolution); false otherwise.
@@ -65,6 +71,23 @@ struct InputNormalization {
   float std = 0.3081f;
 };
 
+// The ranges int8 inference quantizes to (see int8.hpp): for each convolution (by layer
+// index) the largest value its output took, after the batchnorm and ReLU folded into it,
+// over `images` calibration images. Empty when the model was never calibrated.
+struct Int8Calibration {
+  int64_t images = 0;
+  std::map<int, float> output_max;
+  bool empty() const { return output_max.empty(); }
+};
+
+// An inference step: a convolution with the batchnorm and ReLU after it folded in (layers
+// first..last), or a single other layer (first == last).
+struct InferenceStep {
+  size_t first = 0, last = 0;
+  LayerKind kind = LayerKind::relu;
+  bool affine = false, relu = false;  // convolutions: a batchnorm, a ReLU folded in
+};
+
 class Network {
  public:
   // Builds the layers and initialises weights (He-normal, seeded).
@@ -80,6 +103,20 @@ class Network {
   // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call. Outside
   // training, a convolution and the batchnorm and ReLU after it run as one convolution.
   const Tensor& forward(const Tensor& x, const ForwardContext& ctx);
+  // Inference from layer `first` on: x is what layer `first` takes (throws
+  // std::invalid_argument otherwise). Returns the logits, valid until the next call.
+  const Tensor& forward_from(size_t first, const Tensor& x);
+  // How an inference forward groups the layers, in order.
+  std::vector<InferenceStep> inference_steps() const;
+  // The output of the inference step ending at layer `last` in the latest forward.
+  const Tensor& step_output(size_t last) const { return activations_.at(last); }
+  // Layer i's weights then bias with step's batchnorm folded in; throws std::invalid_argument
+  // when the step is not a convolution.
+  std::vector<float> folded_parameters(const InferenceStep& step) const;
+  // The shape layer i takes for a batch (i == layer count: the output's shape).
+  Shape layer_input_shape(size_t i, int64_t batch) const;
+  const Int8Calibration& int8_calibration() const { return int8_calibration_; }
+  void set_int8_calibration(Int8Calibration c) { int8_calibration_ = std::move(c); }
   // From d(loss)/d(logits); fills every parameter's grad. Needs a training forward just
   // before, on an input that still exists (throws std::logic_error otherwise).
   void backward(const Tensor& dlogits);
@@ -100,8 +137,11 @@ class Network {
   Shape input_shape(int64_t batch) const;
 
  private:
+  const Tensor& run_inference(size_t first, const Tensor& x);
+
   ModelSpec spec_;
   InputNormalization normalization_;
+  Int8Calibration int8_calibration_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Tensor> activations_;  // activations_[0] is a copy-free view slot for input
   std::vector<Tensor> grads_;

@@ -23,6 +23,8 @@ struct InferenceThroughput {
   int64_t batches = 0;
 };
 // Runs batches for about `seconds` (at least 5 batches) after a warm-up.
-InferenceThroughput measure_inference(Network& net, int batch_size, double seconds = 3.0);
+// With `int8`, through Int8Network (int8.hpp), from raw pixels to probabilities; throws
+// std::invalid_argument when the model cannot run in int8 here.
+InferenceThroughput measure_inference(Network& net, int batch_size, double seconds = 3.0, bool int8 = false);
 
 }  // namespace digitflow::kernels

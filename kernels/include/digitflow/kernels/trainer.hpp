@@ -68,6 +68,9 @@ struct EvalResult {
 };
 EvalResult evaluate(Network& net, const LabelledImages& data, int batch_size = 500,
                     Backend backend = Backend::cpu);
+// The same figures from class probabilities (count, classes) already computed for `data`,
+// in its order (by Int8Network, say); the loss is the mean of -log p(label).
+EvalResult evaluate_probabilities(const LabelledImages& data, const Tensor& probabilities);
 EvalResult evaluate_subset(Network& net, const LabelledImages& data,
                            const std::vector<int64_t>& indices, int batch_size = 500);
 

@@ -44,6 +44,9 @@ struct RunOptions {
   // Null: the model reads every piece.
   kernels::Network* screen = nullptr;
   float screen_confidence = 0.94f;
+  // On the CPU, read through int8 inference where the model (and the screen) carry their
+  // calibration (kernels::Inference::set_int8); fp32 otherwise.
+  bool int8 = false;
 };
 
 struct RunProgress {
@@ -62,6 +65,7 @@ struct RunSummary {
   int64_t fields = 0, valid_fields = 0;
   int64_t images_scored = 0;  // 28x28 images through the CNN: digits, print, and candidate cuts
   int64_t images_read_in_full = 0;  // of those, read by the model (the rest by the screen alone)
+  bool int8 = false;                // the model read them through int8 inference
   double seconds = 0, pages_per_s = 0;
   StageSeconds stages;
   bool cancelled = false;
