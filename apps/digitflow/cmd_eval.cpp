@@ -89,7 +89,9 @@ int run_eval(int argc, char** argv) {
   k::LabelledImages set = load_eval_data(data, settings, data_dir);
   std::unique_ptr<k::Int8Network> quantized;
   if (int8) {
-    if (backend != k::Backend::cpu) throw UsageError("--int8 runs on the CPU; leave out --backend " + settings.runtime.backend);
+    if (backend != k::Backend::cpu)
+      throw UsageError("--int8 runs on the CPU, but the backend is " + settings.runtime.backend +
+                       " (runtime.backend or --backend): pass --backend cpu");
     if (const std::string why = k::int8_unsupported(loaded.network); !why.empty())
       throw std::runtime_error(model_path.string() + ": no int8 inference: " + why);
     quantized = std::make_unique<k::Int8Network>(loaded.network);

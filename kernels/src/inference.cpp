@@ -50,10 +50,13 @@ bool Inference::set_int8(bool on) {
   if (screen_) screen_->set_int8(on);
   int8_.reset();
   if (!on || backend_ != Backend::cpu || !int8_unsupported(*net_).empty()) return false;
-  try {  // one pass now: a processor whose oneDNN cannot build the int8 primitives reads in fp32
+  // A pass of each size full_probabilities uses (multiples of a quarter batch) now: where
+  // oneDNN cannot build the int8 primitives on this processor, fp32 reads instead.
+  try {
     int8_ = std::make_unique<Int8Network>(*net_);
-    const int64_t n = std::max(1, batch_size_ / 4);
-    int8_->probabilities(std::vector<uint8_t>(static_cast<size_t>(n * net_->input_shape(1).numel()), 0), n, batch_size_);
+    const int64_t quarter = std::max(1, batch_size_ / 4);
+    for (int64_t n = quarter; n <= std::max<int64_t>(quarter, batch_size_); n += quarter)
+      int8_->probabilities(std::vector<uint8_t>(static_cast<size_t>(n * net_->input_shape(1).numel()), 0), n, batch_size_);
   } catch (const std::exception&) {
     int8_.reset();
   }

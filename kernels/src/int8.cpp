@@ -52,7 +52,8 @@ Prefix find_prefix(const Network& net, std::string& why) {
   }
   prefix.head = prefix.steps.back().last + 1;
   if (prefix.int8_convolutions == 0)
-    why = "the model has one convolution before its dense layers; int8 runs the convolutions after the first";
+    why = "int8 runs the convolutions that follow the first one's ReLU directly or through poolings, and this "
+          "model has none";
   else if (prefix.head >= net.spec().layers.size())
     why = "the model ends in a convolution or pooling, not in dense layers";
   return prefix;

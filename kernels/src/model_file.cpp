@@ -1,6 +1,7 @@
 // Model files: our metadata on top of safetensors, checked field by field on load.
 #include "digitflow/kernels/model_file.hpp"
 
+#include <charconv>
 #include <cmath>
 
 namespace digitflow::kernels {
@@ -65,17 +66,23 @@ LoadedModel load_model(const std::filesystem::path& path) {
     net.set_normalization({mean, stdev});
     net.load_state(content.tensors);
     if (nlohmann::json calibration = parse("int8_calibration", false); !calibration.is_null()) {
+      const std::string bad = where + "metadata 'int8_calibration' ";
+      if (!calibration.is_object() || !calibration.contains("images") || !calibration["images"].is_number_integer() ||
+          calibration["images"].get<int64_t>() <= 0 || !calibration.contains("output_max") ||
+          !calibration["output_max"].is_object())
+        throw ModelFileError(bad + "needs {\"images\": a count > 0, \"output_max\": {layer: range}}");
       Int8Calibration c;
-      c.images = calibration.at("images").get<int64_t>();
-      for (const auto& [layer, top] : calibration.at("output_max").items()) {
-        size_t digits = 0;
-        const int index = std::stoi(layer, &digits);
-        const float value = top.get<float>();
-        if (digits != layer.size() || index < 0 || index >= static_cast<int>(spec.layers.size()) ||
-            spec.layers[static_cast<size_t>(index)].kind != LayerKind::conv2d || !std::isfinite(value) || value < 0.0f)
-          throw ModelFileError(where + "metadata 'int8_calibration' gives " + top.dump() + " for layer '" + layer +
+      c.images = calibration["images"].get<int64_t>();
+      for (const auto& [layer, top] : calibration["output_max"].items()) {
+        int index = -1;
+        const auto [end, error] = std::from_chars(layer.data(), layer.data() + layer.size(), index);
+        const bool a_conv = error == std::errc() && end == layer.data() + layer.size() && index >= 0 &&
+                            index < static_cast<int>(spec.layers.size()) &&
+                            spec.layers[static_cast<size_t>(index)].kind == LayerKind::conv2d;
+        if (!a_conv || !top.is_number() || !std::isfinite(top.get<double>()) || top.get<double>() < 0.0)
+          throw ModelFileError(bad + "gives " + top.dump() + " for layer '" + layer +
                                "', which is not a convolution of this model with a finite range >= 0");
-        c.output_max[index] = value;
+        c.output_max[index] = top.get<float>();
       }
       net.set_int8_calibration(std::move(c));
     }

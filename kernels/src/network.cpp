@@ -28,6 +28,7 @@ Network::Network(ModelSpec spec, uint64_t init_seed) : spec_(std::move(spec)) {
                                 "): the last layer must be dense with out = classes");
   activations_.resize(layers_.size());
   grads_.resize(layers_.size());
+  steps_ = inference_steps();
 }
 
 Network::Network(Network&&) noexcept = default;
@@ -61,11 +62,16 @@ const Tensor& Network::forward_from(size_t first, const Tensor& x) {
   if (x.shape() != expected)
     throw std::invalid_argument("Network::forward_from(" + std::to_string(first) + "): input " + x.shape().str() +
                                 ", expected " + expected.str());
+  const auto steps = inference_steps();
+  if (std::none_of(steps.begin(), steps.end(), [&](const InferenceStep& s) { return s.first == first; }))
+    throw std::invalid_argument("Network::forward_from: layer " + std::to_string(first) +
+                                " is inside a convolution's folded batchnorm and ReLU, not where a step starts");
   input_ = nullptr;
   return run_inference(first, x);
 }
 
 std::vector<InferenceStep> Network::inference_steps() const {
+  if (!steps_.empty()) return steps_;
   std::vector<InferenceStep> steps;
   std::vector<float> scale, shift;
   for (size_t i = 0; i < layers_.size();) {
@@ -106,7 +112,7 @@ const Tensor& Network::run_inference(size_t first, const Tensor& x) {
   const Tensor* in = &x;
   std::vector<float> scale, shift;
   const ForwardContext ctx{false, 0, 0};
-  for (const InferenceStep& step : inference_steps()) {
+  for (const InferenceStep& step : steps_) {
     if (step.first < first) continue;
     if (step.kind == LayerKind::conv2d) {
       scale.clear();

@@ -68,6 +68,27 @@ std::vector<uint8_t> stroke_images(int64_t count, uint64_t seed) {
   return pixels;
 }
 
+// Batchnorm statistics, scales and shifts and convolution biases away from their initial
+// 0 and 1, so that folding and the bias's scaling are tested too.
+void perturb(Network& net, uint64_t seed) {
+  std::vector<std::pair<std::string, Tensor>> state = net.copy_state();
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 7;
+  auto uniform = [&](float lo, float hi) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return lo + (hi - lo) * static_cast<float>((x >> 40) & 0xFFFFFF) / 16777216.0f;
+  };
+  for (auto& [name, t] : state) {
+    const bool batchnorm = name.rfind("layers.1.", 0) == 0 || name.rfind("layers.5.", 0) == 0;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (name.find("running_var") != std::string::npos) t[i] = uniform(0.3f, 3.0f);
+      else if (name.find("running_mean") != std::string::npos) t[i] = uniform(-0.5f, 0.5f);
+      else if (batchnorm && name.ends_with(".weight")) t[i] = uniform(0.5f, 2.0f);
+      else if (name.ends_with(".bias")) t[i] = uniform(-0.3f, 0.3f);
+    }
+  }
+  net.load_state(state);
+}
+
 Tensor fp32_probabilities(Network& net, std::span<const uint8_t> pixels, int64_t count) {
   return infer_probabilities(net, pixels, count, 64);
 }
@@ -118,7 +139,7 @@ TEST(Int8, SaysWhyAModelCannotRunInInt8) {
   one_conv.layers = {conv(4), plain(LayerKind::relu), plain(LayerKind::flatten), dense(10)};
   Network single(one_conv, 1);
   single.set_int8_calibration(calibrate_int8(single, stroke_images(4, 1), 4));
-  EXPECT_NE(int8_unsupported(single).find("one convolution"), std::string::npos) << int8_unsupported(single);
+  EXPECT_NE(int8_unsupported(single).find("has none"), std::string::npos) << int8_unsupported(single);
 
   ModelSpec no_relu = int8_spec();
   no_relu.layers.erase(no_relu.layers.begin() + 2);  // the first convolution's ReLU
@@ -138,6 +159,7 @@ TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {
   std::string why;
   if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
   Network net(int8_spec(), 3);
+  perturb(net, 11);
   const std::vector<uint8_t> calibration = stroke_images(200, 5);
   net.set_int8_calibration(calibrate_int8(net, calibration, 200));
   Int8Network int8(net);
@@ -150,6 +172,13 @@ TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {
   double worst = 0;
   for (int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::fabs(double{got[i]} - expected[i]));
   EXPECT_LT(worst, 0.03) << "largest difference of a probability from fp32's";
+  int same = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const float* a = expected.data() + i * 11;
+    const float* b = got.data() + i * 11;
+    same += std::max_element(a, a + 11) - a == std::max_element(b, b + 11) - b;
+  }
+  EXPECT_GE(same, count - 1) << "images whose most likely class is fp32's";
   EXPECT_GT(worst, 0.0) << "the int8 path ran the fp32 forward";
   // An image reads the same alone and among others, in passes of any size.
   for (int64_t i : {int64_t{0}, int64_t{17}, count - 1}) {
@@ -229,8 +258,22 @@ TEST(Int8, CalibrationIsSavedWithTheModelAndCheckedOnLoad) {
   refused(R"({"images": 5, "output_max": {"1": 2.0}})", "layer '1'");       // a batchnorm
   refused(R"({"images": 5, "output_max": {"0": -1.0}})", "layer '0'");      // negative
   refused(R"({"images": 5, "output_max": {"99": 1.0}})", "layer '99'");     // no such layer
-  refused(R"({"images": 5, "output_max": {"x": 1.0}})", "usable model");
-  refused(R"({"images": 5})", "usable model");
+  refused(R"({"images": 5, "output_max": {"x": 1.0}})", "layer 'x'");
+  refused(R"({"images": 5, "output_max": {"0": "big"}})", "layer '0'");
+  refused(R"({"images": 5, "output_max": [5.0]})", "needs {");
+  refused(R"({"images": 0, "output_max": {"0": 1.0}})", "needs {");
+  refused(R"({"images": 5})", "needs {");
+  refused("[]", "needs {");
+}
+
+TEST(Int8, TheFp32HeadStartsOnlyWhereAStepStarts) {
+  Network net(int8_spec(), 3);
+  Tensor x(net.layer_input_shape(1, 2));
+  EXPECT_THROW(net.forward_from(1, x), std::invalid_argument);  // the first convolution's batchnorm
+  Tensor pooled(net.layer_input_shape(3, 2));
+  EXPECT_NO_THROW(net.forward_from(3, pooled));
+  EXPECT_THROW(net.forward_from(3, Tensor({2, 8, 14, 14})), std::invalid_argument);  // the wrong shape
+  EXPECT_THROW(net.forward_from(99, pooled), std::invalid_argument);
 }
 
 TEST(Int8, EvaluationFromProbabilities) {

@@ -103,8 +103,9 @@ class Network {
   // x: (N, C, H, W). Returns the logits (N, classes), valid until the next call. Outside
   // training, a convolution and the batchnorm and ReLU after it run as one convolution.
   const Tensor& forward(const Tensor& x, const ForwardContext& ctx);
-  // Inference from layer `first` on: x is what layer `first` takes (throws
-  // std::invalid_argument otherwise). Returns the logits, valid until the next call.
+  // Inference from layer `first` on, which must start an inference step; x is what layer
+  // `first` takes (throws std::invalid_argument otherwise). Returns the logits, valid until
+  // the next call.
   const Tensor& forward_from(size_t first, const Tensor& x);
   // How an inference forward groups the layers, in order.
   std::vector<InferenceStep> inference_steps() const;
@@ -142,6 +143,7 @@ class Network {
   ModelSpec spec_;
   InputNormalization normalization_;
   Int8Calibration int8_calibration_;
+  std::vector<InferenceStep> steps_;  // inference_steps(), fixed once the layers are built
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Tensor> activations_;  // activations_[0] is a copy-free view slot for input
   std::vector<Tensor> grads_;
