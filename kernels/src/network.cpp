@@ -62,8 +62,7 @@ const Tensor& Network::forward_from(size_t first, const Tensor& x) {
   if (x.shape() != expected)
     throw std::invalid_argument("Network::forward_from(" + std::to_string(first) + "): input " + x.shape().str() +
                                 ", expected " + expected.str());
-  const auto steps = inference_steps();
-  if (std::none_of(steps.begin(), steps.end(), [&](const InferenceStep& s) { return s.first == first; }))
+  if (std::none_of(steps_.begin(), steps_.end(), [&](const InferenceStep& s) { return s.first == first; }))
     throw std::invalid_argument("Network::forward_from: layer " + std::to_string(first) +
                                 " is inside a convolution's folded batchnorm and ReLU, not where a step starts");
   input_ = nullptr;
