@@ -50,13 +50,14 @@ bool Inference::set_int8(bool on) {
   if (screen_) screen_->set_int8(on);
   int8_.reset();
   if (!on || backend_ != Backend::cpu || !int8_unsupported(*net_).empty()) return false;
-  // A pass of each size full_probabilities uses (multiples of a quarter batch) now: where
-  // oneDNN cannot build the int8 primitives on this processor, fp32 reads instead.
+  // One pass now: where oneDNN cannot build the int8 primitives on this processor, fp32
+  // reads instead (and full_probabilities falls back the same way for a pass size that
+  // fails later).
   try {
     int8_ = std::make_unique<Int8Network>(*net_);
     const int64_t quarter = std::max(1, batch_size_ / 4);
-    for (int64_t n = quarter; n <= std::max<int64_t>(quarter, batch_size_); n += quarter)
-      int8_->probabilities(std::vector<uint8_t>(static_cast<size_t>(n * net_->input_shape(1).numel()), 0), n, batch_size_);
+    int8_->probabilities(std::vector<uint8_t>(static_cast<size_t>(quarter * net_->input_shape(1).numel()), 0), quarter,
+                         batch_size_);
   } catch (const std::exception&) {
     int8_.reset();
   }
@@ -102,7 +103,14 @@ Tensor Inference::full_probabilities(std::span<const uint8_t> pixels, int64_t co
   // default model read in a run on form pages were blanks; with the training primitives,
   // whose buffers are larger, four shapes had raised a run's peak memory from 599 to 819 MiB.)
   auto read = [&](std::span<const uint8_t> images, int64_t n) {
-    return int8_ ? int8_->probabilities(images, n, batch_size_) : infer_probabilities(*net_, images, n, batch_size_);
+    if (int8_ && static_cast<int64_t>(images.size()) == n * net_->input_shape(1).numel()) {
+      try {
+        return int8_->probabilities(images, n, batch_size_);
+      } catch (const std::exception&) {
+        int8_.reset();  // oneDNN could not build this pass size: fp32 from now on
+      }
+    }
+    return infer_probabilities(*net_, images, n, batch_size_);
   };
   const int64_t quarter = std::max(1, batch_size_ / 4);
   const int64_t padded = (count + quarter - 1) / quarter * quarter;

@@ -339,6 +339,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   }
 
   summary.images_read_in_full = inference.images_read_in_full();
+  summary.int8 = int8 && inference.int8();  // false when a pass fell back to fp32
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());

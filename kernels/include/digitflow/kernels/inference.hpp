@@ -39,6 +39,8 @@ class Inference {
   // fp32, also where oneDNN cannot build its int8 primitives on this processor). Call after
   // set_screen. Probabilities differ from fp32's by the rounding of 8-bit activations.
   bool set_int8(bool on);
+  // Whether the full network reads in int8 now: false after a pass size oneDNN could not
+  // build made it fall back to fp32.
   bool int8() const { return int8_ != nullptr; }
   // Images read so far, and how many of them the full network read.
   int64_t images_read() const { return images_read_; }
