@@ -226,6 +226,16 @@ struct Int8Network::Impl {
       d[0] = n;
       return d;
     };
+    // A convolution whose weights are reordered once, into the layout it chose; its output.
+    auto add_convolution = [&](const dnnl::convolution_forward::primitive_desc& pd, memory plain_weights,
+                               const memory& src, const memory& bias) {
+      memory w(pd.weights_desc(), engine);
+      dnnl::reorder(plain_weights, w).execute(c->stream, plain_weights, w);
+      memory y(pd.dst_desc(), engine);
+      c->primitives.push_back(dnnl::convolution_forward(pd));
+      c->args.push_back({{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, y}});
+      return y;
+    };
     memory current;  // the previous step's output
     for (const Planned& p : planned) {
       const memory::dims in = with_batch(p.in), out = with_batch(p.out);
@@ -257,13 +267,10 @@ struct Int8Network::Impl {
         dnnl::post_ops ops;
         ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
         attr.set_post_ops(ops);
-        const dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
-        memory plain_w(memory::desc(w_dims, dt::f32, tag::oihw), engine, const_cast<float*>(p.weights_f32.data()));
-        memory w(pd.weights_desc(), engine);
-        dnnl::reorder(plain_w, w).execute(c->stream, plain_w, w);
-        memory y(pd.dst_desc(), engine);
-        c->primitives.push_back(dnnl::convolution_forward(pd));
-        c->args.push_back({{DNNL_ARG_SRC, c->input}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, y}});
+        const memory y = add_convolution(
+            {desc, attr, engine},
+            memory(memory::desc(w_dims, dt::f32, tag::oihw), engine, const_cast<float*>(p.weights_f32.data())),
+            c->input, bias);
         memory q(memory::desc(out, dt::u8, tag::nhwc), engine);
         dnnl::primitive_attr scale;
         scale.set_output_scales(0, {1.0f / p.out_scale});
@@ -277,14 +284,10 @@ struct Int8Network::Impl {
           memory::desc(w_dims, dt::s8, tag::any), bias_desc, memory::desc(out, dt::u8, tag::nhwc), strides, pad, pad);
       dnnl::primitive_attr attr;
       attr.set_output_scales(1 << 1, p.output_scales);  // per output channel; u8 saturation is the ReLU
-      const dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
-      memory plain_w(memory::desc(w_dims, dt::s8, tag::oihw), engine, const_cast<int8_t*>(p.weights_s8.data()));
-      memory w(pd.weights_desc(), engine);
-      dnnl::reorder(plain_w, w).execute(c->stream, plain_w, w);
-      memory y(pd.dst_desc(), engine);
-      c->primitives.push_back(dnnl::convolution_forward(pd));
-      c->args.push_back({{DNNL_ARG_SRC, current}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, y}});
-      current = y;
+      current = add_convolution(
+          {desc, attr, engine},
+          memory(memory::desc(w_dims, dt::s8, tag::oihw), engine, const_cast<int8_t*>(p.weights_s8.data())), current,
+          bias);
     }
     // Back to fp32 NCHW for the dense head.
     const Shape head_shape = net->layer_input_shape(prefix.head, n);
