@@ -71,8 +71,8 @@ int run_bench(int argc, char** argv) {
                   t.seconds, k::thread_count(), k::gemm_kernel_name());
   } else {
     if (batch == 0) batch = 256;
-    if (int8 && !k::int8_unsupported(net).empty())
-      throw std::runtime_error(model + ": no int8 inference: " + k::int8_unsupported(net));
+    if (const std::string why = int8 ? k::int8_unsupported(net) : ""; !why.empty())
+      throw std::runtime_error(model + ": no int8 inference: " + why);
     k::InferenceThroughput t = k::measure_inference(net, batch, seconds, int8);
     out.update({{"int8", int8}, {"batch", batch}, {"batches", t.batches}, {"images_per_s", t.digits_per_s},
                 {"latency_us", t.median_latency_us}});

@@ -89,6 +89,7 @@ Int8Calibration calibrate_int8(Network& net, std::span<const uint8_t> pixels, in
 Int8Calibration calibrate_int8(Network& net, const LabelledImages& images, int64_t max_images) {
   const int64_t image = int64_t{images.rows} * images.cols;
   const int64_t n = std::min(images.count, std::max<int64_t>(max_images, 1));
+  if (n == images.count) return calibrate_int8(net, images.pixels, n);  // every image: no copy
   std::vector<uint8_t> pixels;
   pixels.reserve(static_cast<size_t>(n * image));
   for (int64_t i = 0; i < n; ++i) {

@@ -279,6 +279,10 @@ TEST(Cli, TrainWritesModelAndMetricsCsv) {
   Result e = run("eval --json --model " + model.string());
   ASSERT_EQ(e.status, 0) << e.output;
   EXPECT_GT(nlohmann::json::parse(e.output)["accuracy"].get<double>(), 0.8) << e.output;
+  // Calibrated for int8 inference: a range for each convolution, over training images.
+  const auto trained = digitflow::kernels::load_model(model);
+  EXPECT_GT(trained.network.int8_calibration().images, 0);
+  EXPECT_FALSE(trained.network.int8_calibration().output_max.empty());
   r = run("train --model config/models/seed.yaml --train-images 0 --out " + model.string());
   EXPECT_EQ(r.status, 2) << r.output;
 }

@@ -201,6 +201,9 @@ TEST_F(RetrainTest, RecordsAVersionWithBothEvaluationsAndAModelThatLoads) {
   EXPECT_EQ(loaded.network.spec().classes, 11);
   EXPECT_EQ(loaded.metrics, r.metrics);
   EXPECT_EQ(loaded.train_config["epochs"], 1);
+  // Calibrated for int8 inference (runtime.int8), one range per convolution.
+  EXPECT_GT(loaded.network.int8_calibration().images, 0);
+  EXPECT_EQ(loaded.network.int8_calibration().output_max.size(), 4u);
 }
 
 TEST_F(RetrainTest, WorseThanRequiredIsKeptButNotPromoted) {
