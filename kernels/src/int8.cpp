@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -31,10 +32,15 @@ constexpr int kWeightLevels = 63;
 
 // The steps that run in int8: the first convolution (fp32, its output quantized), then
 // convolutions and poolings up to the first other layer. `head` is the first layer after.
+// Where the head starts with a dense layer and its ReLU (flatten and dropout between them
+// do nothing in inference), that layer runs in int8 too, taking the u8 activations as they
+// are: `dense` is its step, and the fp32 layers start at `fp32_from`.
 struct Prefix {
   std::vector<InferenceStep> steps;
   size_t head = 0;
   int int8_convolutions = 0;
+  std::optional<InferenceStep> dense;
+  size_t fp32_from = 0;
 };
 
 Prefix find_prefix(const Network& net, std::string& why) {
@@ -51,6 +57,15 @@ Prefix find_prefix(const Network& net, std::string& why) {
     prefix.steps.push_back(step);
   }
   prefix.head = prefix.steps.back().last + 1;
+  prefix.fp32_from = prefix.head;
+  for (size_t i = prefix.steps.size(); i < steps.size(); ++i) {
+    if (steps[i].kind == LayerKind::flatten || steps[i].kind == LayerKind::dropout) continue;
+    if (steps[i].kind == LayerKind::dense && i + 1 < steps.size() && steps[i + 1].kind == LayerKind::relu) {
+      prefix.dense = steps[i];
+      prefix.fp32_from = steps[i + 1].last + 1;
+    }
+    break;
+  }
   if (prefix.int8_convolutions == 0)
     why = "int8 runs the convolutions that follow the first one's ReLU directly or through poolings, and this "
           "model has none";
@@ -144,12 +159,34 @@ struct Planned {
   float out_scale = 1.0f;            // one unit of this step's u8 output, in the fp32 network's units
 };
 
+// Weights `folded` (outputs x per_out, then the bias) to 7 bits per output; the bias into
+// the accumulator's units and the scales from the accumulator to the output's (one unit of
+// the output: out_scale; 1 for an fp32 output).
+void quantize_weights(Planned& p, const std::vector<float>& folded, int outputs, size_t per_out, float in_scale,
+                      float out_scale) {
+  p.weights_s8.resize(folded.size() - static_cast<size_t>(outputs));
+  p.output_scales.resize(static_cast<size_t>(outputs));
+  for (int o = 0; o < outputs; ++o) {
+    const float* w = folded.data() + static_cast<size_t>(o) * per_out;
+    float top = 0.0f;
+    for (size_t k = 0; k < per_out; ++k) top = std::max(top, std::fabs(w[k]));
+    const float w_scale = top > 0.0f ? top / kWeightLevels : 1.0f;
+    for (size_t k = 0; k < per_out; ++k)
+      p.weights_s8[static_cast<size_t>(o) * per_out + k] =
+          static_cast<int8_t>(std::clamp(std::lround(w[k] / w_scale), -long{kWeightLevels}, long{kWeightLevels}));
+    const float acc_scale = in_scale * w_scale;  // one accumulator unit in fp32 units
+    p.bias[static_cast<size_t>(o)] /= acc_scale;
+    p.output_scales[static_cast<size_t>(o)] = acc_scale / out_scale;
+  }
+}
+
 }  // namespace
 
 struct Int8Network::Impl {
   Network* net;
   Prefix prefix;
   std::vector<Planned> planned;
+  Planned dense;  // when prefix.dense
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   std::mutex mutex;  // the kept buffers are shared by every call
 
@@ -189,27 +226,24 @@ struct Int8Network::Impl {
         const size_t per_out = (folded.size() - static_cast<size_t>(c_out)) / static_cast<size_t>(c_out);
         p.out_scale = calibration.output_max.at(static_cast<int>(step.first)) / 255.0f;
         p.bias.assign(folded.end() - c_out, folded.end());
-        if (planned.empty()) {
+        if (planned.empty())
           p.weights_f32.assign(folded.begin(), folded.end() - c_out);
-        } else {
-          p.weights_s8.resize(folded.size() - static_cast<size_t>(c_out));
-          p.output_scales.resize(static_cast<size_t>(c_out));
-          for (int o = 0; o < c_out; ++o) {
-            const float* w = folded.data() + static_cast<size_t>(o) * per_out;
-            float top = 0.0f;
-            for (size_t k = 0; k < per_out; ++k) top = std::max(top, std::fabs(w[k]));
-            const float w_scale = top > 0.0f ? top / kWeightLevels : 1.0f;
-            for (size_t k = 0; k < per_out; ++k)
-              p.weights_s8[static_cast<size_t>(o) * per_out + k] =
-                  static_cast<int8_t>(std::clamp(std::lround(w[k] / w_scale), -long{kWeightLevels}, long{kWeightLevels}));
-            const float acc_scale = in_scale * w_scale;  // one accumulator unit in fp32 units
-            p.bias[static_cast<size_t>(o)] /= acc_scale;
-            p.output_scales[static_cast<size_t>(o)] = acc_scale / p.out_scale;
-          }
-        }
+        else
+          quantize_weights(p, folded, c_out, per_out, in_scale, p.out_scale);
       }
       in_scale = p.out_scale;
       planned.push_back(std::move(p));
+    }
+    if (prefix.dense) {
+      // The dense layer: u8 input, 7-bit weights per output, fp32 output with its ReLU.
+      const std::vector<float> folded = network.folded_parameters(*prefix.dense);
+      dense.step = *prefix.dense;
+      dense.in = network.layer_input_shape(prefix.head, 1);  // before flatten: (1, C, H, W)
+      dense.out = network.layer_input_shape(prefix.dense->last + 1, 1);
+      const int outputs = static_cast<int>(dense.out[1]);
+      const size_t per_out = (folded.size() - static_cast<size_t>(outputs)) / static_cast<size_t>(outputs);
+      dense.bias.assign(folded.end() - outputs, folded.end());
+      quantize_weights(dense, folded, outputs, per_out, in_scale, 1.0f);
     }
   }
 
@@ -290,14 +324,39 @@ struct Int8Network::Impl {
           memory(memory::desc(w_dims, dt::s8, tag::oihw), engine, const_cast<int8_t*>(p.weights_s8.data())), current,
           bias);
     }
-    // Back to fp32 NCHW for the dense head.
-    const Shape head_shape = net->layer_input_shape(prefix.head, n);
+    const Shape head_shape = net->layer_input_shape(prefix.fp32_from, n);
     c->head_input.resize(head_shape);
-    c->output = memory(memory::desc(dims_of(head_shape), dt::f32, tag::nchw), engine, c->head_input.data());
-    dnnl::primitive_attr scale;
-    scale.set_output_scales(0, {planned.back().out_scale});
-    c->primitives.push_back(dnnl::reorder(dnnl::reorder::primitive_desc(current, c->output, scale)));
-    c->args.push_back({{DNNL_ARG_FROM, current}, {DNNL_ARG_TO, c->output}});
+    if (prefix.dense) {
+      // The dense layer reads the u8 NHWC activations as they are; its weights are laid out
+      // as the fp32 layer reads the flattened NCHW ones, which oneDNN maps to either.
+      const memory::dims in = with_batch(dense.in);
+      const memory::dims w_dims{dense.out[1], in[1], in[2], in[3]};
+      const memory::desc bias_desc({dense.out[1]}, dt::f32, tag::x);
+      memory bias(bias_desc, engine);
+      std::copy(dense.bias.begin(), dense.bias.end(), static_cast<float*>(bias.get_data_handle()));
+      c->output = memory(memory::desc(dims_of(head_shape), dt::f32, tag::nc), engine, c->head_input.data());
+      const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, current.get_desc(),
+                                                   memory::desc(w_dims, dt::s8, tag::any), bias_desc,
+                                                   c->output.get_desc());
+      dnnl::primitive_attr attr;
+      attr.set_output_scales(1 << 1, dense.output_scales);
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+      const dnnl::inner_product_forward::primitive_desc pd(desc, attr, engine);
+      memory plain(memory::desc(w_dims, dt::s8, tag::oihw), engine, const_cast<int8_t*>(dense.weights_s8.data()));
+      memory w(pd.weights_desc(), engine);
+      dnnl::reorder(plain, w).execute(c->stream, plain, w);
+      c->primitives.push_back(dnnl::inner_product_forward(pd));
+      c->args.push_back({{DNNL_ARG_SRC, current}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, c->output}});
+    } else {
+      // Back to fp32 NCHW for the dense head.
+      c->output = memory(memory::desc(dims_of(head_shape), dt::f32, tag::nchw), engine, c->head_input.data());
+      dnnl::primitive_attr scale;
+      scale.set_output_scales(0, {planned.back().out_scale});
+      c->primitives.push_back(dnnl::reorder(dnnl::reorder::primitive_desc(current, c->output, scale)));
+      c->args.push_back({{DNNL_ARG_FROM, current}, {DNNL_ARG_TO, c->output}});
+    }
     c->stream.wait();
     return *compiled.emplace(key, std::move(c)).first->second;
   }
@@ -309,7 +368,7 @@ Int8Network& Int8Network::operator=(Int8Network&&) noexcept = default;
 Int8Network::~Int8Network() = default;
 
 int Int8Network::int8_layers() const {
-  return static_cast<int>(impl_->planned.size()) - 1;
+  return static_cast<int>(impl_->planned.size()) - 1 + (impl_->prefix.dense ? 1 : 0);
 }
 
 Tensor Int8Network::probabilities(std::span<const uint8_t> pixels, int64_t count, int batch_size) {
@@ -328,7 +387,7 @@ Tensor Int8Network::probabilities(std::span<const uint8_t> pixels, int64_t count
     c.input.set_data_handle(x.data());
     for (size_t i = 0; i < c.primitives.size(); ++i) c.primitives[i].execute(c.stream, c.args[i]);
     c.stream.wait();
-    const Tensor& logits = net.forward_from(impl_->prefix.head, c.head_input);
+    const Tensor& logits = net.forward_from(impl_->prefix.fp32_from, c.head_input);
     softmax(static_cast<int>(n), classes, logits.data(), out.data() + start * classes);
   }
   return out;

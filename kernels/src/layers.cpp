@@ -1,5 +1,6 @@
 // The layers of a network: each pairs forward and backward over the CPU ops and owns its
 // parameters. Shapes are checked when the network is built, not per batch.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -136,6 +137,16 @@ class DenseLayer final : public Layer {
     if (spec_.bias) bias_.value.fill(0.0f);
   }
   int64_t forward_macs(const Shape&) const override { return int64_t{in_} * spec_.out; }
+  // The weights then the bias (zeros without one); nothing to fold into a dense layer.
+  bool folded_parameters(const std::vector<float>& scale, const std::vector<float>& shift,
+                         std::vector<float>& folded) const override {
+    if (!scale.empty() || !shift.empty()) return false;
+    const float* w = weight_.value.data();
+    folded.assign(w, w + weight_.value.numel());
+    folded.resize(folded.size() + static_cast<size_t>(spec_.out), 0.0f);
+    if (spec_.bias) std::copy(bias_.value.data(), bias_.value.data() + spec_.out, folded.end() - spec_.out);
+    return true;
+  }
 
  private:
   LayerSpec spec_;

@@ -163,7 +163,7 @@ TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {
   const std::vector<uint8_t> calibration = stroke_images(200, 5);
   net.set_int8_calibration(calibrate_int8(net, calibration, 200));
   Int8Network int8(net);
-  EXPECT_EQ(int8.int8_layers(), 4);  // two convolutions and two poolings after the first convolution
+  EXPECT_EQ(int8.int8_layers(), 5);  // two convolutions and two poolings after the first convolution, the first dense layer
   const int64_t count = 37;  // not a multiple of the passes' size
   const std::vector<uint8_t> pixels = stroke_images(count, 9);
   const Tensor expected = fp32_probabilities(net, pixels, count);

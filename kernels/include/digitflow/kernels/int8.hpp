@@ -2,8 +2,9 @@
 // oneDNN's int8 primitives: weights quantized per output channel to 7 bits (processors
 // without VNNI saturate sums of two 8-bit products), activations to unsigned 8 bits on the
 // range calibration recorded for each convolution's output (Int8Calibration, kept in the
-// model file). The first convolution (one input channel: int8 gains nothing there) and the
-// layers after the last convolution or pooling (the dense head) stay in fp32.
+// model file). The first dense layer after them, where a ReLU follows it, runs in int8 on
+// those u8 activations, with an fp32 output. The first convolution (one input channel: int8
+// gains nothing there) and the rest of the dense head stay in fp32.
 //
 // Rounding makes the probabilities differ slightly from the fp32 forward's; each image's
 // result depends on that image alone, never on the rest of its batch.
@@ -42,7 +43,8 @@ class Int8Network {
 
   // Class probabilities (count, classes), in passes of at most `batch_size` images.
   Tensor probabilities(std::span<const uint8_t> pixels, int64_t count, int batch_size);
-  // Layers run in int8 (the convolutions after the first and the poolings between them).
+  // Layers run in int8 (the convolutions after the first, the poolings between them and the
+  // first dense layer where it runs in int8).
   int int8_layers() const;
 
  private:

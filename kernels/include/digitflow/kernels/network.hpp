@@ -47,7 +47,8 @@ class Layer {
   // (batchnorm, with its running statistics); false otherwise.
   virtual bool channel_affine(std::vector<float>& /*scale*/, std::vector<float>& /*shift*/) const { return false; }
   // Inference: this layer's weights (c_out, ...) then its bias (c_out), with such a map
-  // folded in (none when `scale` is empty), when the layer can fold one (a convolution).
+  // folded in (none when `scale` is empty), when the layer can fold one (a convolution; a
+  // dense layer gives its own with no map).
   virtual bool folded_parameters(const std::vector<float>& /*scale*/, const std::vector<float>& /*shift*/,
                                  std::vector<float>& /*weights_then_bias*/) const {
     return false;
@@ -111,8 +112,9 @@ class Network {
   std::vector<InferenceStep> inference_steps() const;
   // The output of the inference step ending at layer `last` in the latest forward.
   const Tensor& step_output(size_t last) const { return activations_.at(last); }
-  // Layer i's weights then bias with step's batchnorm folded in; throws std::invalid_argument
-  // when the step is not a convolution.
+  // The weights then the bias of the step's first layer, with the step's batchnorm folded in
+  // (a convolution's); throws std::invalid_argument when the step is not a convolution or a
+  // dense layer.
   std::vector<float> folded_parameters(const InferenceStep& step) const;
   // The shape layer i takes for a batch (i == layer count: the output's shape).
   Shape layer_input_shape(size_t i, int64_t batch) const;
