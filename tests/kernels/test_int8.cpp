@@ -198,6 +198,27 @@ TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {
   for (int64_t i = 0; i < got.numel(); ++i) ASSERT_FLOAT_EQ(back[i], expected[i]);
 }
 
+// A dense layer runs in int8 only with a ReLU after it (its output is fp32, then rectified);
+// without one the whole head stays fp32 and reads as before.
+TEST(Int8, ADenseLayerWithoutAReluStaysInFp32) {
+  std::string why;
+  if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
+  ModelSpec spec = int8_spec();
+  spec.layers.erase(spec.layers.end() - 3, spec.layers.end());  // dense(32), relu, dense(11)
+  spec.layers.push_back(dense(11));
+  Network net(spec, 5);
+  perturb(net, 13);
+  net.set_int8_calibration(calibrate_int8(net, stroke_images(100, 6), 100));
+  Int8Network int8(net);
+  EXPECT_EQ(int8.int8_layers(), 4);  // the convolutions and poolings only
+  const std::vector<uint8_t> pixels = stroke_images(20, 8);
+  const Tensor expected = fp32_probabilities(net, pixels, 20);
+  const Tensor got = int8.probabilities(pixels, 20, 16);
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::fabs(double{got[i]} - expected[i]));
+  EXPECT_LT(worst, 0.03) << "largest difference of a probability from fp32's";
+}
+
 TEST(Int8, ShippedModelReadsMnistTestDigitsAsFp32Does) {
   if (!testing::mnist_available()) GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
   std::string why;
