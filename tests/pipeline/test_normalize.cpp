@@ -52,6 +52,17 @@ TEST(NormalizeDigit, PolarityDoesNotMatter) {
   EXPECT_EQ(a[0], 0) << "background is black, as in MNIST";
 }
 
+// The image is the caller's: a dark-on-light one is read inverted, never inverted in place
+// (the web's recognise route normalises a region of the drawing it keeps).
+TEST(NormalizeDigit, LeavesTheImageItReadsAsItWas) {
+  const cv::Mat page = draw_seven(120, 160, true);
+  const cv::Mat before = page.clone();
+  const cv::Mat region = page(cv::Rect(10, 10, 100, 140));
+  const DigitPixels once = normalize_digit(region);
+  EXPECT_EQ(cv::countNonZero(page != before), 0) << "pixels of the caller's image changed";
+  EXPECT_EQ(normalize_digit(region), once) << "a second reading of the same image differs";
+}
+
 TEST(NormalizeDigit, ColourAndSixteenBitInput) {
   cv::Mat gray = draw_seven(90, 120, true), bgr, deep;
   cv::cvtColor(gray, bgr, cv::COLOR_GRAY2BGR);
