@@ -53,7 +53,7 @@ TEST(NormalizeDigit, PolarityDoesNotMatter) {
 }
 
 // The image is the caller's: a dark-on-light one is read inverted, never inverted in place
-// (the web's recognise route normalises a region of the drawing it keeps).
+// (callers pass a region of a page they go on reading).
 TEST(NormalizeDigit, LeavesTheImageItReadsAsItWas) {
   const cv::Mat page = draw_seven(120, 160, true);
   const cv::Mat before = page.clone();
