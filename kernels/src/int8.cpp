@@ -60,7 +60,8 @@ Prefix find_prefix(const Network& net, std::string& why) {
   prefix.fp32_from = prefix.head;
   for (size_t i = prefix.steps.size(); i < steps.size(); ++i) {
     if (steps[i].kind == LayerKind::flatten || steps[i].kind == LayerKind::dropout) continue;
-    if (steps[i].kind == LayerKind::dense && i + 1 < steps.size() && steps[i + 1].kind == LayerKind::relu) {
+    // (Not when that ReLU ends the model: the fp32 part would have no layer to run.)
+    if (steps[i].kind == LayerKind::dense && i + 2 < steps.size() && steps[i + 1].kind == LayerKind::relu) {
       prefix.dense = steps[i];
       prefix.fp32_from = steps[i + 1].last + 1;
     }

@@ -198,9 +198,9 @@ TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {
   for (int64_t i = 0; i < got.numel(); ++i) ASSERT_FLOAT_EQ(back[i], expected[i]);
 }
 
-// A dense layer runs in int8 only with a ReLU after it (its output is fp32, then rectified);
-// without one the whole head stays fp32 and reads as before.
-TEST(Int8, ADenseLayerWithoutAReluStaysInFp32) {
+// A dense layer runs in int8 only with a ReLU after it (its output is fp32, then rectified)
+// and a layer after that; otherwise the whole head stays fp32 and reads as before.
+TEST(Int8, ADenseLayerStaysInFp32WithoutAReluAndALayerAfterIt) {
   std::string why;
   if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
   ModelSpec spec = int8_spec();
@@ -217,6 +217,19 @@ TEST(Int8, ADenseLayerWithoutAReluStaysInFp32) {
   double worst = 0;
   for (int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::fabs(double{got[i]} - expected[i]));
   EXPECT_LT(worst, 0.03) << "largest difference of a probability from fp32's";
+
+  // Nor one whose ReLU ends the model: nothing would be left to run in fp32.
+  ModelSpec last = int8_spec();
+  last.layers.erase(last.layers.end() - 3, last.layers.end());  // dense(32), relu, dense(11)
+  last.layers.push_back(dense(11));
+  last.layers.push_back(plain(LayerKind::relu));
+  Network ends_in_relu(last, 5);
+  ends_in_relu.set_int8_calibration(calibrate_int8(ends_in_relu, stroke_images(20, 6), 20));
+  Int8Network relu_last(ends_in_relu);
+  EXPECT_EQ(relu_last.int8_layers(), 4);  // the convolutions and poolings only
+  const Tensor read = relu_last.probabilities(pixels, 20, 16);
+  const Tensor fp32 = fp32_probabilities(ends_in_relu, pixels, 20);
+  for (int64_t i = 0; i < read.numel(); ++i) EXPECT_NEAR(read[i], fp32[i], 0.03) << "probability " << i;
 }
 
 TEST(Int8, ShippedModelReadsMnistTestDigitsAsFp32Does) {
