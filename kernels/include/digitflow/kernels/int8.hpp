@@ -3,8 +3,8 @@
 // without VNNI saturate sums of two 8-bit products), activations to unsigned 8 bits on the
 // range calibration recorded for each convolution's output (Int8Calibration, kept in the
 // model file). The first dense layer after them, where a ReLU and more layers follow it,
-// runs in int8 on those u8 activations, with an fp32 output. The first convolution (one input channel: int8
-// gains nothing there) and the rest of the dense head stay in fp32.
+// runs in int8 on those u8 activations, with an fp32 output. The first convolution (one
+// input channel: int8 gains nothing there) and the rest of the dense head stay in fp32.
 //
 // Rounding makes the probabilities differ slightly from the fp32 forward's; each image's
 // result depends on that image alone, never on the rest of its batch.
