@@ -510,6 +510,13 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     const auto whole_digits = std::count_if(candidate.slots.begin(), candidate.slots.end(), [&](const Slot& slot) {
       return !slot.hypotheses.empty() && is_digit(static_cast<size_t>(slot.hypotheses[0].pieces[0]));
     });
+    // The width of one digit here: the median of the slots read whole as a digit, where
+    // there are three or more (ReadOptions::narrow_cut).
+    std::vector<int> widths;
+    for (const Slot& slot : candidate.slots)
+      if (!slot.hypotheses.empty() && is_digit(static_cast<size_t>(slot.hypotheses[0].pieces[0])))
+        widths.push_back(slot.box.w);
+    const double digit_width = widths.size() >= 3 ? median(widths) : 0.0;
     // The chosen pieces of every slot, in order.
     std::vector<int> chosen;  // piece indices; -1 for small context
     for (const Slot& slot : candidate.slots) {
@@ -527,6 +534,8 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       for (const Hypothesis& h : slot.hypotheses) {
         double score = -options.split_penalty * static_cast<double>(h.pieces.size() - 1);
         if (h.pieces.size() > 1) score += std::log(not_one_digit);
+        if (h.pieces.size() > 1 && slot.box.w < options.narrow_cut * digit_width * static_cast<double>(h.pieces.size()))
+          score -= options.narrow_cut_penalty;
         for (int piece : h.pieces) {
           const size_t i = static_cast<size_t>(piece);
           score += seg.pieces[i].usable ? std::log(std::max(1e-12, p[i][static_cast<size_t>(best_digit(i))])) : -30.0;

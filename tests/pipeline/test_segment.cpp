@@ -594,6 +594,51 @@ TEST(Segment, ALoneDigitBesideAStringPutsItInDoubt) {
   EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.9, 1e-5);
 }
 
+// A cut into two digits needs a blob about two digits wide (ReadOptions::narrow_cut): "45",
+// then a blob `width` px wide read whole as 0 with 0.25 ("not a digit" 0.75) and cut in two
+// as 2 and 7 with 0.95 each, then "81"; the other digits are 40 px wide.
+TEST(Segment, ABlobNoWiderThanOneDigitIsReadWholeRatherThanCutInTwo) {
+  auto read_with_blob = [](int width) {
+    Segmentation seg;
+    StringCandidate line;
+    std::vector<float> probs;
+    auto add_piece = [&](const Box& box, int digit, float p) {
+      Piece piece;
+      piece.box = box;
+      piece.usable = true;
+      seg.pieces.push_back(piece);
+      probs.resize(seg.pieces.size() * 11, 0.0f);
+      probs[(seg.pieces.size() - 1) * 11 + static_cast<size_t>(digit)] = p;
+      probs[(seg.pieces.size() - 1) * 11 + 10] = 1.0f - p;
+      return static_cast<int>(seg.pieces.size()) - 1;
+    };
+    int x = 100;
+    auto digit = [&](int d) {
+      Slot slot;
+      slot.box = {x, 100, 40, 60};
+      slot.hypotheses = {{{add_piece(slot.box, d, 0.95f)}}};
+      line.slots.push_back(slot);
+      x += 50;
+    };
+    digit(4);
+    digit(5);
+    Slot blob;
+    blob.box = {x, 100, width, 60};
+    const int half = width / 2;
+    blob.hypotheses = {{{add_piece(blob.box, 0, 0.25f)}},
+                       {{add_piece({x, 100, half, 60}, 2, 0.95f), add_piece({x + half, 100, width - half, 60}, 7, 0.95f)}}};
+    line.slots.push_back(blob);
+    x += width + 10;
+    digit(8);
+    digit(1);
+    seg.strings.push_back(line);
+    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+    return texts(read_strings(seg, probs.data(), 11, identity, 1000, 1000));
+  };
+  EXPECT_EQ(read_with_blob(40), "45081") << "as wide as one digit: one digit, unsure";
+  EXPECT_EQ(read_with_blob(80), "452781") << "as wide as two: two digits";
+}
+
 // A blob 150 px wide, "not a digit" whole, with one cut into three pieces read as `cut`
 // (each piece its digit with probability 1 - cut_not_digit[k]), after `digits_before` slots
 // of single digits read with 0.95.
