@@ -594,29 +594,39 @@ TEST(Segment, ALoneDigitBesideAStringPutsItInDoubt) {
   EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.9, 1e-5);
 }
 
+// A segmentation made by hand: pieces read as `digit` with probability 1 - not_digit and
+// "not a digit" with not_digit.
+struct HandMade {
+  Segmentation seg;
+  std::vector<float> probs;
+  int piece(const Box& box, int digit, float not_digit) {
+    Piece p;
+    p.box = box;
+    p.usable = true;
+    seg.pieces.push_back(p);
+    probs.resize(seg.pieces.size() * 11, 0.0f);
+    probs[(seg.pieces.size() - 1) * 11 + static_cast<size_t>(digit)] = 1.0f - not_digit;
+    probs[(seg.pieces.size() - 1) * 11 + 10] = not_digit;
+    return static_cast<int>(seg.pieces.size()) - 1;
+  }
+  std::vector<StringResult> read() const {
+    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+    return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  }
+};
+
 // A cut into two digits needs a blob about two digits wide (ReadOptions::narrow_cut): "45",
 // then a blob `width` px wide read whole as 0 with 0.25 ("not a digit" 0.75) and cut in two
 // as 2 and 7 with 0.95 each, then "81"; the other digits are 40 px wide.
 TEST(Segment, ABlobNoWiderThanOneDigitIsReadWholeRatherThanCutInTwo) {
   auto read_with_blob = [](int width) {
-    Segmentation seg;
+    HandMade made;
     StringCandidate line;
-    std::vector<float> probs;
-    auto add_piece = [&](const Box& box, int digit, float p) {
-      Piece piece;
-      piece.box = box;
-      piece.usable = true;
-      seg.pieces.push_back(piece);
-      probs.resize(seg.pieces.size() * 11, 0.0f);
-      probs[(seg.pieces.size() - 1) * 11 + static_cast<size_t>(digit)] = p;
-      probs[(seg.pieces.size() - 1) * 11 + 10] = 1.0f - p;
-      return static_cast<int>(seg.pieces.size()) - 1;
-    };
     int x = 100;
     auto digit = [&](int d) {
       Slot slot;
       slot.box = {x, 100, 40, 60};
-      slot.hypotheses = {{{add_piece(slot.box, d, 0.95f)}}};
+      slot.hypotheses = {{{made.piece(slot.box, d, 0.05f)}}};
       line.slots.push_back(slot);
       x += 50;
     };
@@ -625,15 +635,14 @@ TEST(Segment, ABlobNoWiderThanOneDigitIsReadWholeRatherThanCutInTwo) {
     Slot blob;
     blob.box = {x, 100, width, 60};
     const int half = width / 2;
-    blob.hypotheses = {{{add_piece(blob.box, 0, 0.25f)}},
-                       {{add_piece({x, 100, half, 60}, 2, 0.95f), add_piece({x + half, 100, width - half, 60}, 7, 0.95f)}}};
+    blob.hypotheses = {{{made.piece(blob.box, 0, 0.75f)}},
+                       {{made.piece({x, 100, half, 60}, 2, 0.05f), made.piece({x + half, 100, width - half, 60}, 7, 0.05f)}}};
     line.slots.push_back(blob);
     x += width + 10;
     digit(8);
     digit(1);
-    seg.strings.push_back(line);
-    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
-    return texts(read_strings(seg, probs.data(), 11, identity, 1000, 1000));
+    made.seg.strings.push_back(line);
+    return texts(made.read());
   };
   EXPECT_EQ(read_with_blob(40), "45081") << "as wide as one digit: one digit, unsure";
   EXPECT_EQ(read_with_blob(80), "452781") << "as wide as two: two digits";
@@ -643,36 +652,24 @@ TEST(Segment, ABlobNoWiderThanOneDigitIsReadWholeRatherThanCutInTwo) {
 // (each piece its digit with probability 1 - cut_not_digit[k]), after `digits_before` slots
 // of single digits read with 0.95.
 std::vector<StringResult> read_wide_blob(int digits_before, const std::vector<int>& cut, const std::vector<float>& cut_not_digit) {
-  Segmentation seg;
+  HandMade made;
   StringCandidate line;
-  std::vector<float> probs;
-  auto add_piece = [&](const Box& box, int digit, float not_digit) {
-    Piece piece;
-    piece.box = box;
-    piece.usable = true;
-    seg.pieces.push_back(piece);
-    probs.resize(seg.pieces.size() * 11, 0.0f);
-    probs[(seg.pieces.size() - 1) * 11 + static_cast<size_t>(digit)] = 1.0f - not_digit;
-    probs[(seg.pieces.size() - 1) * 11 + 10] = not_digit;
-    return static_cast<int>(seg.pieces.size()) - 1;
-  };
   int x = 100;
   for (int k = 0; k < digits_before; ++k, x += 50) {
     Slot slot;
     slot.box = {x, 100, 40, 60};
-    slot.hypotheses = {{{add_piece(slot.box, 4 + k, 0.05f)}}};
+    slot.hypotheses = {{{made.piece(slot.box, 4 + k, 0.05f)}}};
     line.slots.push_back(slot);
   }
   Slot blob;
   blob.box = {x, 100, 150, 60};
   Hypothesis three;
   for (size_t k = 0; k < cut.size(); ++k)
-    three.pieces.push_back(add_piece({x + 50 * static_cast<int>(k), 100, 45, 60}, cut[k], cut_not_digit[k]));
-  blob.hypotheses = {{{add_piece(blob.box, 8, 0.999f)}}, three};
+    three.pieces.push_back(made.piece({x + 50 * static_cast<int>(k), 100, 45, 60}, cut[k], cut_not_digit[k]));
+  blob.hypotheses = {{{made.piece(blob.box, 8, 0.999f)}}, three};
   line.slots.push_back(blob);
-  seg.strings.push_back(line);
-  const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
-  return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  made.seg.strings.push_back(line);
+  return made.read();
 }
 
 TEST(Segment, ALoneBlobThatOnlyCutsIntoDigitsWithAPieceLeftOverIsNoString) {
