@@ -152,7 +152,6 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
 
   RunSummary summary;
-  summary.int8 = int8;
   Clocks clocks;
   const auto started = Clock::now();
   std::atomic<size_t> next_to_write{0};
