@@ -413,6 +413,7 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
           for (size_t e = 0; e < pieces.size(); ++e) {
             if (!make_piece(mask, slot.box, e > 0 ? &cuts[e - 1] : nullptr, e < cuts.size() ? &cuts[e] : nullptr, pieces[e]))
               return;  // a side with no ink: not a reading
+            if (pieces[e].box.h < options.cut_height * slot.box.h) return;  // not side by side
           }
           Hypothesis h;
           for (Piece& piece : pieces) {

@@ -278,6 +278,29 @@ TEST(Segment, SplitsTouchingDigits) {
   EXPECT_GE(right, total - 1) << right << " of " << total << " touching pairs read;" << misread;
 }
 
+TEST(Segment, ASlantedStrokeIsNotCutIntoAnUpperAndALowerHalf) {
+  // A slash as wide as it is tall, called "not a digit" whole: cut down the middle, its
+  // halves are an upper and a lower stroke, each as slim as a 1 ("11" on a plain page).
+  // Digits side by side span the same rows, so such a cut is no reading.
+  cv::Mat page(400, 500, CV_8U, cv::Scalar(235));
+  cv::line(page, {150, 150}, {240, 250}, cv::Scalar(30), 9);
+  CleanOptions straight;
+  straight.max_skew_deg = 0;  // the stroke's slant is not the page's
+  const CleanedPage cleaned = clean_page(page, straight);
+  auto hypotheses = [&](double cut_height) {
+    SegmentOptions options;
+    options.cut_height = cut_height;
+    Segmentation seg = find_strings(cleaned, options);
+    if (seg.strings.size() != 1u || seg.strings[0].slots.size() != 1u) return size_t{0};
+    std::vector<float> probs(seg.pieces.size() * 11, 0.0f);
+    for (int i : normalize_pieces(cleaned, seg)) probs[static_cast<size_t>(i) * 11 + 10] = 1.0f;
+    normalize_cuts(seg, probs, 11);
+    return seg.strings[0].slots[0].hypotheses.size();
+  };
+  EXPECT_EQ(hypotheses(SegmentOptions{}.cut_height), 1u);  // read whole only
+  EXPECT_GT(hypotheses(0.0), 1u);                          // without the rule it is cut
+}
+
 TEST(Segment, CutsFollowThePaperBetweenSlantedStrokes) {
   // Two parallel slanted strokes joined by a thin bridge: every straight cut slices both,
   // a path between them crosses only the bridge. The cuts are asked for with a first pass

@@ -23,6 +23,10 @@ struct SegmentOptions {
   double string_gap = 1.0;      // largest gap inside a string, in heights of its tallest digit
   double split_aspect = 0.6;    // a component wider than this x its height may be 2 digits
   int max_cuts = 3;             // candidate cut positions tried per split
+  // Digits side by side stand on one line: each piece of a cut must span at least this share
+  // of its blob's height, or the cut is no reading. A slanted stroke cut in two leaves an
+  // upper and a lower half, each as slim as a 1.
+  double cut_height = 0.6;
 };
 
 // One way of reading one component: as one digit, or cut into two or three.
