@@ -2,9 +2,11 @@
 #include "cli.hpp"
 
 #include "digitflow/kernels/backend.hpp"
+#include "digitflow/pipeline/harvest.hpp"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -165,5 +167,47 @@ std::string format_duration(double seconds) {
     std::snprintf(buf, sizeof buf, "%lds", s);
   return buf;
 }
+
+kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(pages, ec)) throw UsageError(what + " " + pages.string() + ": no such folder");
+  std::vector<std::filesystem::path> jobs;
+  if (std::filesystem::exists(pages / "truth.jsonl", ec)) {
+    jobs.push_back(pages);
+  } else {
+    for (const std::filesystem::directory_entry& e : std::filesystem::directory_iterator(pages))
+      if (e.is_directory() && std::filesystem::exists(e.path() / "truth.jsonl", ec)) jobs.push_back(e.path());
+    std::sort(jobs.begin(), jobs.end());
+  }
+  if (jobs.empty())
+    throw UsageError(what + " " + pages.string() +
+                     ": no truth.jsonl in it or in a folder under it; digitflow synth --out " +
+                     (pages / "forms").string() + " writes pages with theirs");
+  kernels::LabelledImages all;
+  all.rows = 28;
+  all.cols = 28;
+  for (const std::filesystem::path& job : jobs) {
+    ProgressLine progress;
+    pipeline::HarvestReport r;
+    const kernels::LabelledImages images = pipeline::harvest_pieces(job, pipeline::HarvestOptions{}, &r, [&](int64_t done, int64_t total) {
+      progress.update("cutting digit images from " + job.string() + ": page " + std::to_string(done) + " of " +
+                          std::to_string(total),
+                      done == total);
+    });
+    progress.finish();
+    std::fprintf(stderr,
+                 "%s: %lld pages (%lld failed): %lld digits, %lld glued digits and %lld other pieces as "
+                 "\"not a digit\"; %lld partial pieces left out, %lld truth digits not found\n",
+                 job.c_str(), static_cast<long long>(r.pages), static_cast<long long>(r.failed_pages),
+                 static_cast<long long>(r.digits), static_cast<long long>(r.glued),
+                 static_cast<long long>(r.not_digit), static_cast<long long>(r.ambiguous),
+                 static_cast<long long>(r.missed));
+    all.pixels.insert(all.pixels.end(), images.pixels.begin(), images.pixels.end());
+    all.labels.insert(all.labels.end(), images.labels.begin(), images.labels.end());
+    all.count += images.count;
+  }
+  return all;
+}
+
 
 }  // namespace digitflow::cli

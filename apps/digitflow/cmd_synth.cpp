@@ -60,7 +60,10 @@ int run_synth(int argc, char** argv) {
        "sheet-fed scanner stores a batch")
       ("data-dir", po::value(&data_dir)->value_name("DIR"),
        "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir); only the test set "
-       "is used")
+       "is used, unless --training-digits")
+      ("training-digits", po::bool_switch(&synth.training_digits),
+       "write MNIST's training digits instead of its test digits: pages for digitflow train "
+       "--pages to learn from, never to score a model on")
       ("force", po::bool_switch(&force),
        "write into a folder that is not empty; replaces an earlier synth output there");
   // clang-format on

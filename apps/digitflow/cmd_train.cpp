@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -22,7 +23,7 @@ namespace k = digitflow::kernels;
 
 int run_train(int argc, char** argv) {
   CommonOptions common;
-  std::string model_yaml, out, data_dir;
+  std::string model_yaml, out, data_dir, init;
   po::options_description options("Options");
   options.add_options()
       ("model", po::value(&model_yaml)->value_name("YAML"),
@@ -37,15 +38,25 @@ int run_train(int argc, char** argv) {
       ("train-images", po::value<int64_t>()->value_name("N"),
        "use only the first N training images (quick trials); default: all")
       ("negatives", po::value<int>()->value_name("N"),
-       "add N generated 'not a digit' images as class 10 (data.negatives); needs an 11-class model");
+       "add N generated 'not a digit' images as class 10 (data.negatives); needs an 11-class model")
+      ("pages", po::value<std::string>()->value_name("DIR"),
+       "also train on the pieces digitflow run cuts from these pages, labelled by their truth "
+       "(data.pages): a folder made by digitflow synth --training-digits, or a folder of them")
+      ("init", po::value(&init)->value_name("FILE"),
+       "start from this model's weights (its architecture; --model is then not used) instead "
+       "of random ones: a fine-tuning");
   add_config_options(options, common);
   add_backend_option(options, common);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow train [--config config/train.yaml] [--model config/models/X.yaml] "
-             "[--epochs N] [--negatives N] [--threads N] [--seed S] [--out models/NAME.safetensors]",
+  if (!parse(argc, argv, "digitflow train [--config config/train.yaml] [--model config/models/X.yaml | --init M] "
+             "[--pages DIR] [--epochs N] [--negatives N] [--threads N] [--seed S] [--out models/NAME.safetensors]",
              "Trains a CNN on the MNIST training set (a validation split held out), keeps the\n"
              "epoch with the best validation accuracy in the model file, writes per-epoch\n"
-             "metrics to NAME.metrics.csv beside it and prints the final test accuracy.",
+             "metrics to NAME.metrics.csv beside it and prints the final test accuracy.\n"
+             "With --pages, also on the digit images digitflow run cuts from pages of MNIST\n"
+             "training digits (digitflow synth --training-digits); with --init, from a model's\n"
+             "weights instead of random ones (config/train-pages.yaml: the shipped model's\n"
+             "second stage).",
              options, nullptr, vm))
     return 0;
 
@@ -56,16 +67,23 @@ int run_train(int argc, char** argv) {
     sets.push_back("data.negatives=" + std::to_string(vm["negatives"].as<int>()));
   }
   if (vm.count("seed")) sets.push_back("train.seed=" + std::to_string(vm["seed"].as<uint64_t>()));
+  if (vm.count("pages")) sets.push_back("data.pages=" + vm["pages"].as<std::string>());
   if (vm.count("threads")) {
     sets.push_back("runtime.threads=" + std::to_string(vm["threads"].as<int>()));
     sets.push_back("train.threads=" + std::to_string(vm["threads"].as<int>()));
   }
   config::Settings settings = load_settings(common, sets);
-  fs::path spec_path = resolve(model_yaml.empty() ? settings.model.spec : model_yaml);
-  if (!fs::exists(spec_path))
+  if (!init.empty() && !model_yaml.empty()) throw UsageError("--init and --model: give one (--init brings its architecture)");
+  std::optional<k::LoadedModel> start;
+  if (!init.empty()) {
+    if (!fs::exists(init)) throw UsageError("--init " + init + ": no such file");
+    start.emplace(k::load_model(init));
+  }
+  fs::path spec_path = start ? fs::path(init) : resolve(model_yaml.empty() ? settings.model.spec : model_yaml);
+  if (!start && !fs::exists(spec_path))
     throw UsageError((model_yaml.empty() ? "model.spec " : "--model ") + spec_path.string() +
                      ": no such file");
-  k::ModelSpec spec = config::load_model_spec(spec_path);
+  k::ModelSpec spec = start ? start->network.spec() : config::load_model_spec(spec_path);
   const int negatives = settings.data.negatives;
   if (negatives > 0 && spec.classes != pipeline::kClassesWithNotDigit)
     throw std::runtime_error(spec_path.string() + ": the model has " + std::to_string(spec.classes) +
@@ -76,6 +94,13 @@ int run_train(int argc, char** argv) {
     throw std::runtime_error(spec_path.string() + ": the model has 11 classes (10 = \"not a digit\") but "
                              "data.negatives is 0, so class 10 would get no training images; set "
                              "data.negatives (--negatives N; config/train.yaml uses 12000)");
+  if (!settings.data.pages.empty() && negatives == 0)
+    throw UsageError("data.pages needs data.negatives > 0 and an 11-class model: glued digits and print "
+                     "cut from the pages are class 10");
+  // Cut from pages of training digits: digits as the page stages leave them, glued digits
+  // and the pages' print as class 10. First, so that a wrong folder is said at once.
+  const k::LabelledImages cut =
+      settings.data.pages.empty() ? k::LabelledImages{} : harvest_page_folders(resolve(settings.data.pages), "data.pages");
   fs::path out_path = out.empty() ? fs::path("models") / (spec.name + ".safetensors") : fs::path(out);
   fs::path csv_path = out_path;
   csv_path.replace_extension(".metrics.csv");
@@ -102,20 +127,33 @@ int run_train(int argc, char** argv) {
   // with a fixed seed, as `digitflow eval` makes them.
   constexpr double kDigitsThroughPage = 0.5;
   k::LabelledImages held_out;
+  int64_t page_images = 0;
   if (negatives > 0) {
-    const k::LabelledImages generated = pipeline::make_negatives(negatives, tc.seed, &train_set);
+    k::LabelledImages generated = pipeline::make_negatives(negatives, tc.seed, &train_set);
+    if (cut.count > 0) {  // spread through the set with the negatives
+      page_images = cut.count;
+      generated.pixels.insert(generated.pixels.end(), cut.pixels.begin(), cut.pixels.end());
+      generated.labels.insert(generated.labels.end(), cut.labels.begin(), cut.labels.end());
+      generated.count += cut.count;
+    }
     train_set = pipeline::with_negatives(pipeline::digits_through_page(train_set, tc.seed, kDigitsThroughPage),
                                          generated, tc.seed);
     held_out = pipeline::make_negatives(pipeline::kHeldOutNegatives, pipeline::kHeldOutNegativesSeed, &test_set);
   }
 
-  k::Network net(spec, tc.seed);
+  k::Network net = start ? std::move(start->network) : k::Network(spec, tc.seed);
+  // The ranges int8 inference uses belong to the weights they were measured on: a model saved
+  // before training ends (the best epoch so far) holds none, as one trained from scratch.
+  net.set_int8_calibration({});
   std::cerr << "training " << spec.name << " (" << net.parameter_count() << " parameters, "
             << net.forward_macs() / 1000000.0 << "M multiply-adds per image) on "
             << train_set.count - tc.validation_images << " images"
             << (negatives > 0 ? " (" + std::to_string(negatives) +
-                                    " of the set are generated negatives, half the digits redrawn as on a page)"
+                                    " of the set are generated negatives, half the digits redrawn as on a page" +
+                                    (page_images > 0 ? ", " + std::to_string(page_images) + " cut from pages" : std::string()) +
+                                    ")"
                               : std::string())
+            << (start ? ", starting from " + init : std::string())
             << ", " << tc.validation_images << " held out; " << tc.epochs << " epochs, " << tc.optimizer << ", "
             << k::thread_count() << " threads\n";
 

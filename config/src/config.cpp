@@ -250,6 +250,8 @@ const std::vector<Field>& fields() {
             "data.dir", [](auto& s) -> auto& { return s.data.dir; }),
         int_field(
             "data.negatives", [](auto& s) -> auto& { return s.data.negatives; }, at_least_0),
+        text_field(  // a folder, or "" to train on MNIST (and the negatives) alone
+            "data.pages", [](auto& s) -> auto& { return s.data.pages; }),
         path_field(
             "model.default", [](auto& s) -> auto& { return s.model.default_model; }),
         path_field(

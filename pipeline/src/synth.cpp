@@ -79,15 +79,16 @@ struct DigitBank {
   std::array<std::vector<int64_t>, 10> by_label;
 };
 
-DigitBank load_digit_bank(const fs::path& dir) {
+DigitBank load_digit_bank(const fs::path& dir, bool training_digits) {
   if (dir.empty()) throw std::runtime_error("no MNIST folder given");
-  const fs::path images = dir / "t10k-images-idx3-ubyte", labels = dir / "t10k-labels-idx1-ubyte";
+  const std::string prefix = training_digits ? "train" : "t10k";
+  const fs::path images = dir / (prefix + "-images-idx3-ubyte"), labels = dir / (prefix + "-labels-idx1-ubyte");
   std::error_code ec;
   if (!fs::exists(images, ec) || !fs::exists(labels, ec))
-    throw std::runtime_error(dir.string() +
-                             ": no MNIST test set here (t10k-images-idx3-ubyte and "
-                             "t10k-labels-idx1-ubyte); run scripts/fetch-mnist.sh or name the "
-                             "folder that holds them");
+    throw std::runtime_error(dir.string() + ": no MNIST " + (training_digits ? "training" : "test") +
+                             " set here (" + images.filename().string() + " and " +
+                             labels.filename().string() +
+                             "); run scripts/fetch-mnist.sh or name the folder that holds them");
   DigitBank bank;
   bank.set = kernels::read_idx_images(images, labels);
   for (int64_t i = 0; i < bank.set.count; ++i) {
@@ -1235,7 +1236,7 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   if (options.dpi < 100 || options.dpi > 1200)
     throw std::runtime_error("the scan resolution must be 100 to 1200 dpi (got " + std::to_string(options.dpi) + ")");
   if (options.out.empty()) throw std::runtime_error("no output folder given");
-  const Assets assets{load_digit_bank(options.mnist_dir), Fonts()};
+  const Assets assets{load_digit_bank(options.mnist_dir, options.training_digits), Fonts()};
   fs::create_directories(options.out);
 
   SynthReport report;

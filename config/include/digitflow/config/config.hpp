@@ -35,6 +35,7 @@ class ConfigError : public std::runtime_error {
 struct DataSettings {
   std::string dir = "data/mnist";  // data.dir: folder of the MNIST IDX files
   int negatives = 0;               // data.negatives: generated "not a digit" images (class 10)
+  std::string pages;               // data.pages: folder of training pages with truth ("" = none)
 };
 
 struct ModelSettings {

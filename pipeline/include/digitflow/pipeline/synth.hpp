@@ -19,6 +19,10 @@ struct SynthOptions {
   uint64_t seed = 1;                // same seed, same options -> byte-identical files
   std::string kind = "forms";       // forms | checks | free
   std::filesystem::path mnist_dir;  // holds t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte
+  // The digits written: MNIST's test set, for pages to score on; or, `training_digits`, its
+  // training set (train-images-idx3-ubyte, ...), for pages whose digits a model may learn
+  // from (digitflow train --pages). Never score a model on pages of its training digits.
+  bool training_digits = false;
   double jpeg_share = 0.2;          // share of the single-page files stored as JPEG (else PNG)
   bool one_pdf = false;             // every page in one PDF, batch1/STEM-001.pdf (a scanner's batch)
   // The scanner: pages are drawn at 300 dpi and scanned at `dpi` (100..1200), in grey or,

@@ -1,0 +1,142 @@
+// Training images cut from pages with truth: each truth digit found once with its own label
+// (the shipped model agrees with nearly all of them), glued digits and the pages' print as
+// "not a digit", the same images in the same order whatever the threads, and a clear error
+// for a folder without truth. Also: synth writes training digits only when asked.
+#include <gtest/gtest.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/harvest.hpp"
+#include "digitflow/pipeline/negatives.hpp"
+#include "digitflow/pipeline/synth.hpp"
+#include "test_support.hpp"
+
+namespace digitflow::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define SKIP_WITHOUT_MNIST()       \
+  if (!testing::mnist_available()) \
+  GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh"
+
+// Pages of training digits, made once per test run.
+const fs::path& training_pages(const std::string& kind) {
+  static std::map<std::string, std::unique_ptr<testing::TempDir>> jobs;
+  auto& dir = jobs[kind];
+  if (!dir) {
+    dir = std::make_unique<testing::TempDir>();
+    SynthOptions options{dir->path(), 3, 11, kind, testing::mnist_dir()};
+    options.training_digits = true;
+    make_synthetic_job(options);
+  }
+  return dir->path();
+}
+
+int64_t truth_digits(const fs::path& dir) {
+  int64_t n = 0;
+  for (const PageResult& page : read_results((dir / "truth.jsonl").string()))
+    for (const StringResult& s : page.strings) n += static_cast<int64_t>(s.digits.size());
+  return n;
+}
+
+TEST(Harvest, EachTruthDigitOnceWithTheLabelTheShippedModelReads) {
+  SKIP_WITHOUT_MNIST();
+  for (const std::string kind : {"forms", "checks"}) {
+    SCOPED_TRACE(kind);
+    const fs::path& dir = training_pages(kind);
+    HarvestReport report;
+    const kernels::LabelledImages images = harvest_pieces(dir, HarvestOptions{}, &report);
+    ASSERT_EQ(report.pages, 3);
+    EXPECT_EQ(report.failed_pages, 0);
+    const int64_t truth = truth_digits(dir);
+    EXPECT_EQ(report.digits + report.missed, truth);
+    EXPECT_GE(report.digits, truth * 97 / 100);  // touching digits are cut as the run cuts them
+    EXPECT_EQ(images.count, report.digits + report.glued + report.not_digit);
+    ASSERT_EQ(images.labels.size(), static_cast<size_t>(images.count));
+    ASSERT_EQ(images.pixels.size(), static_cast<size_t>(images.count) * 28 * 28);
+    EXPECT_GT(report.not_digit, 0);  // the printed labels of the form or check
+
+    kernels::LoadedModel model = kernels::load_model(testing::source_dir() / "models/digits.safetensors");
+    const kernels::Tensor probs = kernels::infer_probabilities(model.network, images.pixels, images.count);
+    int64_t digits = 0, agree = 0, rejected = 0, others = 0;
+    for (int64_t i = 0; i < images.count; ++i) {
+      const float* p = probs.data() + i * kClassesWithNotDigit;
+      const int64_t read = std::max_element(p, p + kClassesWithNotDigit) - p;
+      if (images.labels[static_cast<size_t>(i)] == kNotDigitClass) {
+        ++others;
+        rejected += read == kNotDigitClass ? 1 : 0;
+      } else {
+        ++digits;
+        agree += read == images.labels[static_cast<size_t>(i)] ? 1 : 0;
+      }
+    }
+    // A label off by one piece (a neighbour's digit) would show here as thousands of errors.
+    EXPECT_GE(agree, digits * 97 / 100) << agree << " of " << digits;
+    EXPECT_GE(rejected, others * 90 / 100) << rejected << " of " << others;
+  }
+}
+
+TEST(Harvest, SameImagesInTheSameOrderWhateverTheThreads) {
+  SKIP_WITHOUT_MNIST();
+  const fs::path& dir = training_pages("checks");
+  kernels::LabelledImages one, two;
+  tbb::task_arena(1).execute([&] { one = harvest_pieces(dir, HarvestOptions{}); });
+  tbb::task_arena(2).execute([&] { two = harvest_pieces(dir, HarvestOptions{}); });
+  EXPECT_EQ(one.count, two.count);
+  EXPECT_TRUE(one.labels == two.labels);
+  EXPECT_TRUE(one.pixels == two.pixels);
+}
+
+TEST(Harvest, AFolderWithoutTruthOrWithoutItsPagesIsRefusedByName) {
+  testing::TempDir empty;
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
+      [&] { harvest_pieces(empty.path(), HarvestOptions{}); },
+      {(empty.path() / "truth.jsonl").string(), "synth --training-digits"}));
+  testing::TempDir truth_only;
+  std::ofstream(truth_only / "truth.jsonl")
+      << R"({"page":"gone.png","page_index":0,"width":10,"height":10,"strings":[]})" << "\n";
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
+      [&] { harvest_pieces(truth_only.path(), HarvestOptions{}); }, {"none of its pages"}));
+}
+
+TEST(Harvest, SynthWritesTrainingDigitsOnlyWhenAsked) {
+  SKIP_WITHOUT_MNIST();
+  testing::TempDir test_digits, training_digits;
+  SynthOptions options{test_digits.path(), 1, 11, "checks", testing::mnist_dir()};
+  make_synthetic_job(options);
+  options.out = training_digits.path();
+  options.training_digits = true;
+  make_synthetic_job(options);
+  // Same seed, same layout: the strings' texts are drawn alike, the digits' images are not.
+  const auto a = read_results((test_digits / "truth.jsonl").string());
+  const auto b = read_results((training_digits / "truth.jsonl").string());
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  ASSERT_FALSE(a[0].strings.empty());
+  ASSERT_FALSE(b[0].strings.empty());
+  bool differ = false;
+  for (size_t i = 0; i < std::min(a[0].strings.size(), b[0].strings.size()); ++i)
+    differ = differ || !(a[0].strings[i].box == b[0].strings[i].box);
+  EXPECT_TRUE(differ) << "the handwriting is the same with training digits as with test digits";
+
+  testing::TempDir no_training_set;  // a folder with MNIST's test files only
+  for (const char* name : {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    fs::copy_file(testing::mnist_dir() / name, no_training_set / name);
+  testing::TempDir out;
+  SynthOptions missing{out.path(), 1, 11, "checks", no_training_set.path()};
+  missing.training_digits = true;
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
+      [&] { make_synthetic_job(missing); }, {"no MNIST training set", "train-images-idx3-ubyte"}));
+  missing.training_digits = false;
+  EXPECT_NO_THROW(make_synthetic_job(missing));
+}
+
+}  // namespace
+}  // namespace digitflow::pipeline
