@@ -22,10 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define SKIP_WITHOUT_MNIST()       \
-  if (!testing::mnist_available()) \
-  GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh"
-
 // Pages of training digits, made once per test run.
 const fs::path& training_pages(const std::string& kind) {
   static std::map<std::string, std::unique_ptr<testing::TempDir>> jobs;
@@ -47,7 +43,7 @@ int64_t truth_digits(const fs::path& dir) {
 }
 
 TEST(Harvest, EachTruthDigitOnceWithTheLabelTheShippedModelReads) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   for (const std::string kind : {"forms", "checks"}) {
     SCOPED_TRACE(kind);
     const fs::path& dir = training_pages(kind);
@@ -84,7 +80,7 @@ TEST(Harvest, EachTruthDigitOnceWithTheLabelTheShippedModelReads) {
 }
 
 TEST(Harvest, SameImagesInTheSameOrderWhateverTheThreads) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& dir = training_pages("checks");
   kernels::LabelledImages one, two;
   tbb::task_arena(1).execute([&] { one = harvest_pieces(dir, HarvestOptions{}); });
@@ -107,7 +103,7 @@ TEST(Harvest, AFolderWithoutTruthOrWithoutItsPagesIsRefusedByName) {
 }
 
 TEST(Harvest, SynthWritesTrainingDigitsOnlyWhenAsked) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   testing::TempDir test_digits, training_digits;
   SynthOptions options{test_digits.path(), 1, 11, "checks", testing::mnist_dir()};
   make_synthetic_job(options);

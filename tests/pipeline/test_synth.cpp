@@ -27,10 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define SKIP_WITHOUT_MNIST()       \
-  if (!testing::mnist_available()) \
-  GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh"
-
 // A job made once per test run and shared by the tests that only read it.
 const fs::path& job(const std::string& kind, int pages, uint64_t seed) {
   static std::map<std::string, std::unique_ptr<testing::TempDir>> jobs;
@@ -193,7 +189,7 @@ void expect_fields_hold(const fs::path& dir, size_t fields_per_page) {
 }
 
 TEST(Synth, SameSeedGivesIdenticalFiles) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& a = job("checks", 6, 7);
   testing::TempDir b;
   make_synthetic_job({b.path(), 6, 7, "checks", testing::mnist_dir()});
@@ -213,14 +209,14 @@ TEST(Synth, SameSeedGivesIdenticalFiles) {
 }
 
 TEST(Synth, ChecksTruthHoldsInTheStoredPages) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& dir = job("checks", 6, 7);
   expect_truth_holds(dir);
   expect_fields_hold(dir, 4);
 }
 
 TEST(Synth, FormsTruthHoldsAndFieldsKeepTheirRules) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& dir = job("forms", 2, 11);
   expect_truth_holds(dir);
   expect_fields_hold(dir, 8);
@@ -232,7 +228,7 @@ TEST(Synth, FormsTruthHoldsAndFieldsKeepTheirRules) {
 }
 
 TEST(Synth, FreePagesHaveNoTemplateAndNoFields) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& dir = job("free", 2, 5);
   expect_truth_holds(dir);
   EXPECT_FALSE(fs::exists(dir / "template.yaml"));
@@ -244,7 +240,7 @@ TEST(Synth, FreePagesHaveNoTemplateAndNoFields) {
 }
 
 TEST(Synth, SomeStringsHaveTouchingDigits) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   int strings = 0, touching = 0;
   for (const fs::path& dir : {job("checks", 6, 7), job("forms", 2, 11), job("free", 2, 5)})
     for (const PageResult& page : read_results((dir / "truth.jsonl").string()))
@@ -261,7 +257,7 @@ TEST(Synth, SomeStringsHaveTouchingDigits) {
 }
 
 TEST(Synth, MultiPageFilesHoldTheirPages) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& dir = job("checks", 6, 7);
   std::map<std::string, std::vector<PageResult>> by_file;
   for (PageResult& page : read_results((dir / "truth.jsonl").string()))
@@ -297,7 +293,7 @@ TEST(Synth, MultiPageFilesHoldTheirPages) {
 }
 
 TEST(Synth, OnePdfHoldsEveryPageInOrder) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   testing::TempDir dir;
   SynthOptions options{dir.path(), 3, 11, "checks", testing::mnist_dir()};
   options.one_pdf = true;
@@ -332,7 +328,7 @@ TEST(Synth, OnePdfHoldsEveryPageInOrder) {
 }
 
 TEST(Synth, AScannerAt200DpiInBlackAndWhiteStatesItsResolution) {
-  SKIP_WITHOUT_MNIST();
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
   const fs::path& at300 = job("checks", 6, 7);
   testing::TempDir dir;
   SynthOptions options{dir.path(), 6, 7, "checks", testing::mnist_dir()};

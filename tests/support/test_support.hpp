@@ -60,7 +60,12 @@ class TempDir {
 std::filesystem::path source_dir();
 // DIGITFLOW_DATA if set, else <source>/data/mnist.
 std::filesystem::path mnist_dir();
-// Skips the calling test with a printed reason when the MNIST files are missing.
+// Whether the MNIST files are in mnist_dir(); DIGITFLOW_SKIP_WITHOUT_MNIST() skips with the reason.
 bool mnist_available();
 
 }  // namespace digitflow::testing
+
+// Skips the calling test, saying why, when the MNIST files are missing.
+#define DIGITFLOW_SKIP_WITHOUT_MNIST()               \
+  if (!::digitflow::testing::mnist_available())      \
+  GTEST_SKIP() << "MNIST not in " << ::digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh"
