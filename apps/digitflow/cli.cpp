@@ -168,7 +168,10 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages, const std::string& what) {
+kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages, const std::string& what,
+                                             const config::Settings& settings) {
+  const pipeline::RunOptions run = run_options(settings);
+  const pipeline::HarvestOptions options{run.limits, run.clean, run.segment};
   std::error_code ec;
   if (!std::filesystem::is_directory(pages, ec)) throw UsageError(what + " " + pages.string() + ": no such folder");
   std::vector<std::filesystem::path> jobs;
@@ -189,7 +192,7 @@ kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages,
   for (const std::filesystem::path& job : jobs) {
     ProgressLine progress;
     pipeline::HarvestReport r;
-    const kernels::LabelledImages images = pipeline::harvest_pieces(job, pipeline::HarvestOptions{}, &r, [&](int64_t done, int64_t total) {
+    const kernels::LabelledImages images = pipeline::harvest_pieces(job, options, &r, [&](int64_t done, int64_t total) {
       progress.update("cutting digit images from " + job.string() + ": page " + std::to_string(done) + " of " +
                           std::to_string(total),
                       done == total);

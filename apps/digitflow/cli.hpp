@@ -58,11 +58,13 @@ std::filesystem::path resolve(const std::filesystem::path& path);
 // for). Throws UsageError naming the setting when the file is missing.
 std::filesystem::path screen_for(const config::Settings& settings, const std::filesystem::path& model);
 
-// The digit images digitflow run cuts from pages with truth (pipeline::harvest_pieces), with
-// a progress line and a count per folder on stderr: `pages` is one folder made by digitflow
-// synth (it holds truth.jsonl), or a folder of them (each folder under it that holds one, in
-// name order). Throws UsageError naming `what` (the option) when there is no such folder.
-kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages, const std::string& what);
+// The digit images digitflow run cuts from pages with truth (pipeline::harvest_pieces, with
+// run's decode limits, cleaning and segmentation: run_options(settings)), with a progress
+// line and a count per folder on stderr: `pages` is one folder made by digitflow synth (it
+// holds truth.jsonl), or a folder of them (each folder under it that holds one, in name
+// order). Throws UsageError naming `what` (the option) when there is no such folder.
+kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages, const std::string& what,
+                                             const config::Settings& settings);
 
 // The MNIST folder named by --data-dir, DIGITFLOW_DATA or data.dir.
 std::filesystem::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option);

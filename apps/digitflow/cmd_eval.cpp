@@ -92,7 +92,7 @@ int run_eval(int argc, char** argv) {
   k::LoadedModel loaded = k::load_model(model_path);
   if (!pages.empty() && vm.count("data")) throw UsageError("--data and --pages: give one");
   if (!pages.empty()) data = pages;
-  k::LabelledImages set = pages.empty() ? load_eval_data(data, settings, data_dir) : harvest_page_folders(pages, "--pages");
+  k::LabelledImages set = pages.empty() ? load_eval_data(data, settings, data_dir) : harvest_page_folders(pages, "--pages", settings);
   std::unique_ptr<k::Int8Network> quantized;
   if (int8) {
     if (backend != k::Backend::cpu)

@@ -100,7 +100,7 @@ int run_train(int argc, char** argv) {
   // Cut from pages of training digits: digits as the page stages leave them, glued digits
   // and the pages' print as class 10. First, so that a wrong folder is said at once.
   const k::LabelledImages cut =
-      settings.data.pages.empty() ? k::LabelledImages{} : harvest_page_folders(resolve(settings.data.pages), "data.pages");
+      settings.data.pages.empty() ? k::LabelledImages{} : harvest_page_folders(resolve(settings.data.pages), "data.pages", settings);
   fs::path out_path = out.empty() ? fs::path("models") / (spec.name + ".safetensors") : fs::path(out);
   fs::path csv_path = out_path;
   csv_path.replace_extension(".metrics.csv");
