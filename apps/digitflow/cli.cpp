@@ -184,8 +184,9 @@ kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages,
   }
   if (jobs.empty())
     throw UsageError(what + " " + pages.string() +
-                     ": no truth.jsonl in it or in a folder under it; digitflow synth --out " +
-                     (pages / "forms").string() + " writes pages with theirs");
+                     ": no truth.jsonl in it or in a folder under it; digitflow synth " +
+                     (what == "data.pages" ? "--training-digits " : "") + "--out " + (pages / "forms").string() +
+                     " writes pages with theirs");
   kernels::LabelledImages all;
   all.rows = 28;
   all.cols = 28;

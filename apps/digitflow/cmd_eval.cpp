@@ -1,5 +1,6 @@
 // digitflow eval: accuracy, per-class accuracy and the confusion matrix of a model file on
-// a labelled IDX test set, as a table or as one JSON object. For a model with the "not a
+// a labelled IDX test set (or on the pieces cut from pages with truth, --pages), as a table
+// or as one JSON object. For a model with the "not a
 // digit" class also the rejection rate on held-out generated negatives and the share of the
 // set's digits wrongly rejected.
 #include <cstdio>
@@ -92,6 +93,10 @@ int run_eval(int argc, char** argv) {
   k::LoadedModel loaded = k::load_model(model_path);
   if (!pages.empty() && vm.count("data")) throw UsageError("--data and --pages: give one");
   if (!pages.empty()) data = pages;
+  if (!pages.empty() && loaded.network.spec().classes != pipeline::kClassesWithNotDigit)
+    throw UsageError("--pages needs a model with 11 classes: glued digits and print cut from the pages are "
+                     "class 10, \"not a digit\"; " + model_path.string() + " has " +
+                     std::to_string(loaded.network.spec().classes));
   k::LabelledImages set = pages.empty() ? load_eval_data(data, settings, data_dir) : harvest_page_folders(pages, "--pages", settings);
   std::unique_ptr<k::Int8Network> quantized;
   if (int8) {

@@ -1,5 +1,6 @@
 // digitflow synth: writes a folder of synthetic scanned pages (forms, checks or plain sheets
-// with MNIST test digits written on them) and their truth.jsonl, to test and score runs on.
+// with MNIST test digits written on them, or its training digits to learn from) and their
+// truth.jsonl, to test and score runs on.
 #include <cstdio>
 #include <iostream>
 #include <set>

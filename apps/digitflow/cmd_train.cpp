@@ -1,5 +1,6 @@
 // digitflow train: trains a model YAML on MNIST (plus generated "not a digit" images as
-// class 10 when data.negatives > 0), keeps the best epoch (by validation accuracy) on disk as
+// class 10 when data.negatives > 0, and the pieces cut from pages with truth when
+// data.pages is set; from a model file's weights with --init), keeps the best epoch (by validation accuracy) on disk as
 // it goes, writes per-epoch metrics to a CSV beside the model, and reports the test accuracy
 // of what it saved (and, with negatives, how many held-out negatives and digits it rejects).
 #include <cstdio>
@@ -97,17 +98,21 @@ int run_train(int argc, char** argv) {
   if (!settings.data.pages.empty() && negatives == 0)
     throw UsageError("data.pages needs data.negatives > 0 and an 11-class model: glued digits and print "
                      "cut from the pages are class 10");
-  // Cut from pages of training digits: digits as the page stages leave them, glued digits
-  // and the pages' print as class 10. First, so that a wrong folder is said at once.
-  const k::LabelledImages cut =
-      settings.data.pages.empty() ? k::LabelledImages{} : harvest_page_folders(resolve(settings.data.pages), "data.pages", settings);
   fs::path out_path = out.empty() ? fs::path("models") / (spec.name + ".safetensors") : fs::path(out);
+  std::error_code same_error;
+  if (start && fs::equivalent(out_path, init, same_error))
+    throw UsageError("--init " + init + " would be overwritten by the model being trained (" + out_path.string() +
+                     "): name another file with --out");
   fs::path csv_path = out_path;
   csv_path.replace_extension(".metrics.csv");
 
   const k::TrainConfig& tc = settings.train;
   const k::Backend backend = start_backend(settings);
   k::set_threads(tc.threads);
+  // Cut from pages of training digits: digits as the page stages leave them, glued digits
+  // and the pages' print as class 10. Before MNIST is read, so that a wrong folder is said soon.
+  const k::LabelledImages cut =
+      settings.data.pages.empty() ? k::LabelledImages{} : harvest_page_folders(resolve(settings.data.pages), "data.pages", settings);
   fs::path data = mnist_dir(settings, data_dir);
   k::LabelledImages train_set = k::load_mnist(data, k::MnistSplit::train);
   k::LabelledImages test_set = k::load_mnist(data, k::MnistSplit::test);

@@ -5,7 +5,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -130,7 +129,7 @@ kernels::LabelledImages harvest_pieces(const fs::path& dir, const HarvestOptions
 
   std::vector<kernels::LabelledImages> per_page(pages.size());
   std::vector<HarvestReport> reports(pages.size());
-  std::atomic<int64_t> done{0};
+  int64_t done = 0;  // under progress_mutex
   std::mutex progress_mutex;
   tbb::parallel_for(size_t{0}, pages.size(), [&](size_t i) {
     HarvestReport& r = reports[i];
@@ -139,21 +138,23 @@ kernels::LabelledImages harvest_pieces(const fs::path& dir, const HarvestOptions
       const PageRef& ref = pages[i];
       if (!ref.error.empty()) throw ImageError(ref.error);
       const cv::Mat gray = decode_page(ref, options.limits);
+      const PageResult& page_truth = truth.at({ref.name, ref.page_index});
+      // Boxes in a page of another size (a PDF rendered at another resolution) would label
+      // every digit as missed and the digits themselves as print.
+      if (gray.cols != page_truth.width || gray.rows != page_truth.height)
+        throw ImageError("decoded at another size than its truth");
       const CleanedPage cleaned = clean_page(gray, options.clean, ref.dpi);
       Segmentation segmentation = find_strings(cleaned, options.segment);
       normalize_pieces(cleaned, segmentation);
       std::vector<float> probs(segmentation.pieces.size() * kClassesWithNotDigit, 0.0f);
       normalize_cuts(segmentation, probs, kClassesWithNotDigit);
-      label_pieces(segmentation, cleaned.to_page, gray.cols, gray.rows, truth.at({ref.name, ref.page_index}),
-                   options, per_page[i], r);
+      label_pieces(segmentation, cleaned.to_page, gray.cols, gray.rows, page_truth, options, per_page[i], r);
     } catch (const std::exception&) {
       r.failed_pages = 1;
     }
-    const int64_t n = ++done;
-    if (progress) {
-      std::lock_guard lock(progress_mutex);
-      progress(n, static_cast<int64_t>(pages.size()));
-    }
+    std::lock_guard lock(progress_mutex);
+    ++done;
+    if (progress) progress(done, static_cast<int64_t>(pages.size()));
   });
 
   kernels::LabelledImages out;

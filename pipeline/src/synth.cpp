@@ -1,5 +1,5 @@
 // Synthetic test jobs: pages drawn like real scans (a printed form, a bank check, a loose
-// sheet) carrying handwritten strings made of MNIST test digits, and a truth.jsonl giving each
+// sheet) carrying handwritten strings made of MNIST test digits (training digits on request), and a truth.jsonl giving each
 // digit's box in the page as stored. Every page draws from its own seeded generator
 // (splitmix64, the same on every platform), so a seed names a job byte for byte.
 #include "digitflow/pipeline/synth.hpp"

@@ -302,6 +302,17 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   r = run("train --model config/models/seed.yaml --pages " + (dir / "pages").string() + " --out " + model.string());
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "data.pages needs data.negatives")) << r.output;
+  r = run("train --config config/train.yaml --init " + model.string() + " --out " + model.string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "would be overwritten")) << r.output;
+  // A model without class 10 cannot be scored on pieces half of which are print.
+  const auto ten = dir / "ten.safetensors";
+  r = run("train --model config/models/seed.yaml --epochs 1 --train-images 300 --threads 2 "
+          "--set train.validation_images=100 --out " + ten.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run("eval --model " + ten.string() + " --pages " + (dir / "pages").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--pages needs a model with 11 classes")) << r.output;
 }
 
 TEST(Cli, TrainWritesModelAndMetricsCsv) {

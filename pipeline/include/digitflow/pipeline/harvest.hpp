@@ -49,7 +49,8 @@ void label_pieces(const Segmentation& segmentation, const cv::Mat& to_page, int 
 // paired by page and page_index) through clean_page, find_strings, normalize_pieces and
 // normalize_cuts (every blob wide enough for two digits cut, as if the model doubted it),
 // then label_pieces. Pages in parallel; the result is in page order whatever the threads.
-// A page that fails to decode or clean is counted and skipped; a page without truth too.
+// A page that fails to decode or clean, or decodes at another size than its truth says, is
+// counted as failed and skipped; pages without truth are not listed.
 // `progress` gets (pages done, pages in all). Throws std::runtime_error naming the file when
 // dir/truth.jsonl is missing or malformed, or when no page of `dir` has truth.
 kernels::LabelledImages harvest_pieces(const std::filesystem::path& dir, const HarvestOptions& options,
