@@ -63,7 +63,7 @@ std::filesystem::path screen_for(const config::Settings& settings, const std::fi
 // line and a count per folder on stderr: `pages` is one folder made by digitflow synth (it
 // holds truth.jsonl), or a folder of them (each folder under it that holds one, in name
 // order). Throws UsageError naming `what` (the option) when there is no such folder or no
-// truth.jsonl in it or under it.
+// truth.jsonl in it or under it, and std::runtime_error when no image could be cut.
 kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages, const std::string& what,
                                              const config::Settings& settings);
 

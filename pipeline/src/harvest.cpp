@@ -149,8 +149,10 @@ kernels::LabelledImages harvest_pieces(const fs::path& dir, const HarvestOptions
       std::vector<float> probs(segmentation.pieces.size() * kClassesWithNotDigit, 0.0f);
       normalize_cuts(segmentation, probs, kClassesWithNotDigit);
       label_pieces(segmentation, cleaned.to_page, gray.cols, gray.rows, page_truth, options, per_page[i], r);
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       r.failed_pages = 1;
+      r.first_failure = pages[i].name + (pages[i].page_index > 0 ? " page " + std::to_string(pages[i].page_index + 1) : "") +
+                        ": " + e.what();
     }
     std::lock_guard lock(progress_mutex);
     ++done;
@@ -173,6 +175,7 @@ kernels::LabelledImages harvest_pieces(const fs::path& dir, const HarvestOptions
     total.not_digit += r.not_digit;
     total.ambiguous += r.ambiguous;
     total.missed += r.missed;
+    if (total.first_failure.empty()) total.first_failure = r.first_failure;
   }
   if (report) *report = total;
   return out;

@@ -302,6 +302,14 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   r = run("train --model config/models/seed.yaml --pages " + (dir / "pages").string() + " --out " + model.string());
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "data.pages needs data.negatives")) << r.output;
+  std::filesystem::create_directories(dir / "broken");
+  std::ofstream(dir / "broken/x.png") << "junk";
+  std::ofstream(dir / "broken/truth.jsonl") << R"({"page":"x.png","page_index":0,"width":10,"height":10,"strings":[]})"
+                                            << "\n";
+  r = run("eval --pages " + (dir / "broken").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "no digit image could be cut")) << r.output;
+  EXPECT_TRUE(contains(r.output, "x.png: not an image")) << r.output;
   r = run("train --config config/train.yaml --init " + model.string() + " --out " + model.string());
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "would be overwritten")) << r.output;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <opencv2/imgcodecs.hpp>
 
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -100,6 +101,27 @@ TEST(Harvest, AFolderWithoutTruthOrWithoutItsPagesIsRefusedByName) {
       << R"({"page":"gone.png","page_index":0,"width":10,"height":10,"strings":[]})" << "\n";
   EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
       [&] { harvest_pieces(truth_only.path(), HarvestOptions{}); }, {"none of its pages"}));
+}
+
+TEST(Harvest, APageThatCannotBeReadOrIsNotTheSizeOfItsTruthFailsAndSaysWhy) {
+  testing::TempDir job;
+  std::ofstream(job / "a-broken.png") << "not a PNG at all";
+  cv::imwrite((job / "b-small.png").string(), cv::Mat(100, 100, CV_8U, cv::Scalar(235)));
+  std::ofstream(job / "truth.jsonl")
+      << R"({"page":"a-broken.png","page_index":0,"width":100,"height":100,"strings":[]})" << "\n"
+      << R"({"page":"b-small.png","page_index":0,"width":200,"height":100,"strings":[]})" << "\n";
+  HarvestReport report;
+  const kernels::LabelledImages images = harvest_pieces(job.path(), HarvestOptions{}, &report);
+  EXPECT_EQ(images.count, 0);
+  EXPECT_EQ(report.pages, 2);
+  EXPECT_EQ(report.failed_pages, 2);  // the second: its digits' boxes would lie elsewhere
+  EXPECT_EQ(report.first_failure.rfind("a-broken.png: ", 0), 0u) << report.first_failure;
+  cv::imwrite((job / "a-broken.png").string(), cv::Mat(100, 100, CV_8U, cv::Scalar(235)));
+  report = HarvestReport{};
+  harvest_pieces(job.path(), HarvestOptions{}, &report);
+  EXPECT_EQ(report.failed_pages, 1);
+  EXPECT_NE(report.first_failure.find("b-small.png: decoded at another size than its truth"), std::string::npos)
+      << report.first_failure;
 }
 
 TEST(Harvest, SynthWritesTrainingDigitsOnlyWhenAsked) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <string>
 
 #include "digitflow/kernels/idx.hpp"
 #include "digitflow/pipeline/clean.hpp"
@@ -33,6 +34,7 @@ struct HarvestReport {
   int64_t not_digit = 0;  // blobs touching no handwritten string (print, lines): "not a digit"
   int64_t ambiguous = 0;  // blobs read whole that are neither (part of a digit): left out
   int64_t missed = 0;     // truth digits no piece matched
+  std::string first_failure;  // the first failed page (in page order) and why: "a/b.png: ..."
 };
 
 // Labels the pieces of one page's segmentation against the truth of that page (boxes in the
