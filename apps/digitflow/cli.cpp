@@ -209,15 +209,12 @@ kernels::LabelledImages harvest_page_folders(const std::filesystem::path& pages,
                  static_cast<long long>(r.missed));
     if (!r.first_failure.empty()) std::fprintf(stderr, "  the first that failed: %s\n", r.first_failure.c_str());
     if (first_failure.empty() && !r.first_failure.empty()) first_failure = (job / r.first_failure).string();
-    all.pixels.insert(all.pixels.end(), images.pixels.begin(), images.pixels.end());
-    all.labels.insert(all.labels.end(), images.labels.begin(), images.labels.end());
-    all.count += images.count;
+    kernels::append_images(all, images);
   }
   if (all.count == 0)
     throw std::runtime_error(what + " " + pages.string() + ": no digit image could be cut from its pages" +
                              (first_failure.empty() ? std::string() : "; the first that failed: " + first_failure));
   return all;
 }
-
 
 }  // namespace digitflow::cli

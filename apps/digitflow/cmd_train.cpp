@@ -137,9 +137,7 @@ int run_train(int argc, char** argv) {
     k::LabelledImages generated = pipeline::make_negatives(negatives, tc.seed, &train_set);
     if (cut.count > 0) {  // spread through the set with the negatives
       page_images = cut.count;
-      generated.pixels.insert(generated.pixels.end(), cut.pixels.begin(), cut.pixels.end());
-      generated.labels.insert(generated.labels.end(), cut.labels.begin(), cut.labels.end());
-      generated.count += cut.count;
+      k::append_images(generated, cut);
     }
     train_set = pipeline::with_negatives(pipeline::digits_through_page(train_set, tc.seed, kDigitsThroughPage),
                                          generated, tc.seed);

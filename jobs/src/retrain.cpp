@@ -66,12 +66,6 @@ void append_image(k::LabelledImages& to, const uint8_t* pixels, uint8_t label) {
   ++to.count;
 }
 
-void append_all(k::LabelledImages& to, const k::LabelledImages& from) {
-  to.pixels.insert(to.pixels.end(), from.pixels.begin(), from.pixels.end());
-  to.labels.insert(to.labels.end(), from.labels.begin(), from.labels.end());
-  to.count += from.count;
-}
-
 // The reviewed samples as images, split into training and held-out shares.
 struct SampleSets {
   k::LabelledImages training = empty_images(), held_out = empty_images();
@@ -140,11 +134,11 @@ MixedSet mix_training_set(const k::LabelledImages& mnist_train, const k::Labelle
     const size_t src = static_cast<size_t>(order[static_cast<size_t>(i)]);
     append_image(digits, mnist_train.pixels.data() + src * image_size, mnist_train.labels[src]);
   }
-  append_all(mixed.images, pipeline::digits_through_page(digits, o.seed, 0.5));
+  k::append_images(mixed.images, pipeline::digits_through_page(digits, o.seed, 0.5));
   if (mixed.negatives > 0)
-    append_all(mixed.images, pipeline::make_negatives(mixed.negatives,
+    k::append_images(mixed.images, pipeline::make_negatives(mixed.negatives,
                                                       k::mix_seed(o.seed, 0x4e4547), &mnist_train));
-  for (int c = 0; c < mixed.copies; ++c) append_all(mixed.images, samples);
+  for (int c = 0; c < mixed.copies; ++c) k::append_images(mixed.images, samples);
   return mixed;
 }
 

@@ -183,6 +183,21 @@ LabelledImages read_idx_images(const std::filesystem::path& images,
   return result;
 }
 
+void append_images(LabelledImages& to, const LabelledImages& from) {
+  if (from.count == 0) return;
+  if (to.count == 0 && to.pixels.empty()) {
+    to.rows = from.rows;
+    to.cols = from.cols;
+  } else if (to.rows != from.rows || to.cols != from.cols) {
+    throw std::invalid_argument("append_images: " + std::to_string(from.rows) + "x" + std::to_string(from.cols) +
+                                " images added to a set of " + std::to_string(to.rows) + "x" +
+                                std::to_string(to.cols));
+  }
+  to.pixels.insert(to.pixels.end(), from.pixels.begin(), from.pixels.end());
+  to.labels.insert(to.labels.end(), from.labels.begin(), from.labels.end());
+  to.count += from.count;
+}
+
 LabelledImages load_mnist(const std::filesystem::path& dir, MnistSplit split) {
   const std::string prefix = split == MnistSplit::train ? "train" : "t10k";
   const std::filesystem::path images = dir / (prefix + "-images-idx3-ubyte");

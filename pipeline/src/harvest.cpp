@@ -164,9 +164,7 @@ kernels::LabelledImages harvest_pieces(const fs::path& dir, const HarvestOptions
   out.cols = 28;
   HarvestReport total;
   for (size_t i = 0; i < pages.size(); ++i) {
-    out.pixels.insert(out.pixels.end(), per_page[i].pixels.begin(), per_page[i].pixels.end());
-    out.labels.insert(out.labels.end(), per_page[i].labels.begin(), per_page[i].labels.end());
-    out.count += per_page[i].count;
+    kernels::append_images(out, per_page[i]);
     const HarvestReport& r = reports[i];
     total.pages += r.pages;
     total.failed_pages += r.failed_pages;

@@ -207,3 +207,27 @@ TEST(Idx, LoadsRealMnist) {
 }
 
 }  // namespace
+
+TEST(Idx, AppendedImagesFollowInOrderAndAForeignSizeIsRefused) {
+  digitflow::kernels::LabelledImages a, b, odd;
+  b.count = 2;
+  b.rows = b.cols = 2;
+  b.pixels = {1, 2, 3, 4, 5, 6, 7, 8};
+  b.labels = {3, 10};
+  digitflow::kernels::append_images(a, b);  // an empty set takes the size
+  digitflow::kernels::append_images(a, b);
+  EXPECT_EQ(a.count, 4);
+  EXPECT_EQ(a.rows, 2);
+  EXPECT_EQ(a.cols, 2);
+  EXPECT_EQ(a.labels, (std::vector<uint8_t>{3, 10, 3, 10}));
+  ASSERT_EQ(a.pixels.size(), 16u);
+  EXPECT_EQ(a.pixels[8], 1);
+  EXPECT_EQ(a.pixels[15], 8);
+  odd.count = 1;
+  odd.rows = odd.cols = 3;
+  odd.pixels.assign(9, 0);
+  odd.labels = {1};
+  EXPECT_TRUE(digitflow::testing::throws_with_message<std::invalid_argument>(
+      [&] { digitflow::kernels::append_images(a, odd); }, {"3x3", "2x2"}));
+  EXPECT_EQ(a.count, 4);
+}

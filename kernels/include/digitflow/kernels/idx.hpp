@@ -34,6 +34,10 @@ struct LabelledImages {
 LabelledImages read_idx_images(const std::filesystem::path& images,
                                const std::filesystem::path& labels);  // throws DataError
 
+// Appends `from`'s images and labels to `to`; an empty `to` takes `from`'s image size.
+// Throws std::invalid_argument when both hold images of different sizes.
+void append_images(LabelledImages& to, const LabelledImages& from);
+
 enum class MnistSplit { train, test };
 // Reads {train,t10k}-{images-idx3,labels-idx1}-ubyte from `dir`.
 LabelledImages load_mnist(const std::filesystem::path& dir, MnistSplit split);
