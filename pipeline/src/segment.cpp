@@ -156,6 +156,52 @@ bool looks_like_print(const Segmentation& seg, const StringCandidate& candidate,
   return read >= 2 && 2 * rejected > read;
 }
 
+// A 5's flag written apart and drawn off to the right of its body: a short flat stroke beside
+// the top of the digit on its left, sharing too few columns with it for the join of broken
+// strokes. Too flat to be a slot, it would be dropped, leaving a body that reads as "not a
+// digit" (or "S") and a gap wide enough to split the string there. Such a stroke joins that
+// digit when it starts past the digit's middle and at most `near` of its height after it,
+// lies level with its top (reaching into its top rows, not floating above them as a tick
+// does), and the two together are no wider than a wide digit. A stroke that also lies over
+// the top of the next digit is left alone: it may be that digit's (a 7's bar).
+void join_flags(const Components& components, const std::vector<int>& kept, UnionFind& groups,
+                const SegmentOptions& options) {
+  const size_t n = static_cast<size_t>(components.count());
+  std::vector<cv::Rect> box(n);
+  for (int i : kept) {
+    cv::Rect& b = box[static_cast<size_t>(groups.find(i))];
+    b = b.empty() ? components.boxes[static_cast<size_t>(i)] : (b | components.boxes[static_cast<size_t>(i)]);
+  }
+  std::vector<int> digits, flags;
+  for (size_t g = 0; g < n; ++g) {
+    const cv::Rect& b = box[g];
+    if (b.empty()) continue;
+    if (b.height >= options.min_digit_height && b.height <= options.max_digit_height) digits.push_back(static_cast<int>(g));
+    else if (2 * b.height < options.min_digit_height && 2 * b.width >= 3 * b.height && 3 * b.width >= options.min_digit_height)
+      flags.push_back(static_cast<int>(g));
+  }
+  constexpr double near = 0.3;
+  for (int f : flags) {
+    const cv::Rect r = box[static_cast<size_t>(f)];
+    int best = -1;
+    double best_gap = 1e18;
+    bool over_another = false;
+    for (int g : digits) {
+      const cv::Rect& d = box[static_cast<size_t>(g)];
+      const double h = d.height;
+      const bool level = r.y >= d.y - near * h && r.y + r.height <= d.y + 0.4 * h && r.y + r.height >= d.y - 0.1 * h;
+      if (!level) continue;
+      const int gap = r.x - (d.x + d.width);
+      if (2 * r.x >= 2 * d.x + d.width && gap <= near * h && r.x + r.width - d.x <= 2.2 * h) {
+        if (gap < best_gap) best_gap = gap, best = g;
+      } else if (2 * overlap(r.x, r.x + r.width, d.x, d.x + d.width) >= r.width) {
+        over_another = true;
+      }
+    }
+    if (best >= 0 && !over_another) groups.join(f, best);
+  }
+}
+
 }  // namespace
 
 Box map_box(const Box& box, const cv::Mat& affine, int width, int height) {
@@ -207,6 +253,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
         groups.join(kept[a], kept[b]);
     }
   }
+  join_flags(components, kept, groups, options);
   std::vector<int> group_of(static_cast<size_t>(n), -1);
   std::vector<cv::Rect> group_rect;
   std::vector<int> root_index(static_cast<size_t>(n), -1);

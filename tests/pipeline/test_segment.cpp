@@ -456,6 +456,20 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   EXPECT_LE(seg.strings[0].slots[2].box.y, top + 4) << "the flag was left out of its digit";
   EXPECT_GE(seg.strings[0].slots[2].box.x + seg.strings[0].slots[2].box.w, x + 52);
 
+  // A 5's flag written apart off to the right of its body, sharing none of its columns and
+  // longer than the body is wide, then "47": the flag joins the body, and the string is not
+  // split at the gap the flag would leave (wider than a digit's height).
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  cv::ellipse(page, {x + 14, top + 38}, {14, 20}, 0, -100, 200, cv::Scalar(30), 5);  // body, columns ~x-2..x+30
+  cv::line(page, {x + 36, top + 12}, {x + 70, top + 10}, cv::Scalar(30), 5);          // flag, rows ~top+8..top+14
+  write_digits(page, {4, 7}, {x + 96, 150}, 60, 14);
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u) << "the string was split where the flag was";
+  ASSERT_EQ(seg.strings[0].slots.size(), 5u);
+  EXPECT_GE(seg.strings[0].slots[2].box.x + seg.strings[0].slots[2].box.w, x + 70) << "the flag was left out of its digit";
+  EXPECT_LE(seg.strings[0].slots[2].box.x, x);
+
   // A full-height stem and a short loop close beside it (a 6 written in two strokes).
   page.setTo(235);
   digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
