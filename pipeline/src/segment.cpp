@@ -162,8 +162,8 @@ bool looks_like_print(const Segmentation& seg, const StringCandidate& candidate,
 // digit" (or "S") and a gap wide enough to split the string there. Such a stroke joins that
 // digit when it starts past the digit's middle and at most `near` of its height after it,
 // lies level with its top (reaching into its top rows, not floating above them as a tick
-// does), and the two together are no wider than a wide digit. A stroke that also lies over
-// the top of the next digit is left alone: it may be that digit's (a 7's bar).
+// does), and the two together are no wider than a wide digit. (A stroke that lies over the
+// next digit's top, as a 7's bar written apart does, has already joined that digit above.)
 void join_flags(const Components& components, const std::vector<int>& kept, UnionFind& groups,
                 const SegmentOptions& options) {
   const size_t n = static_cast<size_t>(components.count());
@@ -177,7 +177,7 @@ void join_flags(const Components& components, const std::vector<int>& kept, Unio
     const cv::Rect& b = box[g];
     if (b.empty()) continue;
     if (b.height >= options.min_digit_height && b.height <= options.max_digit_height) digits.push_back(static_cast<int>(g));
-    else if (2 * b.height < options.min_digit_height && 2 * b.width >= 3 * b.height && 3 * b.width >= options.min_digit_height)
+    else if (2 * b.height < options.min_digit_height && b.width > 2 * b.height && 3 * b.width >= options.min_digit_height)
       flags.push_back(static_cast<int>(g));
   }
   constexpr double near = 0.3;
@@ -185,20 +185,15 @@ void join_flags(const Components& components, const std::vector<int>& kept, Unio
     const cv::Rect r = box[static_cast<size_t>(f)];
     int best = -1;
     double best_gap = 1e18;
-    bool over_another = false;
     for (int g : digits) {
       const cv::Rect& d = box[static_cast<size_t>(g)];
       const double h = d.height;
       const bool level = r.y >= d.y - near * h && r.y + r.height <= d.y + 0.4 * h && r.y + r.height >= d.y - 0.1 * h;
-      if (!level) continue;
       const int gap = r.x - (d.x + d.width);
-      if (2 * r.x >= 2 * d.x + d.width && gap <= near * h && r.x + r.width - d.x <= 2.2 * h) {
-        if (gap < best_gap) best_gap = gap, best = g;
-      } else if (2 * overlap(r.x, r.x + r.width, d.x, d.x + d.width) >= r.width) {
-        over_another = true;
-      }
+      if (level && 2 * r.x >= 2 * d.x + d.width && gap <= near * h && r.x + r.width - d.x <= 2.2 * h && gap < best_gap)
+        best_gap = gap, best = g;
     }
-    if (best >= 0 && !over_another) groups.join(f, best);
+    if (best >= 0) groups.join(f, best);
   }
 }
 
