@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <opencv2/imgproc.hpp>
 
@@ -159,11 +160,15 @@ bool looks_like_print(const Segmentation& seg, const StringCandidate& candidate,
 // A 5's flag written apart and drawn off to the right of its body: a short flat stroke beside
 // the top of the digit on its left, sharing too few columns with it for the join of broken
 // strokes. Too flat to be a slot, it would be dropped, leaving a body that reads as "not a
-// digit" (or "S") and a gap wide enough to split the string there. Such a stroke joins that
-// digit when it starts past the digit's middle and at most `near` of its height after it,
-// lies level with its top (reaching into its top rows, not floating above them as a tick
-// does), and the two together are no wider than a wide digit. (A stroke that lies over the
-// next digit's top, as a 7's bar written apart does, has already joined that digit above.)
+// digit" (or "S") and a gap wide enough to split the string there. A stroke under half the
+// digit height (options.min_digit_height), more than twice as wide as tall and at least a
+// third of that height wide joins the digit-height group on its left that is nearest (by
+// the gap from its right edge to the stroke's start) when it is level with its top (from
+// `near` of its height above it to 0.4 of it below, its bottom no higher than 0.1 above it:
+// not a tick floating over it), starts past its middle and at most `near` of its height
+// after it, and the two together are no wider than 2.2 of its height. A stroke that also
+// lies level over a third of its width of another digit is left alone: it may be that
+// digit's (a 7's bar written apart, over a 7 in pieces that the join above did not reach).
 void join_flags(const Components& components, const std::vector<int>& kept, UnionFind& groups,
                 const SegmentOptions& options) {
   const size_t n = static_cast<size_t>(components.count());
@@ -184,16 +189,21 @@ void join_flags(const Components& components, const std::vector<int>& kept, Unio
   for (int f : flags) {
     const cv::Rect r = box[static_cast<size_t>(f)];
     int best = -1;
-    double best_gap = 1e18;
+    int best_gap = std::numeric_limits<int>::max();
+    bool over_another = false;
     for (int g : digits) {
       const cv::Rect& d = box[static_cast<size_t>(g)];
       const double h = d.height;
       const bool level = r.y >= d.y - near * h && r.y + r.height <= d.y + 0.4 * h && r.y + r.height >= d.y - 0.1 * h;
+      if (!level) continue;
       const int gap = r.x - (d.x + d.width);
-      if (level && 2 * r.x >= 2 * d.x + d.width && gap <= near * h && r.x + r.width - d.x <= 2.2 * h && gap < best_gap)
-        best_gap = gap, best = g;
+      if (2 * r.x >= 2 * d.x + d.width && gap <= near * h && r.x + r.width - d.x <= 2.2 * h) {
+        if (std::abs(gap) < best_gap) best_gap = std::abs(gap), best = g;
+      } else if (3 * overlap(r.x, r.x + r.width, d.x, d.x + d.width) >= r.width) {
+        over_another = true;
+      }
     }
-    if (best >= 0) groups.join(f, best);
+    if (best >= 0 && !over_another) groups.join(f, best);
   }
 }
 
