@@ -470,6 +470,19 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   EXPECT_GE(seg.strings[0].slots[2].box.x + seg.strings[0].slots[2].box.w, x + 70) << "the flag was left out of its digit";
   EXPECT_LE(seg.strings[0].slots[2].box.x, x);
 
+  // "38", then a 7 whose bar was written apart, starting just after the 8's top: the bar is
+  // the 7's, not a flag of the 8.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const int eight_right = digits.back().br().x;
+  cv::line(page, {eight_right + 6, top + 6}, {eight_right + 46, top + 6}, cv::Scalar(30), 5);   // bar, rows ~top+3..top+9
+  cv::line(page, {eight_right + 44, top + 14}, {eight_right + 30, top + 60}, cv::Scalar(30), 5);  // stem, 3 px below it
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 3u);
+  EXPECT_LE(seg.strings[0].slots[1].box.x + seg.strings[0].slots[1].box.w, eight_right + 2) << "the 8 took the 7's bar";
+  EXPECT_LE(seg.strings[0].slots[2].box.y, top + 4) << "the 7 lost its bar";
+
   // A full-height stem and a short loop close beside it (a 6 written in two strokes).
   page.setTo(235);
   digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
