@@ -285,42 +285,35 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   EXPECT_EQ(e.status, 2) << e.output;
   EXPECT_TRUE(contains(e.output, "--data and --pages")) << e.output;
 
-  // Wrong uses, each named.
-  r = run("train --init " + (dir / "none.safetensors").string() + " --out " + model.string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "none.safetensors: no such file")) << r.output;
-  r = run("train --init models/digits.safetensors --model config/models/default.yaml --out " + model.string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "--init and --model")) << r.output;
-  r = run("train --config config/train.yaml --pages " + (dir / "missing").string() + " --out " + model.string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "missing: no such folder")) << r.output;
+  // Wrong uses, each named: the exit status and the words that say what is wrong.
+  auto refused = [](const std::string& command, int status, const std::string& says) {
+    Result result = run(command);
+    EXPECT_EQ(result.status, status) << command << "\n" << result.output;
+    EXPECT_TRUE(contains(result.output, says)) << command << "\n" << result.output;
+    return result;
+  };
+  const std::string out = " --out " + model.string();
+  refused("train --init " + (dir / "none.safetensors").string() + out, 2, "none.safetensors: no such file");
+  refused("train --init models/digits.safetensors --model config/models/default.yaml" + out, 2, "--init and --model");
+  refused("train --config config/train.yaml --pages " + (dir / "missing").string() + out, 2, "missing: no such folder");
   std::filesystem::create_directories(dir / "empty");
-  r = run("train --config config/train.yaml --pages " + (dir / "empty").string() + " --out " + model.string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "no truth.jsonl")) << r.output;
-  r = run("train --model config/models/seed.yaml --pages " + (dir / "pages").string() + " --out " + model.string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "data.pages needs data.negatives")) << r.output;
+  refused("train --config config/train.yaml --pages " + (dir / "empty").string() + out, 2, "no truth.jsonl");
+  refused("train --model config/models/seed.yaml --pages " + (dir / "pages").string() + out, 2,
+          "data.pages needs data.negatives");
   std::filesystem::create_directories(dir / "broken");
   std::ofstream(dir / "broken/x.png") << "junk";
   std::ofstream(dir / "broken/truth.jsonl") << R"({"page":"x.png","page_index":0,"width":10,"height":10,"strings":[]})"
                                             << "\n";
-  r = run("eval --pages " + (dir / "broken").string());
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_TRUE(contains(r.output, "no digit image could be cut")) << r.output;
+  r = refused("eval --pages " + (dir / "broken").string(), 1, "no digit image could be cut");
   EXPECT_TRUE(contains(r.output, "x.png: not an image")) << r.output;
-  r = run("train --config config/train.yaml --init " + model.string() + " --out " + model.string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "would be overwritten")) << r.output;
+  refused("train --config config/train.yaml --init " + model.string() + out, 2, "would be overwritten");
   // A model without class 10 cannot be scored on pieces half of which are print.
   const auto ten = dir / "ten.safetensors";
   r = run("train --model config/models/seed.yaml --epochs 1 --train-images 300 --threads 2 "
           "--set train.validation_images=100 --out " + ten.string());
   ASSERT_EQ(r.status, 0) << r.output;
-  r = run("eval --model " + ten.string() + " --pages " + (dir / "pages").string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "--pages needs a model with 11 classes")) << r.output;
+  refused("eval --model " + ten.string() + " --pages " + (dir / "pages").string(), 2,
+          "--pages needs a model with 11 classes");
 }
 
 TEST(Cli, TrainWritesModelAndMetricsCsv) {
