@@ -133,6 +133,7 @@ int run_train(int argc, char** argv) {
   constexpr double kDigitsThroughPage = 0.5;
   k::LabelledImages held_out;
   int64_t page_images = 0;
+  std::vector<bool> mnist_digit;  // per image of train_set
   if (negatives > 0) {
     k::LabelledImages generated = pipeline::make_negatives(negatives, tc.seed, &train_set);
     if (cut.count > 0) {  // spread through the set with the negatives
@@ -140,8 +141,16 @@ int run_train(int argc, char** argv) {
       k::append_images(generated, cut);
     }
     train_set = pipeline::with_negatives(pipeline::digits_through_page(train_set, tc.seed, kDigitsThroughPage),
-                                         generated, tc.seed);
+                                         generated, tc.seed, &mnist_digit);
     held_out = pipeline::make_negatives(pipeline::kHeldOutNegatives, pipeline::kHeldOutNegativesSeed, &test_set);
+  }
+  // data.mnist_repeats: each MNIST digit drawn that many times per epoch, the rest once.
+  const int mnist_repeats = settings.data.mnist_repeats;
+  std::vector<uint8_t> repeats;
+  if (mnist_repeats > 1) {
+    repeats.assign(static_cast<size_t>(train_set.count), 1);
+    for (size_t i = 0; i < repeats.size(); ++i)
+      if (mnist_digit.empty() || mnist_digit[i]) repeats[i] = static_cast<uint8_t>(mnist_repeats);
   }
 
   k::Network net = start ? std::move(start->network) : k::Network(spec, tc.seed);
@@ -150,12 +159,16 @@ int run_train(int argc, char** argv) {
   net.set_int8_calibration({});
   std::cerr << "training " << spec.name << " (" << net.parameter_count() << " parameters, "
             << net.forward_macs() / 1000000.0 << "M multiply-adds per image) on "
-            << train_set.count - tc.validation_images << " images"
-            << (negatives > 0 ? " (" + std::to_string(negatives) +
-                                    " of the set are generated negatives, half the digits redrawn as on a page" +
-                                    (page_images > 0 ? ", " + std::to_string(page_images) + " cut from pages" : std::string()) +
-                                    ")"
-                              : std::string())
+            << train_set.count - tc.validation_images << " images";
+  std::vector<std::string> notes;
+  if (negatives > 0)
+    notes.push_back(std::to_string(negatives) +
+                    " of the set are generated negatives, half the digits redrawn as on a page" +
+                    (page_images > 0 ? ", " + std::to_string(page_images) + " cut from pages" : std::string()));
+  if (mnist_repeats > 1)
+    notes.push_back("each MNIST digit drawn " + std::to_string(mnist_repeats) + " times an epoch");
+  for (size_t i = 0; i < notes.size(); ++i) std::cerr << (i == 0 ? " (" : "; ") << notes[i];
+  std::cerr << (notes.empty() ? "" : ")")
             << (start ? ", starting from " + init : std::string())
             << ", " << tc.validation_images << " held out; " << tc.epochs << " epochs, " << tc.optimizer << ", "
             << k::thread_count() << " threads\n";
@@ -195,7 +208,7 @@ int run_train(int argc, char** argv) {
       k::save_model(out_path, current, k::to_json(tc),
                     {{"best_epoch", m.epoch}, {"val_accuracy", m.val_accuracy}, {"history", history}});
   };
-  k::TrainResult result = k::train(net, train_set, tc, callbacks, backend);
+  k::TrainResult result = k::train(net, train_set, tc, callbacks, backend, repeats);
 
   k::EvalResult test = k::evaluate(net, test_set, 500, backend);
   nlohmann::json metrics = {{"test_accuracy", test.accuracy},

@@ -252,6 +252,8 @@ const std::vector<Field>& fields() {
             "data.negatives", [](auto& s) -> auto& { return s.data.negatives; }, at_least_0),
         text_field(  // a folder, or "" to train on MNIST (and the negatives) alone
             "data.pages", [](auto& s) -> auto& { return s.data.pages; }),
+        int_field(
+            "data.mnist_repeats", [](auto& s) -> auto& { return s.data.mnist_repeats; }, Range{1, 8}),
         path_field(
             "model.default", [](auto& s) -> auto& { return s.model.default_model; }),
         path_field(

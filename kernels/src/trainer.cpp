@@ -183,12 +183,13 @@ void Optimizer::step(float lr) {
 }
 
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
-                  const TrainCallbacks& callbacks, Backend backend) {
+                  const TrainCallbacks& callbacks, Backend backend, std::span<const uint8_t> repeats) {
   backend = start_backend(backend);
 #if DIGITFLOW_HAVE_CUDA
-  if (backend != Backend::cpu) return cuda::train_on_device(net, data, config, callbacks, backend);
+  if (backend != Backend::cpu)
+    return cuda::train_on_device(net, data, config, callbacks, backend, 50, repeats);
 #endif
-  const detail::TrainingPlan plan = detail::plan_training(config, data, net);
+  const detail::TrainingPlan plan = detail::plan_training(config, data, net, repeats);
   const int rows = data.rows, cols = data.cols, classes = net.spec().classes;
   const int64_t image_size = int64_t{rows} * cols;
   const int batch = config.batch_size;
@@ -246,17 +247,30 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
 
 namespace detail {
 
-TrainingPlan plan_training(const TrainConfig& config, const LabelledImages& data, const Network& net) {
+TrainingPlan plan_training(const TrainConfig& config, const LabelledImages& data, const Network& net,
+                           std::span<const uint8_t> repeats) {
   validate(config, data, net);
+  if (!repeats.empty() && static_cast<int64_t>(repeats.size()) != data.count)
+    throw std::invalid_argument("train: " + std::to_string(repeats.size()) + " repeat counts for " +
+                                std::to_string(data.count) + " images");
   // Validation split: the first validation_images of a seeded permutation.
   std::vector<int64_t> all(static_cast<size_t>(data.count));
   std::iota(all.begin(), all.end(), 0);
   std::shuffle(all.begin(), all.end(), std::mt19937_64(mix_seed(config.seed, 0x5eed)));
   TrainingPlan plan;
   plan.validation.assign(all.begin(), all.begin() + config.validation_images);
-  plan.training.assign(all.begin() + config.validation_images, all.end());
+  if (repeats.empty()) {
+    plan.training.assign(all.begin() + config.validation_images, all.end());
+  } else {
+    for (auto it = all.begin() + config.validation_images; it != all.end(); ++it)
+      plan.training.insert(plan.training.end(), repeats[static_cast<size_t>(*it)], *it);
+  }
   std::sort(plan.validation.begin(), plan.validation.end());
   plan.batches = static_cast<int64_t>(plan.training.size()) / config.batch_size;
+  if (plan.batches == 0)
+    throw std::invalid_argument("train: the repeat counts leave " + std::to_string(plan.training.size()) +
+                                " training images, fewer than one batch of " +
+                                std::to_string(config.batch_size));
   plan.total_steps = plan.batches * config.epochs;
   return plan;
 }

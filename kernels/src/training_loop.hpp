@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,9 +23,10 @@ struct TrainingPlan {
   int64_t batches = 0;  // per epoch (the last incomplete batch is dropped)
   int64_t total_steps = 0;
 };
-// Checks the config and data (std::invalid_argument) and draws the validation split.
+// Checks the config and data (std::invalid_argument) and draws the validation split; each
+// training image is listed repeats[i] times (once when `repeats` is empty; see train()).
 TrainingPlan plan_training(const TrainConfig& config, const LabelledImages& data,
-                           const Network& net);
+                           const Network& net, std::span<const uint8_t> repeats = {});
 // The training images of `epoch` in the order they are drawn.
 std::vector<int64_t> epoch_order(const TrainingPlan& plan, const TrainConfig& config, int epoch);
 // The seed of batch position `position` of `epoch` is mix_seed(augment_seed_base(...), position).

@@ -637,7 +637,8 @@ kernels::LabelledImages digits_through_page(const kernels::LabelledImages& digit
 }
 
 kernels::LabelledImages with_negatives(const kernels::LabelledImages& digits,
-                                       const kernels::LabelledImages& negatives, uint64_t seed) {
+                                       const kernels::LabelledImages& negatives, uint64_t seed,
+                                       std::vector<bool>* from_digits) {
   if (negatives.count > 0 && (digits.rows != negatives.rows || digits.cols != negatives.cols))
     throw std::invalid_argument("with_negatives: the digits are " + std::to_string(digits.rows) + "x" +
                                 std::to_string(digits.cols) + " but the negatives " +
@@ -655,8 +656,10 @@ kernels::LabelledImages with_negatives(const kernels::LabelledImages& digits,
   out.cols = digits.cols;
   out.pixels.resize(static_cast<size_t>(total) * size);
   out.labels.resize(static_cast<size_t>(total));
+  if (from_digits) from_digits->assign(static_cast<size_t>(total), false);
   for (int64_t i = 0; i < total; ++i) {
     const int64_t src = order[static_cast<size_t>(i)];
+    if (from_digits) (*from_digits)[static_cast<size_t>(i)] = src < digits.count;
     const kernels::LabelledImages& from = src < digits.count ? digits : negatives;
     const int64_t j = src < digits.count ? src : src - digits.count;
     std::copy_n(from.pixels.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(j) * size), size,

@@ -264,9 +264,10 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   // A few steps from the shipped model at a small learning rate: it still reads MNIST.
   r = run("train --config config/train.yaml --init models/digits.safetensors --pages " + (dir / "pages").string() +
           " --epochs 1 --train-images 300 --negatives 100 --threads 2 --set train.validation_images=100 "
-          "--set train.lr=0.0002 --out " + model.string());
+          "--set train.lr=0.0002 --set data.mnist_repeats=2 --out " + model.string());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "cut from pages")) << r.output;
+  EXPECT_TRUE(contains(r.output, "each MNIST digit drawn 2 times an epoch")) << r.output;
   EXPECT_TRUE(contains(r.output, "starting from models/digits.safetensors")) << r.output;
   EXPECT_TRUE(contains(r.output, "pages/checks: 2 pages (0 failed)")) << r.output;
   Result e = run("eval --json --model " + model.string());
@@ -295,6 +296,8 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   const std::string out = " --out " + model.string();
   refused("train --init " + (dir / "none.safetensors").string() + out, 2, "none.safetensors: no such file");
   refused("train --init models/digits.safetensors --model config/models/default.yaml" + out, 2, "--init and --model");
+  refused("train --config config/train.yaml --set data.mnist_repeats=0" + out, 1,
+          "data.mnist_repeats: expects an integer >= 1 and <= 8, got 0");
   refused("train --config config/train.yaml --pages " + (dir / "missing").string() + out, 2, "missing: no such folder");
   std::filesystem::create_directories(dir / "empty");
   refused("train --config config/train.yaml --pages " + (dir / "empty").string() + out, 2, "no truth.jsonl");

@@ -338,6 +338,47 @@ TEST(Training, RefusesBadSettings) {
   EXPECT_THROW(train(net, tiny, c), std::invalid_argument);
 }
 
+// Repeat counts: an image is drawn that many times an epoch, and the validation split is
+// drawn from the images before they are repeated, so none is on both sides of it.
+TEST(Training, RepeatCountsWeighImagesOutsideTheValidationSplit) {
+  LabelledImages set;
+  set.count = 200, set.rows = 28, set.cols = 28;
+  set.pixels.resize(200u * 784);
+  for (size_t i = 0; i < set.pixels.size(); ++i) set.pixels[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
+  for (int i = 0; i < 200; ++i) set.labels.push_back(static_cast<uint8_t>(i % 10));
+  TrainConfig c = quick_config();
+  c.epochs = 1;
+  c.batch_size = 16;
+  c.validation_images = 40;
+  auto batches_and_weights = [&](std::vector<uint8_t> repeats) {
+    Network net(small_spec(), 9);
+    int64_t batches = 0;
+    TrainCallbacks callbacks;
+    callbacks.on_batch = [&](const TrainProgress& p) { batches = p.batches; };
+    train(net, set, c, callbacks, Backend::cpu, repeats);
+    return std::make_pair(batches, net.copy_state());
+  };
+  const auto [plain_batches, plain] = batches_and_weights({});
+  EXPECT_EQ(plain_batches, 160 / 16);
+  const auto [once_batches, once] = batches_and_weights(std::vector<uint8_t>(200, 1));
+  EXPECT_EQ(once_batches, plain_batches);
+  for (size_t i = 0; i < plain.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(plain[i].second.data(), once[i].second.data(),
+                             sizeof(float) * static_cast<size_t>(plain[i].second.numel())))
+        << "every count 1 trains as no counts: " << plain[i].first;
+  // 160 training images twice: 20 batches. Repeated before the split, 400 - 40 = 360 would be 22.
+  EXPECT_EQ(batches_and_weights(std::vector<uint8_t>(200, 2)).first, 320 / 16);
+  std::vector<uint8_t> some(200, 1);
+  for (size_t i = 0; i < 200; i += 2) some[i] = 0;  // about 80 of the 160 training images left out
+  const int64_t half = batches_and_weights(some).first;
+  EXPECT_GE(half, 3);
+  EXPECT_LE(half, 7);
+  Network net(small_spec(), 9);
+  EXPECT_THROW(train(net, set, c, {}, Backend::cpu, std::vector<uint8_t>(199, 1)), std::invalid_argument);
+  EXPECT_THROW(train(net, set, c, {}, Backend::cpu, std::vector<uint8_t>(200, 0)), std::invalid_argument)
+      << "no training image left";
+}
+
 TEST(Schedule, OneCycleAndCosine) {
   TrainConfig c;
   c.lr = 0.01f;

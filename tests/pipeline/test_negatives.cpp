@@ -130,8 +130,12 @@ TEST(Negatives, WithNegativesSpreadsThemEvenly) {
   negatives.pixels.assign(1000u * 784, 200);
   negatives.labels.assign(1000, kNotDigitClass);
 
-  const kernels::LabelledImages all = with_negatives(digits, negatives, 5);
+  std::vector<bool> from_digits;
+  const kernels::LabelledImages all = with_negatives(digits, negatives, 5, &from_digits);
   ASSERT_EQ(all.count, 5000);
+  ASSERT_EQ(from_digits.size(), 5000u);
+  for (size_t i = 0; i < 5000; ++i)
+    ASSERT_EQ(from_digits[i], all.labels[i] != kNotDigitClass) << "image " << i << " is said to come from the other set";
   EXPECT_EQ(all.labels, with_negatives(digits, negatives, 5).labels);
   EXPECT_NE(all.labels, with_negatives(digits, negatives, 6).labels);
   for (int part = 0; part < 5; ++part) {  // about 200 negatives in each fifth

@@ -36,6 +36,7 @@ struct DataSettings {
   std::string dir = "data/mnist";  // data.dir: folder of the MNIST IDX files
   int negatives = 0;               // data.negatives: generated "not a digit" images (class 10)
   std::string pages;               // data.pages: folder of training pages with truth ("" = none)
+  int mnist_repeats = 1;           // data.mnist_repeats: draws of each MNIST digit per epoch
 };
 
 struct ModelSettings {

@@ -56,8 +56,14 @@ struct TrainResult {
 // backend (cuda, cudnn; auto resolves through start_backend) the same run happens on the
 // device (cuda/network.hpp: train_on_device); a backend that cannot start throws
 // BackendUnavailable.
+// `repeats`, when not empty, holds one count per image: a training image is drawn that many
+// times per epoch (each time with its own augmentation), to weigh one part of a mixed set
+// more. The validation split is drawn from the images first, so no image is on both sides
+// of it; a count of 0 leaves an image out of training. Throws std::invalid_argument when
+// its size is not data.count.
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
-                  const TrainCallbacks& callbacks = {}, Backend backend = Backend::cpu);
+                  const TrainCallbacks& callbacks = {}, Backend backend = Backend::cpu,
+                  std::span<const uint8_t> repeats = {});
 
 struct EvalResult {
   int64_t count = 0;

@@ -58,9 +58,11 @@ kernels::LabelledImages digits_through_page(const kernels::LabelledImages& digit
                                             double share = 1.0);
 
 // `digits` followed by `negatives`, then deterministically shuffled (per seed), so that
-// negatives are spread evenly through the set. Both must have the same image size.
+// negatives are spread evenly through the set. Both must have the same image size. With
+// `from_digits`, also says for each image of the result whether it is one of `digits`.
 kernels::LabelledImages with_negatives(const kernels::LabelledImages& digits,
-                                       const kernels::LabelledImages& negatives, uint64_t seed);
+                                       const kernels::LabelledImages& negatives, uint64_t seed,
+                                       std::vector<bool>* from_digits = nullptr);
 
 // The share of an evaluation's images predicted as kNotDigitClass (0 when the model has no
 // such class): for held-out negatives, the rejection rate; for digits, the wrong rejections.

@@ -78,7 +78,7 @@ class DeviceOptimizer {
 // batches (each call waits for the device).
 TrainResult train_on_device(Network& net, const LabelledImages& data, const TrainConfig& config,
                             const TrainCallbacks& callbacks, Backend backend,
-                            int progress_every = 50);
+                            int progress_every = 50, std::span<const uint8_t> repeats = {});
 
 // evaluate() on the GPU.
 EvalResult evaluate_on_device(Network& net, const LabelledImages& data, Backend backend,
