@@ -1,6 +1,7 @@
 // digitflow train: trains a model YAML on MNIST (plus generated "not a digit" images as
 // class 10 when data.negatives > 0, and the pieces cut from pages with truth when
-// data.pages is set; from a model file's weights with --init), keeps the best epoch (by validation accuracy) on disk as
+// data.pages is set, each MNIST digit data.mnist_repeats times an epoch; from a model file's
+// weights with --init), keeps the best epoch (by validation accuracy) on disk as
 // it goes, writes per-epoch metrics to a CSV beside the model, and reports the test accuracy
 // of what it saved (and, with negatives, how many held-out negatives and digits it rejects).
 #include <cstdio>
@@ -55,9 +56,10 @@ int run_train(int argc, char** argv) {
              "epoch with the best validation accuracy in the model file, writes per-epoch\n"
              "metrics to NAME.metrics.csv beside it and prints the final test accuracy.\n"
              "With --pages, also on the digit images digitflow run cuts from pages of MNIST\n"
-             "training digits (digitflow synth --training-digits); with --init, from a model's\n"
-             "weights instead of random ones (config/train-pages.yaml: the shipped model's\n"
-             "second stage).",
+             "training digits (digitflow synth --training-digits), and --set data.mnist_repeats=N\n"
+             "draws each MNIST digit N times an epoch to keep its weight beside them; with\n"
+             "--init, from a model's weights instead of random ones (config/train-pages.yaml:\n"
+             "the shipped model's second stage).",
              options, nullptr, vm))
     return 0;
 
@@ -144,7 +146,8 @@ int run_train(int argc, char** argv) {
                                          generated, tc.seed, &mnist_digit);
     held_out = pipeline::make_negatives(pipeline::kHeldOutNegatives, pipeline::kHeldOutNegativesSeed, &test_set);
   }
-  // data.mnist_repeats: each MNIST digit drawn that many times per epoch, the rest once.
+  // data.mnist_repeats: each MNIST digit drawn that many times per epoch; the negatives and
+  // the pieces cut from pages once.
   const int mnist_repeats = settings.data.mnist_repeats;
   std::vector<uint8_t> repeats;
   if (mnist_repeats > 1) {
@@ -181,7 +184,9 @@ int run_train(int argc, char** argv) {
   ProgressLine progress;
   nlohmann::json history = nlohmann::json::array();
   k::TrainCallbacks callbacks;
+  int64_t batches_per_epoch = 0;
   callbacks.on_batch = [&](const k::TrainProgress& p) {
+    batches_per_epoch = p.batches;
     char line[200];
     std::snprintf(line, sizeof line,
                   "epoch %d/%d  %3.0f%%  %6.0f img/s  loss %.4f  acc %.2f%%  lr %.2e  ETA %s",
@@ -218,6 +223,8 @@ int run_train(int argc, char** argv) {
                             {"epochs_run", result.epochs.size()},
                             {"train_seconds", result.seconds},
                             {"threads", k::thread_count()},
+                            {"mnist_repeats", mnist_repeats},
+                            {"images_per_epoch", batches_per_epoch * tc.batch_size},
                             {"per_class", test.per_class},
                             {"confusion", test.confusion},
                             {"history", history}};

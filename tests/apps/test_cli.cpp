@@ -268,6 +268,16 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "cut from pages")) << r.output;
   EXPECT_TRUE(contains(r.output, "each MNIST digit drawn 2 times an epoch")) << r.output;
+  {
+    // 300 MNIST digits, 100 negatives and the pieces, 100 of them held out: drawn once, under
+    // 300 + pieces images an epoch; with the digits twice, over 200 more.
+    const auto at = r.output.find(" cut from pages");
+    ASSERT_NE(at, std::string::npos) << r.output;
+    const int64_t pieces = std::stoll(r.output.substr(r.output.rfind(' ', at - 1) + 1));
+    const auto tuned = digitflow::kernels::load_model(model);
+    EXPECT_EQ(tuned.metrics["mnist_repeats"], 2);
+    EXPECT_GT(tuned.metrics["images_per_epoch"].get<int64_t>(), 300 + pieces + 200 - 128) << r.output;
+  }
   EXPECT_TRUE(contains(r.output, "starting from models/digits.safetensors")) << r.output;
   EXPECT_TRUE(contains(r.output, "pages/checks: 2 pages (0 failed)")) << r.output;
   Result e = run("eval --json --model " + model.string());

@@ -15,6 +15,7 @@
 #include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/trainer.hpp"
 #include "test_support.hpp"
+#include "training_loop.hpp"
 
 namespace digitflow::kernels {
 namespace {
@@ -368,12 +369,23 @@ TEST(Training, RepeatCountsWeighImagesOutsideTheValidationSplit) {
         << "every count 1 trains as no counts: " << plain[i].first;
   // 160 training images twice: 20 batches. Repeated before the split, 400 - 40 = 360 would be 22.
   EXPECT_EQ(batches_and_weights(std::vector<uint8_t>(200, 2)).first, 320 / 16);
-  std::vector<uint8_t> some(200, 1);
-  for (size_t i = 0; i < 200; i += 2) some[i] = 0;  // about 80 of the 160 training images left out
-  const int64_t half = batches_and_weights(some).first;
-  EXPECT_GE(half, 3);
-  EXPECT_LE(half, 7);
+  // Uneven counts: each training image listed as often as its count says, no validation image.
+  std::vector<uint8_t> uneven(200);
+  for (size_t i = 0; i < 200; ++i) uneven[i] = static_cast<uint8_t>(i % 3);
   Network net(small_spec(), 9);
+  const detail::TrainingPlan plan = detail::plan_training(c, set, net, uneven);
+  ASSERT_EQ(plan.validation.size(), 40u);
+  std::vector<int> listed(200, 0);
+  for (int64_t i : plan.training) ++listed[static_cast<size_t>(i)];
+  std::vector<bool> validation(200, false);
+  for (int64_t i : plan.validation) validation[static_cast<size_t>(i)] = true;
+  size_t total = 0;
+  for (size_t i = 0; i < 200; ++i) {
+    EXPECT_EQ(listed[i], validation[i] ? 0 : uneven[i]) << "image " << i << (validation[i] ? ", held out" : "");
+    total += validation[i] ? 0 : uneven[i];
+  }
+  EXPECT_EQ(plan.training.size(), total);
+  EXPECT_EQ(plan.validation, detail::plan_training(c, set, net).validation) << "the counts do not move the split";
   EXPECT_THROW(train(net, set, c, {}, Backend::cpu, std::vector<uint8_t>(199, 1)), std::invalid_argument);
   EXPECT_THROW(train(net, set, c, {}, Backend::cpu, std::vector<uint8_t>(200, 0)), std::invalid_argument)
       << "no training image left";

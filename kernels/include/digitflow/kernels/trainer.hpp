@@ -60,7 +60,7 @@ struct TrainResult {
 // times per epoch (each time with its own augmentation), to weigh one part of a mixed set
 // more. The validation split is drawn from the images first, so no image is on both sides
 // of it; a count of 0 leaves an image out of training. Throws std::invalid_argument when
-// its size is not data.count.
+// its size is not data.count or the counts leave less than one batch.
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
                   const TrainCallbacks& callbacks = {}, Backend backend = Backend::cpu,
                   std::span<const uint8_t> repeats = {});
