@@ -5,6 +5,7 @@
 #include "digitflow/pipeline/fields.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <queue>
@@ -251,6 +252,46 @@ std::optional<std::string> correct(const FieldSpec& spec,
   return std::nullopt;
 }
 
+// A check-digit rule's term for digit d at position i of n: the rule holds when the terms
+// sum to a multiple of 10. -1 for rules that are no such sum.
+int check_term(FieldRule rule, size_t i, size_t n, int d) {
+  switch (rule) {
+    case FieldRule::aba_routing: {
+      static constexpr int kWeights[3] = {3, 7, 1};
+      return kWeights[i % 3] * d;
+    }
+    case FieldRule::luhn:  // doubled: every second digit from the right, the check digit excluded
+      return (n - 1 - i) % 2 == 1 ? (d * 2 > 9 ? d * 2 - 9 : d * 2) : d;
+    default:
+      return -1;
+  }
+}
+
+// The probability that digits drawn one by one, each from its candidates (the mass outside
+// them spread evenly over the other digits), pass a check-digit rule; nullopt for the other
+// rules. A sum over the 10^n strings, kept as the distribution of the running sum mod 10.
+std::optional<double> check_probability(FieldRule rule, const std::vector<std::vector<Candidate>>& candidates) {
+  const size_t n = candidates.size();
+  if (n == 0 || check_term(rule, 0, n, 0) < 0) return std::nullopt;
+  std::array<double, 10> sum{};
+  sum[0] = 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    double listed = 0;
+    for (const Candidate& c : candidates[i]) listed += std::max(0.0, static_cast<double>(c.confidence));
+    std::array<double, 10> p;
+    p.fill(std::max(0.0, 1.0 - listed) / static_cast<double>(10 - candidates[i].size()));
+    for (const Candidate& c : candidates[i])
+      p[static_cast<size_t>(c.digit)] = std::max(0.0, static_cast<double>(c.confidence));
+    std::array<double, 10> next{};
+    for (int d = 0; d < 10; ++d) {
+      const size_t term = static_cast<size_t>(check_term(rule, i, n, d) % 10);
+      for (size_t r = 0; r < 10; ++r) next[(r + term) % 10] += sum[r] * p[static_cast<size_t>(d)];
+    }
+    sum = next;
+  }
+  return sum[0];
+}
+
 }  // namespace
 
 FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& strings,
@@ -281,9 +322,9 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
   }
   std::string chosen = best;
   field.valid = rule_holds(spec, best);
+  std::vector<std::vector<Candidate>> candidates;
+  for (const DigitResult& d : found->digits) candidates.push_back(candidates_of(d));
   if (!field.valid && !found->digits.empty()) {
-    std::vector<std::vector<Candidate>> candidates;
-    for (const DigitResult& d : found->digits) candidates.push_back(candidates_of(d));
     double corrected_probability = 0;
     if (auto text = correct(spec, candidates, best, corrected_probability)) {
       chosen = *text;
@@ -293,6 +334,14 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
     }
   }
   field.text = format_field(spec, chosen);
+  // A check digit tells right from wrong: the digits are right given that they pass, so
+  // their probability is divided by that of passing at all. No one digit changed passes
+  // (ABA's weights and Luhn's doubling see every change of one digit), so a field whose
+  // doubt is one digit comes out sure, and one whose doubt is two that could both change and
+  // still pass does not. Other rules keep the product: dividing by their chance could only raise it.
+  if (field.valid)
+    if (const std::optional<double> pass = check_probability(spec.rule, candidates); pass && *pass > 0)
+      probability = std::min(1.0, probability / *pass);
   // A field that breaks its rule or its length is not what the form holds: it goes to a
   // person whatever its digits' confidence (on the synthetic forms and checks not one such
   // field of 59 was read right).
