@@ -352,8 +352,15 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
 void apply_template(const Template& form, PageResult& page) {
   page.fields.clear();
   if (page.error) return;
-  for (const FieldSpec& spec : form.fields)
-    page.fields.push_back(read_field(spec, page.strings, page.width, page.height));
+  for (const FieldSpec& spec : form.fields) {
+    FieldResult field = read_field(spec, page.strings, page.width, page.height);
+    // A string read whole as a field that passes its check digit, as it stands, is as sure
+    // as that field: the summary, the overlays and the review of uncertain strings see it so.
+    if (field.valid && !field.corrected && check_term(spec.rule, 0, 1, 0) >= 0)
+      for (StringResult& s : page.strings)
+        if (s.box == field.box && s.text == field.text) s.confidence = std::max(s.confidence, field.confidence);
+    page.fields.push_back(std::move(field));
+  }
 }
 
 }  // namespace digitflow::pipeline

@@ -319,6 +319,20 @@ TEST(FieldsRead, ApplyTemplateFillsOneFieldPerSpecInOrder) {
   EXPECT_TRUE(page.fields[1].valid);
   EXPECT_EQ(page.fields[2].name, "date");
   EXPECT_FALSE(page.fields[2].found);
+  // The routing string passes its check digit as read: as sure as its field. The amount
+  // string, under a rule without one, keeps its own confidence.
+  EXPECT_GT(page.fields[1].confidence, 0.999);
+  EXPECT_EQ(page.strings[0].confidence, page.fields[1].confidence);
+  EXPECT_NEAR(page.strings[1].confidence, std::pow(0.99, 4), 1e-6);
+  // A routing number that needed a correction: the string keeps its own reading's confidence.
+  page.fields.clear();
+  page.strings = {digit_string("011000016", {50, 420, 270, 40})};
+  page.strings[0].digits.back().confidence = 0.6f;
+  page.strings[0].digits.back().top = {{6, 0.6f}, {5, 0.3f}, {8, 0.1f}};
+  page.strings[0].confidence = std::pow(0.99, 8) * 0.6;
+  apply_template(form, page);
+  EXPECT_TRUE(page.fields[1].corrected);
+  EXPECT_NEAR(page.strings[0].confidence, std::pow(0.99, 8) * 0.6, 1e-6);
 
   PageResult failed;
   failed.error = "cannot decode";

@@ -86,7 +86,8 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
                        int page_width, int page_height);
 
 // Sets page.fields to one FieldResult per field of the template, in template order. A page
-// that failed (page.error set) gets no fields.
+// that failed (page.error set) gets no fields. A string that is a whole check-digit field
+// (aba_routing, luhn), valid as read, takes the field's confidence when it is higher.
 void apply_template(const Template& form, PageResult& page);
 
 }  // namespace digitflow::pipeline
