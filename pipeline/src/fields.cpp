@@ -188,8 +188,8 @@ std::vector<Candidate> candidates_of(const DigitResult& d) {
                      [&](const Candidate& o) { return o.digit == c.digit; }))
       list.push_back(c);
   }
-  if (std::none_of(list.begin(), list.end(),
-                   [&](const Candidate& o) { return o.digit == d.digit; }))
+  if (d.digit >= 0 && d.digit <= 9 &&
+      std::none_of(list.begin(), list.end(), [&](const Candidate& o) { return o.digit == d.digit; }))
     list.push_back({d.digit, d.confidence});
   std::stable_sort(list.begin(), list.end(), [](const Candidate& a, const Candidate& b) {
     return a.confidence > b.confidence;
@@ -252,44 +252,49 @@ std::optional<std::string> correct(const FieldSpec& spec,
   return std::nullopt;
 }
 
+bool has_check_digit(FieldRule rule) { return rule == FieldRule::aba_routing || rule == FieldRule::luhn; }
+
 // A check-digit rule's term for digit d at position i of n: the rule holds when the terms
-// sum to a multiple of 10. -1 for rules that are no such sum.
+// sum to a multiple of 10.
 int check_term(FieldRule rule, size_t i, size_t n, int d) {
-  switch (rule) {
-    case FieldRule::aba_routing: {
-      static constexpr int kWeights[3] = {3, 7, 1};
-      return kWeights[i % 3] * d;
-    }
-    case FieldRule::luhn:  // doubled: every second digit from the right, the check digit excluded
-      return (n - 1 - i) % 2 == 1 ? (d * 2 > 9 ? d * 2 - 9 : d * 2) : d;
-    default:
-      return -1;
+  if (rule == FieldRule::aba_routing) {
+    static constexpr int kWeights[3] = {3, 7, 1};
+    return kWeights[i % 3] * d;
   }
+  // Luhn: every second digit from the right doubled, the check digit (the last) not.
+  return (n - 1 - i) % 2 == 1 ? (d * 2 > 9 ? d * 2 - 9 : d * 2) : d;
 }
 
-// The probability that digits drawn one by one, each from its candidates (the mass outside
-// them spread evenly over the other digits), pass a check-digit rule; nullopt for the other
-// rules. A sum over the 10^n strings, kept as the distribution of the running sum mod 10.
-std::optional<double> check_probability(FieldRule rule, const std::vector<std::vector<Candidate>>& candidates) {
+// The probability that the digits, each drawn from its position's candidates, pass a
+// check-digit rule. A position's mass outside its candidates is spread evenly over its
+// other digits, but for its "not a digit" share: a piece that is no digit makes the string
+// wrong in a way the rule does not see, so that share counts as passing. A sum over the
+// 10^n strings, kept as the distribution of the running sum mod 10.
+double check_probability(FieldRule rule, const std::vector<DigitResult>& digits,
+                         const std::vector<std::vector<Candidate>>& candidates) {
   const size_t n = candidates.size();
-  if (n == 0 || check_term(rule, 0, n, 0) < 0) return std::nullopt;
   std::array<double, 10> sum{};
   sum[0] = 1.0;
+  double passed = 0;  // strings with a piece that is no digit
   for (size_t i = 0; i < n; ++i) {
-    double listed = 0;
+    const double not_digit = std::clamp(static_cast<double>(digits[i].not_digit), 0.0, 1.0);
+    double listed = not_digit;
     for (const Candidate& c : candidates[i]) listed += std::max(0.0, static_cast<double>(c.confidence));
     std::array<double, 10> p;
     p.fill(std::max(0.0, 1.0 - listed) / static_cast<double>(10 - candidates[i].size()));
     for (const Candidate& c : candidates[i])
       p[static_cast<size_t>(c.digit)] = std::max(0.0, static_cast<double>(c.confidence));
+    double all_digits = 0;
     std::array<double, 10> next{};
-    for (int d = 0; d < 10; ++d) {
-      const size_t term = static_cast<size_t>(check_term(rule, i, n, d) % 10);
-      for (size_t r = 0; r < 10; ++r) next[(r + term) % 10] += sum[r] * p[static_cast<size_t>(d)];
+    for (size_t r = 0; r < 10; ++r) {
+      all_digits += sum[r];
+      for (int d = 0; d < 10; ++d)
+        next[(r + static_cast<size_t>(check_term(rule, i, n, d))) % 10] += sum[r] * p[static_cast<size_t>(d)];
     }
+    passed += all_digits * not_digit;
     sum = next;
   }
-  return sum[0];
+  return passed + sum[0];
 }
 
 }  // namespace
@@ -338,10 +343,10 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
   // their probability is divided by that of passing at all. No one digit changed passes
   // (ABA's weights and Luhn's doubling see every change of one digit), so a field whose
   // doubt is one digit comes out sure, and one whose doubt is two that could both change and
-  // still pass does not. Other rules keep the product: dividing by their chance could only raise it.
-  if (field.valid)
-    if (const std::optional<double> pass = check_probability(spec.rule, candidates); pass && *pass > 0)
-      probability = std::min(1.0, probability / *pass);
+  // still pass does not. Dates and amounts are no sum mod 10: they keep the product.
+  if (field.valid && !found->digits.empty() && has_check_digit(spec.rule))
+    if (const double pass = check_probability(spec.rule, found->digits, candidates); pass > 0)
+      probability = std::min(1.0, probability / pass);
   // A field that breaks its rule or its length is not what the form holds: it goes to a
   // person whatever its digits' confidence (on the synthetic forms and checks not one such
   // field of 59 was read right).
@@ -352,14 +357,16 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
 void apply_template(const Template& form, PageResult& page) {
   page.fields.clear();
   if (page.error) return;
-  for (const FieldSpec& spec : form.fields) {
-    FieldResult field = read_field(spec, page.strings, page.width, page.height);
-    // A string read whole as a field that passes its check digit, as it stands, is as sure
-    // as that field: the summary, the overlays and the review of uncertain strings see it so.
-    if (field.valid && !field.corrected && check_term(spec.rule, 0, 1, 0) >= 0)
-      for (StringResult& s : page.strings)
-        if (s.box == field.box && s.text == field.text) s.confidence = std::max(s.confidence, field.confidence);
-    page.fields.push_back(std::move(field));
+  for (const FieldSpec& spec : form.fields)
+    page.fields.push_back(read_field(spec, page.strings, page.width, page.height));
+  // A string read whole as a field that passes its check digit, as it stands, is as sure as
+  // that field: the low-confidence counts and the overlays see it so. After every field is
+  // read, so that no field reads a string another one raised.
+  for (size_t f = 0; f < form.fields.size(); ++f) {
+    const FieldResult& field = page.fields[f];
+    if (!field.valid || field.corrected || !has_check_digit(form.fields[f].rule)) continue;
+    for (StringResult& s : page.strings)
+      if (s.box == field.box && s.text == field.text) s.confidence = std::max(s.confidence, field.confidence);
   }
 }
 

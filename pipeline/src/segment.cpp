@@ -673,6 +673,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       d.confidence = static_cast<float>(p[i][static_cast<size_t>(order[0])]);
       for (size_t k = 0; k < 3 && k < order.size(); ++k)
         d.top.push_back({order[k], static_cast<float>(p[i][static_cast<size_t>(order[k])])});
+      if (has_reject) d.not_digit = static_cast<float>(p[i][10]);
       d.box = map_box(seg.pieces[i].box, to_page, width, height);
       if (current.digits.empty()) current.confidence = cut_before;
       current.confidence *= d.confidence;

@@ -222,44 +222,73 @@ TEST(FieldsRead, AFieldKeepsTheDoubtItsStringCarriesBeyondItsDigits) {
   EXPECT_NEAR(f.confidence, corrected * 0.5, 1e-6);
 }
 
-// A Luhn field of four digits: its confidence is the probability of its digits divided by
-// the probability that four digits drawn from the same candidates pass at all, the digits
-// outside a position's candidates sharing what its candidates leave. Checked against the
-// sum over all 10,000 strings.
+// A Luhn field: its confidence is the probability of its digits divided by the probability
+// that digits drawn from the same candidates pass at all, the digits outside a position's
+// candidates sharing what its candidates and its "not a digit" share leave, and a piece
+// that is no digit counted as passing. Checked against the sum over every string, at an
+// even and an odd length (Luhn doubles from the right).
 TEST(FieldsRead, ACheckDigitFieldIsAsSureAsItsDigitsGivenThatTheyPass) {
-  const FieldSpec card = spec("card", FieldRule::luhn, {0.0, 0.8, 0.5, 0.2}, 4);
-  ASSERT_TRUE(luhn_valid("4242"));
-  StringResult s = digit_string("4242", {50, 420, 120, 40});
-  s.digits[0].top = {{4, 0.7f}, {9, 0.2f}, {1, 0.05f}};  // 0.05 left for the other 7 digits
-  s.digits[0].confidence = 0.7f;
-  s.digits[1].top = {{2, 0.9f}, {7, 0.1f}};
-  s.digits[1].confidence = 0.9f;
-  s.digits[2].top = {{4, 0.5f}, {6, 0.3f}, {0, 0.2f}};
-  s.digits[2].confidence = 0.5f;
-  s.digits[3].top = {{2, 0.8f}, {3, 0.15f}, {8, 0.01f}};
-  s.digits[3].confidence = 0.8f;
-  auto p = [&](size_t i, int digit) {
-    double listed = 0;
-    for (const Candidate& c : s.digits[i].top) {
-      if (c.digit == digit) return static_cast<double>(c.confidence);
-      listed += c.confidence;
+  for (const std::string text : {"4242", "42424"}) {
+    const size_t n = text.size();
+    ASSERT_TRUE(luhn_valid(text));
+    const FieldSpec card = spec("card", FieldRule::luhn, {0.0, 0.8, 0.5, 0.2}, static_cast<int>(n));
+    StringResult s = digit_string(text, {50, 420, 30 * static_cast<int>(n), 40});
+    s.digits[0].top = {{4, 0.7f}, {9, 0.2f}, {1, 0.05f}};  // 0.05 left for the other 7 digits
+    s.digits[1].top = {{2, 0.9f}, {7, 0.1f}};
+    s.digits[2].top = {{4, 0.5f}, {6, 0.3f}, {0, 0.1f}};
+    s.digits[2].not_digit = 0.1f;
+    s.digits[3].top = {{2, 0.8f}, {3, 0.15f}, {8, 0.01f}};
+    if (n == 5) s.digits[4].top = {{4, 0.6f}, {1, 0.4f}};
+    double joint = 1;
+    for (DigitResult& d : s.digits) {
+      d.confidence = d.top[0].confidence;
+      joint *= d.confidence;
     }
-    return (1.0 - listed) / static_cast<double>(10 - s.digits[i].top.size());
-  };
-  double pass = 0;
-  for (int n = 0; n < 10000; ++n) {
-    char text[5];
-    std::snprintf(text, sizeof text, "%04d", n);
-    if (!luhn_valid(text)) continue;
-    double q = 1;
-    for (size_t i = 0; i < 4; ++i) q *= p(i, text[i] - '0');
-    pass += q;
+    s.confidence = joint;
+    auto p = [&](size_t i, int digit) {
+      double listed = s.digits[i].not_digit;
+      for (const Candidate& c : s.digits[i].top) {
+        if (c.digit == digit) return static_cast<double>(c.confidence);
+        listed += c.confidence;
+      }
+      return (1.0 - listed) / static_cast<double>(10 - s.digits[i].top.size());
+    };
+    double pass = 1 - 0.9;  // strings in which the third piece is no digit
+    int strings = 1;
+    for (size_t i = 0; i < n; ++i) strings *= 10;
+    for (int k = 0; k < strings; ++k) {
+      std::string digits = std::to_string(k);
+      digits.insert(0, n - digits.size(), '0');
+      if (!luhn_valid(digits)) continue;
+      double q = 1;
+      for (size_t i = 0; i < n; ++i) q *= p(i, digits[i] - '0');
+      pass += q;
+    }
+    const FieldResult f = read_field(card, {s}, kWidth, kHeight);
+    EXPECT_TRUE(f.valid) << text;
+    EXPECT_FALSE(f.corrected) << text;
+    EXPECT_NEAR(f.confidence, joint / pass, 1e-5) << text;
+    EXPECT_GT(f.confidence, joint + 0.1) << text << ": passing the check digit should count";
   }
-  const FieldResult f = read_field(card, {s}, kWidth, kHeight);
-  EXPECT_TRUE(f.valid);
-  EXPECT_FALSE(f.corrected);
-  EXPECT_NEAR(f.confidence, 0.7 * 0.9 * 0.5 * 0.8 / pass, 1e-5);
-  EXPECT_GT(f.confidence, 0.7 * 0.9 * 0.5 * 0.8 + 0.2) << "passing the check digit should count";
+}
+
+// Fields that read the same string: each reads it as the page gave it, not as a field read
+// before it raised it.
+TEST(FieldsRead, FieldsOverTheSameStringReadItAsThePageGaveIt) {
+  Template form;
+  form.fields = {spec("routing", FieldRule::aba_routing, {0.0, 0.5, 0.5, 0.5}, 9),
+                 spec("any", FieldRule::none, {0.0, 0.5, 0.5, 0.5})};
+  PageResult page;
+  page.width = kWidth;
+  page.height = kHeight;
+  page.strings = {digit_string("011000015", {50, 420, 270, 40})};
+  page.strings[0].confidence *= 0.5;  // a doubt beyond its digits: both fields keep it
+  apply_template(form, page);
+  ASSERT_EQ(page.fields.size(), 2u);
+  EXPECT_GT(page.fields[0].confidence, 0.4995);
+  EXPECT_LE(page.fields[0].confidence, 0.5);
+  EXPECT_NEAR(page.fields[1].confidence, std::pow(0.99, 9) * 0.5, 1e-6);
+  EXPECT_EQ(page.strings[0].confidence, page.fields[0].confidence);
 }
 
 TEST(FieldsRead, NothingInTheZoneIsNotFound) {

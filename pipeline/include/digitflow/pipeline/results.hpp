@@ -42,6 +42,7 @@ struct DigitResult {
   Box box;
   float confidence = 0;              // the model's probability of `digit`
   std::vector<Candidate> top;        // best first, up to 3
+  float not_digit = 0;               // its probability of "not a digit" (not written; 0 when unknown)
 };
 
 struct StringResult {
