@@ -76,10 +76,9 @@ inline constexpr int kCorrectionCandidates = 3;
 // that product given that the digits pass: divided by the probability that digits drawn
 // from each position's candidates pass at all (the mass outside a position's candidates
 // spread evenly over its other digits, its "not a digit" share counted as passing). No
-// change of one digit passes those rules, so a
-// reading whose only doubt is one digit comes out nearly sure. Times what the string's
-// confidence holds beyond its digits (the doubt of a piece that cut it, of a lone digit
-// beside it). A string without per-digit results keeps
+// change of one digit passes those rules, so a reading whose only doubt is one digit comes
+// out nearly sure. Times what the string's confidence holds beyond its digits (the doubt of
+// a piece that cut it, of a lone digit beside it). A string without per-digit results keeps
 // its own string confidence. A field that is not valid has confidence 0: it breaks its rule
 // or length, so it is not what the form holds (or the form is wrong), and goes to a person.
 // text is format_field of the digits taken; box is the (joined) string's box.
