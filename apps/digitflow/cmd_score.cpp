@@ -45,7 +45,8 @@ int run_score(int argc, char** argv) {
              "of the right length were wrong beside how often their confidence says), and\n"
              "per-field valid rates and exact fields when the results have template fields,\n"
              "with all fields' exact-match rate and the same at field confidence >= 0.5, 0.9,\n"
-             "0.99 (the share of fields kept).\n"
+             "0.99 (the share of fields kept; among them, the fields a rule corrected, and how\n"
+             "many of those were right).\n"
              "Exit status: 0, or 1 on an error or when --min-exact is not met.",
              options, &positional, vm))
     return 0;

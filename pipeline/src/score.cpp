@@ -174,6 +174,8 @@ ScoreReport score_results(const std::vector<PageResult>& results,
           if (f.found && f.confidence >= level.threshold) {
             ++level.kept;
             level.kept_exact += right ? 1 : 0;
+            level.corrected_kept += f.corrected ? 1 : 0;
+            level.corrected_kept_exact += f.corrected && right ? 1 : 0;
           }
       }
     }
@@ -226,6 +228,7 @@ nlohmann::json to_json(const ScoreReport& report) {
                             {"exact_rate", t.exact_rate},
                             {"truth_kept_rate", t.truth_kept_rate}};
       if (strings) row["false_strings"] = t.false_strings, row["false_per_page"] = t.false_per_page;
+      else row["corrected_kept"] = t.corrected_kept, row["corrected_kept_exact"] = t.corrected_kept_exact;
       rows.push_back(std::move(row));
     }
     return rows;
@@ -322,10 +325,11 @@ std::string score_table(const ScoreReport& report) {
   if (report.field_truths > 0) {
     out += "\nall fields " + std::to_string(report.field_exact) + "/" + std::to_string(report.field_truths) +
            " exact (" + percent(report.field_exact_rate) + ")\n";
-    out += "field confidence >=  kept  exact among kept  fields kept\n";
+    out += "field confidence >=  kept  exact among kept  fields kept  corrected: exact / kept\n";
     for (const ThresholdScore& t : report.field_thresholds) {
-      std::snprintf(line, sizeof line, "%-17.2f %6d  %16s  %11s\n", t.threshold, t.kept,
-                    t.kept == 0 ? "-" : percent(t.exact_rate).c_str(), percent(t.truth_kept_rate).c_str());
+      std::snprintf(line, sizeof line, "%-17.2f %6d  %16s  %11s  %10d / %d\n", t.threshold, t.kept,
+                    t.kept == 0 ? "-" : percent(t.exact_rate).c_str(), percent(t.truth_kept_rate).c_str(),
+                    t.corrected_kept_exact, t.corrected_kept);
       out += line;
     }
   }

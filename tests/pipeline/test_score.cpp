@@ -212,11 +212,21 @@ TEST(Score, FieldsAreScoredWhenPresent) {
   EXPECT_EQ(both.field_thresholds[2].kept, 1);  // >= 0.99
   EXPECT_EQ(both.field_thresholds[2].kept_exact, 1);
   EXPECT_DOUBLE_EQ(both.field_thresholds[2].truth_kept_rate, 0.5);
+  EXPECT_EQ(both.field_thresholds[1].corrected_kept, 0);
   const nlohmann::json j = to_json(both);
   EXPECT_EQ(j["field_exact"], 1);
   EXPECT_EQ(j["field_thresholds"][2]["kept"], 1);
+  EXPECT_FALSE(j["thresholds"][0].contains("corrected_kept")) << "strings are not corrected";
   const std::string table = score_table(both);
   EXPECT_NE(table.find("all fields 1/2 exact (50.00%)"), std::string::npos) << table;
+  // The corrected fields among those kept, counted apart: the date was corrected (wrongly).
+  results[0].fields.back().corrected = true;
+  const ScoreReport corrected = score_results(results, truth);
+  EXPECT_EQ(corrected.field_thresholds[1].corrected_kept, 1);  // >= 0.9
+  EXPECT_EQ(corrected.field_thresholds[1].corrected_kept_exact, 0);
+  EXPECT_EQ(corrected.field_thresholds[2].corrected_kept, 0);  // >= 0.99
+  EXPECT_EQ(to_json(corrected)["field_thresholds"][1]["corrected_kept"], 1);
+  EXPECT_NE(score_table(corrected).find("0 / 1\n"), std::string::npos) << score_table(corrected);
   // Without fields, no such lines.
   EXPECT_EQ(score_table(score_results(truth_pages(), truth_pages())).find("all fields"), std::string::npos);
 }

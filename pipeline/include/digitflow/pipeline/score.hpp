@@ -24,6 +24,8 @@ struct ThresholdScore {
   double exact_rate = 0;       // kept_exact / kept (1 when nothing is kept)
   double truth_kept_rate = 0;  // truth strings whose matched result string is kept
   double false_per_page = 0;   // false_strings / pages
+  int corrected_kept = 0;        // fields only: kept fields whose digits a rule corrected
+  int corrected_kept_exact = 0;  // fields only: of those, the ones read exactly
 };
 
 // The digits read with a confidence in [low, high), among matched strings of the truth's
