@@ -658,9 +658,14 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         // as a rule is a box's side and carries none; a thicker one may hold a digit written
         // over that side.
         const bool rule = too_tall[i] && seg.pieces[i].box.w * 4 < digit_height;
-        const double not_digit = has_reject && seg.pieces[i].usable && !rule
-                                     ? static_cast<double>(probs[i * static_cast<size_t>(classes) + 10])
-                                     : 1.0;
+        double not_digit = 1.0;
+        if (has_reject && seg.pieces[i].usable && !rule) {
+          not_digit = static_cast<double>(probs[i * static_cast<size_t>(classes) + 10]);
+          const Box& b = seg.pieces[i].box;
+          if (not_digit >= options.symbol_not_digit && b.h >= 0.6 * digit_height && b.h <= 1.3 * digit_height &&
+              b.w >= 0.3 * digit_height && b.w <= 0.8 * digit_height)
+            not_digit = p[i][10];  // a printed sign: its doubt sharpened as a digit's
+        }
         if (!current.digits.empty()) flush(not_digit);
         cut_before = not_digit;
         continue;

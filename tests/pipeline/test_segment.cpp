@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
+#include <cmath>
 #include <opencv2/imgproc.hpp>
 
 #include "digitflow/kernels/idx.hpp"
@@ -561,6 +561,32 @@ TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
   ASSERT_EQ(strings.size(), 2u);
   const double digit = 0.81 / (0.81 + 0.01);  // 0.9 and 0.1 squared, renormalised
   EXPECT_NEAR(strings[0].confidence, digit * digit * 0.995, 1e-5);
+}
+
+TEST(Segment, APrintedSignBeforeTheDigitsCarriesItsDoubtSharpened) {
+  // A piece rejected at 0.95 before 60 px digits, 40 px tall and 30 px wide: the build of a
+  // printed "$". Its doubt is sharpened as the digits' probabilities are.
+  ReadOptions sharp;
+  sharp.temperature = 0.5;
+  auto squared = [](double p) { return p * p / (p * p + (1 - p) * (1 - p)); };
+  const double digits = std::pow(squared(0.95), 3);
+  auto confidence = [&](float not_digit, int height, int width, const ReadOptions& options) {
+    const std::vector<StringResult> strings =
+        read_chain({-1, 4, 0, 7}, {not_digit, 0.05f, 0.05f, 0.05f}, {height, 60, 60, 60}, options, {width, 40, 40, 40});
+    EXPECT_EQ(texts(strings), "407");
+    return strings.empty() ? -1.0 : strings[0].confidence;
+  };
+  EXPECT_NEAR(confidence(0.95f, 40, 30, sharp), squared(0.95) * digits, 1e-5);
+  // Two glued digits (90 px wide), the remains of a broken one (30 px tall), a lone 1 (12 px
+  // wide) or a piece the model doubts more (0.85) may be digits of the string: it carries
+  // their "not a digit" as the model gives it.
+  EXPECT_NEAR(confidence(0.95f, 60, 90, sharp), 0.95 * digits, 1e-5);
+  EXPECT_NEAR(confidence(0.95f, 30, 30, sharp), 0.95 * digits, 1e-5);
+  EXPECT_NEAR(confidence(0.95f, 60, 12, sharp), 0.95 * digits, 1e-5);
+  EXPECT_NEAR(confidence(0.85f, 40, 30, sharp), 0.85 * digits, 1e-5);
+  ReadOptions off = sharp;
+  off.symbol_not_digit = 1.0;
+  EXPECT_NEAR(confidence(0.95f, 40, 30, off), 0.95 * digits, 1e-5);
 }
 
 TEST(Segment, ARejectedPieceOfTheDigitsHeightBetweenDigitsKeepsTheStringWhole) {
