@@ -266,16 +266,16 @@ int check_term(FieldRule rule, size_t i, size_t n, int d) {
 }
 
 // The probability that the digits, each drawn from its position's candidates, pass a
-// check-digit rule. A position's mass outside its candidates is spread evenly over its
-// other digits, but for its "not a digit" share: a piece that is no digit makes the string
-// wrong in a way the rule does not see, so that share counts as passing. A sum over the
-// 10^n strings, kept as the distribution of the running sum mod 10.
+// check-digit rule. A position's mass that is neither its candidates' nor "not a digit" is
+// spread evenly over its other digits. The "not a digit" share is spread evenly over all
+// ten: a piece that looks like no digit says nothing of the digit the number holds there,
+// so a reading with such a piece passes by chance, one time in ten. A sum over the 10^n
+// strings, kept as the distribution of the running sum mod 10.
 double check_probability(FieldRule rule, const std::vector<DigitResult>& digits,
                          const std::vector<std::vector<Candidate>>& candidates) {
   const size_t n = candidates.size();
   std::array<double, 10> sum{};
   sum[0] = 1.0;
-  double passed = 0;  // strings with a piece that is no digit
   for (size_t i = 0; i < n; ++i) {
     const double not_digit = std::clamp(static_cast<double>(digits[i].not_digit), 0.0, 1.0);
     double listed = not_digit;
@@ -284,17 +284,14 @@ double check_probability(FieldRule rule, const std::vector<DigitResult>& digits,
     p.fill(std::max(0.0, 1.0 - listed) / static_cast<double>(10 - candidates[i].size()));
     for (const Candidate& c : candidates[i])
       p[static_cast<size_t>(c.digit)] = std::max(0.0, static_cast<double>(c.confidence));
-    double all_digits = 0;
+    for (double& v : p) v += not_digit / 10;
     std::array<double, 10> next{};
-    for (size_t r = 0; r < 10; ++r) {
-      all_digits += sum[r];
+    for (size_t r = 0; r < 10; ++r)
       for (int d = 0; d < 10; ++d)
         next[(r + static_cast<size_t>(check_term(rule, i, n, d))) % 10] += sum[r] * p[static_cast<size_t>(d)];
-    }
-    passed += all_digits * not_digit;
     sum = next;
   }
-  return passed + sum[0];
+  return sum[0];
 }
 
 }  // namespace

@@ -224,9 +224,10 @@ TEST(FieldsRead, AFieldKeepsTheDoubtItsStringCarriesBeyondItsDigits) {
 
 // A Luhn field: its confidence is the probability of its digits divided by the probability
 // that digits drawn from the same candidates pass at all, the digits outside a position's
-// candidates sharing what its candidates and its "not a digit" share leave, and a piece
-// that is no digit counted as passing. Checked against the sum over every string, at an
-// even and an odd length (Luhn doubles from the right).
+// candidates sharing what its candidates and its "not a digit" share leave, and that share
+// spread over all ten digits (a piece that looks like no digit says nothing of the digit
+// there). Checked against the sum over every string, at an even and an odd length (Luhn
+// doubles from the right).
 TEST(FieldsRead, ACheckDigitFieldIsAsSureAsItsDigitsGivenThatTheyPass) {
   for (const std::string text : {"4242", "42424"}) {
     const size_t n = text.size();
@@ -246,14 +247,15 @@ TEST(FieldsRead, ACheckDigitFieldIsAsSureAsItsDigitsGivenThatTheyPass) {
     }
     s.confidence = joint;
     auto p = [&](size_t i, int digit) {
+      const double unseen = s.digits[i].not_digit / 10.0;
       double listed = s.digits[i].not_digit;
       for (const Candidate& c : s.digits[i].top) {
-        if (c.digit == digit) return static_cast<double>(c.confidence);
+        if (c.digit == digit) return c.confidence + unseen;
         listed += c.confidence;
       }
-      return (1.0 - listed) / static_cast<double>(10 - s.digits[i].top.size());
+      return (1.0 - listed) / static_cast<double>(10 - s.digits[i].top.size()) + unseen;
     };
-    double pass = 1 - 0.9;  // strings in which the third piece is no digit
+    double pass = 0;
     int strings = 1;
     for (size_t i = 0; i < n; ++i) strings *= 10;
     for (int k = 0; k < strings; ++k) {

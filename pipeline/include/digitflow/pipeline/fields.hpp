@@ -75,7 +75,7 @@ inline constexpr int kCorrectionCandidates = 3;
 // probability for its chosen candidate. For a check-digit rule (aba_routing, luhn) it is
 // that product given that the digits pass: divided by the probability that digits drawn
 // from each position's candidates pass at all (the mass outside a position's candidates
-// spread evenly over its other digits, its "not a digit" share counted as passing). No
+// spread evenly over its other digits, its "not a digit" share over all ten). No
 // change of one digit passes those rules, so a reading whose only doubt is one digit comes
 // out nearly sure. Times what the string's confidence holds beyond its digits (the doubt of
 // a piece that cut it, of a lone digit beside it). A string without per-digit results keeps
