@@ -42,6 +42,11 @@ int digit_at(std::string_view s, size_t i) { return s[i] - '0'; }
 
 bool leap_year(int year) { return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0); }
 
+int days_in(int month, int year) {
+  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return kDays[month - 1] + (month == 2 && leap_year(year) ? 1 : 0);
+}
+
 }  // namespace
 
 bool aba_routing_valid(std::string_view digits) {
@@ -85,10 +90,7 @@ bool date_valid(std::string_view digits, const std::string& format) {
   } else if (year < 1900 || year > 2099) {
     return false;
   }
-  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || day < 1) return false;
-  const int days = kDays[month - 1] + (month == 2 && leap_year(year) ? 1 : 0);
-  return day <= days;
+  return month >= 1 && month <= 12 && day >= 1 && day <= days_in(month, year);
 }
 
 bool rule_holds(const FieldSpec& spec, std::string_view digits) {
@@ -252,8 +254,6 @@ std::optional<std::string> correct(const FieldSpec& spec,
   return std::nullopt;
 }
 
-bool has_check_digit(FieldRule rule) { return rule == FieldRule::aba_routing || rule == FieldRule::luhn; }
-
 // A check-digit rule's term for digit d at position i of n: the rule holds when the terms
 // sum to a multiple of 10.
 int check_term(FieldRule rule, size_t i, size_t n, int d) {
@@ -265,33 +265,97 @@ int check_term(FieldRule rule, size_t i, size_t n, int d) {
   return (n - 1 - i) % 2 == 1 ? (d * 2 > 9 ? d * 2 - 9 : d * 2) : d;
 }
 
-// The probability that the digits, each drawn from its position's candidates, pass a
-// check-digit rule. A position's mass that is neither its candidates' nor "not a digit" is
-// spread evenly over its other digits. The "not a digit" share is spread evenly over all
-// ten: a piece that looks like no digit says nothing of the digit the number holds there,
-// so a reading with such a piece passes by chance, one time in ten. A sum over the 10^n
-// strings, kept as the distribution of the running sum mod 10.
-double check_probability(FieldRule rule, const std::vector<DigitResult>& digits,
-                         const std::vector<std::vector<Candidate>>& candidates) {
-  const size_t n = candidates.size();
-  std::array<double, 10> sum{};
-  sum[0] = 1.0;
-  for (size_t i = 0; i < n; ++i) {
+using Distribution = std::array<double, 10>;
+
+// What each position says of the digit the number holds there. Its candidates keep their
+// probabilities; the mass that is neither theirs nor "not a digit" is spread evenly over
+// its other digits. The "not a digit" share is spread evenly over all ten: a piece that
+// looks like no digit says nothing of the digit there, so a reading with such a piece
+// passes a rule only as often as any digit would.
+std::vector<Distribution> distributions(const std::vector<DigitResult>& digits,
+                                        const std::vector<std::vector<Candidate>>& candidates) {
+  std::vector<Distribution> out(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
     const double not_digit = std::clamp(static_cast<double>(digits[i].not_digit), 0.0, 1.0);
     double listed = not_digit;
     for (const Candidate& c : candidates[i]) listed += std::max(0.0, static_cast<double>(c.confidence));
-    std::array<double, 10> p;
+    Distribution& p = out[i];
     p.fill(std::max(0.0, 1.0 - listed) / static_cast<double>(10 - candidates[i].size()));
     for (const Candidate& c : candidates[i])
       p[static_cast<size_t>(c.digit)] = std::max(0.0, static_cast<double>(c.confidence));
     for (double& v : p) v += not_digit / 10;
+  }
+  return out;
+}
+
+// The probability that digits drawn from `p` pass a check-digit rule: a sum over the 10^n
+// strings, kept as the distribution of the running sum mod 10.
+double check_probability(FieldRule rule, const std::vector<Distribution>& p) {
+  const size_t n = p.size();
+  std::array<double, 10> sum{};
+  sum[0] = 1.0;
+  for (size_t i = 0; i < n; ++i) {
     std::array<double, 10> next{};
     for (size_t r = 0; r < 10; ++r)
       for (int d = 0; d < 10; ++d)
-        next[(r + static_cast<size_t>(check_term(rule, i, n, d))) % 10] += sum[r] * p[static_cast<size_t>(d)];
+        next[(r + static_cast<size_t>(check_term(rule, i, n, d))) % 10] += sum[r] * p[i][static_cast<size_t>(d)];
     sum = next;
   }
   return sum[0];
+}
+
+// The probability that digits drawn from `p` make a date in `format` (one of
+// date_formats(); p has its length): the sum over every valid date, its day, month and
+// year parts each looked up in a table of their own positions.
+double date_probability(const std::string& format, const std::vector<Distribution>& p) {
+  // The probability of `value` written in the positions of `part` ('D', 'M' or 'Y').
+  auto part_probability = [&](char part, int value) {
+    int width = static_cast<int>(std::count(format.begin(), format.end(), part));
+    double q = 1.0;
+    for (size_t i = 0; i < format.size(); ++i) {
+      if (format[i] != part) continue;
+      int scale = 1;
+      for (int k = 1; k < width; ++k) scale *= 10;
+      q *= p[i][static_cast<size_t>(value / scale % 10)];
+      --width;
+    }
+    return q;
+  };
+  const bool short_year = std::count(format.begin(), format.end(), 'Y') == 2;
+  std::array<double, 32> days_up_to{};  // sum of the day part's probability for 1..d
+  for (int d = 1; d <= 31; ++d)
+    days_up_to[static_cast<size_t>(d)] = days_up_to[static_cast<size_t>(d - 1)] + part_probability('D', d);
+  std::array<double, 13> month{};
+  for (int m = 1; m <= 12; ++m) month[static_cast<size_t>(m)] = part_probability('M', m);
+  double total = 0;
+  for (int year = short_year ? 2000 : 1900; year <= 2099; ++year) {
+    const double y = part_probability('Y', short_year ? year - 2000 : year);
+    if (y == 0) continue;
+    double dates = 0;
+    for (int m = 1; m <= 12; ++m)
+      dates += month[static_cast<size_t>(m)] * days_up_to[static_cast<size_t>(days_in(m, year))];
+    total += y * dates;
+  }
+  return total;
+}
+
+// The probability that digits drawn from `p` pass the field's rule, for the rules that
+// some strings of digits of the field's length break; nullopt for the others (none, and an
+// amount of 3 digits, which any 3 digits are).
+std::optional<double> rule_probability(const FieldSpec& spec, const std::vector<Distribution>& p) {
+  switch (spec.rule) {
+    case FieldRule::aba_routing:
+    case FieldRule::luhn:
+      return check_probability(spec.rule, p);
+    case FieldRule::date:
+      return date_probability(spec.date_format, p);
+    case FieldRule::amount:  // no leading zero but in "0.xx"
+      if (p.size() <= 3) return std::nullopt;
+      return 1.0 - p[0][0];
+    case FieldRule::none:
+      break;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -336,14 +400,17 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
     }
   }
   field.text = format_field(spec, chosen);
-  // A check digit tells right from wrong: the digits are right given that they pass, so
-  // their probability is divided by that of passing at all. No one digit changed passes
-  // (ABA's weights and Luhn's doubling see every change of one digit), so a field whose
-  // doubt is one digit comes out sure, and one whose doubt is two that could both change and
-  // still pass does not. Dates and amounts are no sum mod 10: they keep the product.
-  if (field.valid && !found->digits.empty() && has_check_digit(spec.rule))
-    if (const double pass = check_probability(spec.rule, found->digits, candidates); pass > 0)
-      probability = std::min(1.0, probability / pass);
+  // A rule tells right from wrong: the digits are right given that they pass, so their
+  // probability is divided by that of passing at all. No one digit changed passes a check
+  // digit (ABA's weights and Luhn's doubling see every change of one digit), so a field
+  // whose doubt is one digit comes out sure, and one whose doubt is two that could both
+  // change and still pass does not. A date rules out a month's first digit over 1, a year
+  // outside 1900-2099; an amount, a leading 0: a doubt between such a digit and the one
+  // read counts for less.
+  if (field.valid && !found->digits.empty() && found->digits.size() == candidates.size())
+    if (const std::optional<double> pass = rule_probability(spec, distributions(found->digits, candidates));
+        pass && *pass > 0)
+      probability = std::min(1.0, probability / *pass);
   // A field that breaks its rule or its length is not what the form holds: it goes to a
   // person whatever its digits' confidence (on the synthetic forms and checks not one such
   // field of 59 was read right).
@@ -356,12 +423,11 @@ void apply_template(const Template& form, PageResult& page) {
   if (page.error) return;
   for (const FieldSpec& spec : form.fields)
     page.fields.push_back(read_field(spec, page.strings, page.width, page.height));
-  // A string read whole as a field that passes its check digit, as it stands, is as sure as
-  // that field: the low-confidence counts and the overlays see it so. After every field is
-  // read, so that no field reads a string another one raised.
-  for (size_t f = 0; f < form.fields.size(); ++f) {
-    const FieldResult& field = page.fields[f];
-    if (!field.valid || field.corrected || !has_check_digit(form.fields[f].rule)) continue;
+  // A string read whole as a field that passes its rule, as it stands, is as sure as that
+  // field: the low-confidence counts and the overlays see it so. After every field is read,
+  // so that no field reads a string another one raised.
+  for (const FieldResult& field : page.fields) {
+    if (!field.valid || field.corrected) continue;
     for (StringResult& s : page.strings)
       if (s.box == field.box && s.text == field.text) s.confidence = std::max(s.confidence, field.confidence);
   }

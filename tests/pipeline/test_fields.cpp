@@ -3,6 +3,7 @@
 // top-3 candidates when the best digits break the rule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -44,6 +45,37 @@ FieldSpec spec(const std::string& name, FieldRule rule, std::array<double, 4> zo
 }
 
 constexpr int kWidth = 1000, kHeight = 500;
+
+// What a piece says of the digit at its position, as a rule's probability of passing takes
+// it: its candidates' probabilities; what they and "not a digit" leave, shared by the other
+// digits; and "not a digit" shared by all ten.
+double position_probability(const DigitResult& d, int digit) {
+  const double unseen = d.not_digit / 10.0;
+  double listed = d.not_digit;
+  for (const Candidate& c : d.top) {
+    if (c.digit == digit) return c.confidence + unseen;
+    listed += c.confidence;
+  }
+  return std::max(0.0, 1.0 - listed) / static_cast<double>(10 - d.top.size()) + unseen;
+}
+
+// The sum of position_probability over every string of s's length that `passes`.
+template <typename Passes>
+double brute_force_pass(const StringResult& s, Passes passes) {
+  const size_t n = s.digits.size();
+  int strings = 1;
+  for (size_t i = 0; i < n; ++i) strings *= 10;
+  double pass = 0;
+  for (int k = 0; k < strings; ++k) {
+    std::string digits = std::to_string(k);
+    digits.insert(0, n - digits.size(), '0');
+    if (!passes(digits)) continue;
+    double q = 1;
+    for (size_t i = 0; i < n; ++i) q *= position_probability(s.digits[i], digits[i] - '0');
+    pass += q;
+  }
+  return pass;
+}
 
 TEST(FieldsRules, AbaRouting) {
   for (const char* good : {"011000015", "021000021", "111000025"})
@@ -246,32 +278,66 @@ TEST(FieldsRead, ACheckDigitFieldIsAsSureAsItsDigitsGivenThatTheyPass) {
       joint *= d.confidence;
     }
     s.confidence = joint;
-    auto p = [&](size_t i, int digit) {
-      const double unseen = s.digits[i].not_digit / 10.0;
-      double listed = s.digits[i].not_digit;
-      for (const Candidate& c : s.digits[i].top) {
-        if (c.digit == digit) return c.confidence + unseen;
-        listed += c.confidence;
-      }
-      return (1.0 - listed) / static_cast<double>(10 - s.digits[i].top.size()) + unseen;
-    };
-    double pass = 0;
-    int strings = 1;
-    for (size_t i = 0; i < n; ++i) strings *= 10;
-    for (int k = 0; k < strings; ++k) {
-      std::string digits = std::to_string(k);
-      digits.insert(0, n - digits.size(), '0');
-      if (!luhn_valid(digits)) continue;
-      double q = 1;
-      for (size_t i = 0; i < n; ++i) q *= p(i, digits[i] - '0');
-      pass += q;
-    }
+    const double pass = brute_force_pass(s, [](const std::string& digits) { return luhn_valid(digits); });
     const FieldResult f = read_field(card, {s}, kWidth, kHeight);
     EXPECT_TRUE(f.valid) << text;
     EXPECT_FALSE(f.corrected) << text;
     EXPECT_NEAR(f.confidence, joint / pass, 1e-5) << text;
     EXPECT_GT(f.confidence, joint + 0.1) << text << ": passing the check digit should count";
   }
+}
+
+// A date field: the probability of its digits given that they make a date, checked against
+// the sum over every string of six digits, with the day first and with the month first.
+// The doubts: a month's first digit that could be 8 or 3 (no month), a day's first digit
+// that could be 7 (no day) or 1 (a day), a year's last digit that could be 5 (29 February
+// 2025 is no day), and a piece that may be no digit.
+TEST(FieldsRead, ADateFieldIsAsSureAsItsDigitsGivenThatTheyMakeADate) {
+  for (const std::string format : {"DDMMYY", "MMDDYY"}) {
+    FieldSpec date = spec("date", FieldRule::date, {0.0, 0.8, 0.5, 0.2}, 6);
+    date.date_format = format;
+    const bool day_first = format == "DDMMYY";
+    StringResult s = digit_string(day_first ? "290224" : "022924", {50, 420, 180, 40});
+    DigitResult& day = s.digits[day_first ? 0 : 2];
+    DigitResult& month = s.digits[day_first ? 2 : 0];
+    day.top = {{2, 0.7f}, {7, 0.2f}, {1, 0.05f}};
+    month.top = {{0, 0.8f}, {8, 0.15f}, {3, 0.02f}};
+    s.digits[5].top = {{4, 0.9f}, {5, 0.05f}, {1, 0.01f}};
+    s.digits[1].top[0].confidence = 0.93f;
+    s.digits[1].not_digit = 0.05f;
+    double joint = 1;
+    for (DigitResult& d : s.digits) {
+      d.confidence = d.top[0].confidence;
+      joint *= d.confidence;
+    }
+    s.confidence = joint;
+    const double pass = brute_force_pass(s, [&](const std::string& digits) { return date_valid(digits, format); });
+    const FieldResult f = read_field(date, {s}, kWidth, kHeight);
+    EXPECT_TRUE(f.valid) << format;
+    EXPECT_NEAR(f.confidence, joint / pass, 1e-5) << format;
+    EXPECT_GT(f.confidence, joint * 1.4) << format << ": the doubts no date allows should count for less";
+  }
+}
+
+// An amount: a leading 0 is no amount but in "0.xx", so a first digit that could be 0 is
+// surer for it; an amount of three digits has no such doubt to lose.
+TEST(FieldsRead, AnAmountIsAsSureAsItsDigitsGivenNoLeadingZero) {
+  const FieldSpec amount = spec("amount", FieldRule::amount, {0.0, 0.8, 0.5, 0.2});
+  StringResult s = digit_string("1250", {50, 420, 120, 40});
+  s.digits[0].top = {{1, 0.8f}, {0, 0.15f}, {7, 0.03f}};
+  s.digits[0].confidence = 0.8f;
+  s.confidence = 0.8 * std::pow(0.99, 3);
+  FieldResult f = read_field(amount, {s}, kWidth, kHeight);
+  EXPECT_EQ(f.text, "12.50");
+  EXPECT_NEAR(f.confidence, s.confidence / 0.85, 1e-5);
+
+  StringResult cents = digit_string("050", {50, 420, 90, 40});
+  cents.digits[0].top = {{0, 0.8f}, {6, 0.15f}};
+  cents.digits[0].confidence = 0.8f;
+  cents.confidence = 0.8 * 0.99 * 0.99;
+  f = read_field(amount, {cents}, kWidth, kHeight);
+  EXPECT_EQ(f.text, "0.50");
+  EXPECT_NEAR(f.confidence, cents.confidence, 1e-6);
 }
 
 // Fields that read the same string: each reads it as the page gave it, not as a field read

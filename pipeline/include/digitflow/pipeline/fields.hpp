@@ -72,22 +72,25 @@ inline constexpr int kCorrectionCandidates = 3;
 // When none passes, the best digits are kept and valid = false.
 //
 // confidence is the joint probability of the digits taken: the product of each digit's
-// probability for its chosen candidate. For a check-digit rule (aba_routing, luhn) it is
-// that product given that the digits pass: divided by the probability that digits drawn
-// from each position's candidates pass at all (the mass outside a position's candidates
-// spread evenly over its other digits, its "not a digit" share over all ten). No
-// change of one digit passes those rules, so a reading whose only doubt is one digit comes
-// out nearly sure. Times what the string's confidence holds beyond its digits (the doubt of
-// a piece that cut it, of a lone digit beside it). A string without per-digit results keeps
-// its own string confidence. A field that is not valid has confidence 0: it breaks its rule
-// or length, so it is not what the form holds (or the form is wrong), and goes to a person.
+// probability for its chosen candidate. Where the rule rules out some strings of the
+// field's length (aba_routing, luhn, date, and an amount of 4 digits or more), it is that
+// product given that the digits pass: divided by the probability that digits drawn from
+// each position's candidates pass at all (the mass outside a position's candidates spread
+// evenly over its other digits, its "not a digit" share over all ten). No change of one
+// digit passes a check digit, so a reading whose only doubt is one digit comes out nearly
+// sure; a date's doubt between a digit read and one that makes no date (a month 8x, a
+// year 7xxx) counts for less. Times what the string's confidence holds beyond its digits
+// (the doubt of a piece that cut it, of a lone digit beside it). A string without
+// per-digit results keeps its own string confidence. A field that is not valid has
+// confidence 0: it breaks its rule or length, so it is not what the form holds (or the form
+// is wrong), and goes to a person.
 // text is format_field of the digits taken; box is the (joined) string's box.
 FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& strings,
                        int page_width, int page_height);
 
 // Sets page.fields to one FieldResult per field of the template, in template order. A page
-// that failed (page.error set) gets no fields. A string that is a whole check-digit field
-// (aba_routing, luhn), valid as read, takes the field's confidence when it is higher.
+// that failed (page.error set) gets no fields. A string that is a whole field, valid as
+// read, takes the field's confidence when it is higher.
 void apply_template(const Template& form, PageResult& page);
 
 }  // namespace digitflow::pipeline
