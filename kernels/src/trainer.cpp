@@ -187,7 +187,7 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
   backend = start_backend(backend);
 #if DIGITFLOW_HAVE_CUDA
   if (backend != Backend::cpu)
-    return cuda::train_on_device(net, data, config, callbacks, backend, 50, repeats);
+    return cuda::train_on_device(net, data, config, callbacks, backend, repeats);
 #endif
   const detail::TrainingPlan plan = detail::plan_training(config, data, net, repeats);
   const int rows = data.rows, cols = data.cols, classes = net.spec().classes;

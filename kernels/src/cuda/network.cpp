@@ -375,8 +375,8 @@ EvalResult evaluate_indices(DeviceNetwork& net, const BatchSource& source, const
 }  // namespace
 
 TrainResult train_on_device(Network& net, const LabelledImages& data, const TrainConfig& config,
-                            const TrainCallbacks& callbacks, Backend backend, int progress_every,
-                            std::span<const uint8_t> repeats) {
+                            const TrainCallbacks& callbacks, Backend backend,
+                            std::span<const uint8_t> repeats, int progress_every) {
   const detail::TrainingPlan plan = detail::plan_training(config, data, net, repeats);
   DeviceNetwork device_net(net, backend);
   DeviceOptimizer optimizer(config, device_net.parameters());

@@ -74,11 +74,11 @@ class DeviceOptimizer {
 // train() on the GPU: the same plan (validation split, shuffles, augmentation seeds, best
 // epoch kept) with the images, labels, augmentation and every step on the device; the host
 // only draws each epoch's order. `net` receives the weights at every epoch end (for
-// on_epoch) and the best epoch's at the end. on_batch is called every `progress_every`
-// batches (each call waits for the device).
+// on_epoch) and the best epoch's at the end. `repeats` as train()'s. on_batch is called
+// every `progress_every` batches (each call waits for the device).
 TrainResult train_on_device(Network& net, const LabelledImages& data, const TrainConfig& config,
                             const TrainCallbacks& callbacks, Backend backend,
-                            int progress_every = 50, std::span<const uint8_t> repeats = {});
+                            std::span<const uint8_t> repeats = {}, int progress_every = 50);
 
 // evaluate() on the GPU.
 EvalResult evaluate_on_device(Network& net, const LabelledImages& data, Backend backend,
