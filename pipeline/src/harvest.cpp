@@ -115,7 +115,7 @@ kernels::LabelledImages harvest_pieces(const fs::path& dir, const HarvestOptions
   std::error_code ec;
   if (!fs::is_regular_file(truth_path, ec))
     throw std::runtime_error(truth_path.string() +
-                             ": no truth here; training pages are made by digitflow synth --training-digits");
+                             ": no such file; pieces are labelled from the truth that synthetic pages come with");
   std::map<std::pair<std::string, int>, PageResult> truth;
   for (PageResult& page : read_results(truth_path.string())) {
     auto key = std::make_pair(page.page, page.page_index);

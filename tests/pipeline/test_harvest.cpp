@@ -95,7 +95,7 @@ TEST(Harvest, AFolderWithoutTruthOrWithoutItsPagesIsRefusedByName) {
   testing::TempDir empty;
   EXPECT_TRUE(testing::throws_with_message<std::runtime_error>(
       [&] { harvest_pieces(empty.path(), HarvestOptions{}); },
-      {(empty.path() / "truth.jsonl").string(), "synth --training-digits"}));
+      {(empty.path() / "truth.jsonl").string(), "no such file", "truth that synthetic pages"}));
   testing::TempDir truth_only;
   std::ofstream(truth_only / "truth.jsonl")
       << R"({"page":"gone.png","page_index":0,"width":10,"height":10,"strings":[]})" << "\n";
