@@ -305,9 +305,10 @@ double check_probability(FieldRule rule, const std::vector<Distribution>& p) {
 }
 
 // The probability that digits drawn from `p` make a date in `format` (one of
-// date_formats(); p has its length): the sum over every valid date, its day, month and
-// year parts each looked up in a table of their own positions.
-double date_probability(const std::string& format, const std::vector<Distribution>& p) {
+// date_formats()): the sum over every valid date, its day, month and year parts each looked
+// up in a table of their own positions. nullopt when p is not the format's length.
+std::optional<double> date_probability(const std::string& format, const std::vector<Distribution>& p) {
+  if (p.size() != format.size()) return std::nullopt;
   // The probability of `value` written in the positions of `part` ('D', 'M' or 'Y').
   auto part_probability = [&](char part, int value) {
     int width = static_cast<int>(std::count(format.begin(), format.end(), part));
@@ -341,17 +342,24 @@ double date_probability(const std::string& format, const std::vector<Distributio
 
 // The probability that digits drawn from `p` pass the field's rule, for the rules that
 // some strings of digits of the field's length break; nullopt for the others (none, and an
-// amount of 3 digits, which any 3 digits are).
-std::optional<double> rule_probability(const FieldSpec& spec, const std::vector<Distribution>& p) {
+// amount of 3 digits, which any 3 digits are). A date or an amount whose digits were
+// corrected gets none either: a check digit sees every digit of a correction, but a date or
+// an amount only asks the corrected digit to fall in a range, and a sure 8 where a month's
+// first digit should be says as much that the field was misread as that the 8 was.
+std::optional<double> rule_probability(const FieldSpec& spec, const std::vector<Distribution>& p, bool corrected) {
   switch (spec.rule) {
     case FieldRule::aba_routing:
     case FieldRule::luhn:
       return check_probability(spec.rule, p);
     case FieldRule::date:
+      if (corrected) return std::nullopt;
       return date_probability(spec.date_format, p);
-    case FieldRule::amount:  // no leading zero but in "0.xx"
-      if (p.size() <= 3) return std::nullopt;
-      return 1.0 - p[0][0];
+    case FieldRule::amount: {  // no leading zero but in "0.xx"
+      if (corrected || p.size() <= 3) return std::nullopt;
+      double leading = 0;
+      for (size_t d = 1; d < 10; ++d) leading += p[0][d];
+      return leading;
+    }
     case FieldRule::none:
       break;
   }
@@ -404,11 +412,12 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
   // probability is divided by that of passing at all. No one digit changed passes a check
   // digit (ABA's weights and Luhn's doubling see every change of one digit), so a field
   // whose doubt is one digit comes out sure, and one whose doubt is two that could both
-  // change and still pass does not. A date rules out a month's first digit over 1, a year
-  // outside 1900-2099; an amount, a leading 0: a doubt between such a digit and the one
-  // read counts for less.
-  if (field.valid && !found->digits.empty() && found->digits.size() == candidates.size())
-    if (const std::optional<double> pass = rule_probability(spec, distributions(found->digits, candidates));
+  // change and still pass does not. A date rules out a day over 31 (or over its month's
+  // days), a month over 12, a four-digit year outside 1900-2099; an amount of 4 digits or
+  // more, a leading 0: a doubt between such a digit and the one read counts for less.
+  if (field.valid && !found->digits.empty())
+    if (const std::optional<double> pass =
+            rule_probability(spec, distributions(found->digits, candidates), field.corrected);
         pass && *pass > 0)
       probability = std::min(1.0, probability / *pass);
   // A field that breaks its rule or its length is not what the form holds: it goes to a
@@ -425,11 +434,14 @@ void apply_template(const Template& form, PageResult& page) {
     page.fields.push_back(read_field(spec, page.strings, page.width, page.height));
   // A string read whole as a field that passes its rule, as it stands, is as sure as that
   // field: the low-confidence counts and the overlays see it so. After every field is read,
-  // so that no field reads a string another one raised.
+  // so that no field reads a string another one raised. (An amount's text has its decimal
+  // point; the string's, its digits only.)
   for (const FieldResult& field : page.fields) {
     if (!field.valid || field.corrected) continue;
+    std::string digits = field.text;
+    std::erase(digits, '.');
     for (StringResult& s : page.strings)
-      if (s.box == field.box && s.text == field.text) s.confidence = std::max(s.confidence, field.confidence);
+      if (s.box == field.box && s.text == digits) s.confidence = std::max(s.confidence, field.confidence);
   }
 }
 

@@ -656,18 +656,19 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         // temperature (fitted to digits' correctness): sharpened, a rejection at 0.9 passed
         // for 0.98, and strings it had cut short came out at 0.99. A too-tall stroke as thin
         // as a rule is a box's side and carries none; a thicker one may hold a digit written
-        // over that side.
+        // over that side. A printed sign before the digits carries its doubt sharpened
+        // (ReadOptions::symbol_not_digit).
         const bool rule = too_tall[i] && seg.pieces[i].box.w * 4 < digit_height;
-        double not_digit = 1.0;
+        double not_digit = 1.0, before_digits = 1.0;
         if (has_reject && seg.pieces[i].usable && !rule) {
-          not_digit = static_cast<double>(probs[i * static_cast<size_t>(classes) + 10]);
+          not_digit = before_digits = static_cast<double>(probs[i * static_cast<size_t>(classes) + 10]);
           const Box& b = seg.pieces[i].box;
           if (not_digit >= options.symbol_not_digit && b.h >= 0.6 * digit_height && b.h <= 1.3 * digit_height &&
               b.w >= 0.3 * digit_height && b.w <= 0.8 * digit_height)
-            not_digit = p[i][10];  // a printed sign: its doubt sharpened as a digit's
+            before_digits = p[i][10];
         }
         if (!current.digits.empty()) flush(not_digit);
-        cut_before = not_digit;
+        cut_before = before_digits;
         continue;
       }
       DigitResult d;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -59,19 +60,30 @@ double position_probability(const DigitResult& d, int digit) {
   return std::max(0.0, 1.0 - listed) / static_cast<double>(10 - d.top.size()) + unseen;
 }
 
-// The sum of position_probability over every string of s's length that `passes`.
+// The sum of position_probability over every string of s's length that `passes`. A digit
+// whose only candidate is itself at 1, with no "not a digit", is that digit in every string
+// with any probability: only the other positions are enumerated.
 template <typename Passes>
 double brute_force_pass(const StringResult& s, Passes passes) {
   const size_t n = s.digits.size();
+  std::string digits(n, '0');
+  std::vector<size_t> open;
+  for (size_t i = 0; i < n; ++i) {
+    const DigitResult& d = s.digits[i];
+    if (d.top.size() == 1 && d.top[0].confidence == 1.0f && d.not_digit == 0.0f)
+      digits[i] = static_cast<char>('0' + d.top[0].digit);
+    else
+      open.push_back(i);
+  }
   int strings = 1;
-  for (size_t i = 0; i < n; ++i) strings *= 10;
+  for (size_t k = 0; k < open.size(); ++k) strings *= 10;
   double pass = 0;
   for (int k = 0; k < strings; ++k) {
-    std::string digits = std::to_string(k);
-    digits.insert(0, n - digits.size(), '0');
+    for (size_t j = 0, rest = static_cast<size_t>(k); j < open.size(); ++j, rest /= 10)
+      digits[open[j]] = static_cast<char>('0' + rest % 10);
     if (!passes(digits)) continue;
     double q = 1;
-    for (size_t i = 0; i < n; ++i) q *= position_probability(s.digits[i], digits[i] - '0');
+    for (size_t i : open) q *= position_probability(s.digits[i], digits[i] - '0');
     pass += q;
   }
   return pass;
@@ -167,7 +179,7 @@ TEST(FieldsRead, ValidDigitsAreKept) {
   // together to pass the check digit: given that it passes, the field is right.
   EXPECT_GT(f.confidence, 0.999);
   EXPECT_LE(f.confidence, 1.0);
-  // A rule that is no check digit keeps the product.
+  // A field with no rule keeps the product.
   const FieldSpec account = spec("account", FieldRule::none, {0.0, 0.8, 0.5, 0.2});
   EXPECT_NEAR(read_field(account, strings, kWidth, kHeight).confidence, std::pow(0.99, 9), 1e-6);
 }
@@ -319,17 +331,80 @@ TEST(FieldsRead, ADateFieldIsAsSureAsItsDigitsGivenThatTheyMakeADate) {
   }
 }
 
+// Four-digit years, each part's order: 29 February 2000 (a leap year, 1900 was not). The
+// year's first two digits may be 19, 20 (a year) or 29, 70 (none); the month's first 0 or 8;
+// the day's last 9 or 8, or no digit. The other digits are sure, so only these are summed
+// over.
+TEST(FieldsRead, ADateWithAFourDigitYearIsAsSureAsItsDigitsGivenThatTheyMakeADate) {
+  for (const std::string format : {"DDMMYYYY", "MMDDYYYY", "YYYYMMDD"}) {
+    FieldSpec date = spec("date", FieldRule::date, {0.0, 0.8, 0.5, 0.2}, 8);
+    date.date_format = format;
+    std::string text(8, '0');
+    const std::map<char, std::string> parts = {{'D', "29"}, {'M', "02"}, {'Y', "2000"}};
+    std::map<char, size_t> next, first;
+    for (size_t i = 0; i < 8; ++i) {
+      const char part = format[i];
+      if (!next.contains(part)) first[part] = i;
+      text[i] = parts.at(part)[next[part]++];
+    }
+    StringResult s = digit_string(text, {50, 420, 240, 40});
+    for (DigitResult& d : s.digits) d.top = {{d.digit, 1.0f}};
+    s.digits[first['Y']].top = {{2, 0.8f}, {1, 0.15f}, {7, 0.05f}};
+    s.digits[first['Y'] + 1].top = {{0, 0.7f}, {9, 0.3f}};
+    s.digits[first['M']].top = {{0, 0.9f}, {8, 0.1f}};
+    s.digits[first['D'] + 1].top = {{9, 0.6f}, {8, 0.3f}};
+    s.digits[first['D'] + 1].not_digit = 0.1f;
+    double joint = 1;
+    for (DigitResult& d : s.digits) {
+      d.confidence = d.top[0].confidence;
+      joint *= d.confidence;
+    }
+    s.confidence = joint;
+    const double pass = brute_force_pass(s, [&](const std::string& digits) { return date_valid(digits, format); });
+    const FieldResult f = read_field(date, {s}, kWidth, kHeight);
+    EXPECT_TRUE(f.valid) << format;
+    EXPECT_FALSE(f.corrected) << format;
+    EXPECT_NEAR(f.confidence, joint / pass, 1e-6) << format;
+    EXPECT_GT(f.confidence, joint * 1.4) << format;
+  }
+}
+
+// A date or an amount corrected from its top 3 keeps the product of the digits taken: the
+// rule asked only the corrected digit to fall in a range.
+TEST(FieldsRead, ACorrectedDateOrAmountKeepsItsDigitsProduct) {
+  FieldSpec date = spec("date", FieldRule::date, {0.0, 0.8, 0.5, 0.2}, 6);
+  date.date_format = "DDMMYY";
+  StringResult s = digit_string("158324", {50, 420, 180, 40});  // month 83: no date
+  s.digits[2].top = {{8, 0.9f}, {0, 0.08f}};
+  s.digits[2].confidence = 0.9f;
+  FieldResult f = read_field(date, {s}, kWidth, kHeight);
+  EXPECT_TRUE(f.valid);
+  EXPECT_TRUE(f.corrected);
+  EXPECT_EQ(f.text, "150324");
+  EXPECT_NEAR(f.confidence, 0.08 * std::pow(0.99, 5), 1e-6);
+
+  const FieldSpec amount = spec("amount", FieldRule::amount, {0.0, 0.8, 0.5, 0.2});
+  StringResult a = digit_string("0250", {50, 420, 120, 40});
+  a.digits[0].top = {{0, 0.98f}, {6, 0.0199f}};
+  a.digits[0].confidence = 0.98f;
+  f = read_field(amount, {a}, kWidth, kHeight);
+  EXPECT_TRUE(f.corrected);
+  EXPECT_EQ(f.text, "62.50");
+  EXPECT_NEAR(f.confidence, 0.0199 * std::pow(0.99, 3), 1e-6);
+}
+
 // An amount: a leading 0 is no amount but in "0.xx", so a first digit that could be 0 is
 // surer for it; an amount of three digits has no such doubt to lose.
 TEST(FieldsRead, AnAmountIsAsSureAsItsDigitsGivenNoLeadingZero) {
   const FieldSpec amount = spec("amount", FieldRule::amount, {0.0, 0.8, 0.5, 0.2});
   StringResult s = digit_string("1250", {50, 420, 120, 40});
-  s.digits[0].top = {{1, 0.8f}, {0, 0.15f}, {7, 0.03f}};
+  s.digits[0].top = {{1, 0.8f}, {0, 0.1f}, {7, 0.03f}};
+  s.digits[0].not_digit = 0.05f;  // a tenth of it on 0
   s.digits[0].confidence = 0.8f;
   s.confidence = 0.8 * std::pow(0.99, 3);
   FieldResult f = read_field(amount, {s}, kWidth, kHeight);
   EXPECT_EQ(f.text, "12.50");
-  EXPECT_NEAR(f.confidence, s.confidence / 0.85, 1e-5);
+  EXPECT_NEAR(f.confidence, s.confidence / (1 - 0.1 - 0.005), 1e-5);
 
   StringResult cents = digit_string("050", {50, 420, 90, 40});
   cents.digits[0].top = {{0, 0.8f}, {6, 0.15f}};
@@ -416,11 +491,12 @@ TEST(FieldsRead, ApplyTemplateFillsOneFieldPerSpecInOrder) {
   EXPECT_TRUE(page.fields[1].valid);
   EXPECT_EQ(page.fields[2].name, "date");
   EXPECT_FALSE(page.fields[2].found);
-  // The routing string passes its check digit as read: as sure as its field. The amount
-  // string, under a rule without one, keeps its own confidence.
+  // Each string passes its field's rule as read: as sure as its field. The amount "25.00"
+  // is the string "2500", a little surer for its first digit not being 0.
   EXPECT_GT(page.fields[1].confidence, 0.999);
   EXPECT_EQ(page.strings[0].confidence, page.fields[1].confidence);
-  EXPECT_NEAR(page.strings[1].confidence, std::pow(0.99, 4), 1e-6);
+  EXPECT_GT(page.fields[0].confidence, std::pow(0.99, 4));
+  EXPECT_EQ(page.strings[1].confidence, page.fields[0].confidence);
   // A routing number that needed a correction: the string keeps its own reading's confidence.
   page.fields.clear();
   page.strings = {digit_string("011000016", {50, 420, 270, 40})};

@@ -585,8 +585,14 @@ TEST(Segment, APrintedSignBeforeTheDigitsCarriesItsDoubtSharpened) {
   EXPECT_NEAR(confidence(0.95f, 60, 12, sharp), 0.95 * digits, 1e-5);
   EXPECT_NEAR(confidence(0.85f, 40, 30, sharp), 0.85 * digits, 1e-5);
   ReadOptions off = sharp;
-  off.symbol_not_digit = 1.0;
+  off.symbol_not_digit = 1.1;
   EXPECT_NEAR(confidence(0.95f, 40, 30, off), 0.95 * digits, 1e-5);
+  // After the digits, the same piece may be a last digit the model rejects: the model's own
+  // doubt.
+  const std::vector<StringResult> after =
+      read_chain({4, 0, 7, -1}, {0.05f, 0.05f, 0.05f, 0.95f}, {60, 60, 60, 40}, sharp, {40, 40, 40, 30});
+  ASSERT_EQ(texts(after), "407");
+  EXPECT_NEAR(after[0].confidence, digits * 0.95, 1e-5);
 }
 
 TEST(Segment, ARejectedPieceOfTheDigitsHeightBetweenDigitsKeepsTheStringWhole) {

@@ -79,11 +79,12 @@ inline constexpr int kCorrectionCandidates = 3;
 // evenly over its other digits, its "not a digit" share over all ten). No change of one
 // digit passes a check digit, so a reading whose only doubt is one digit comes out nearly
 // sure; a date's doubt between a digit read and one that makes no date (a month 8x, a
-// year 7xxx) counts for less. Times what the string's confidence holds beyond its digits
-// (the doubt of a piece that cut it, of a lone digit beside it). A string without
-// per-digit results keeps its own string confidence. A field that is not valid has
-// confidence 0: it breaks its rule or length, so it is not what the form holds (or the form
-// is wrong), and goes to a person.
+// year 7xxx) counts for less. A date or an amount whose digits were corrected keeps the
+// product: its rule asked only the corrected digit to fall in a range. Times what the
+// string's confidence holds beyond its digits (the doubt of a piece that cut it, of a lone
+// digit beside it). A string without per-digit results keeps its own string confidence. A
+// field that is not valid has confidence 0: it breaks its rule or length, so it is not what
+// the form holds (or the form is wrong), and goes to a person.
 // text is format_field of the digits taken; box is the (joined) string's box.
 FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& strings,
                        int page_width, int page_height);

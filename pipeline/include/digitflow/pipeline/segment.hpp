@@ -103,11 +103,13 @@ struct ReadOptions {
   double narrow_cut_penalty = 2.0;
   // A string that a rejected piece ends carries that piece's "not a digit" as the model
   // gives it, unsharpened: a glued pair of digits or the remains of a broken one is often
-  // rejected at 0.9 and more, and the string it cut short is wrong. A piece rejected with at
-  // least `symbol_not_digit` that has the build of a printed sign rather than of those
-  // carries it sharpened by the temperature, as digits are: 0.6 to 1.3 of the digits' height
-  // tall and 0.3 to 0.8 of it wide (a "$" before an amount; two glued digits are wider, the
-  // remains of a broken one lower, a lone 1 narrower). 1 turns this off.
+  // rejected at 0.9 and more, and the string it cut short is wrong. A piece before the
+  // digits rejected with at least `symbol_not_digit` that has the build of a printed sign
+  // carries it sharpened by the temperature, as digits are: 0.6 to 1.3 of the digits'
+  // height tall and 0.3 to 0.8 of it wide (a "$" before an amount; two glued digits are
+  // wider, the remains of a broken one lower, a lone 1 narrower). A whole digit the model
+  // rejects has that build too; after the digits, where no such sign was seen, a piece
+  // keeps the model's own doubt. Above 1, this is off.
   double symbol_not_digit = 0.9;
 };
 
