@@ -60,6 +60,18 @@ double position_probability(const DigitResult& d, int digit) {
   return std::max(0.0, 1.0 - listed) / static_cast<double>(10 - d.top.size()) + unseen;
 }
 
+// Each digit of `s` read as its first candidate, with that candidate's probability; the
+// string's confidence their product, which is returned.
+double read_as_first_candidates(StringResult& s) {
+  double joint = 1;
+  for (DigitResult& d : s.digits) {
+    d.confidence = d.top[0].confidence;
+    joint *= d.confidence;
+  }
+  s.confidence = joint;
+  return joint;
+}
+
 // The sum of position_probability over every string of s's length that `passes`. A digit
 // whose only candidate is itself at 1, with no "not a digit", is that digit in every string
 // with any probability: only the other positions are enumerated.
@@ -284,12 +296,7 @@ TEST(FieldsRead, ACheckDigitFieldIsAsSureAsItsDigitsGivenThatTheyPass) {
     s.digits[2].not_digit = 0.1f;
     s.digits[3].top = {{2, 0.8f}, {3, 0.15f}, {8, 0.01f}};
     if (n == 5) s.digits[4].top = {{4, 0.6f}, {1, 0.4f}};
-    double joint = 1;
-    for (DigitResult& d : s.digits) {
-      d.confidence = d.top[0].confidence;
-      joint *= d.confidence;
-    }
-    s.confidence = joint;
+    const double joint = read_as_first_candidates(s);
     const double pass = brute_force_pass(s, [](const std::string& digits) { return luhn_valid(digits); });
     const FieldResult f = read_field(card, {s}, kWidth, kHeight);
     EXPECT_TRUE(f.valid) << text;
@@ -317,12 +324,7 @@ TEST(FieldsRead, ADateFieldIsAsSureAsItsDigitsGivenThatTheyMakeADate) {
     s.digits[5].top = {{4, 0.9f}, {5, 0.05f}, {1, 0.01f}};
     s.digits[1].top[0].confidence = 0.93f;
     s.digits[1].not_digit = 0.05f;
-    double joint = 1;
-    for (DigitResult& d : s.digits) {
-      d.confidence = d.top[0].confidence;
-      joint *= d.confidence;
-    }
-    s.confidence = joint;
+    const double joint = read_as_first_candidates(s);
     const double pass = brute_force_pass(s, [&](const std::string& digits) { return date_valid(digits, format); });
     const FieldResult f = read_field(date, {s}, kWidth, kHeight);
     EXPECT_TRUE(f.valid) << format;
@@ -354,12 +356,7 @@ TEST(FieldsRead, ADateWithAFourDigitYearIsAsSureAsItsDigitsGivenThatTheyMakeADat
     s.digits[first['M']].top = {{0, 0.9f}, {8, 0.1f}};
     s.digits[first['D'] + 1].top = {{9, 0.6f}, {8, 0.3f}};
     s.digits[first['D'] + 1].not_digit = 0.1f;
-    double joint = 1;
-    for (DigitResult& d : s.digits) {
-      d.confidence = d.top[0].confidence;
-      joint *= d.confidence;
-    }
-    s.confidence = joint;
+    const double joint = read_as_first_candidates(s);
     const double pass = brute_force_pass(s, [&](const std::string& digits) { return date_valid(digits, format); });
     const FieldResult f = read_field(date, {s}, kWidth, kHeight);
     EXPECT_TRUE(f.valid) << format;
