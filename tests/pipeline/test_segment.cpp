@@ -541,6 +541,48 @@ std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::
   return read_strings(seg, probs.data(), 11, identity, 1000, 1000, options);
 }
 
+// One chain read from a pattern, one slot per character: a digit is a piece read as that
+// digit (0.95), 'r' a piece read as "not a digit" (0.995), 'c' small context (a speck, a
+// printed label's small letter: a slot that is not read).
+std::vector<StringResult> read_pattern(const std::string& pattern) {
+  Segmentation seg;
+  StringCandidate chain;
+  std::vector<float> probs;
+  for (size_t k = 0; k < pattern.size(); ++k) {
+    Slot slot;
+    slot.box = {100 + 50 * static_cast<int>(k), 100, 40, pattern[k] == 'c' ? 20 : 60};
+    if (pattern[k] != 'c') {
+      Piece piece;
+      piece.box = slot.box;
+      piece.usable = true;
+      slot.hypotheses.push_back({{static_cast<int>(seg.pieces.size())}});
+      seg.pieces.push_back(piece);
+      std::vector<float> p(11, 0.0f);
+      if (pattern[k] == 'r') {
+        p[10] = 0.995f;
+        p[3] = 0.005f;
+      } else {
+        p[static_cast<size_t>(pattern[k] - '0')] = 0.95f;
+        p[10] = 0.05f;
+      }
+      probs.insert(probs.end(), p.begin(), p.end());
+    }
+    chain.slots.push_back(slot);
+  }
+  seg.strings.push_back(chain);
+  const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+  return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+}
+
+TEST(Segment, SmallContextBesideTheDigitsIsNoVoteAgainstThem) {
+  // A printed label's small letters before the digits, a rejected piece after them: the
+  // digits are half of what is read only if the letters count.
+  EXPECT_EQ(texts(read_pattern("ccc472r")), "472");
+  // Specks among the digits do count: here the digits are no more than half.
+  EXPECT_EQ(texts(read_pattern("4ccc7r")), "");
+  EXPECT_EQ(texts(read_pattern("4c72r")), "472");
+}
+
 TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
   // The middle piece is "not a digit" with probability 0.995 and half as tall again as the
   // digits: no digit of theirs, so it cuts the string, and each half carries that doubt.
