@@ -611,10 +611,10 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         best = &slot.hypotheses[0];
       chosen.insert(chosen.end(), best->pieces.begin(), best->pieces.end());
     }
-    const auto accepted = std::count_if(chosen.begin(), chosen.end(), [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); });
+    const auto digit_at = [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); };
+    const auto accepted = std::count_if(chosen.begin(), chosen.end(), digit_at);
     // Mostly not digits: print or debris. Small context beside the digits (a printed label's
     // small letters before them) is no vote against them; among them it is.
-    const auto digit_at = [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); };
     const auto first = std::find_if(chosen.begin(), chosen.end(), digit_at);
     const auto last = std::find_if(chosen.rbegin(), chosen.rend(), digit_at).base();
     const long voters = std::count_if(chosen.begin(), first, [](int i) { return i >= 0; }) + (last - first) +
