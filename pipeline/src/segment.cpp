@@ -157,18 +157,21 @@ bool looks_like_print(const Segmentation& seg, const StringCandidate& candidate,
   return read >= 2 && 2 * rejected > read;
 }
 
-// A 5's flag written apart and drawn off to the right of its body: a short flat stroke beside
-// the top of the digit on its left, sharing too few columns with it for the join of broken
-// strokes. Too flat to be a slot, it would be dropped, leaving a body that reads as "not a
-// digit" (or "S") and a gap wide enough to split the string there. A stroke under half the
-// digit height (options.min_digit_height), more than twice as wide as tall and at least a
-// third of that height wide joins the digit-height group on its left that is nearest (by
-// the gap from its right edge to the stroke's start) when it is level with its top (from
-// `near` of its height above it to 0.4 of it below, its bottom no higher than 0.1 above it:
-// not a tick floating over it), starts past its middle and at most `near` of its height
-// after it, and the two together are no wider than 2.2 of its height. A stroke that also
-// lies level over a third of its width of another digit is left alone: it may be that
-// digit's (a 7's bar written apart, over a 7 in pieces that the join above did not reach).
+// A 5's flag written apart, drawn beside or above the top of its body: a short flat stroke
+// that shares too few columns with the body, or floats too high over it, for the join of
+// broken strokes. Too flat to be a slot, or read as small context only, it would be dropped,
+// leaving a body that reads as "not a digit", 2, 3 or 1, and a gap wide enough to split the
+// string there. A stroke under the digit height (options.min_digit_height), more than twice
+// as wide as tall and at least a third of that height wide joins the digit-height group on
+// its left that is nearest (by the gap from its right edge to the stroke's start) when:
+// - it is level with or over the group's top: its top at most `above` of the group's height
+//   above it, its bottom from `floating` of that height above it to 0.4 of it below;
+// - it starts past the group's middle and at most `near` of its height after it;
+// - the two together are no wider than `wide` of its height.
+// A stroke that lies the same way over a third of its width of another digit-height group,
+// one no more than 1.5 times as tall as the body, is left alone: it may be that digit's (a
+// 7's bar written apart, over a 7 in pieces that the join above did not reach). A signature
+// or a block of print below is no such group.
 void join_flags(const Components& components, const std::vector<int>& kept, UnionFind& groups,
                 const SegmentOptions& options) {
   const size_t n = static_cast<size_t>(components.count());
@@ -182,28 +185,37 @@ void join_flags(const Components& components, const std::vector<int>& kept, Unio
     const cv::Rect& b = box[g];
     if (b.empty()) continue;
     if (b.height >= options.min_digit_height && b.height <= options.max_digit_height) digits.push_back(static_cast<int>(g));
-    else if (2 * b.height < options.min_digit_height && b.width > 2 * b.height && 3 * b.width >= options.min_digit_height)
+    else if (b.height < options.min_digit_height && b.width > 2 * b.height && 3 * b.width >= options.min_digit_height)
       flags.push_back(static_cast<int>(g));
   }
-  constexpr double near = 0.3;
+  constexpr double near = 0.3, above = 0.9, floating = 0.6, wide = 2.6;
   for (int f : flags) {
     const cv::Rect r = box[static_cast<size_t>(f)];
+    auto level = [&](const cv::Rect& d) {
+      const double h = d.height;
+      return r.y >= d.y - above * h && r.y + r.height <= d.y + 0.4 * h && r.y + r.height >= d.y - floating * h;
+    };
+    auto beside = [&](const cv::Rect& d) {
+      const double h = d.height;
+      return 2 * r.x >= 2 * d.x + d.width && r.x - (d.x + d.width) <= near * h && r.x + r.width - d.x <= wide * h;
+    };
     int best = -1;
     int best_gap = std::numeric_limits<int>::max();
+    for (int g : digits) {
+      const cv::Rect& d = box[static_cast<size_t>(g)];
+      const int gap = std::abs(r.x - (d.x + d.width));
+      if (level(d) && beside(d) && gap < best_gap) best_gap = gap, best = g;
+    }
+    if (best < 0) continue;
+    const int body = box[static_cast<size_t>(best)].height;
     bool over_another = false;
     for (int g : digits) {
       const cv::Rect& d = box[static_cast<size_t>(g)];
-      const double h = d.height;
-      const bool level = r.y >= d.y - near * h && r.y + r.height <= d.y + 0.4 * h && r.y + r.height >= d.y - 0.1 * h;
-      if (!level) continue;
-      const int gap = r.x - (d.x + d.width);
-      if (2 * r.x >= 2 * d.x + d.width && gap <= near * h && r.x + r.width - d.x <= 2.2 * h) {
-        if (std::abs(gap) < best_gap) best_gap = std::abs(gap), best = g;
-      } else if (3 * overlap(r.x, r.x + r.width, d.x, d.x + d.width) >= r.width) {
+      if (2 * d.height <= 3 * body && level(d) && !beside(d) &&
+          3 * overlap(r.x, r.x + r.width, d.x, d.x + d.width) >= r.width)
         over_another = true;
-      }
     }
-    if (best >= 0 && !over_another) groups.join(f, best);
+    if (!over_another) groups.join(f, best);
   }
 }
 

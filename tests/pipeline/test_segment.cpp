@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <tuple>
 #include <opencv2/imgproc.hpp>
 
 #include "digitflow/kernels/idx.hpp"
@@ -493,6 +495,57 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   ASSERT_EQ(seg.strings.size(), 1u);
   ASSERT_EQ(seg.strings[0].slots.size(), 3u) << "the stem and the loop were not joined";
   EXPECT_GE(seg.strings[0].slots[2].box.w, 30);
+}
+
+TEST(Segment, AFlagWrittenHighOrThickStillJoinsItsFive) {
+  // "38", a 5's body and its flag written apart, then "47". Each way of writing the flag
+  // below was dropped before: the body alone reads 2, 3 or 1 and the gap splits the string.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(500, 800, CV_8U, cv::Scalar(235));
+  CleanOptions straight;
+  straight.max_skew_deg = 0;
+  auto five = [&](cv::Point from, cv::Point to, int thickness) {
+    page.setTo(235);
+    const std::vector<cv::Rect> digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+    const int x = digits.back().br().x + 14, top = digits.back().y;
+    cv::ellipse(page, {x + 14, top + 38}, {14, 20}, 0, -100, 200, cv::Scalar(30), 5);  // body, rows ~top+16..top+60
+    cv::line(page, {x + from.x, top + from.y}, {x + to.x, top + to.y}, cv::Scalar(30), thickness);
+    write_digits(page, {4, 7}, {x + 96, 150}, 60, 14);
+    return std::pair{x, top};
+  };
+  auto five_slot = [&]() -> std::optional<Box> {  // the 5's slot when the string is one
+    const Segmentation seg = find_strings(clean_page(page, straight));
+    if (seg.strings.size() != 1 || seg.strings[0].slots.size() != 5) return std::nullopt;
+    return seg.strings[0].slots[2].box;
+  };
+
+  // Floating over the body: its bottom 20 px (0.45 of the body's height) above the body's
+  // top, too far for the join of broken strokes.
+  auto [x, top] = five({22, -6}, {56, -8}, 5);
+  std::optional<Box> slot = five_slot();
+  ASSERT_TRUE(slot) << "the string was split, or the flag kept apart, when the flag floats over the body";
+  EXPECT_LE(slot->y, top - 8) << "the floating flag was left out of its digit";
+  EXPECT_GE(slot->x + slot->w, x + 56);
+
+  // Written with a thick pen, tilted: about 17 px tall, more than half the least digit height
+  // (30 px), off to the right of the body's top.
+  std::tie(x, top) = five({36, 18}, {70, 10}, 9);
+  slot = five_slot();
+  ASSERT_TRUE(slot) << "the string was split, or the flag kept apart, when the flag is thick";
+  EXPECT_GE(slot->x + slot->w, x + 70) << "the thick flag was left out of its digit";
+  EXPECT_LE(slot->x, x);
+
+  // A signature below the string, under the flag's columns, is no digit the flag could be
+  // the bar of.
+  std::tie(x, top) = five({22, -6}, {56, -8}, 5);
+  cv::ellipse(page, {x + 40, top + 196}, {90, 95}, 0, 0, 360, cv::Scalar(40), 4);  // rows ~top+99..top+293
+  const Segmentation seg = find_strings(clean_page(page, straight));
+  ASSERT_FALSE(seg.strings.empty());
+  const auto with_five = std::find_if(seg.strings.begin(), seg.strings.end(), [&](const StringCandidate& s) {
+    return s.slots.size() == 5 && s.box.y < top + 60;
+  });
+  ASSERT_NE(with_five, seg.strings.end()) << "the string with the 5 was split beside the signature";
+  EXPECT_LE(with_five->slots[2].box.y, top - 8) << "the signature kept the flag from its digit";
 }
 
 TEST(Segment, ASmallMarkAboveAStringDoesNotTakeTheRestOfIt) {
