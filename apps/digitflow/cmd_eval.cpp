@@ -3,6 +3,7 @@
 // or as one JSON object. For a model with the "not a
 // digit" class also the rejection rate on held-out generated negatives and the share of the
 // set's digits wrongly rejected.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -57,6 +58,23 @@ k::LabelledImages held_out_negatives(const std::string& data, const k::LabelledI
   }
 }
 
+// The images of `set` whose most probable class is not their label, in the set's order: the
+// index to find the image by (in the IDX file; in digitflow synth's sources.jsonl), its
+// label, what the model read and how sure it was, and what it gave the label.
+nlohmann::json misread(const k::LabelledImages& set, const k::Tensor& probs) {
+  nlohmann::json list = nlohmann::json::array();
+  const int64_t classes = probs.dim(1);
+  for (int64_t i = 0; i < set.count; ++i) {
+    const float* row = probs.data() + i * classes;
+    const int64_t read = std::max_element(row, row + classes) - row;
+    const uint8_t label = set.labels[static_cast<size_t>(i)];
+    if (read == label) continue;
+    list.push_back({{"index", i}, {"label", label}, {"read", read}, {"confidence", row[read]},
+                    {"label_probability", label < classes ? row[label] : 0.0f}});
+  }
+  return list;
+}
+
 }  // namespace
 
 int run_eval(int argc, char** argv) {
@@ -75,7 +93,9 @@ int run_eval(int argc, char** argv) {
       ("data-dir", po::value(&data_dir)->value_name("DIR"), "folder of the MNIST IDX files (default: DIGITFLOW_DATA or data.dir)")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core")
       ("int8", po::bool_switch(&int8), "read through int8 inference (needs a calibrated model; see digitflow calibrate)")
-      ("json", po::bool_switch(&json), "print one JSON object: accuracy, per_class, confusion, count, loss");
+      ("json", po::bool_switch(&json),
+       "print one JSON object: accuracy, per_class, confusion, count, loss and (for --data) misread, "
+       "each image the model reads wrong");
   add_config_options(options, common);
   add_backend_option(options, common);
   po::variables_map vm;
@@ -107,8 +127,12 @@ int run_eval(int argc, char** argv) {
       throw std::runtime_error(model_path.string() + ": no int8 inference: " + why);
     quantized = std::make_unique<k::Int8Network>(loaded.network);
   }
+  auto probabilities = [&](const k::LabelledImages& images) {
+    return quantized ? quantized->probabilities(images.pixels, images.count, 500)
+                     : k::infer_probabilities(loaded.network, images.pixels, images.count, 500);
+  };
   auto evaluate = [&](const k::LabelledImages& images) {
-    return quantized ? k::evaluate_probabilities(images, quantized->probabilities(images.pixels, images.count, 500))
+    return quantized ? k::evaluate_probabilities(images, probabilities(images))
                      : k::evaluate(loaded.network, images, 500, backend);
   };
   k::EvalResult r = evaluate(set);
@@ -128,6 +152,7 @@ int run_eval(int argc, char** argv) {
                           {"count", r.count},             {"accuracy", r.accuracy},
                           {"loss", r.loss},               {"per_class", r.per_class},
                           {"confusion", r.confusion}};
+    if (pages.empty()) out["misread"] = misread(set, probabilities(set));
     if (rejects) {
       out["held_out_negatives"] = negatives;
       out["negatives_rejected"] = negatives_rejected;

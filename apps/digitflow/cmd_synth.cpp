@@ -25,6 +25,7 @@ void remove_previous_job(const fs::path& out) {
   for (const std::string& file : files) fs::remove(out / file);
   fs::remove(out / "truth.jsonl");
   fs::remove(out / "template.yaml");
+  fs::remove(out / "sources.jsonl");
 }
 
 }  // namespace
@@ -65,6 +66,9 @@ int run_synth(int argc, char** argv) {
       ("training-digits", po::bool_switch(&synth.training_digits),
        "write MNIST's training digits instead of its test digits: pages for digitflow train "
        "--pages to learn from, never to score a model on")
+      ("sources", po::bool_switch(&synth.sources),
+       "also write DIR/sources.jsonl: for each string of the truth, the index in the MNIST set of "
+       "the image each of its digits was drawn from")
       ("force", po::bool_switch(&force),
        "write into a folder that is not empty; replaces an earlier synth output there");
   // clang-format on
@@ -113,6 +117,7 @@ int run_synth(int argc, char** argv) {
       report.pages, synth.kind.c_str(), report.files, report.png, report.jpeg, report.tiff,
       report.pdf, report.strings, report.digits, report.truth.c_str(),
       report.template_file.empty() ? "" : ", template in ", report.template_file.c_str());
+  if (!report.sources.empty()) std::printf("each digit's MNIST image: %s\n", report.sources.c_str());
   return 0;
 }
 

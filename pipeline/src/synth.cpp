@@ -191,6 +191,7 @@ Hand random_hand(Rng& rng, double min_height, double max_height) {
 
 struct Glyph {
   int digit = 0;
+  int64_t source = -1;  // its image's index in the MNIST set
   cv::Mat alpha;  // CV_32F ink coverage 0..1, cropped to the ink
 };
 
@@ -240,7 +241,7 @@ Glyph make_glyph(const DigitBank& bank, int digit, const Hand& hand, double scal
   cv::threshold(slanted, slanted, 1.0, 1.0, cv::THRESH_TRUNC);
   cv::threshold(slanted, slanted, 0.0, 0.0, cv::THRESH_TOZERO);
   const cv::Rect box = cv::boundingRect(slanted > 0.02);
-  return {digit, slanted(box).clone()};
+  return {digit, index, slanted(box).clone()};
 }
 
 struct PlacedGlyph {
@@ -334,7 +335,7 @@ HandString write_digits_within(const DigitBank& bank, const std::string& text, H
 }
 
 // Inks the string onto the page with its frame's top-left at `origin`; returns its truth.
-StringResult put_string(cv::Mat& page, const HandString& s, cv::Point origin) {
+StringResult put_string(cv::Mat& page, const HandString& s, cv::Point origin, std::vector<int64_t>* sources) {
   StringResult result;
   result.text = s.text;
   result.confidence = 1.0;
@@ -346,6 +347,7 @@ StringResult put_string(cv::Mat& page, const HandString& s, cv::Point origin) {
     digit.box = {at.x, at.y, g.glyph.alpha.cols, g.glyph.alpha.rows};
     digit.confidence = 1.0f;
     result.digits.push_back(digit);
+    sources->push_back(g.glyph.source);
   }
   return result;
 }
@@ -491,6 +493,7 @@ struct Page {
   int paper = 235;
   cv::Scalar tint = cv::Scalar::all(1.0);  // B, G, R factors for a page stored in colour
   std::vector<StringResult> strings;
+  std::vector<std::vector<int64_t>> sources;  // per string, its digits' MNIST indices
   std::vector<FieldResult> fields;
   std::vector<size_t> field_strings;  // the string each field was written as
 };
@@ -514,7 +517,7 @@ void write_field(Page& page, const DigitBank& bank, const FieldLayout& field, co
   if (rng.chance(0.08)) x = area.x - rng.integer(2, 8);
   const int bottom =
       area.br().y - (field.frame == Frame::box ? rng.integer(-6, 22) : rng.integer(-8, 14));
-  page.strings.push_back(put_string(page.image, s, {x, bottom - s.baseline}));
+  page.strings.push_back(put_string(page.image, s, {x, bottom - s.baseline}, &page.sources.emplace_back()));
 
   FieldResult f;
   f.name = field.name;
@@ -700,7 +703,8 @@ Page draw_free_page(const Assets& assets, Rng& rng) {
     const Hand hand = random_hand(rng, 50, 90);
     const HandString s = write_digits_within(assets.digits, text, hand, rng.chance(0.12),
                                              round_int(0.8 * size.width), rng);
-    if (auto spot = find_spot(s.size, 60)) page.strings.push_back(put_string(page.image, s, *spot));
+    if (auto spot = find_spot(s.size, 60))
+      page.strings.push_back(put_string(page.image, s, *spot, &page.sources.emplace_back()));
   }
   const int print = rng.integer(20, 70), words = rng.integer(2, 3);
   for (int i = 0; i < words; ++i) {
@@ -1245,7 +1249,8 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   const std::vector<PageFile> files =
       plan_files(options.pages, stem, options.bitonal ? 0.0 : options.jpeg_share, options.one_pdf, plan_rng);
   const Scanner scanner{options.dpi, options.bitonal};
-  std::string truth;
+  const std::string set_name = options.training_digits ? "train" : "t10k";
+  std::string truth, sources;
   for (const PageFile& file : files) {
     std::vector<Page> pages;
     for (int k = 0; k < file.page_count; ++k) {
@@ -1269,6 +1274,12 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
         scale_truth(pages[k], scale);
         result.width = round_int(result.width * scale);
         result.height = round_int(result.height * scale);
+      }
+      if (options.sources) {
+        nlohmann::json strings = nlohmann::json::array();
+        for (size_t i = 0; i < pages[k].strings.size(); ++i)
+          strings.push_back({{"text", pages[k].strings[i].text}, {"mnist", pages[k].sources[i]}});
+        sources += nlohmann::json{{"page", file.name}, {"page_index", k}, {"set", set_name}, {"strings", strings}}.dump() + "\n";
       }
       result.strings = std::move(pages[k].strings);
       result.fields = std::move(pages[k].fields);
@@ -1302,6 +1313,13 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   } else if (kind == Kind::checks) {
     report.template_file = options.out / "template.yaml";
     write_template(report.template_file, "synthetic check", kCheckFields, kCheckSize);
+  }
+
+  if (options.sources) {
+    report.sources = options.out / "sources.jsonl";
+    std::ofstream out(report.sources, std::ios::binary | std::ios::trunc);
+    out << sources;
+    if (!out.flush()) throw std::runtime_error(report.sources.string() + ": cannot write");
   }
 
   // The truth goes last, so that a truth.jsonl always describes a finished job.

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -140,6 +141,17 @@ TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
     EXPECT_EQ(j["held_out_negatives"], 2000);
     EXPECT_GE(j["negatives_rejected"].get<double>(), 0.95) << r.output;
     EXPECT_LE(j["digits_rejected"].get<double>(), 0.005) << r.output;
+    // Each test image read wrong is listed, once, by its index in the set.
+    const nlohmann::json& misread = j["misread"];
+    EXPECT_EQ(static_cast<double>(misread.size()), std::round((1 - j["accuracy"].get<double>()) * 10000));
+    int64_t last = -1;
+    for (const nlohmann::json& m : misread) {
+      EXPECT_GT(m["index"].get<int64_t>(), last);
+      last = m["index"].get<int64_t>();
+      EXPECT_LT(last, 10000);
+      EXPECT_NE(m["read"], m["label"]);
+      EXPECT_GE(m["confidence"].get<double>(), m["label_probability"].get<double>());
+    }
   }
 }
 
@@ -252,6 +264,26 @@ TEST(Cli, TrainWithNegativesReportsRejection) {
   EXPECT_EQ(j["per_class"].size(), 11u);
   EXPECT_EQ(j["held_out_negatives"], 2000);
   EXPECT_GT(j["negatives_rejected"].get<double>(), 0.5) << e.output;  // one short epoch
+}
+
+TEST(Cli, SynthSourcesNameTheSetTheDigitsCameFrom) {
+  if (!digitflow::testing::mnist_available())
+    GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  digitflow::testing::TempDir dir;
+  const std::string out = (dir / "job").string();
+  Result r = run("synth --training-digits --sources --kind free --pages 1 --seed 5 --out " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "each digit's MNIST image: " + out + "/sources.jsonl")) << r.output;
+  std::ifstream in(dir / "job/sources.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["set"], "train");
+  EXPECT_FALSE(j["strings"].empty());
+  // Written again over it without --sources: no sources.jsonl of the old pages is left.
+  r = run("synth --kind free --pages 1 --seed 6 --force --out " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "job/sources.jsonl"));
 }
 
 TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {

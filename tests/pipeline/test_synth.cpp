@@ -11,12 +11,15 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
 #include <sstream>
 // After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
 #include <tiffio.h>
 
+#include "digitflow/kernels/idx.hpp"
 #include "digitflow/pipeline/decode.hpp"
 #include "digitflow/pipeline/results.hpp"
 #include "digitflow/pipeline/synth.hpp"
@@ -254,6 +257,51 @@ TEST(Synth, SomeStringsHaveTouchingDigits) {
       }
   EXPECT_GT(touching, 0) << "of " << strings << " strings";
   EXPECT_LT(touching, strings / 2) << "of " << strings << " strings";
+}
+
+TEST(Synth, SourcesNameEachDigitsMnistImage) {
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
+  // Asked for, sources.jsonl names for every string of the truth, in its order, the MNIST
+  // image each digit was drawn from: an image of that digit. The pages are the same.
+  testing::TempDir dir;
+  SynthOptions options{dir.path(), 6, 7, "checks", testing::mnist_dir()};
+  options.sources = true;
+  const SynthReport report = make_synthetic_job(options);
+  EXPECT_EQ(report.sources, dir / "sources.jsonl");
+  EXPECT_EQ(file_bytes(dir / "truth.jsonl"), file_bytes(job("checks", 6, 7) / "truth.jsonl"));
+  EXPECT_FALSE(fs::exists(job("checks", 6, 7) / "sources.jsonl")) << "written without being asked for";
+
+  const kernels::LabelledImages test = kernels::load_mnist(testing::mnist_dir(), kernels::MnistSplit::test);
+  const std::vector<PageResult> truth = read_results((dir / "truth.jsonl").string());
+  std::ifstream in(dir / "sources.jsonl");
+  std::string line;
+  size_t page = 0;
+  int digits = 0;
+  std::set<int64_t> images;
+  while (std::getline(in, line)) {
+    ASSERT_LT(page, truth.size());
+    const nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["page"], truth[page].page);
+    EXPECT_EQ(j["page_index"], truth[page].page_index);
+    EXPECT_EQ(j["set"], "t10k");
+    ASSERT_EQ(j["strings"].size(), truth[page].strings.size()) << truth[page].page;
+    for (size_t s = 0; s < truth[page].strings.size(); ++s) {
+      const std::string& text = truth[page].strings[s].text;
+      EXPECT_EQ(j["strings"][s]["text"], text);
+      const std::vector<int64_t> source = j["strings"][s]["mnist"].get<std::vector<int64_t>>();
+      ASSERT_EQ(source.size(), text.size()) << text;
+      for (size_t d = 0; d < text.size(); ++d) {
+        ASSERT_GE(source[d], 0);
+        ASSERT_LT(source[d], test.count);
+        EXPECT_EQ(test.labels[static_cast<size_t>(source[d])], text[d] - '0') << text << " digit " << d;
+        images.insert(source[d]);
+        ++digits;
+      }
+    }
+    ++page;
+  }
+  EXPECT_EQ(page, truth.size());
+  EXPECT_GT(images.size(), static_cast<size_t>(digits) * 9 / 10) << "the digits are not drawn at random";
 }
 
 TEST(Synth, MultiPageFilesHoldTheirPages) {

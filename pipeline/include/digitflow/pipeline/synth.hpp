@@ -32,6 +32,10 @@ struct SynthOptions {
   int dpi = 300;
   bool bitonal = false;
   bool untagged = false;
+  // Also write out/sources.jsonl: per page, in truth.jsonl's order, each string's text and
+  // the index in the MNIST set (`set`: "t10k" or "train") of the image each digit was drawn
+  // from, to trace a misread back to its digit (digitflow eval --json lists the set's misreads).
+  bool sources = false;
 };
 
 struct SynthReport {
@@ -42,6 +46,7 @@ struct SynthReport {
   int digits = 0;
   std::filesystem::path truth;          // out/truth.jsonl
   std::filesystem::path template_file;  // out/template.yaml; empty for kind free
+  std::filesystem::path sources;        // out/sources.jsonl; empty unless options.sources
 };
 
 // Called after each page with (pages done, pages in all).
