@@ -337,10 +337,15 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   // each short of the chain's digit height, that together make a blob of about that height
   // (a 5's flag apart from its body); or a full-height stroke and a short one close beside
   // it that together are no wider than a digit (a 6's stem and loop, which read 1 and 0
-  // apart). A merged blob wide enough for two digits still gets its cut readings, so a
-  // true 1 and a small 0 can come back as such.
+  // apart); or two strokes of about the digit height whose columns overlap, each a quarter
+  // of that height wide or more and together no wider than 1.3 of it (a 0 written as "("
+  // and ")", which read 11 or 17; two digits written apart leave a gap between their
+  // columns). A merged blob wide enough for two digits still gets its cut readings, so a
+  // true 1 and a small 0 can come back as such; the cut at the join of two such strokes is
+  // not taken for one too narrow (Slot::joined).
   std::vector<int> merged_into(group_rect.size());
   std::iota(merged_into.begin(), merged_into.end(), 0);
+  std::vector<bool> joined(group_rect.size(), false);
   for (std::vector<int>& chain : chains) {
     std::vector<int> heights;
     for (int g : chain)
@@ -357,9 +362,13 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
                                 both.height <= 1.3 * digit && both.width <= 1.4 * digit && r.x - (last.x + last.width) <= 0.25 * digit;
         const bool stem_and_loop = (last.height < 0.75 * digit) != (r.height < 0.75 * digit) && both.height <= 1.3 * digit &&
                                    both.width <= 1.0 * digit && r.x - (last.x + last.width) <= 0.12 * digit;
-        if (both_short || stem_and_loop) {
+        const bool arcs = last.height >= 0.75 * digit && r.height >= 0.75 * digit && both.height <= 1.3 * digit &&
+                          last.width >= 0.25 * digit && r.width >= 0.25 * digit && both.width <= 1.3 * digit &&
+                          r.x < last.x + last.width && !joined[static_cast<size_t>(kept_groups.back())];
+        if (both_short || stem_and_loop || arcs) {
           last = both;
           merged_into[static_cast<size_t>(g)] = kept_groups.back();
+          if (arcs) joined[static_cast<size_t>(kept_groups.back())] = true;
           continue;
         }
       }
@@ -384,6 +393,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       components.paint(mask, r.tl(), [&](int label) { return group_of[static_cast<size_t>(label)] == g; });
       Slot slot;
       slot.box = to_box(r);
+      slot.joined = joined[static_cast<size_t>(g)];
       if (r.height < options.min_digit_height) {
         candidate.slots.push_back(std::move(slot));
         continue;
@@ -599,7 +609,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       for (const Hypothesis& h : slot.hypotheses) {
         double score = -options.split_penalty * static_cast<double>(h.pieces.size() - 1);
         if (h.pieces.size() > 1) score += std::log(not_one_digit);
-        if (h.pieces.size() > 1 && slot.box.w < options.narrow_cut * digit_width * static_cast<double>(h.pieces.size()))
+        if (h.pieces.size() > 1 && !slot.joined && slot.box.w < options.narrow_cut * digit_width * static_cast<double>(h.pieces.size()))
           score -= options.narrow_cut_penalty;
         for (int piece : h.pieces) {
           const size_t i = static_cast<size_t>(piece);

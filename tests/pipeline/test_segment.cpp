@@ -548,6 +548,38 @@ TEST(Segment, AFlagWrittenHighOrThickStillJoinsItsFive) {
   EXPECT_LE(with_five->slots[2].box.y, top - 8) << "the signature kept the flag from its digit";
 }
 
+TEST(Segment, AZeroWrittenInTwoStrokesIsOneDigit) {
+  // "38", a 0 written as "(" and ")" whose ends do not meet but whose columns overlap, then
+  // "47": one slot that reads 0, not "11" or "17".
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(400, 800, CV_8U, cv::Scalar(235));
+  CleanOptions straight;
+  straight.max_skew_deg = 0;
+  std::vector<cv::Rect> digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  int x = digits.back().br().x + 30;
+  const int top = digits.back().y, middle = top + 30;
+  cv::ellipse(page, {x, middle}, {16, 30}, 0, 80, 280, cv::Scalar(30), 4);       // "(": columns ~x-18..x+5
+  cv::ellipse(page, {x + 4, middle}, {17, 22}, 0, -100, 100, cv::Scalar(30), 4);  // ")": columns ~x-1..x+23, 4 px from its ends
+  write_digits(page, {4, 7}, {x + 40, 150}, 60, 14);
+  Segmentation seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 5u) << "the two strokes were not joined";
+  EXPECT_TRUE(seg.strings[0].slots[2].joined);
+  EXPECT_EQ(texts(read_page(page)), "38047");
+
+  // Two slanted 1s written close, a gap between their columns: two digits.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  x = digits.back().br().x + 16;
+  cv::line(page, {x, top + 58}, {x + 24, top + 2}, cv::Scalar(30), 5);        // columns ~x-2..x+26
+  cv::line(page, {x + 34, top + 58}, {x + 58, top + 2}, cv::Scalar(30), 5);   // 5 px apart
+  write_digits(page, {4, 7}, {x + 76, 150}, 60, 14);
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  EXPECT_EQ(seg.strings[0].slots.size(), 6u) << "two 1s were joined as one digit";
+  EXPECT_EQ(texts(read_page(page)), "381147");
+}
+
 TEST(Segment, ASmallMarkAboveAStringDoesNotTakeTheRestOfIt) {
   // "38", a short stroke above the 8's top right (a 5's flag drifted up, a tick), then "47":
   // the stroke is nearer the 4 than the 8 is, but the string stays whole.

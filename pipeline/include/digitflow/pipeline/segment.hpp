@@ -46,6 +46,9 @@ struct Slot {
   cv::Mat mask;       // its ink, box-sized
   cv::Mat grey;       // the flattened page under the box, 2 px wider on each side
   cv::Point grey_at;  // top-left of `grey` in deskewed page coordinates
+  // Two strokes of digit height side by side, nearly touching, joined as one digit written
+  // in two (a 0 as "(" and ")"): its cut at the join reads them apart again.
+  bool joined = false;
 };
 
 struct StringCandidate {
