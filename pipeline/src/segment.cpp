@@ -671,6 +671,13 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     double cut_before = 1.0;  // "not a digit" probability of the piece that ended the last run
     auto flush = [&](double cut_after) {
       current.confidence *= cut_after;
+      // A digit far shorter than the others may be a fragment (ReadOptions::short_digit).
+      if (current.digits.size() >= 3) {
+        std::vector<int> tall;
+        for (const DigitResult& d : current.digits) tall.push_back(d.box.h);
+        const int shortest = *std::min_element(tall.begin(), tall.end());
+        if (shortest < options.short_digit * median(tall)) current.confidence *= 0.5;
+      }
       if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits))
         results.push_back(std::move(current));
       else if (!current.digits.empty())

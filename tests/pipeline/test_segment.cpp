@@ -690,6 +690,27 @@ TEST(Segment, AStringCutByARejectedPieceCarriesItsDoubt) {
   EXPECT_NEAR(strings[0].confidence, digit * digit * 0.995, 1e-5);
 }
 
+TEST(Segment, ADigitUnderHalfTheOthersHeightHalvesItsStringsConfidence) {
+  // "4107" with its 1 28 px tall beside 60 px digits: the 1 may be a fragment (a 1's foot).
+  auto read = [](const std::vector<int>& digits, const std::vector<int>& heights, const ReadOptions& options = {}) {
+    const std::vector<StringResult> strings =
+        read_chain(digits, std::vector<float>(digits.size(), 0.05f), heights, options);
+    EXPECT_EQ(strings.size(), 1u);
+    return strings.empty() ? std::pair{std::string(), -1.0} : std::pair{strings[0].text, strings[0].confidence};
+  };
+  const auto [text, full] = read({4, 1, 0, 7}, {60, 60, 60, 60});
+  EXPECT_EQ(text, "4107");
+  ASSERT_GT(full, 0.8);  // 0.95 each
+  const auto [short_text, halved] = read({4, 1, 0, 7}, {60, 28, 60, 60});
+  EXPECT_EQ(short_text, "4107") << "the short digit is doubted, not dropped";
+  EXPECT_NEAR(halved, 0.5 * full, 1e-9);
+  EXPECT_NEAR(read({4, 1, 0, 7}, {60, 32, 60, 60}).second, full, 1e-9) << "over half the height: no doubt";
+  EXPECT_NEAR(read({4, 1}, {60, 28}).second, read({4, 1}, {60, 60}).second, 1e-9) << "two digits have no median to judge by";
+  ReadOptions off;
+  off.short_digit = 0;
+  EXPECT_NEAR(read({4, 1, 0, 7}, {60, 28, 60, 60}, off).second, full, 1e-9);
+}
+
 TEST(Segment, APrintedSignBeforeTheDigitsCarriesItsDoubtSharpened) {
   // A piece rejected at 0.95 before 60 px digits, 40 px tall and 30 px wide: the build of a
   // printed "$". Its doubt is sharpened as the digits' probabilities are.

@@ -114,6 +114,10 @@ struct ReadOptions {
   // rejects has that build too; after the digits, where no such sign was seen, a piece
   // keeps the model's own doubt. Above 1, this is off.
   double symbol_not_digit = 0.9;
+  // A string of three digits or more holding one under `short_digit` of its digits' median
+  // height: that piece is as likely a fragment (a 1's foot, the end of a stroke cut off by a
+  // line) as a digit of the string, which takes half its confidence for it. 0 turns it off.
+  double short_digit = 0.5;
 };
 
 // Reads the strings given the model's probabilities for every piece (row i of `probs` is
