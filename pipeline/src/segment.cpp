@@ -219,6 +219,15 @@ void join_flags(const Components& components, const std::vector<int>& kept, Unio
   }
 }
 
+// Whether strokes `a` and `b` side by side could be one digit (`digit` px tall) written in
+// two: each of about the digit's height and a quarter of it wide or more, the two together
+// no taller or wider than 1.3 of it.
+bool one_digit_in_two(const cv::Rect& a, const cv::Rect& b, double digit) {
+  const cv::Rect both = a | b;
+  return a.height >= 0.75 * digit && b.height >= 0.75 * digit && both.height <= 1.3 * digit && a.width >= 0.25 * digit &&
+         b.width >= 0.25 * digit && both.width <= 1.3 * digit;
+}
+
 }  // namespace
 
 Box map_box(const Box& box, const cv::Mat& affine, int width, int height) {
@@ -340,9 +349,10 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   // apart); or two strokes of about the digit height whose columns overlap, each a quarter
   // of that height wide or more and together no wider than 1.3 of it (a 0 written as "("
   // and ")", which read 11 or 17; two digits written apart leave a gap between their
-  // columns). A merged blob wide enough for two digits still gets its cut readings, so a
-  // true 1 and a small 0 can come back as such; the cut at the join of two such strokes is
-  // not taken for one too narrow (Slot::joined).
+  // columns, and strokes a little apart are read both ways, see Slot::join_next). A merged
+  // blob wide enough for two digits still gets its cut readings, so a true 1 and a small 0
+  // can come back as such; the cut at the join of two such strokes is not taken for one
+  // too narrow (Slot::joined).
   std::vector<int> merged_into(group_rect.size());
   std::iota(merged_into.begin(), merged_into.end(), 0);
   std::vector<bool> joined(group_rect.size(), false);
@@ -362,9 +372,8 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
                                 both.height <= 1.3 * digit && both.width <= 1.4 * digit && r.x - (last.x + last.width) <= 0.25 * digit;
         const bool stem_and_loop = (last.height < 0.75 * digit) != (r.height < 0.75 * digit) && both.height <= 1.3 * digit &&
                                    both.width <= 1.0 * digit && r.x - (last.x + last.width) <= 0.12 * digit;
-        const bool arcs = last.height >= 0.75 * digit && r.height >= 0.75 * digit && both.height <= 1.3 * digit &&
-                          last.width >= 0.25 * digit && r.width >= 0.25 * digit && both.width <= 1.3 * digit &&
-                          r.x < last.x + last.width && !joined[static_cast<size_t>(kept_groups.back())];
+        const bool arcs = one_digit_in_two(last, r, digit) && r.x < last.x + last.width &&
+                          !joined[static_cast<size_t>(kept_groups.back())];
         if (both_short || stem_and_loop || arcs) {
           last = both;
           merged_into[static_cast<size_t>(g)] = kept_groups.back();
@@ -387,10 +396,35 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     });
     if (2 * small >= static_cast<long>(chain.size())) continue;
     StringCandidate candidate;
+    std::vector<int> heights;
+    for (int g : chain)
+      if (group_rect[static_cast<size_t>(g)].height >= options.min_digit_height) heights.push_back(group_rect[static_cast<size_t>(g)].height);
+    const double digit = heights.empty() ? 0.0 : median(heights);
+    int previous = -1;  // the group of the last slot, when it was read
     for (int g : chain) {
       const cv::Rect r = group_rect[static_cast<size_t>(g)];
       cv::Mat mask = cv::Mat::zeros(r.size(), CV_8U);
       components.paint(mask, r.tl(), [&](int label) { return group_of[static_cast<size_t>(label)] == g; });
+      // One digit in two strokes a little apart (a 0 as "(" and ")" whose columns do not
+      // overlap): the two read together as well, for read_strings to weigh.
+      if (previous >= 0 && heights.size() >= 2) {
+        const cv::Rect last = group_rect[static_cast<size_t>(previous)];
+        const cv::Rect both = last | r;
+        const int gap = r.x - (last.x + last.width);
+        if (one_digit_in_two(last, r, digit) && gap >= 0 && gap <= 0.15 * digit && !joined[static_cast<size_t>(previous)] &&
+            !joined[static_cast<size_t>(g)]) {
+          cv::Mat two = cv::Mat::zeros(both.size(), CV_8U);
+          components.paint(two, both.tl(), [&](int label) {
+            return group_of[static_cast<size_t>(label)] == g || group_of[static_cast<size_t>(label)] == previous;
+          });
+          Piece joined_piece;
+          if (make_piece(two, to_box(both), nullptr, nullptr, joined_piece)) {
+            candidate.slots.back().join_next = static_cast<int>(out.pieces.size());
+            out.pieces.push_back(std::move(joined_piece));
+          }
+        }
+      }
+      previous = -1;
       Slot slot;
       slot.box = to_box(r);
       slot.joined = joined[static_cast<size_t>(g)];
@@ -400,6 +434,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       }
       Piece whole;
       if (!make_piece(mask, slot.box, nullptr, nullptr, whole)) continue;  // no ink left
+      previous = g;
       slot.hypotheses.push_back({{static_cast<int>(out.pieces.size())}});
       out.pieces.push_back(std::move(whole));
       if (static_cast<double>(r.width) / r.height > options.split_aspect) slot.mask = std::move(mask);
@@ -594,11 +629,8 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     const double digit_width = widths.size() >= 3 ? median(widths) : 0.0;
     // The chosen pieces of every slot, in order.
     std::vector<int> chosen;  // piece indices; -1 for small context
-    for (const Slot& slot : candidate.slots) {
-      if (slot.hypotheses.empty()) {
-        chosen.push_back(-1);
-        continue;
-      }
+    // A slot's most likely reading and its score.
+    auto choose = [&](const Slot& slot) {
       const Hypothesis* best = nullptr;
       double best_score = -1e300;
       // A cut reading is only as likely as the blob being more than one digit, which the
@@ -631,6 +663,35 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
             return seg.pieces[static_cast<size_t>(piece)].usable && !is_digit(static_cast<size_t>(piece));
           }))
         best = &slot.hypotheses[0];
+      return std::pair{best, best_score};
+    };
+    for (size_t k = 0; k < candidate.slots.size(); ++k) {
+      const Slot& slot = candidate.slots[k];
+      if (slot.hypotheses.empty()) {
+        chosen.push_back(-1);
+        continue;
+      }
+      const auto [best, score] = choose(slot);
+      // Two strokes that may be one digit (Slot::join_next): one digit when either is in
+      // doubt and the two together read better, less the price of a split turned round.
+      if (slot.join_next >= 0 && k + 1 < candidate.slots.size() && !candidate.slots[k + 1].hypotheses.empty()) {
+        const auto [next_best, next_score] = choose(candidate.slots[k + 1]);
+        const size_t u = static_cast<size_t>(slot.join_next);
+        auto sure = [&](const Hypothesis* h) {
+          const size_t i = static_cast<size_t>(h->pieces[0]);
+          return h->pieces.size() == 1 && is_digit(i) && p[i][static_cast<size_t>(best_digit(i))] >= options.join_doubt;
+        };
+        if (best->pieces.size() == 1 && next_best->pieces.size() == 1 && is_digit(u) && (!sure(best) || !sure(next_best))) {
+          const Box& b = seg.pieces[u].box;
+          const double together = std::log(std::max(1e-12, p[u][static_cast<size_t>(best_digit(u))])) - options.split_penalty -
+                                  options.wide_penalty * std::max(0.0, static_cast<double>(b.w) / std::max(1, b.h) - 1.0);
+          if (together > score + next_score) {
+            chosen.push_back(static_cast<int>(u));
+            ++k;
+            continue;
+          }
+        }
+      }
       chosen.insert(chosen.end(), best->pieces.begin(), best->pieces.end());
     }
     const auto digit_at = [&](int i) { return i >= 0 && is_digit(static_cast<size_t>(i)); };

@@ -567,6 +567,19 @@ TEST(Segment, AZeroWrittenInTwoStrokesIsOneDigit) {
   EXPECT_TRUE(seg.strings[0].slots[2].joined);
   EXPECT_EQ(texts(read_page(page)), "38047");
 
+  // The same 0 with 3 px of paper between the columns of its strokes: two slots, and a
+  // piece of both that read_strings weighs against them.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  cv::ellipse(page, {x, middle}, {16, 30}, 0, 80, 280, cv::Scalar(30), 4);        // columns ~x-18..x+5
+  cv::ellipse(page, {x + 12, middle}, {17, 22}, 0, -100, 100, cv::Scalar(30), 4);  // columns ~x+8..x+31
+  write_digits(page, {4, 7}, {x + 46, 150}, 60, 14);
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 6u);
+  EXPECT_GE(seg.strings[0].slots[2].join_next, 0) << "no piece of both strokes";
+  EXPECT_EQ(texts(read_page(page)), "38047");
+
   // Two slanted 1s written close, a gap between their columns: two digits.
   page.setTo(235);
   digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
@@ -709,6 +722,45 @@ TEST(Segment, ADigitUnderHalfTheOthersHeightHalvesItsStringsConfidence) {
   ReadOptions off;
   off.short_digit = 0;
   EXPECT_NEAR(read({4, 1, 0, 7}, {60, 28, 60, 60}, off).second, full, 1e-9);
+}
+
+TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {
+  // Slots "4", a stroke read 1 and one read 7, then "2", and a piece of the two strokes
+  // together (Slot::join_next) read as 0.
+  auto read = [](float first, float second, float together, const ReadOptions& options = {}) {
+    Segmentation seg;
+    StringCandidate chain;
+    std::vector<float> probs;
+    auto piece = [&](int x, int width, int digit, float p) {
+      Piece made;
+      made.box = {x, 100, width, 60};
+      made.usable = true;
+      seg.pieces.push_back(made);
+      probs.resize(probs.size() + 11, 0.0f);
+      float* q = &probs[probs.size() - 11];
+      q[digit] = p;
+      q[digit == 3 ? 6 : 3] = q[digit == 5 ? 6 : 5] = (1.0f - p) / 2;  // the rest on two other digits
+      return static_cast<int>(seg.pieces.size() - 1);
+    };
+    const std::vector<std::pair<int, float>> slots = {{4, 0.99f}, {1, first}, {7, second}, {2, 0.99f}};
+    for (size_t k = 0; k < slots.size(); ++k) {
+      Slot slot;
+      slot.box = {100 + 50 * static_cast<int>(k), 100, 40, 60};
+      slot.hypotheses.push_back({{piece(slot.box.x, 40, slots[k].first, slots[k].second)}});
+      chain.slots.push_back(slot);
+    }
+    chain.slots[1].join_next = piece(150, 60, 0, together);  // as wide as tall
+    seg.strings.push_back(chain);
+    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+    return texts(read_strings(seg, probs.data(), 11, identity, 1000, 1000, options));
+  };
+  EXPECT_EQ(read(0.6f, 0.7f, 0.99f), "402");
+  EXPECT_EQ(read(0.99f, 0.5f, 0.99f), "402") << "one stroke in doubt is enough";
+  EXPECT_EQ(read(0.99f, 0.99f, 0.99f), "4172") << "two sure digits stay two";
+  EXPECT_EQ(read(0.6f, 0.7f, 0.3f), "4172") << "a doubtful whole does not win";
+  ReadOptions off;
+  off.join_doubt = 0;
+  EXPECT_EQ(read(0.6f, 0.7f, 0.99f, off), "4172");
 }
 
 TEST(Segment, APrintedSignBeforeTheDigitsCarriesItsDoubtSharpened) {

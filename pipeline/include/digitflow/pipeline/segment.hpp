@@ -49,6 +49,10 @@ struct Slot {
   // Two strokes of digit height side by side, nearly touching, joined as one digit written
   // in two (a 0 as "(" and ")"): its cut at the join reads them apart again.
   bool joined = false;
+  // A piece holding this slot's ink and the next slot's together, where the two could be one
+  // digit written in two strokes a little apart; read_strings weighs it against the two
+  // (ReadOptions::join_doubt). -1 when there is none.
+  int join_next = -1;
 };
 
 struct StringCandidate {
@@ -118,6 +122,10 @@ struct ReadOptions {
   // height: that piece is as likely a fragment (a 1's foot, the end of a stroke cut off by a
   // line) as a digit of the string, which takes half its confidence for it. 0 turns it off.
   double short_digit = 0.5;
+  // Two neighbouring slots that may be one digit in two strokes (Slot::join_next) are read
+  // as that one digit when either is read with less than `join_doubt` and the joined piece,
+  // less split_penalty, scores more than the two. 0 turns it off.
+  double join_doubt = 0.9;
 };
 
 // Reads the strings given the model's probabilities for every piece (row i of `probs` is
