@@ -400,30 +400,12 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     for (int g : chain)
       if (group_rect[static_cast<size_t>(g)].height >= options.min_digit_height) heights.push_back(group_rect[static_cast<size_t>(g)].height);
     const double digit = heights.empty() ? 0.0 : median(heights);
-    int previous = -1;  // the group of the last slot, when it was read
+    int previous = -1;  // the group of the last slot, when it was read whole
     for (int g : chain) {
       const cv::Rect r = group_rect[static_cast<size_t>(g)];
       cv::Mat mask = cv::Mat::zeros(r.size(), CV_8U);
       components.paint(mask, r.tl(), [&](int label) { return group_of[static_cast<size_t>(label)] == g; });
-      // One digit in two strokes a little apart (a 0 as "(" and ")" whose columns do not
-      // overlap): the two read together as well, for read_strings to weigh.
-      if (previous >= 0 && heights.size() >= 2) {
-        const cv::Rect last = group_rect[static_cast<size_t>(previous)];
-        const cv::Rect both = last | r;
-        const int gap = r.x - (last.x + last.width);
-        if (one_digit_in_two(last, r, digit) && gap >= 0 && gap <= 0.15 * digit && !joined[static_cast<size_t>(previous)] &&
-            !joined[static_cast<size_t>(g)]) {
-          cv::Mat two = cv::Mat::zeros(both.size(), CV_8U);
-          components.paint(two, both.tl(), [&](int label) {
-            return group_of[static_cast<size_t>(label)] == g || group_of[static_cast<size_t>(label)] == previous;
-          });
-          Piece joined_piece;
-          if (make_piece(two, to_box(both), nullptr, nullptr, joined_piece)) {
-            candidate.slots.back().join_next = static_cast<int>(out.pieces.size());
-            out.pieces.push_back(std::move(joined_piece));
-          }
-        }
-      }
+      const int left = previous;  // the group of the slot just before, when it was read
       previous = -1;
       Slot slot;
       slot.box = to_box(r);
@@ -434,6 +416,25 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       }
       Piece whole;
       if (!make_piece(mask, slot.box, nullptr, nullptr, whole)) continue;  // no ink left
+      // One digit in two strokes a little apart (a 0 as "(" and ")" whose columns do not
+      // overlap): the two read together as well, for read_strings to weigh.
+      if (left >= 0 && heights.size() >= 2) {
+        const cv::Rect last = group_rect[static_cast<size_t>(left)];
+        const cv::Rect both = last | r;
+        const int gap = r.x - (last.x + last.width);
+        if (one_digit_in_two(last, r, digit) && gap >= 0 && gap <= 0.15 * digit && !joined[static_cast<size_t>(left)] &&
+            !joined[static_cast<size_t>(g)]) {
+          cv::Mat two = cv::Mat::zeros(both.size(), CV_8U);
+          components.paint(two, both.tl(), [&](int label) {
+            return group_of[static_cast<size_t>(label)] == g || group_of[static_cast<size_t>(label)] == left;
+          });
+          Piece joined_piece;
+          if (make_piece(two, to_box(both), nullptr, nullptr, joined_piece)) {
+            candidate.slots.back().join_next = static_cast<int>(out.pieces.size());
+            out.pieces.push_back(std::move(joined_piece));
+          }
+        }
+      }
       previous = g;
       slot.hypotheses.push_back({{static_cast<int>(out.pieces.size())}});
       out.pieces.push_back(std::move(whole));
