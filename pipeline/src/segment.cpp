@@ -633,7 +633,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     // A slot's most likely reading and its score.
     auto choose = [&](const Slot& slot) {
       const Hypothesis* best = nullptr;
-      double best_score = -1e300;
+      double best_score = -1e300, whole_score = 0;
       // A cut reading is only as likely as the blob being more than one digit, which the
       // 11-class model tells by its "not a digit" class (glued digits were its negatives):
       // a plain 6 must not come out as the 1 and 0 its halves resemble.
@@ -653,6 +653,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
           // Nor much shorter than its neighbours: a short piece is a fragment of a cut.
           score -= options.wide_penalty * std::max(0.0, 0.75 - static_cast<double>(b.h) / std::max(1, slot.box.h));
         }
+        if (&h == &slot.hypotheses[0]) whole_score = score;
         if (score > best_score) best_score = score, best = &h;
       }
       // A wide blob with no digit beside it on its line, whose best cut still leaves a piece
@@ -663,7 +664,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
           std::any_of(best->pieces.begin(), best->pieces.end(), [&](int piece) {
             return seg.pieces[static_cast<size_t>(piece)].usable && !is_digit(static_cast<size_t>(piece));
           }))
-        best = &slot.hypotheses[0];
+        best = &slot.hypotheses[0], best_score = whole_score;
       return std::pair{best, best_score};
     };
     for (size_t k = 0; k < candidate.slots.size(); ++k) {
@@ -682,7 +683,8 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
           const size_t i = static_cast<size_t>(h->pieces[0]);
           return h->pieces.size() == 1 && is_digit(i) && p[i][static_cast<size_t>(best_digit(i))] >= options.join_doubt;
         };
-        if (best->pieces.size() == 1 && next_best->pieces.size() == 1 && is_digit(u) && (!sure(best) || !sure(next_best))) {
+        if (options.join_doubt > 0 && best->pieces.size() == 1 && next_best->pieces.size() == 1 && is_digit(u) &&
+            (!sure(best) || !sure(next_best))) {
           const Box& b = seg.pieces[u].box;
           const double together = std::log(std::max(1e-12, p[u][static_cast<size_t>(best_digit(u))])) - options.split_penalty -
                                   options.wide_penalty * std::max(0.0, static_cast<double>(b.w) / std::max(1, b.h) - 1.0);

@@ -527,6 +527,18 @@ TEST(Segment, AFlagWrittenHighOrThickStillJoinsItsFive) {
   EXPECT_LE(slot->y, top - 8) << "the floating flag was left out of its digit";
   EXPECT_GE(slot->x + slot->w, x + 56);
 
+  // Floating further over it (its bottom 0.7 of the body's height above the body's top): a
+  // mark of the line above, or a tick, not this digit's flag.
+  std::tie(x, top) = five({22, -20}, {56, -22}, 5);
+  int bodies = 0;
+  for (const StringCandidate& s : find_strings(clean_page(page, straight)).strings)
+    for (const Slot& s_slot : s.slots)
+      if (s_slot.box.x <= x + 14 && s_slot.box.x + s_slot.box.w >= x + 14) {  // the body's middle column
+        ++bodies;
+        EXPECT_GT(s_slot.box.y, top - 16) << "a stroke floating far above joined the digit";
+      }
+  EXPECT_EQ(bodies, 1);
+
   // Written with a thick pen, tilted: about 17 px tall, more than half the least digit height
   // (30 px), off to the right of the body's top.
   std::tie(x, top) = five({36, 18}, {70, 10}, 9);
@@ -579,6 +591,15 @@ TEST(Segment, AZeroWrittenInTwoStrokesIsOneDigit) {
   ASSERT_EQ(seg.strings[0].slots.size(), 6u);
   EXPECT_GE(seg.strings[0].slots[2].join_next, 0) << "no piece of both strokes";
   EXPECT_EQ(texts(read_page(page)), "38047");
+
+  // A 1 and a 7 written so close that their columns overlap, their ink apart: joined as
+  // one blob, cut again, read as two.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const cv::Rect one = write_digits(page, {1}, {digits.back().br().x + 14, 150}, 60, 0)[0];
+  const cv::Rect seven = write_digits(page, {7}, {one.br().x - 6, 150}, 60, 0)[0];
+  write_digits(page, {4, 7}, {seven.br().x + 14, 150}, 60, 14);
+  EXPECT_EQ(texts(read_page(page)), "381747");
 
   // Two slanted 1s written close, a gap between their columns: two digits.
   page.setTo(235);
@@ -738,8 +759,13 @@ TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {
       seg.pieces.push_back(made);
       probs.resize(probs.size() + 11, 0.0f);
       float* q = &probs[probs.size() - 11];
-      q[digit] = p;
-      q[digit == 3 ? 6 : 3] = q[digit == 5 ? 6 : 5] = (1.0f - p) / 2;  // the rest on two other digits
+      if (p < 0) {  // read as no digit
+        q[10] = 0.8f;
+        q[digit] = 0.2f;
+      } else {
+        q[digit] = p;
+        q[digit == 3 ? 6 : 3] = q[digit == 5 ? 6 : 5] = (1.0f - p) / 2;  // the rest on two other digits
+      }
       return static_cast<int>(seg.pieces.size() - 1);
     };
     const std::vector<std::pair<int, float>> slots = {{4, 0.99f}, {1, first}, {7, second}, {2, 0.99f}};
@@ -756,11 +782,13 @@ TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {
   };
   EXPECT_EQ(read(0.6f, 0.7f, 0.99f), "402");
   EXPECT_EQ(read(0.99f, 0.5f, 0.99f), "402") << "one stroke in doubt is enough";
+  EXPECT_EQ(read(-1.0f, 0.99f, 0.99f), "402") << "a stroke read as no digit is in doubt too";
   EXPECT_EQ(read(0.99f, 0.99f, 0.99f), "4172") << "two sure digits stay two";
   EXPECT_EQ(read(0.6f, 0.7f, 0.3f), "4172") << "a doubtful whole does not win";
   ReadOptions off;
   off.join_doubt = 0;
   EXPECT_EQ(read(0.6f, 0.7f, 0.99f, off), "4172");
+  EXPECT_EQ(read(-1.0f, 0.99f, 0.99f, off), "4172");
 }
 
 TEST(Segment, APrintedSignBeforeTheDigitsCarriesItsDoubtSharpened) {

@@ -123,8 +123,8 @@ struct ReadOptions {
   // line) as a digit of the string, which takes half its confidence for it. 0 turns it off.
   double short_digit = 0.5;
   // Two neighbouring slots that may be one digit in two strokes (Slot::join_next) are read
-  // as that one digit when either is read with less than `join_doubt` and the joined piece,
-  // less split_penalty, scores more than the two. 0 turns it off.
+  // as that one digit when either is read as no digit or as one with less than `join_doubt`,
+  // and the joined piece, less split_penalty, scores more than the two. 0 turns it off.
   double join_doubt = 0.9;
 };
 
