@@ -5,9 +5,10 @@
 
 EVAL.json is `digitflow eval --json [--int8]` on MNIST's test set (its "misread" list: the
 test images the model reads wrong as they are). Each JOB_DIR was written by `digitflow synth
---sources` (truth.jsonl, and sources.jsonl naming each digit's MNIST image); RESULTS.jsonl is
-`digitflow run` on it. Strings are paired as `digitflow score` pairs them (box IoU >= 0.3);
-in each pair of the truth's length, every digit read wrong is counted:
+--sources` from MNIST's test digits (truth.jsonl, and sources.jsonl naming each digit's
+image); RESULTS.jsonl is `digitflow run` on it. Strings are paired as `digitflow score` pairs
+them (box IoU >= 0.3, the largest first). In each pair read at the truth's length, every
+digit is counted, and each one read wrong:
 - whether the model also misreads that digit's MNIST image alone, and with the same digit;
 - whether the digit touches or overlaps a neighbour on the page (boxes sharing columns).
 """
@@ -45,16 +46,16 @@ def touching(digits, i):
 
 
 def pairs(truth_strings, result_strings):
-    """(truth, result) pairs, each truth string with the unused result of highest IoU >= 0.3."""
-    used = set()
-    for t in truth_strings:
-        best, best_iou = None, 0.0
-        for j, r in enumerate(result_strings):
-            if j not in used and iou(t["box"], r["box"]) > best_iou:
-                best, best_iou = j, iou(t["box"], r["box"])
-        if best is not None and best_iou >= 0.3:
-            used.add(best)
-            yield t, result_strings[best]
+    """(truth, result) pairs with box IoU >= 0.3, the largest IoU first, each string in one."""
+    candidates = sorted(((iou(t["box"], r["box"]), i, j) for i, t in enumerate(truth_strings)
+                         for j, r in enumerate(result_strings)), key=lambda c: -c[0])
+    paired_truth, paired_result = set(), set()
+    for overlap, i, j in candidates:
+        if overlap < 0.3 or i in paired_truth or j in paired_result:
+            continue
+        paired_truth.add(i)
+        paired_result.add(j)
+        yield truth_strings[i], result_strings[j]
 
 
 def main(argv):
@@ -68,22 +69,22 @@ def main(argv):
         sources = load(job + "/sources.jsonl")
         c = collections.Counter()
         for key, page in truth.items():
+            if sources[key]["set"] != "t10k":
+                sys.exit(f"{job}: its digits are MNIST's {sources[key]['set']} set; EVAL.json lists the test set's")
             drawn = sources[key]["strings"]
             if [s["text"] for s in drawn] != [s["text"] for s in page["strings"]]:
                 sys.exit(f"{job}: sources.jsonl does not match truth.jsonl on {key[0]}")
             index_of = {id(s): d["mnist"] for s, d in zip(page["strings"], drawn)}
-            for s in page["strings"]:
-                for i, source in enumerate(index_of[id(s)]):
-                    c["digits"] += 1
-                    c["digits touching"] += touching(s["digits"], i)
-                    c["misread alone"] += source in misread
             for t, r in pairs(page["strings"], results.get(key, {}).get("strings", [])):
                 if len(t["text"]) != len(r["text"]):
                     continue
                 for i, (want, got) in enumerate(zip(t["text"], r["text"])):
+                    source = index_of[id(t)][i]
+                    c["digits"] += 1
+                    c["digits touching"] += touching(t["digits"], i)
+                    c["misread alone"] += source in misread
                     if want == got:
                         continue
-                    source = index_of[id(t)][i]
                     c["misread on the page"] += 1
                     c["  of them touching"] += touching(t["digits"], i)
                     if source in misread:
@@ -96,8 +97,9 @@ def main(argv):
     print("all:", dict(total))
     print(f"digits {d}: misread on the page {m} ({100 * m / d:.2f}%); "
           f"{total['  of them misread alone']} of those the model misreads alone too "
-          f"({total['    as the same digit']} as the same digit), from {total['misread alone']} page digits "
-          f"({100 * total['misread alone'] / d:.2f}%) whose image it misreads")
+          f"({total['    as the same digit']} as the same digit), of {total['misread alone']} page digits "
+          f"({100 * total['misread alone'] / d:.2f}%) whose image it misreads; digits in strings read at "
+          f"the truth's length only")
     print(f"touching a neighbour: {touch} digits, {touch_m} misread ({100 * touch_m / max(1, touch):.2f}%); "
           f"apart: {d - touch} digits, {m - touch_m} misread ({100 * (m - touch_m) / max(1, d - touch):.2f}%)")
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
@@ -94,8 +95,8 @@ int run_eval(int argc, char** argv) {
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core")
       ("int8", po::bool_switch(&int8), "read through int8 inference (needs a calibrated model; see digitflow calibrate)")
       ("json", po::bool_switch(&json),
-       "print one JSON object: accuracy, per_class, confusion, count, loss and (for --data) misread, "
-       "each image the model reads wrong");
+       "print one JSON object: accuracy, per_class, confusion, count, loss and (unless --pages) "
+       "misread, each image of the set the model reads wrong, by its index");
   add_config_options(options, common);
   add_backend_option(options, common);
   po::variables_map vm;
@@ -135,7 +136,12 @@ int run_eval(int argc, char** argv) {
     return quantized ? k::evaluate_probabilities(images, probabilities(images))
                      : k::evaluate(loaded.network, images, 500, backend);
   };
-  k::EvalResult r = evaluate(set);
+  // With --json on an IDX set the images read wrong are listed, from the same probabilities
+  // as the figures where the CPU computes them (int8, or the CPU backend).
+  const bool list_misread = json && pages.empty();
+  std::optional<k::Tensor> set_probs;
+  if (quantized || (list_misread && backend == k::Backend::cpu)) set_probs = probabilities(set);
+  k::EvalResult r = set_probs ? k::evaluate_probabilities(set, *set_probs) : evaluate(set);
   const bool rejects = loaded.network.spec().classes == pipeline::kClassesWithNotDigit;
   int64_t negatives = 0;
   double negatives_rejected = 0;
@@ -152,7 +158,10 @@ int run_eval(int argc, char** argv) {
                           {"count", r.count},             {"accuracy", r.accuracy},
                           {"loss", r.loss},               {"per_class", r.per_class},
                           {"confusion", r.confusion}};
-    if (pages.empty()) out["misread"] = misread(set, probabilities(set));
+    if (list_misread) {
+      if (!set_probs) set_probs = probabilities(set);  // the figures came from another backend
+      out["misread"] = misread(set, *set_probs);
+    }
     if (rejects) {
       out["held_out_negatives"] = negatives;
       out["negatives_rejected"] = negatives_rejected;

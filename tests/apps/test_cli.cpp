@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <vector>
 
 #include "digitflow/kernels/model_file.hpp"
 #include "test_support.hpp"
@@ -141,17 +142,20 @@ TEST(Cli, ShippedModelReachesTheStatedAccuracy) {
     EXPECT_EQ(j["held_out_negatives"], 2000);
     EXPECT_GE(j["negatives_rejected"].get<double>(), 0.95) << r.output;
     EXPECT_LE(j["digits_rejected"].get<double>(), 0.005) << r.output;
-    // Each test image read wrong is listed, once, by its index in the set.
+    // Each test image read wrong is listed, once, by its index in the set: as many of each
+    // label read as each other class as the confusion matrix counts.
     const nlohmann::json& misread = j["misread"];
     EXPECT_EQ(static_cast<double>(misread.size()), std::round((1 - j["accuracy"].get<double>()) * 10000));
+    std::vector<std::vector<int64_t>> confusion(11, std::vector<int64_t>(11, 0));
+    for (size_t t = 0; t < 11; ++t) confusion[t][t] = j["confusion"][t][t].get<int64_t>();
     int64_t last = -1;
     for (const nlohmann::json& m : misread) {
       EXPECT_GT(m["index"].get<int64_t>(), last);
       last = m["index"].get<int64_t>();
       EXPECT_LT(last, 10000);
-      EXPECT_NE(m["read"], m["label"]);
-      EXPECT_GE(m["confidence"].get<double>(), m["label_probability"].get<double>());
+      ++confusion[m["label"].get<size_t>()][m["read"].get<size_t>()];
     }
+    EXPECT_EQ(nlohmann::json(confusion), j["confusion"]);
   }
 }
 
