@@ -1315,18 +1315,14 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
     write_template(report.template_file, "synthetic check", kCheckFields, kCheckSize);
   }
 
-  if (options.sources) {
-    report.sources = options.out / "sources.jsonl";
-    std::ofstream out(report.sources, std::ios::binary | std::ios::trunc);
-    out << sources;
-    if (!out.flush()) throw std::runtime_error(report.sources.string() + ": cannot write");
-  }
-
+  auto write = [](const fs::path& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw std::runtime_error(path.string() + ": cannot write");
+  };
+  if (options.sources) write(report.sources = options.out / "sources.jsonl", sources);
   // The truth goes last, so that a truth.jsonl always describes a finished job.
-  report.truth = options.out / "truth.jsonl";
-  std::ofstream out(report.truth, std::ios::binary | std::ios::trunc);
-  out << truth;
-  if (!out.flush()) throw std::runtime_error(report.truth.string() + ": cannot write");
+  write(report.truth = options.out / "truth.jsonl", truth);
   return report;
 }
 
