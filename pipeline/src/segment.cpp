@@ -230,6 +230,68 @@ bool one_digit_in_two(const cv::Rect& a, const cv::Rect& b, double digit) {
 
 }  // namespace
 
+// The ink a form line took from a digit standing on it (a 2's base drawn along the
+// underline). Under the blob `r`, the page is darker around the line where a pen's stroke
+// lies along it: the sum of each column's darkness (paper minus grey) over the line's rows
+// and 6 px either side is compared with its median along the line (three blob widths
+// either way). Columns in [x0, x1) a quarter darker or more, in runs at least 0.3 of the
+// blob's height long (where a stroke's end only meets the line, the run is shorter), give
+// back the line's ink and the ink beside it. Empty when there is none; `where` is its
+// rectangle on the page.
+cv::Mat ink_under_line(const CleanedPage& page, const cv::Rect& r, int x0, int x1, cv::Rect& where) {
+  const cv::Mat& lines = page.lines;
+  if (lines.empty() || page.flat.empty()) return {};
+  const cv::Rect inside(0, 0, lines.cols, lines.rows);
+  const cv::Rect below = cv::Rect(r.x, r.y + r.height - 15, r.width, 30) & inside;
+  int top = -1, bottom = -1, under = 0;
+  for (int x = below.x; x < below.x + below.width; ++x) {
+    bool any = false;
+    for (int y = below.y; y < below.y + below.height; ++y)
+      if (lines.at<uint8_t>(y, x)) {
+        any = true;
+        top = top < 0 ? y : std::min(top, y);
+        bottom = std::max(bottom, y);
+      }
+    under += any ? 1 : 0;
+  }
+  if (2 * under < r.width) return {};
+  const int ya = std::max(0, top - 6), yb = std::min(lines.rows, bottom + 7);
+  const int wa = std::max(0, r.x - 3 * r.width), wb = std::min(lines.cols, r.x + 4 * r.width);
+  x0 = std::max(x0, wa), x1 = std::min(x1, wb);
+  if (x0 >= x1) return {};
+  std::vector<double> dark(static_cast<size_t>(wb - wa), -1.0);  // -1: no line in that column
+  std::vector<double> along;
+  for (int x = wa; x < wb; ++x) {
+    bool line = false;
+    double sum = 0;
+    for (int y = ya; y < yb; ++y) {
+      line = line || lines.at<uint8_t>(y, x);
+      sum += std::max(0.0, page.paper - page.flat.at<uint8_t>(y, x));
+    }
+    if (!line) continue;
+    dark[static_cast<size_t>(x - wa)] = sum;
+    along.push_back(sum);
+  }
+  if (static_cast<int>(along.size()) < 2 * r.width) return {};
+  std::nth_element(along.begin(), along.begin() + static_cast<std::ptrdiff_t>(along.size() / 2), along.end());
+  const double darker = 1.25 * along[along.size() / 2];
+  std::vector<int> keep;  // columns given back
+  for (int x = x0; x < x1;) {
+    int end = x;
+    while (end < x1 && dark[static_cast<size_t>(end - wa)] >= darker) ++end;
+    if (end - x >= 0.3 * r.height)
+      for (int k = x; k < end; ++k) keep.push_back(k);
+    x = std::max(end, x + 1);
+  }
+  if (keep.empty()) return {};
+  where = cv::Rect(keep.front(), ya, keep.back() + 1 - keep.front(), yb - ya);
+  cv::Mat out = cv::Mat::zeros(where.size(), CV_8U);
+  for (int x : keep)
+    for (int y = ya; y < yb; ++y)
+      out.at<uint8_t>(y - ya, x - where.x) = lines.at<uint8_t>(y, x) || page.ink.at<uint8_t>(y, x) ? 255 : 0;
+  return out;
+}
+
 Box map_box(const Box& box, const cv::Mat& affine, int width, int height) {
   const double* m0 = affine.ptr<double>(0);
   const double* m1 = affine.ptr<double>(1);
@@ -401,7 +463,8 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       if (group_rect[static_cast<size_t>(g)].height >= options.min_digit_height) heights.push_back(group_rect[static_cast<size_t>(g)].height);
     const double digit = heights.empty() ? 0.0 : median(heights);
     int previous = -1;  // the group of the last slot, when it was read whole
-    for (int g : chain) {
+    for (size_t at = 0; at < chain.size(); ++at) {
+      const int g = chain[at];
       const cv::Rect r = group_rect[static_cast<size_t>(g)];
       cv::Mat mask = cv::Mat::zeros(r.size(), CV_8U);
       components.paint(mask, r.tl(), [&](int label) { return group_of[static_cast<size_t>(label)] == g; });
@@ -438,6 +501,25 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       previous = g;
       slot.hypotheses.push_back({{static_cast<int>(out.pieces.size())}});
       out.pieces.push_back(std::move(whole));
+      // Standing on a form line, it may have lost a stroke that lay along it: read with the
+      // line's ink there as well, up to the next blob.
+      {
+        const int next = at + 1 < chain.size() ? group_rect[static_cast<size_t>(chain[at + 1])].x : page.lines.cols;
+        cv::Rect where;
+        const cv::Mat given =
+            ink_under_line(page, r, r.x, std::min(next, r.x + r.width + static_cast<int>(0.3 * r.height)), where);
+        if (!given.empty()) {
+          const cv::Rect both = r | where;
+          cv::Mat with = cv::Mat::zeros(both.size(), CV_8U);
+          components.paint(with, both.tl(), [&](int label) { return group_of[static_cast<size_t>(label)] == g; });
+          with(where - both.tl()) |= given;
+          Piece based;
+          if (make_piece(with, to_box(both), nullptr, nullptr, based)) {
+            slot.hypotheses.push_back({{static_cast<int>(out.pieces.size())}, true});
+            out.pieces.push_back(std::move(based));
+          }
+        }
+      }
       if (static_cast<double>(r.width) / r.height > options.split_aspect) slot.mask = std::move(mask);
       candidate.box = unite(candidate.box, slot.box);
       candidate.slots.push_back(std::move(slot));
@@ -640,6 +722,15 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       const size_t whole = static_cast<size_t>(slot.hypotheses[0].pieces[0]);
       const double not_one_digit = has_reject && seg.pieces[whole].usable ? std::max(0.05, p[whole][10]) : 1.0;
       for (const Hypothesis& h : slot.hypotheses) {
+        // A 7 standing on a line whose base the line took may be a 2 (Hypothesis::on_line).
+        if (h.on_line) {
+          const size_t i = static_cast<size_t>(h.pieces[0]);
+          if (is_digit(i) && is_digit(whole) && best_digit(whole) == 7 && best_digit(i) == 2 && p[i][2] > p[whole][7]) {
+            const double score = whole_score + std::log(p[i][2]) - std::log(p[whole][7]);
+            if (score > best_score) best_score = score, best = &h;
+          }
+          continue;
+        }
         double score = -options.split_penalty * static_cast<double>(h.pieces.size() - 1);
         if (h.pieces.size() > 1) score += std::log(not_one_digit);
         if (h.pieces.size() > 1 && !slot.joined && slot.box.w < options.narrow_cut * digit_width * static_cast<double>(h.pieces.size()))

@@ -693,6 +693,84 @@ std::vector<StringResult> read_pattern(const std::string& pattern) {
   return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
 }
 
+TEST(Segment, AStrokeAlongTheLineUnderADigitIsReadWithIt) {
+  // A 2 drawn with a pen wider than the underline its base lies on: taking the line out
+  // takes the base with it, and what is left is a 7. The page is darker along the line
+  // there, so the blob gets a second reading with the line's ink given back
+  // (Hypothesis::on_line). A 7 whose stem only meets the same line gets none, nor does one
+  // standing on no line.
+  cv::Mat page(500, 900, CV_8U, cv::Scalar(235));
+  cv::line(page, {80, 300}, {640, 300}, cv::Scalar(40), 4);
+  auto seven = [&](int x, int y) {
+    cv::line(page, {x, y - 85}, {x + 55, y - 85}, cv::Scalar(60), 9);
+    cv::line(page, {x + 55, y - 85}, {x + 5, y - 2}, cv::Scalar(60), 9);
+  };
+  seven(200, 300);
+  cv::line(page, {205, 300}, {262, 300}, cv::Scalar(60), 10);  // the 2's base, along the line
+  seven(450, 300);
+  seven(700, 420);  // away from any line
+  CleanOptions straight;
+  straight.max_skew_deg = 0;
+  const CleanedPage cleaned = clean_page(page, straight);
+  const Segmentation seg = find_strings(cleaned);
+  auto on_line = [&](int x) -> const Piece* {
+    for (const StringCandidate& c : seg.strings)
+      for (const Slot& slot : c.slots)
+        if (slot.box.x < x + 30 && slot.box.right() > x + 30)
+          for (const Hypothesis& h : slot.hypotheses)
+            if (h.on_line) return &seg.pieces[static_cast<size_t>(h.pieces.at(0))];
+    return nullptr;
+  };
+  const Piece* two = on_line(200);
+  ASSERT_NE(two, nullptr) << "the 2 on the line got no reading with its base";
+  EXPECT_GE(two->box.bottom(), 300) << "its base, under the line's top, is not in it";
+  EXPECT_GE(two->box.right(), 258);
+  EXPECT_EQ(on_line(450), nullptr) << "a 7 meeting the line got its base read too";
+  EXPECT_EQ(on_line(700), nullptr);
+}
+
+TEST(Segment, ASevenOnALineIsReadTwoWhenItsBaseMakesASurerTwo) {
+  // "4", a blob read whole and with the ink of the line under it given back
+  // (Hypothesis::on_line), "5". The reading with the line's ink is taken only where the
+  // blob read whole is a 7 and it is a surer 2: a 2 losing its base to the line is a 7,
+  // no other digit loses its base that way.
+  auto read = [](int whole_digit, float whole_p, int lined_digit, float lined_p) {
+    Segmentation seg;
+    StringCandidate chain;
+    std::vector<float> probs;
+    auto piece = [&](Box box, int digit, float p) {
+      Piece made;
+      made.box = box;
+      made.usable = true;
+      seg.pieces.push_back(made);
+      std::vector<float> q(11, 0.0f);
+      q[static_cast<size_t>(digit)] = p;
+      q[10] = 0.01f;
+      q[digit == 3 ? 8 : 3] = 0.99f - p;
+      probs.insert(probs.end(), q.begin(), q.end());
+      return static_cast<int>(seg.pieces.size()) - 1;
+    };
+    for (int k = 0; k < 3; ++k) {
+      Slot slot;
+      slot.box = {100 + 60 * k, 100, 40, 60};
+      slot.hypotheses.push_back({{piece(slot.box, k == 0 ? 4 : k == 2 ? 5 : whole_digit, k == 1 ? whole_p : 0.98f)}});
+      if (k == 1) slot.hypotheses.push_back({{piece({160, 100, 46, 66}, lined_digit, lined_p)}, true});
+      chain.slots.push_back(slot);
+    }
+    seg.strings.push_back(chain);
+    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+    return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  };
+  const std::vector<StringResult> two = read(7, 0.9f, 2, 0.97f);
+  ASSERT_EQ(two.size(), 1u);
+  EXPECT_EQ(two[0].text, "425");
+  EXPECT_EQ(two[0].digits[1].box.h, 66) << "the digit's box is the reading's, base and all";
+  EXPECT_NEAR(two[0].digits[1].confidence, 0.97, 0.005);
+  EXPECT_EQ(texts(read(7, 0.98f, 2, 0.95f)), "475");  // the 7 is the surer
+  EXPECT_EQ(texts(read(5, 0.9f, 2, 0.99f)), "455");   // not a 7
+  EXPECT_EQ(texts(read(7, 0.9f, 3, 0.99f)), "475");   // not a 2
+}
+
 TEST(Segment, SmallContextBesideTheDigitsIsNoVoteAgainstThem) {
   // A printed label's small letters before the digits, a rejected piece after them: the
   // digits are half of what is read only if the letters count.

@@ -32,6 +32,10 @@ struct SegmentOptions {
 // One way of reading one component: as one digit, or cut into two or three.
 struct Hypothesis {
   std::vector<int> pieces;  // indices into Segmentation::pieces, left to right
+  // The blob read whole with the ink of the form line under it given back where a pen's
+  // stroke lay along that line: a 2's base, which goes with the line and leaves a 7.
+  // read_strings takes it only where it turns a 7 into a surer 2.
+  bool on_line = false;
 };
 
 // One blob of ink in a string (after merging broken strokes), with its ways of reading.
