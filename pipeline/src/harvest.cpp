@@ -50,10 +50,18 @@ void label_pieces(const Segmentation& segmentation, const cv::Mat& to_page, int 
   for (size_t p = 0; p < segmentation.pieces.size(); ++p)
     if (segmentation.pieces[p].usable) boxes[p] = map_box(segmentation.pieces[p].box, to_page, width, height);
 
-  // Digits: of every piece, uncut or cut, the one that matches a truth digit best.
+  // Digits: of every piece, uncut or cut, the one that matches a truth digit best. A blob's
+  // reading with a form line's ink (Hypothesis::on_line) is no piece of the page as the
+  // model reads it: only a 7 turned into a 2 is ever read so.
+  std::vector<bool> with_line(segmentation.pieces.size(), false);
+  for (const StringCandidate& candidate : segmentation.strings)
+    for (const Slot& slot : candidate.slots)
+      for (const Hypothesis& h : slot.hypotheses)
+        if (h.on_line)
+          for (int piece : h.pieces) with_line[static_cast<size_t>(piece)] = true;
   std::vector<bool> matches(segmentation.pieces.size(), false);
   for (size_t p = 0; p < segmentation.pieces.size(); ++p) {
-    if (!segmentation.pieces[p].usable) continue;
+    if (!segmentation.pieces[p].usable || with_line[p]) continue;
     double best = 0, second = 0;
     size_t best_at = 0;
     for (size_t i = 0; i < digits.size(); ++i) {

@@ -231,30 +231,28 @@ bool one_digit_in_two(const cv::Rect& a, const cv::Rect& b, double digit) {
 }  // namespace
 
 // The ink a form line took from a digit standing on it (a 2's base drawn along the
-// underline). Under the blob `r`, the page is darker around the line where a pen's stroke
-// lies along it: the sum of each column's darkness (paper minus grey) over the line's rows
-// and 6 px either side is compared with its median along the line (three blob widths
-// either way). Columns in [x0, x1) a quarter darker or more, in runs at least 0.3 of the
-// blob's height long (where a stroke's end only meets the line, the run is shorter), give
-// back the line's ink and the ink beside it. Empty when there is none; `where` is its
-// rectangle on the page.
+// underline). The line is the rows, within 15 px of the blob `r`'s bottom, where removed
+// line pixels (CleanedPage::lines) lie under half of its columns or more; there must be
+// such rows. Along the line, the page is darker where a pen's stroke lies on it: each
+// column's darkness (paper minus grey, summed over the line's rows and 6 px either side)
+// is compared with its median along the line (three blob widths either way). Columns in
+// [x0, x1) a quarter darker or more, in runs at least 0.3 of the blob's height long (where
+// a stroke's end only meets the line, the run is shorter), give back the line's pixels in
+// those rows. Empty when there is none (`where` is then left as it was); else `where` is
+// its rectangle on the page.
 cv::Mat ink_under_line(const CleanedPage& page, const cv::Rect& r, int x0, int x1, cv::Rect& where) {
   const cv::Mat& lines = page.lines;
   if (lines.empty() || page.flat.empty()) return {};
   const cv::Rect inside(0, 0, lines.cols, lines.rows);
   const cv::Rect below = cv::Rect(r.x, r.y + r.height - 15, r.width, 30) & inside;
-  int top = -1, bottom = -1, under = 0;
-  for (int x = below.x; x < below.x + below.width; ++x) {
-    bool any = false;
-    for (int y = below.y; y < below.y + below.height; ++y)
-      if (lines.at<uint8_t>(y, x)) {
-        any = true;
-        top = top < 0 ? y : std::min(top, y);
-        bottom = std::max(bottom, y);
-      }
-    under += any ? 1 : 0;
+  int top = -1, bottom = -1;
+  for (int y = below.y; y < below.y + below.height; ++y) {
+    const int on = cv::countNonZero(lines.row(y).colRange(below.x, below.x + below.width));
+    if (2 * on < r.width) continue;  // a box's side, not a line under the blob
+    top = top < 0 ? y : top;
+    bottom = y;
   }
-  if (2 * under < r.width) return {};
+  if (top < 0) return {};
   const int ya = std::max(0, top - 6), yb = std::min(lines.rows, bottom + 7);
   const int wa = std::max(0, r.x - 3 * r.width), wb = std::min(lines.cols, r.x + 4 * r.width);
   x0 = std::max(x0, wa), x1 = std::min(x1, wb);
@@ -263,12 +261,10 @@ cv::Mat ink_under_line(const CleanedPage& page, const cv::Rect& r, int x0, int x
   std::vector<double> along;
   for (int x = wa; x < wb; ++x) {
     bool line = false;
-    double sum = 0;
-    for (int y = ya; y < yb; ++y) {
-      line = line || lines.at<uint8_t>(y, x);
-      sum += std::max(0.0, page.paper - page.flat.at<uint8_t>(y, x));
-    }
+    for (int y = top; y <= bottom && !line; ++y) line = lines.at<uint8_t>(y, x) != 0;
     if (!line) continue;
+    double sum = 0;
+    for (int y = ya; y < yb; ++y) sum += std::max(0.0, page.paper - page.flat.at<uint8_t>(y, x));
     dark[static_cast<size_t>(x - wa)] = sum;
     along.push_back(sum);
   }
@@ -284,11 +280,10 @@ cv::Mat ink_under_line(const CleanedPage& page, const cv::Rect& r, int x0, int x
     x = std::max(end, x + 1);
   }
   if (keep.empty()) return {};
-  where = cv::Rect(keep.front(), ya, keep.back() + 1 - keep.front(), yb - ya);
+  where = cv::Rect(keep.front(), top, keep.back() + 1 - keep.front(), bottom + 1 - top);
   cv::Mat out = cv::Mat::zeros(where.size(), CV_8U);
   for (int x : keep)
-    for (int y = ya; y < yb; ++y)
-      out.at<uint8_t>(y - ya, x - where.x) = lines.at<uint8_t>(y, x) || page.ink.at<uint8_t>(y, x) ? 255 : 0;
+    for (int y = top; y <= bottom; ++y) out.at<uint8_t>(y - top, x - where.x) = lines.at<uint8_t>(y, x);
   return out;
 }
 
@@ -369,9 +364,17 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   std::sort(slots.begin(), slots.end(), [&](int a, int b) {
     return group_rect[static_cast<size_t>(a)].x < group_rect[static_cast<size_t>(b)].x;
   });
+  // Flat strokes too low to be digits or context: a digit's tail drawn out along the line
+  // (a 2's base run on), which a gap in the ink may part from it.
+  std::vector<int> tails;
+  for (size_t g = 0; g < group_rect.size(); ++g) {
+    const cv::Rect& r = group_rect[g];
+    if (r.height < options.min_digit_height && r.width >= 2 * r.height) tails.push_back(static_cast<int>(g));
+  }
   // Strings: chain slots left to right on a shared baseline band with small gaps. A chain is
   // compared through its last slot of digit height (small context such as a detached dot
-  // or a stroke's tail must not steer it) and its rightmost ink.
+  // or a stroke's tail must not steer it) and its rightmost ink, a tail of its last digit's
+  // included: the next digit is written after the tail.
   std::vector<std::vector<int>> chains;
   std::vector<int> anchor, right, tallest;  // per chain: reference group, rightmost x, tallest slot
   for (int g : slots) {
@@ -402,6 +405,16 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       if (full || group_rect[static_cast<size_t>(anchor[c])].height < options.min_digit_height) anchor[c] = g;
       right[c] = std::max(right[c], r.x + r.width);
       tallest[c] = std::max(tallest[c], r.height);
+    }
+    if (full) {
+      const size_t c = best < 0 ? chains.size() - 1 : static_cast<size_t>(best);
+      for (int t : tails) {
+        const cv::Rect& tail = group_rect[static_cast<size_t>(t)];
+        const int middle = tail.y + tail.height / 2;
+        if (tail.x >= r.x + r.width / 2 && tail.x <= r.x + r.width + 0.15 * r.height && 2 * middle >= 2 * r.y + r.height &&
+            middle <= r.y + 1.2 * r.height)
+          right[c] = std::max(right[c], tail.x + tail.width);
+      }
     }
   }
   // Pieces of one digit written in separate strokes side by side: neighbours in a chain,
@@ -502,12 +515,12 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       slot.hypotheses.push_back({{static_cast<int>(out.pieces.size())}});
       out.pieces.push_back(std::move(whole));
       // Standing on a form line, it may have lost a stroke that lay along it: read with the
-      // line's ink there as well, up to the next blob.
+      // line's ink there as well, under it and on to the next blob, 0.3 of its height at most.
       {
         const int next = at + 1 < chain.size() ? group_rect[static_cast<size_t>(chain[at + 1])].x : page.lines.cols;
+        const int reach = std::max(r.x + r.width, std::min(next, r.x + r.width + static_cast<int>(0.3 * r.height)));
         cv::Rect where;
-        const cv::Mat given =
-            ink_under_line(page, r, r.x, std::min(next, r.x + r.width + static_cast<int>(0.3 * r.height)), where);
+        const cv::Mat given = ink_under_line(page, r, r.x, reach, where);
         if (!given.empty()) {
           const cv::Rect both = r | where;
           cv::Mat with = cv::Mat::zeros(both.size(), CV_8U);
@@ -722,10 +735,12 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       const size_t whole = static_cast<size_t>(slot.hypotheses[0].pieces[0]);
       const double not_one_digit = has_reject && seg.pieces[whole].usable ? std::max(0.05, p[whole][10]) : 1.0;
       for (const Hypothesis& h : slot.hypotheses) {
-        // A 7 standing on a line whose base the line took may be a 2 (Hypothesis::on_line).
+        // A 7 standing on a line whose base the line took may be a 2 (Hypothesis::on_line):
+        // scored as the blob read whole, with its p(2) for the whole's p(7), so taken only
+        // where it is the surer (the whole, read first, is already the best so far).
         if (h.on_line) {
           const size_t i = static_cast<size_t>(h.pieces[0]);
-          if (is_digit(i) && is_digit(whole) && best_digit(whole) == 7 && best_digit(i) == 2 && p[i][2] > p[whole][7]) {
+          if (is_digit(i) && is_digit(whole) && best_digit(whole) == 7 && best_digit(i) == 2) {
             const double score = whole_score + std::log(p[i][2]) - std::log(p[whole][7]);
             if (score > best_score) best_score = score, best = &h;
           }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <optional>
 #include <tuple>
 #include <opencv2/imgproc.hpp>
@@ -694,39 +695,82 @@ std::vector<StringResult> read_pattern(const std::string& pattern) {
 }
 
 TEST(Segment, AStrokeAlongTheLineUnderADigitIsReadWithIt) {
-  // A 2 drawn with a pen wider than the underline its base lies on: taking the line out
-  // takes the base with it, and what is left is a 7. The page is darker along the line
-  // there, so the blob gets a second reading with the line's ink given back
-  // (Hypothesis::on_line). A 7 whose stem only meets the same line gets none, nor does one
-  // standing on no line.
+  // A 2 whose base, drawn with a pen, lies along a printed underline and shows 3 px above
+  // it: taking the line out takes the base with it, and what is left is a 7 with a sliver
+  // along its foot. The page is darker along the line there, so the blob gets a second reading
+  // with the line's pixels given back under it (Hypothesis::on_line). A 7 whose stem only
+  // meets the same line gets none, nor does one standing on no line.
   cv::Mat page(500, 900, CV_8U, cv::Scalar(235));
-  cv::line(page, {80, 300}, {640, 300}, cv::Scalar(40), 4);
   auto seven = [&](int x, int y) {
     cv::line(page, {x, y - 85}, {x + 55, y - 85}, cv::Scalar(60), 9);
     cv::line(page, {x + 55, y - 85}, {x + 5, y - 2}, cv::Scalar(60), 9);
   };
   seven(200, 300);
-  cv::line(page, {205, 300}, {262, 300}, cv::Scalar(60), 10);  // the 2's base, along the line
+  cv::line(page, {205, 298}, {262, 298}, cv::Scalar(60), 7);  // the 2's base: rows 295-301
+  cv::line(page, {80, 300}, {640, 300}, cv::Scalar(40), 4);   // the underline over it
   seven(450, 300);
   seven(700, 420);  // away from any line
   CleanOptions straight;
   straight.max_skew_deg = 0;
   const CleanedPage cleaned = clean_page(page, straight);
   const Segmentation seg = find_strings(cleaned);
-  auto on_line = [&](int x) -> const Piece* {
+  // The ink of a piece's mask on the rows the line was taken out of.
+  auto ink_on_line = [&](const Piece& piece) {
+    int n = 0;
+    for (int y = 0; y < piece.mask.rows; ++y)
+      if (cv::countNonZero(cleaned.lines.row(piece.box.y + y)) > 500) n += cv::countNonZero(piece.mask.row(y));
+    return n;
+  };
+  auto slot_at = [&](int x) -> const Slot* {
     for (const StringCandidate& c : seg.strings)
       for (const Slot& slot : c.slots)
-        if (slot.box.x < x + 30 && slot.box.right() > x + 30)
-          for (const Hypothesis& h : slot.hypotheses)
-            if (h.on_line) return &seg.pieces[static_cast<size_t>(h.pieces.at(0))];
+        if (slot.box.x < x + 30 && slot.box.right() > x + 30) return &slot;
     return nullptr;
   };
-  const Piece* two = on_line(200);
-  ASSERT_NE(two, nullptr) << "the 2 on the line got no reading with its base";
-  EXPECT_GE(two->box.bottom(), 300) << "its base, under the line's top, is not in it";
-  EXPECT_GE(two->box.right(), 258);
-  EXPECT_EQ(on_line(450), nullptr) << "a 7 meeting the line got its base read too";
-  EXPECT_EQ(on_line(700), nullptr);
+  auto on_line = [&](const Slot* slot) -> const Piece* {
+    for (const Hypothesis& h : slot->hypotheses)
+      if (h.on_line) return &seg.pieces[static_cast<size_t>(h.pieces.at(0))];
+    return nullptr;
+  };
+  const Slot* two = slot_at(200);
+  ASSERT_NE(two, nullptr);
+  const Piece& whole = seg.pieces[static_cast<size_t>(two->hypotheses.at(0).pieces.at(0))];
+  EXPECT_LT(ink_on_line(whole), 20) << "the base was not taken with the line";
+  const Piece* based = on_line(two);
+  ASSERT_NE(based, nullptr) << "the 2 on the line got no reading with its base";
+  EXPECT_GT(ink_on_line(*based), 200) << "the line's pixels under it were not given back";
+  EXPECT_GE(based->box.right(), 255);
+  ASSERT_NE(slot_at(450), nullptr);
+  EXPECT_EQ(on_line(slot_at(450)), nullptr) << "a 7 meeting the line got a base too";
+  ASSERT_NE(slot_at(700), nullptr);
+  EXPECT_EQ(on_line(slot_at(700)), nullptr);
+}
+
+TEST(Segment, ADigitsTailRunOnAlongItsLineKeepsTheStringWhole) {
+  // "1", "0", a 2 whose base runs on in a tail 90 px long that a gap in the ink parted from
+  // it, then "5" and "7" after the tail: the 5 stands more than a digit's height from the
+  // 2's body but just after its tail. One string; without the tail, two.
+  cv::Mat page(400, 900, CV_8U, cv::Scalar(235));
+  auto one = [&](int x) { cv::line(page, {x + 10, 140}, {x, 220}, cv::Scalar(40), 8); };
+  auto zero = [&](int x) { cv::ellipse(page, {x + 25, 180}, {22, 38}, 0, 0, 360, cv::Scalar(40), 8); };
+  one(100);
+  zero(150);
+  cv::ellipse(page, {245, 165}, {22, 22}, 0, 180, 360, cv::Scalar(40), 8);  // the 2: its top,
+  cv::line(page, {267, 165}, {222, 218}, cv::Scalar(40), 8);                 // its stroke down,
+  cv::line(page, {222, 218}, {272, 218}, cv::Scalar(40), 8);                 // its base
+  cv::line(page, {289, 218}, {370, 218}, cv::Scalar(40), 8);                 // and the tail
+  one(385);
+  zero(420);
+  CleanOptions plain;
+  plain.remove_lines = false;
+  plain.max_skew_deg = 0;
+  const CleanedPage cleaned = clean_page(page, plain);
+  const Segmentation seg = find_strings(cleaned);
+  ASSERT_EQ(seg.strings.size(), 1u) << "the string broke at the tail";
+  EXPECT_EQ(seg.strings[0].slots.size(), 5u);
+  // Without the tail, the gap after the 2 is more than a digit's height: two strings.
+  cv::line(page, {289, 218}, {370, 218}, cv::Scalar(235), 12);
+  EXPECT_EQ(find_strings(clean_page(page, plain)).strings.size(), 2u);
 }
 
 TEST(Segment, ASevenOnALineIsReadTwoWhenItsBaseMakesASurerTwo) {

@@ -83,7 +83,8 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
 
 // Reading is two passes over the CNN, so that cuts are only made and scored where they can
 // matter:
-// 1. normalize_pieces turns each slot's uncut piece into a 28x28 MNIST-style image (from the
+// 1. normalize_pieces turns each slot's uncut piece (and its reading with a form line's ink,
+//    Hypothesis::on_line, where it has one) into a 28x28 MNIST-style image (from the
 //    flattened grey levels) and keeps the grey page under the slots that may be cut; it
 //    returns the pieces to score first.
 // 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts cuts the
