@@ -366,11 +366,12 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   });
   // Flat strokes too low to be digits or context: a digit's tail drawn out along the line
   // (a 2's base run on), which a gap in the ink may part from it.
-  std::vector<int> tails;
+  std::vector<int> tails;  // by their left edge
   for (size_t g = 0; g < group_rect.size(); ++g) {
     const cv::Rect& r = group_rect[g];
     if (r.height < options.min_digit_height && r.width >= 2 * r.height) tails.push_back(static_cast<int>(g));
   }
+  std::sort(tails.begin(), tails.end(), [&](int a, int b) { return group_rect[static_cast<size_t>(a)].x < group_rect[static_cast<size_t>(b)].x; });
   // Strings: chain slots left to right on a shared baseline band with small gaps. A chain is
   // compared through its last slot of digit height (small context such as a detached dot
   // or a stroke's tail must not steer it) and its rightmost ink, a tail of its last digit's
@@ -408,12 +409,12 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     }
     if (full) {
       const size_t c = best < 0 ? chains.size() - 1 : static_cast<size_t>(best);
-      for (int t : tails) {
-        const cv::Rect& tail = group_rect[static_cast<size_t>(t)];
+      auto t = std::lower_bound(tails.begin(), tails.end(), r.x + r.width / 2,
+                                [&](int tail, int x) { return group_rect[static_cast<size_t>(tail)].x < x; });
+      for (; t != tails.end() && group_rect[static_cast<size_t>(*t)].x <= r.x + r.width + 0.15 * r.height; ++t) {
+        const cv::Rect& tail = group_rect[static_cast<size_t>(*t)];
         const int middle = tail.y + tail.height / 2;
-        if (tail.x >= r.x + r.width / 2 && tail.x <= r.x + r.width + 0.15 * r.height && 2 * middle >= 2 * r.y + r.height &&
-            middle <= r.y + 1.2 * r.height)
-          right[c] = std::max(right[c], tail.x + tail.width);
+        if (2 * middle >= 2 * r.y + r.height && middle <= r.y + 1.2 * r.height) right[c] = std::max(right[c], tail.x + tail.width);
       }
     }
   }
