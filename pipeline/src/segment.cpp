@@ -612,14 +612,32 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
         // Different cuts often leave the same piece (a path that runs straight, a cut
         // through paper either side of a gap): it is scored once and shared.
         const size_t first_cut_piece = segmentation.pieces.size();
-        auto add = [&](const std::vector<CutPath>& cuts) {
-          if (std::find(tried.begin(), tried.end(), cuts) != tried.end()) return;
-          tried.push_back(cuts);
-          std::vector<Piece> pieces(cuts.size() + 1);
-          for (size_t e = 0; e < pieces.size(); ++e) {
-            if (!make_piece(mask, slot.box, e > 0 ? &cuts[e - 1] : nullptr, e < cuts.size() ? &cuts[e] : nullptr, pieces[e]))
-              return;  // a side with no ink: not a reading
-            if (pieces[e].box.h < options.cut_height * slot.box.h) return;  // not side by side
+        // A blob with other blobs beside it on its line: one of a string of digits.
+        const bool in_company = std::count_if(candidate.slots.begin(), candidate.slots.end(), [](const Slot& other) {
+                                  return !other.hypotheses.empty();
+                                }) >= 2;
+        auto add = [&](std::vector<CutPath> cuts) {
+          std::vector<Piece> pieces;
+          for (bool side_by_side = false; !side_by_side;) {
+            if (cuts.empty() || std::find(tried.begin(), tried.end(), cuts) != tried.end()) return;
+            tried.push_back(cuts);
+            pieces.assign(cuts.size() + 1, Piece{});
+            side_by_side = true;
+            for (size_t e = 0; e < pieces.size(); ++e) {
+              if (!make_piece(mask, slot.box, e > 0 ? &cuts[e - 1] : nullptr, e < cuts.size() ? &cuts[e] : nullptr, pieces[e]))
+                return;  // a side with no ink: not a reading
+              if (pieces[e].box.h >= options.cut_height * slot.box.h) continue;
+              // Not side by side. At either end of a blob in a string, that piece is a stroke's
+              // tail (a 5's hook run out under its neighbour): the cuts without the one that
+              // made it are tried instead. A lone blob's tails are a signature's loops.
+              if (!in_company || cuts.size() < 2 || (e > 0 && e + 1 < pieces.size())) return;
+              if (e == 0)
+                cuts.erase(cuts.begin());
+              else
+                cuts.pop_back();
+              side_by_side = false;
+              break;
+            }
           }
           Hypothesis h;
           for (Piece& piece : pieces) {
@@ -848,6 +866,16 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         for (const DigitResult& d : current.digits) tall.push_back(d.box.h);
         const int shortest = *std::min_element(tall.begin(), tall.end());
         if (shortest < options.short_digit * median(tall)) current.confidence *= 0.5;
+        // Room for one more digit between two of them, beyond the string's usual spacing: a
+        // 1 broken into specks, or faded, may have been lost there (ReadOptions::lost_digit_gap).
+        std::vector<int> gaps;
+        for (size_t k = 1; k < current.digits.size(); ++k) {
+          const Box& before = current.digits[k - 1].box;
+          gaps.push_back(current.digits[k].box.x - (before.x + before.w));
+        }
+        const int widest = *std::max_element(gaps.begin(), gaps.end());
+        if (options.lost_digit_gap > 0 && widest > median(gaps) + options.lost_digit_gap * median(tall))
+          current.confidence *= 0.5;
       }
       if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits))
         results.push_back(std::move(current));

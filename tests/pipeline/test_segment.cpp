@@ -337,6 +337,50 @@ TEST(Segment, CutsFollowThePaperBetweenSlantedStrokes) {
   EXPECT_TRUE(separated) << slot.hypotheses.size() << " readings, none with the two strokes apart";
 }
 
+TEST(Segment, ACutLeavingOnlyAStrokesTailIsTriedWithoutIt) {
+  // A 0 with a flat tail run out 170 px to its left along the bottom, joined by a thin
+  // bridge to a second 0, then a 1 a little apart: too wide for one cut, and cut in three or
+  // four the left pieces hold the tail alone, too low to be a digit. Without the cuts that
+  // leave them, the cut at the bridge parts the two 0s. A lone blob's tails are a
+  // signature's loops: without the 1, no such reading.
+  auto readings = [](bool with_one) {
+    cv::Mat page(400, 700, CV_8U, cv::Scalar(235));
+    cv::line(page, {40, 214}, {215, 214}, cv::Scalar(30), 8);                           // the tail
+    cv::ellipse(page, {225, 180}, {20, 38}, 0, 0, 360, cv::Scalar(30), 8);              // a 0
+    cv::line(page, {248, 180}, {268, 180}, cv::Scalar(30), 3);                          // the bridge
+    cv::ellipse(page, {290, 180}, {20, 38}, 0, 0, 360, cv::Scalar(30), 8);              // a 0
+    if (with_one) cv::line(page, {385, 140}, {380, 220}, cv::Scalar(30), 8);            // a 1
+    CleanOptions plain;
+    plain.remove_lines = false;
+    plain.max_skew_deg = 0;
+    const CleanedPage cleaned = clean_page(page, plain);
+    Segmentation seg = find_strings(cleaned);
+    EXPECT_EQ(seg.strings.size(), 1u);
+    if (seg.strings.empty()) return std::vector<std::vector<Box>>{};
+    std::vector<float> probs(seg.pieces.size() * 11, 0.0f);
+    for (int i : normalize_pieces(cleaned, seg)) probs[static_cast<size_t>(i) * 11 + (seg.pieces[static_cast<size_t>(i)].box.w > 100 ? 10 : 1)] = 1.0f;
+    normalize_cuts(seg, probs, 11);
+    std::vector<std::vector<Box>> cut;
+    for (const Hypothesis& h : seg.strings[0].slots[0].hypotheses) {
+      std::vector<Box> boxes;
+      for (int piece : h.pieces) boxes.push_back(seg.pieces[static_cast<size_t>(piece)].box);
+      if (boxes.size() > 1) cut.push_back(boxes);
+    }
+    return cut;
+  };
+  // Two pieces: the tail and the first 0 (x 36-249), and the second 0 with the bridge or
+  // part of it (x 248-314).
+  auto parted = [](const std::vector<std::vector<Box>>& cut) {
+    return std::any_of(cut.begin(), cut.end(), [](const std::vector<Box>& boxes) {
+      return boxes.size() == 2 && boxes[0].x < 45 && boxes[0].right() <= 268 && boxes[1].x >= 245 &&
+             boxes[1].x <= 268 && boxes[1].right() >= 310;
+    });
+  };
+  const std::vector<std::vector<Box>> in_string = readings(true);
+  EXPECT_TRUE(parted(in_string)) << in_string.size() << " cut readings, none parting the 0s at the bridge";
+  EXPECT_TRUE(readings(false).empty());
+}
+
 TEST(Segment, ACutPieceMadeTwiceIsScoredOnce) {
   // Touching pairs get a dozen cuts; several leave the same piece (straight cuts and paths
   // through the same gap). Each distinct piece is scored once and the readings share it.
@@ -638,14 +682,14 @@ TEST(Segment, MapBoxFollowsTheAffineMap) {
 // or, for digit -1, digit 3 with 1 - not_digit[k].
 std::vector<StringResult> read_chain(const std::vector<int>& digits, const std::vector<float>& not_digit,
                                      const std::vector<int>& heights = {}, const ReadOptions& options = {},
-                                     const std::vector<int>& widths = {}) {
+                                     const std::vector<int>& widths = {}, const std::vector<int>& xs = {}) {
   Segmentation seg;
   StringCandidate chain;
   std::vector<float> probs(digits.size() * 11, 0.0f);
   for (size_t k = 0; k < digits.size(); ++k) {
     Piece piece;
     const int height = heights.empty() ? 60 : heights[k];
-    piece.box = {100 + 50 * static_cast<int>(k), 100, widths.empty() ? 40 : widths[k], height};
+    piece.box = {xs.empty() ? 100 + 50 * static_cast<int>(k) : xs[k], 100, widths.empty() ? 40 : widths[k], height};
     piece.usable = true;
     seg.pieces.push_back(piece);
     Slot slot;
@@ -865,6 +909,29 @@ TEST(Segment, ADigitUnderHalfTheOthersHeightHalvesItsStringsConfidence) {
   ReadOptions off;
   off.short_digit = 0;
   EXPECT_NEAR(read({4, 1, 0, 7}, {60, 28, 60, 60}, off).second, full, 1e-9);
+}
+
+TEST(Segment, RoomForALostDigitInAStringHalvesItsConfidence) {
+  // "4107", digits 40 px wide and 60 px tall, 10 px apart; then with the gap before the 0
+  // widened. A 1 broken into specks, or faded, leaves such a gap; the string is wrong then.
+  auto read = [](const std::vector<int>& xs, const ReadOptions& options = {}) {
+    const std::vector<int> digits(xs.size() == 2 ? std::vector<int>{4, 1} : std::vector<int>{4, 1, 0, 7});
+    const std::vector<StringResult> strings =
+        read_chain(digits, std::vector<float>(digits.size(), 0.05f), {}, options, {}, xs);
+    EXPECT_EQ(strings.size(), 1u);
+    return strings.empty() ? -1.0 : strings[0].confidence;
+  };
+  const double even = read({100, 150, 200, 250});
+  ASSERT_GT(even, 0.8);  // 0.95 each
+  // Room for a digit: wider than the usual gap by more than 0.6 of the digits' height (36 px).
+  EXPECT_NEAR(read({100, 150, 240, 290}), 0.5 * even, 1e-9);
+  EXPECT_NEAR(read({100, 150, 235, 285}), even, 1e-9) << "35 px more than the usual gap: no doubt";
+  // Digits spaced widely throughout: the gap is their usual one.
+  EXPECT_NEAR(read({100, 200, 300, 400}), even, 1e-9);
+  EXPECT_NEAR(read({100, 200}), read({100, 150}), 1e-9) << "two digits have no usual gap to judge by";
+  ReadOptions off;
+  off.lost_digit_gap = 0;
+  EXPECT_NEAR(read({100, 150, 240, 290}, off), even, 1e-9);
 }
 
 TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {

@@ -127,6 +127,11 @@ struct ReadOptions {
   // height: that piece is as likely a fragment (a 1's foot, the end of a stroke cut off by a
   // line) as a digit of the string, which takes half its confidence for it. 0 turns it off.
   double short_digit = 0.5;
+  // A string of three digits or more with a gap wider than its median gap by more than
+  // `lost_digit_gap` of its digits' median height has room for a digit it may have lost
+  // there (a 1 broken into specks, or faded): it takes half its confidence for it. 0 turns
+  // it off.
+  double lost_digit_gap = 0.6;
   // Two neighbouring slots that may be one digit in two strokes (Slot::join_next) are read
   // as that one digit when either is read as no digit or as one with less than `join_doubt`,
   // and the joined piece, less split_penalty, scores more than the two. 0 turns it off.
