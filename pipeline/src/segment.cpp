@@ -570,15 +570,27 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
 std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segmentation) {
   segmentation.paper = page.paper;
   const cv::Rect whole_page(0, 0, page.flat.cols, page.flat.rows);
+  auto around = [&](const Box& box) { return (to_rect(box) + cv::Size(4, 4) - cv::Point(2, 2)) & whole_page; };
+  std::vector<bool> later(segmentation.pieces.size(), false);
   for (StringCandidate& candidate : segmentation.strings)
-    for (Slot& slot : candidate.slots)
+    for (Slot& slot : candidate.slots) {
       if (!slot.mask.empty()) {
-        const cv::Rect around = (to_rect(slot.box) + cv::Size(4, 4) - cv::Point(2, 2)) & whole_page;
-        slot.grey = page.flat(around).clone();
-        slot.grey_at = around.tl();
+        const cv::Rect r = around(slot.box);
+        slot.grey = page.flat(r).clone();
+        slot.grey_at = r.tl();
       }
+      for (const Hypothesis& h : slot.hypotheses)
+        if (h.on_line) {
+          Piece& piece = segmentation.pieces[static_cast<size_t>(h.pieces[0])];
+          const cv::Rect r = around(piece.box);
+          piece.grey = page.flat(r).clone();
+          piece.grey_at = r.tl();
+          later[static_cast<size_t>(h.pieces[0])] = true;
+        }
+    }
   std::vector<int> first;
   for (size_t i = 0; i < segmentation.pieces.size(); ++i) {
+    if (later[i]) continue;
     Piece& piece = segmentation.pieces[i];
     piece.usable = normalize_piece(page.flat, {0, 0}, page.paper, piece);
     if (piece.usable) first.push_back(static_cast<int>(i));
@@ -592,6 +604,19 @@ std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& 
   for (StringCandidate& candidate : segmentation.strings) {
     const bool print = looks_like_print(segmentation, candidate, probs.data(), classes);
     for (Slot& slot : candidate.slots) {
+      // The reading with a line's ink is only ever taken for a blob read whole as 7.
+      for (const Hypothesis& h : slot.hypotheses) {
+        if (!h.on_line) continue;
+        Piece& piece = segmentation.pieces[static_cast<size_t>(h.pieces[0])];
+        const size_t whole = static_cast<size_t>(slot.hypotheses[0].pieces[0]);
+        const float* p = &probs[whole * static_cast<size_t>(classes)];
+        if (segmentation.pieces[whole].usable && std::max_element(p, p + std::min(classes, 10)) - p == 7 && !piece.grey.empty()) {
+          piece.usable = normalize_piece(piece.grey, piece.grey_at, segmentation.paper, piece);
+          if (piece.usable) second.push_back(h.pieces[0]);
+        }
+        piece.mask.release();
+        piece.grey.release();
+      }
       if (slot.mask.empty()) continue;
       const Piece& whole = segmentation.pieces[static_cast<size_t>(slot.hypotheses[0].pieces[0])];
       // Cut where the whole reading is in doubt: "not a digit" above 0.25 (two glued digits

@@ -788,6 +788,24 @@ TEST(Segment, AStrokeAlongTheLineUnderADigitIsReadWithIt) {
   EXPECT_EQ(on_line(slot_at(450)), nullptr) << "a 7 meeting the line got a base too";
   ASSERT_NE(slot_at(700), nullptr);
   EXPECT_EQ(on_line(slot_at(700)), nullptr);
+
+  // That reading is made into an image and scored only once the blob, read whole, is a 7:
+  // read_strings takes it for nothing else.
+  const int whole_index = two->hypotheses.at(0).pieces.at(0);
+  const int lined = static_cast<int>(based - seg.pieces.data());
+  auto passes = [&](int whole_digit) {
+    Segmentation copy = seg;
+    const std::vector<int> first = normalize_pieces(cleaned, copy);
+    EXPECT_EQ(std::count(first.begin(), first.end(), lined), 0) << "scored in the first pass";
+    EXPECT_FALSE(copy.pieces[static_cast<size_t>(lined)].usable);
+    std::vector<float> probs(copy.pieces.size() * 11, 0.0f);
+    for (int i : first) probs[static_cast<size_t>(i) * 11 + (i == whole_index ? whole_digit : 4)] = 1.0f;
+    const std::vector<int> second = normalize_cuts(copy, probs, 11);
+    EXPECT_TRUE(copy.pieces[static_cast<size_t>(lined)].grey.empty()) << "the grey page under it was kept";
+    return std::count(second.begin(), second.end(), lined) == 1 && copy.pieces[static_cast<size_t>(lined)].usable;
+  };
+  EXPECT_TRUE(passes(7));
+  EXPECT_FALSE(passes(5));
 }
 
 TEST(Segment, ADigitsTailRunOnAlongItsLineKeepsTheStringWhole) {

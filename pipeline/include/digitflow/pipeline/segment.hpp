@@ -68,7 +68,11 @@ struct Piece {
   Box box;              // deskewed page coordinates of its ink
   cv::Mat mask;         // its ink, box-sized (released once normalised)
   DigitPixels pixels{};
-  bool usable = false;  // normalised; false when it held no ink
+  bool usable = false;  // normalised; false when it held no ink (or was never needed)
+  // A reading with a form line's ink (Hypothesis::on_line) waits for the first pass: the
+  // flattened page under it is kept until normalize_cuts knows whether the blob reads 7.
+  cv::Mat grey;
+  cv::Point grey_at;
 };
 
 struct Segmentation {
@@ -83,14 +87,16 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
 
 // Reading is two passes over the CNN, so that cuts are only made and scored where they can
 // matter:
-// 1. normalize_pieces turns each slot's uncut piece (and its reading with a form line's ink,
-//    Hypothesis::on_line, where it has one) into a 28x28 MNIST-style image (from the
-//    flattened grey levels) and keeps the grey page under the slots that may be cut; it
-//    returns the pieces to score first.
+// 1. normalize_pieces turns each slot's uncut piece into a 28x28 MNIST-style image (from
+//    the flattened grey levels) and keeps the grey page under the slots that may be cut, and
+//    under each reading with a form line's ink (Hypothesis::on_line); it returns the pieces
+//    to score first.
 // 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts cuts the
 //    slots that need it (the uncut reading is unsure, not a digit, or too wide for one; not
-//    in a line of print), adds their pieces, grows `probs` to match (new rows zero) and
-//    returns the new pieces to score. Every slot's kept ink and grey are released.
+//    in a line of print), normalises the readings with a line's ink of the slots read whole
+//    as 7 (the only ones read_strings may take), grows `probs` to match (new rows zero) and
+//    returns the new pieces to score. Every kept ink and grey is released; a reading with a
+//    line's ink that was not needed stays unusable.
 std::vector<int> normalize_pieces(const CleanedPage& page, Segmentation& segmentation);
 std::vector<int> normalize_cuts(Segmentation& segmentation, std::vector<float>& probs, int classes);
 
