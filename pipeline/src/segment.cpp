@@ -891,15 +891,18 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         for (const DigitResult& d : current.digits) tall.push_back(d.box.h);
         const int shortest = *std::min_element(tall.begin(), tall.end());
         if (shortest < options.short_digit * median(tall)) current.confidence *= 0.5;
-        // Room for one more digit between two of them, beyond the string's usual spacing: a
-        // 1 broken into specks, or faded, may have been lost there (ReadOptions::lost_digit_gap).
+        // Room for one more digit between two of them, beyond the string's usual spacing (the
+        // median of its other gaps): a 1 broken into specks, or faded, may have been lost there
+        // (ReadOptions::lost_digit_gap). Digits that overlap are no spacing: 0.
         std::vector<int> gaps;
         for (size_t k = 1; k < current.digits.size(); ++k) {
           const Box& before = current.digits[k - 1].box;
-          gaps.push_back(current.digits[k].box.x - (before.x + before.w));
+          gaps.push_back(std::max(0, current.digits[k].box.x - (before.x + before.w)));
         }
-        const int widest = *std::max_element(gaps.begin(), gaps.end());
-        if (options.lost_digit_gap > 0 && widest > median(gaps) + options.lost_digit_gap * median(tall))
+        const auto widest = std::max_element(gaps.begin(), gaps.end());
+        const int room = *widest;
+        gaps.erase(widest);
+        if (options.lost_digit_gap > 0 && room > median(gaps) + options.lost_digit_gap * median(tall))
           current.confidence *= 0.5;
       }
       if (static_cast<int>(current.digits.size()) >= std::max(1, options.min_digits))

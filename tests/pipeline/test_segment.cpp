@@ -933,7 +933,8 @@ TEST(Segment, RoomForALostDigitInAStringHalvesItsConfidence) {
   // "4107", digits 40 px wide and 60 px tall, 10 px apart; then with the gap before the 0
   // widened. A 1 broken into specks, or faded, leaves such a gap; the string is wrong then.
   auto read = [](const std::vector<int>& xs, const ReadOptions& options = {}) {
-    const std::vector<int> digits(xs.size() == 2 ? std::vector<int>{4, 1} : std::vector<int>{4, 1, 0, 7});
+    static const std::vector<int> text = {4, 1, 0, 7};
+    const std::vector<int> digits(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(xs.size()));
     const std::vector<StringResult> strings =
         read_chain(digits, std::vector<float>(digits.size(), 0.05f), {}, options, {}, xs);
     EXPECT_EQ(strings.size(), 1u);
@@ -947,6 +948,13 @@ TEST(Segment, RoomForALostDigitInAStringHalvesItsConfidence) {
   // Digits spaced widely throughout: the gap is their usual one.
   EXPECT_NEAR(read({100, 200, 300, 400}), even, 1e-9);
   EXPECT_NEAR(read({100, 200}), read({100, 150}), 1e-9) << "two digits have no usual gap to judge by";
+  // Three digits: the usual gap is the other one.
+  const double three = read({100, 150, 200});
+  EXPECT_NEAR(read({100, 150, 240}), 0.5 * three, 1e-9);
+  EXPECT_NEAR(read({100, 150, 235}), three, 1e-9);
+  // Overlapping digits (by 15 px) are no spacing: the usual gap is 0, not below it, and a
+  // gap of 25 px is no room for a digit.
+  EXPECT_NEAR(read({100, 125, 150, 215}), even, 1e-9);
   ReadOptions off;
   off.lost_digit_gap = 0;
   EXPECT_NEAR(read({100, 150, 240, 290}, off), even, 1e-9);

@@ -25,7 +25,9 @@ struct SegmentOptions {
   int max_cuts = 3;             // candidate cut positions tried per split
   // Digits side by side stand on one line: each piece of a cut must span at least this share
   // of its blob's height, or the cut is no reading. A slanted stroke cut in two leaves an
-  // upper and a lower half, each as slim as a 1.
+  // upper and a lower half, each as slim as a 1. A lower piece at either end of a blob with
+  // others on its line is a stroke's tail instead: the cuts are tried without the one that
+  // made it.
   double cut_height = 0.6;
 };
 
@@ -87,8 +89,9 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
 
 // Reading is two passes over the CNN, so that cuts are only made and scored where they can
 // matter:
-// 1. normalize_pieces turns each slot's uncut piece into a 28x28 MNIST-style image (from
-//    the flattened grey levels) and keeps the grey page under the slots that may be cut, and
+// 1. normalize_pieces turns each slot's uncut piece (and the piece of two strokes that may be
+//    one digit, Slot::join_next) into a 28x28 MNIST-style image (from the flattened grey
+//    levels) and keeps the grey page under the slots that may be cut, and
 //    under each reading with a form line's ink (Hypothesis::on_line); it returns the pieces
 //    to score first.
 // 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts cuts the
@@ -133,10 +136,10 @@ struct ReadOptions {
   // height: that piece is as likely a fragment (a 1's foot, the end of a stroke cut off by a
   // line) as a digit of the string, which takes half its confidence for it. 0 turns it off.
   double short_digit = 0.5;
-  // A string of three digits or more with a gap wider than its median gap by more than
-  // `lost_digit_gap` of its digits' median height has room for a digit it may have lost
-  // there (a 1 broken into specks, or faded): it takes half its confidence for it. 0 turns
-  // it off.
+  // A string of three digits or more with a gap wider than the median of its other gaps by
+  // more than `lost_digit_gap` of its digits' median height has room for a digit it may have
+  // lost there (a 1 broken into specks, or faded): it takes half its confidence for it.
+  // Overlapping digits count as a gap of 0. 0 turns it off.
   double lost_digit_gap = 0.6;
   // Two neighbouring slots that may be one digit in two strokes (Slot::join_next) are read
   // as that one digit when either is read as no digit or as one with less than `join_doubt`,
