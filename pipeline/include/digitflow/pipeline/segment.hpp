@@ -91,9 +91,8 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
 // matter:
 // 1. normalize_pieces turns each slot's uncut piece (and the piece of two strokes that may be
 //    one digit, Slot::join_next) into a 28x28 MNIST-style image (from the flattened grey
-//    levels) and keeps the grey page under the slots that may be cut, and
-//    under each reading with a form line's ink (Hypothesis::on_line); it returns the pieces
-//    to score first.
+//    levels), keeps the grey page under the slots that may be cut and under each reading
+//    with a form line's ink (Hypothesis::on_line), and returns the pieces to score first.
 // 2. With those scores in `probs` (row i = piece i, `classes` wide), normalize_cuts cuts the
 //    slots that need it (the uncut reading is unsure, not a digit, or too wide for one; not
 //    in a line of print), normalises the readings with a line's ink of the slots read whole
