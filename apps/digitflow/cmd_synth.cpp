@@ -49,6 +49,8 @@ int run_synth(int argc, char** argv) {
        "plain sheet)")
       ("jpeg-share", po::value(&synth.jpeg_share)->value_name("X")->default_value(0.2, "0.2"),
        "share of the single-page files stored as JPEG, 0..1 (the others are PNG)")
+      ("touching", po::value(&synth.touching_share)->value_name("X")->default_value(0.12, "0.12"),
+       "share of the strings in which two neighbouring digits touch, 0..1")
       ("dpi", po::value(&synth.dpi)->value_name("N")->default_value(300),
        "the scanner's resolution, 100..1200: pages are drawn at 300 dpi and scanned at N (the "
        "truth in the pixels of the files; PDF pages are the paper's size, their truth at 300 dpi)")
@@ -89,6 +91,8 @@ int run_synth(int argc, char** argv) {
   if (synth.dpi < 100 || synth.dpi > 1200) throw UsageError("--dpi must be between 100 and 1200");
   if (!(synth.jpeg_share >= 0 && synth.jpeg_share <= 1))
     throw UsageError("--jpeg-share must be between 0 and 1");
+  if (!(synth.touching_share >= 0 && synth.touching_share <= 1))
+    throw UsageError("--touching must be between 0 and 1");
   if (synth.kind != "forms" && synth.kind != "checks" && synth.kind != "free")
     throw UsageError("--kind " + synth.kind + ": expected forms, checks or free");
   synth.out = out;

@@ -166,6 +166,7 @@ class Fonts {
 struct Assets {
   DigitBank digits;
   Fonts fonts;
+  double touching = 0.12;  // SynthOptions::touching_share
 };
 
 // ---------------------------------------------------------------- handwriting
@@ -506,12 +507,12 @@ cv::Rect to_pixels(const cv::Rect2d& fraction, cv::Size page, cv::Point shift) {
 
 // Writes the field's digits in its frame: near the bottom line, sometimes crossing it or
 // the left border, as people do.
-void write_field(Page& page, const DigitBank& bank, const FieldLayout& field, const cv::Rect& area,
+void write_field(Page& page, const Assets& assets, const FieldLayout& field, const cv::Rect& area,
                  const Hand& hand, Rng& rng) {
   const int pad = 12;
   const std::string text = field_text(field, rng);
   const HandString s =
-      write_digits_within(bank, text, hand, rng.chance(0.12), area.width - 2 * pad, rng);
+      write_digits_within(assets.digits, text, hand, rng.chance(assets.touching), area.width - 2 * pad, rng);
   const int slack = std::max(0, area.width - 2 * pad - s.size.width);
   int x = area.x + pad + round_int(slack * rng.uniform(0.0, 0.35));
   if (rng.chance(0.08)) x = area.x - rng.integer(2, 8);
@@ -567,7 +568,7 @@ Page draw_form_page(const Assets& assets, Rng& rng) {
       fonts.print(page.image, Face::sans, "day  month  year",
                   {at(0.08, 0).x, area.y + area.height / 2 + 20}, 28, print);
     draw_frame(page.image, area, field.frame, print, thickness);
-    write_field(page, assets.digits, field, area, random_hand(rng, 50, 90), rng);
+    write_field(page, assets, field, area, random_hand(rng, 50, 90), rng);
   }
 
   fonts.print(page.image, Face::sans_bold, "Signature", at(0.08, 0.880), 44, print);
@@ -638,7 +639,7 @@ Page draw_check_page(const Assets& assets, Rng& rng) {
   const cv::Rect date = to_pixels(field(0).area, size, shift);
   fonts.print(page.image, Face::sans, "Date", {date.x - 100, date.br().y - 42}, 32, print);
   draw_frame(page.image, date, Frame::underline, print, 2);
-  write_field(page, assets.digits, field(0), date, hand(), rng);
+  write_field(page, assets, field(0), date, hand(), rng);
 
   fonts.print(page.image, Face::sans, "Pay to the", at(0.05, 0.330), 28, print);
   fonts.print(page.image, Face::sans, "order of", at(0.05, 0.380), 28, print);
@@ -650,7 +651,7 @@ Page draw_check_page(const Assets& assets, Rng& rng) {
   fonts.print(page.image, Face::serif_bold, "$", {amount.x - 44, amount.y + amount.height / 2 - 36},
               56, print);
   draw_frame(page.image, amount, Frame::box, print, 2);
-  write_field(page, assets.digits, field(1), amount, hand(), rng);
+  write_field(page, assets, field(1), amount, hand(), rng);
 
   cv::line(page.image, at(0.05, 0.570), at(0.80, 0.570), cv::Scalar(print), 2, cv::LINE_AA);
   fonts.print(page.image, Face::sans, "DOLLARS", at(0.82, 0.525), 28, print);
@@ -666,7 +667,7 @@ Page draw_check_page(const Assets& assets, Rng& rng) {
     const cv::Rect area = to_pixels(field(i).area, size, shift);
     fonts.print(page.image, Face::sans, field(i).label, {area.x, area.y - 42}, 24, print);
     draw_frame(page.image, area, Frame::box, print, 2);
-    write_field(page, assets.digits, field(i), area, hand(), rng);
+    write_field(page, assets, field(i), area, hand(), rng);
   }
   return page;
 }
@@ -701,7 +702,7 @@ Page draw_free_page(const Assets& assets, Rng& rng) {
     const int length = rng.integer(2, 10);
     const std::string text = random_digits(length, rng, rng.chance(0.3));
     const Hand hand = random_hand(rng, 50, 90);
-    const HandString s = write_digits_within(assets.digits, text, hand, rng.chance(0.12),
+    const HandString s = write_digits_within(assets.digits, text, hand, rng.chance(assets.touching),
                                              round_int(0.8 * size.width), rng);
     if (auto spot = find_spot(s.size, 60))
       page.strings.push_back(put_string(page.image, s, *spot, &page.sources.emplace_back()));
@@ -1240,7 +1241,10 @@ SynthReport make_synthetic_job(const SynthOptions& options, const SynthProgress&
   if (options.dpi < 100 || options.dpi > 1200)
     throw std::runtime_error("the scan resolution must be 100 to 1200 dpi (got " + std::to_string(options.dpi) + ")");
   if (options.out.empty()) throw std::runtime_error("no output folder given");
-  const Assets assets{load_digit_bank(options.mnist_dir, options.training_digits), Fonts()};
+  if (!(options.touching_share >= 0 && options.touching_share <= 1))
+    throw std::runtime_error("the share of strings with touching digits must be 0 to 1 (got " +
+                             std::to_string(options.touching_share) + ")");
+  const Assets assets{load_digit_bank(options.mnist_dir, options.training_digits), Fonts(), options.touching_share};
   fs::create_directories(options.out);
 
   SynthReport report;

@@ -64,6 +64,10 @@ TEST(Cli, UnknownCommandAndOptionsAreUsageErrors) {
   EXPECT_TRUE(contains(r.output, "no IMAGE")) << r.output;
   r = run("bench sideways --model config/models/seed.yaml");
   EXPECT_EQ(r.status, 2) << r.output;
+  r = run("synth --out never-written --touching 2");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--touching must be between 0 and 1")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists("never-written"));
 }
 
 TEST(Cli, UnknownConfigKeyIsAnError) {

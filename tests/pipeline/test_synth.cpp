@@ -242,21 +242,51 @@ TEST(Synth, FreePagesHaveNoTemplateAndNoFields) {
   }
 }
 
+// Strings of two digits or more in a job's truth, and those with neighbours whose boxes share
+// columns (written touching).
+std::pair<int, int> touching_strings(const fs::path& dir) {
+  int strings = 0, touching = 0;
+  for (const PageResult& page : read_results((dir / "truth.jsonl").string()))
+    for (const StringResult& s : page.strings) {
+      if (s.digits.size() < 2) continue;
+      ++strings;
+      for (size_t i = 1; i < s.digits.size(); ++i)
+        if (s.digits[i].box.x < s.digits[i - 1].box.right()) {
+          ++touching;
+          break;
+        }
+    }
+  return {strings, touching};
+}
+
 TEST(Synth, SomeStringsHaveTouchingDigits) {
   DIGITFLOW_SKIP_WITHOUT_MNIST();
   int strings = 0, touching = 0;
-  for (const fs::path& dir : {job("checks", 6, 7), job("forms", 2, 11), job("free", 2, 5)})
-    for (const PageResult& page : read_results((dir / "truth.jsonl").string()))
-      for (const StringResult& s : page.strings) {
-        ++strings;
-        for (size_t i = 1; i < s.digits.size(); ++i)
-          if (s.digits[i].box.x < s.digits[i - 1].box.right()) {
-            ++touching;
-            break;
-          }
-      }
+  for (const fs::path& dir : {job("checks", 6, 7), job("forms", 2, 11), job("free", 2, 5)}) {
+    const auto [n, t] = touching_strings(dir);
+    strings += n, touching += t;
+  }
   EXPECT_GT(touching, 0) << "of " << strings << " strings";
   EXPECT_LT(touching, strings / 2) << "of " << strings << " strings";
+}
+
+// Pages to train on may hold more touching digits than a scan does (SynthOptions::touching_share).
+TEST(Synth, TheShareOfTouchingStringsIsAnOption) {
+  DIGITFLOW_SKIP_WITHOUT_MNIST();
+  testing::TempDir dir;
+  SynthOptions all{dir / "all", 2, 5, "free", testing::mnist_dir()}, none = all;
+  all.touching_share = 1.0;
+  none.out = dir / "none";
+  none.touching_share = 0.0;
+  make_synthetic_job(all);
+  make_synthetic_job(none);
+  const auto [n_all, t_all] = touching_strings(dir / "all");
+  const auto [n_none, t_none] = touching_strings(dir / "none");
+  ASSERT_GT(n_all, 3);
+  ASSERT_GT(n_none, 3);
+  // Neighbours' ink touches and overlaps a few pixels at most: their boxes share columns.
+  EXPECT_EQ(t_all, n_all);
+  EXPECT_EQ(t_none, 0);
 }
 
 TEST(Synth, SourcesNameEachDigitsMnistImage) {
@@ -468,6 +498,10 @@ TEST(Synth, RefusesBadOptions) {
   fax.dpi = 72;
   EXPECT_TRUE(testing::throws_with_message<std::runtime_error>([&] { make_synthetic_job(fax); },
                                                                {"scan resolution", "100 to 1200 dpi", "72"}));
+  SynthOptions glued{dir / "out", 2, 1, "forms", testing::mnist_dir()};
+  glued.touching_share = 1.5;
+  EXPECT_TRUE(testing::throws_with_message<std::runtime_error>([&] { make_synthetic_job(glued); },
+                                                               {"touching digits", "0 to 1", "1.5"}));
   EXPECT_FALSE(fs::exists(dir / "out" / "truth.jsonl"));
 }
 

@@ -24,6 +24,9 @@ struct SynthOptions {
   // from (digitflow train --pages). Never score a model on pages of its training digits.
   bool training_digits = false;
   double jpeg_share = 0.2;          // share of the single-page files stored as JPEG (else PNG)
+  // Share of the handwritten strings in which one pair of neighbouring digits touch, their
+  // ink running together (0..1). Pages to train on may hold more of them than a scan does.
+  double touching_share = 0.12;
   bool one_pdf = false;             // every page in one PDF, batch1/STEM-001.pdf (a scanner's batch)
   // The scanner: pages are drawn at 300 dpi and scanned at `dpi` (100..1200), in grey or,
   // `bitonal`, black and white (then no JPEG files); the files state their resolution unless
