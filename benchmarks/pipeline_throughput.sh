@@ -2,7 +2,8 @@
 # Throughput and memory of digitflow run on synthetic A4 forms at 300 dpi:
 #  1. pages/s of the whole pipeline beside decode + clean alone (--decode-clean-only), same
 #     pages, same threads, with the per-stage seconds from summary.json; and the whole
-#     pipeline again without the screening model (model.screen) and in fp32 (runtime.int8);
+#     pipeline again without the screening model (model.screen), without the partner model
+#     (model.partner) and in fp32 (runtime.int8);
 #  2. peak RSS on a folder of 100 pages and one of 2,000 (hard links to the same page files,
 #     so the folder costs no disk): memory must stay flat as the folder grows.
 # With --one-pdf the pages are one PDF, as a sheet-fed scanner stores a batch (rendered by
@@ -51,12 +52,14 @@ echo "digitflow run on $pages $kind pages ($job), $threads threads, $(nproc) cor
 read -r clean_rate clean_stages < <(run decode-clean --decode-clean-only)
 read -r full_rate full_stages < <(run full)
 read -r alone_rate alone_stages < <(run alone --set model.screen=)
+read -r single_rate single_stages < <(run single --set model.partner=)
 read -r fp32_rate fp32_stages < <(run fp32 --set runtime.int8=false)
 echo "decode + clean only : $clean_rate pages/s   ($clean_stages)"
 echo "whole pipeline      : $full_rate pages/s   ($full_stages)"
 echo "  without the screen: $alone_rate pages/s   ($alone_stages)"
+echo "  without the partner: $single_rate pages/s   ($single_stages)"
 echo "  in fp32 (no int8) : $fp32_rate pages/s   ($fp32_stages)"
-python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print(f'whole / (decode + clean) = {b/a:.2f} ({c/a:.2f} without the screening model, {d/a:.2f} in fp32)')" "$clean_rate" "$full_rate" "$alone_rate" "$fp32_rate"
+python3 -c "import sys; a,b,c,d,e=map(float,sys.argv[1:]); print(f'whole / (decode + clean) = {b/a:.2f} ({c/a:.2f} without the screening model, {e/a:.2f} without the partner, {d/a:.2f} in fp32)')" "$clean_rate" "$full_rate" "$alone_rate" "$fp32_rate" "$single_rate"
 
 echo
 echo "peak RSS (GNU time, max resident set):"

@@ -115,15 +115,30 @@ fs::path resolve(const fs::path& path) {
   return fs::exists(in_root) ? in_root : path;
 }
 
-fs::path screen_for(const config::Settings& settings, const fs::path& model) {
-  if (settings.model.screen.empty()) return {};
+namespace {
+
+// A model trained beside model.default (`key` = `value` in the settings), resolved: empty
+// when `value` is "" or `model` is not model.default.
+fs::path companion_for(const config::Settings& settings, const fs::path& model, const std::string& key,
+                       const std::string& value, const std::string& without) {
+  if (value.empty()) return {};
   std::error_code ec;
   if (!fs::equivalent(model, resolve(settings.model.default_model), ec)) return {};
-  const fs::path screen = resolve(settings.model.screen);
-  if (!fs::is_regular_file(screen))
-    throw UsageError("model.screen: " + settings.model.screen + ": no such file (set model.screen to \"\" to read " +
-                     "every digit with the model alone)");
-  return fs::absolute(screen);
+  const fs::path path = resolve(value);
+  if (!fs::is_regular_file(path))
+    throw UsageError(key + ": " + value + ": no such file (set " + key + " to \"\" to read " + without + ")");
+  return fs::absolute(path);
+}
+
+}  // namespace
+
+fs::path screen_for(const config::Settings& settings, const fs::path& model) {
+  return companion_for(settings, model, "model.screen", settings.model.screen,
+                       "every digit with the model alone");
+}
+
+fs::path partner_for(const config::Settings& settings, const fs::path& model) {
+  return companion_for(settings, model, "model.partner", settings.model.partner, "with model.default alone");
 }
 
 fs::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option) {

@@ -57,6 +57,9 @@ std::filesystem::path resolve(const std::filesystem::path& path);
 // is "" or `model` is not model.default (a screen is trained beside the model it screens
 // for). Throws UsageError naming the setting when the file is missing.
 std::filesystem::path screen_for(const config::Settings& settings, const std::filesystem::path& model);
+// The partner model (model.partner) to read with `model`, the same way: empty when
+// model.partner is "" or `model` is not model.default.
+std::filesystem::path partner_for(const config::Settings& settings, const std::filesystem::path& model);
 
 // The digit images digitflow run cuts from pages with truth (pipeline::harvest_pieces, with
 // run's decode limits, cleaning and segmentation: run_options(settings)), with a progress

@@ -58,6 +58,7 @@ jobs::WorkerOptions worker_options(const Opened& o) {
   w.run.overlays = o.settings.jobs.overlays;
   w.default_model = fs::absolute(resolve(o.settings.model.default_model));
   w.screen_model = screen_for(o.settings, w.default_model);
+  w.partner_model = partner_for(o.settings, w.default_model);
   w.lease_ms = int64_t{o.settings.jobs.lease_seconds} * 1000;
   w.heartbeat_ms = int64_t{o.settings.jobs.heartbeat_seconds} * 1000;
   w.scan_inbox = true;

@@ -139,6 +139,11 @@ int run_run(int argc, char** argv) {
     screen = k::load_model(screen_path);
     run.screen = &screen->network;
   }
+  std::optional<k::LoadedModel> partner;
+  if (const fs::path partner_path = partner_for(settings, model_path); !partner_path.empty()) {
+    partner = k::load_model(partner_path);
+    run.partner = &partner->network;
+  }
 
   std::signal(SIGINT, on_interrupt);
   ProgressLine line;

@@ -260,6 +260,8 @@ const std::vector<Field>& fields() {
             "model.spec", [](auto& s) -> auto& { return s.model.spec; }),
         text_field(  // a path, or "" to read every digit with the model alone
             "model.screen", [](auto& s) -> auto& { return s.model.screen; }),
+        text_field(  // a path, or "" to read with model.default alone
+            "model.partner", [](auto& s) -> auto& { return s.model.partner; }),
         int_field(
             "train.epochs", [](auto& s) -> auto& { return s.train.epochs; }, at_least_1),
         int_field(

@@ -183,11 +183,17 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   if (model == models_.end()) model = models_.emplace(model_path.string(), kernels::load_model(model_path)).first;
   pipeline::Template form;
   pipeline::RunOptions run = options_.run;
-  // The screen was trained beside the configured model; a retrained one reads every image.
+  // The screen and the partner were trained beside the configured model; a retrained one
+  // reads every image alone.
   run.screen = nullptr;
+  run.partner = nullptr;
   if (!options_.screen_model.empty() && model_path == options_.default_model) {
     if (!screen_) screen_ = kernels::load_model(options_.screen_model);
     run.screen = &screen_->network;
+  }
+  if (!options_.partner_model.empty() && model_path == options_.default_model) {
+    if (!partner_) partner_ = kernels::load_model(options_.partner_model);
+    run.partner = &partner_->network;
   }
   run.job_dir = job.input_dir;
   run.out_dir = options_.state.job_output(job.id);

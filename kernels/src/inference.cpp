@@ -33,21 +33,36 @@ Inference::Inference(Inference&&) noexcept = default;
 Inference& Inference::operator=(Inference&&) noexcept = default;
 Inference::~Inference() = default;
 
-void Inference::set_screen(Network& screen, float confidence) {
-  const ModelSpec &a = net_->spec(), &b = screen.spec();
+namespace {
+
+// Throws std::invalid_argument unless `other` reads what `net` reads: `role` names it.
+void check_same_reading(const Network& net, const Network& other, const std::string& role) {
+  const ModelSpec &a = net.spec(), &b = other.spec();
   if (a.input_channels != b.input_channels || a.input_height != b.input_height ||
       a.input_width != b.input_width || a.classes != b.classes)
-    throw std::invalid_argument("the screening model takes " + screen.input_shape(1).str() + " inputs and " +
-                                std::to_string(b.classes) + " classes; the model it screens for takes " +
-                                net_->input_shape(1).str() + " and " + std::to_string(a.classes));
+    throw std::invalid_argument(role + " takes " + other.input_shape(1).str() + " inputs and " +
+                                std::to_string(b.classes) + " classes; the model it reads with takes " +
+                                net.input_shape(1).str() + " and " + std::to_string(a.classes));
+}
+
+}  // namespace
+
+void Inference::set_screen(Network& screen, float confidence) {
+  check_same_reading(*net_, screen, "the screening model");
   if (!(confidence > 0.0f && confidence <= 1.0f))
     throw std::invalid_argument("the screening confidence must be in (0, 1], not " + std::to_string(confidence));
   screen_ = std::make_unique<Inference>(screen, backend_, batch_size_);
   screen_confidence_ = confidence;
 }
 
+void Inference::set_partner(Network& partner) {
+  check_same_reading(*net_, partner, "the partner model");
+  partner_ = std::make_unique<Inference>(partner, backend_, batch_size_);
+}
+
 bool Inference::set_int8(bool on) {
   if (screen_) screen_->set_int8(on);
+  if (partner_) partner_->set_int8(on);
   int8_.reset();
   if (!on || backend_ != Backend::cpu || !int8_unsupported(*net_).empty()) return false;
   // One pass now: where oneDNN cannot build the int8 primitives on this processor, fp32
@@ -66,7 +81,7 @@ bool Inference::set_int8(bool on) {
 
 Tensor Inference::probabilities(std::span<const uint8_t> pixels, int64_t count) {
   if (!screen_) {
-    Tensor p = full_probabilities(pixels, count);
+    Tensor p = read_in_full(pixels, count);
     images_read_ += count;
     images_read_in_full_ += count;
     return p;
@@ -86,10 +101,18 @@ Tensor Inference::probabilities(std::span<const uint8_t> pixels, int64_t count) 
   images_read_ += count;
   images_read_in_full_ += static_cast<int64_t>(unsure.size());
   if (unsure.empty()) return p;
-  const Tensor full = full_probabilities(again, static_cast<int64_t>(unsure.size()));
+  const Tensor full = read_in_full(again, static_cast<int64_t>(unsure.size()));
   for (size_t k = 0; k < unsure.size(); ++k)
     std::copy(full.data() + static_cast<int64_t>(k) * classes, full.data() + static_cast<int64_t>(k + 1) * classes,
               p.data() + unsure[k] * classes);
+  return p;
+}
+
+Tensor Inference::read_in_full(std::span<const uint8_t> pixels, int64_t count) {
+  Tensor p = full_probabilities(pixels, count);
+  if (!partner_) return p;
+  const Tensor q = partner_->full_probabilities(pixels, count);
+  for (int64_t i = 0; i < p.numel(); ++i) p.data()[i] = 0.5f * (p.data()[i] + q.data()[i]);
   return p;
 }
 

@@ -96,6 +96,7 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const R
     std::vector<float> probs(segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
     kernels::Inference inference(model, kernels::Backend::cpu, 64);
     if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
+    if (options.partner) inference.set_partner(*options.partner);
     score_pieces(segmentation, normalize_pieces(cleaned, segmentation), inference, classes, probs);
     score_pieces(segmentation, normalize_cuts(segmentation, probs, classes), inference, classes, probs);
     result.strings = read_strings(segmentation, probs.data(), classes, cleaned.to_page,

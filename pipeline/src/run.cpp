@@ -147,6 +147,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   const kernels::Backend backend = kernels::start_backend(options.backend);
   kernels::Inference inference(model, backend, backend == kernels::Backend::cpu ? 64 : std::max(64, options.batch_digits));
   if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
+  if (options.partner) inference.set_partner(*options.partner);
   const bool int8 = inference.set_int8(options.int8);
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));

@@ -116,6 +116,9 @@ TEST(RunCli, NamesWhatIsWrong) {
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --set model.screen=nope.safetensors");
   EXPECT_EQ(r.status, 2);
   EXPECT_TRUE(contains(r.output, "model.screen: nope.safetensors: no such file")) << r.output;
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --set model.partner=nope.safetensors");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "model.partner: nope.safetensors: no such file (set model.partner to \"\"")) << r.output;
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --set pipeline.assume_dpi=72");
   EXPECT_EQ(r.status, 2);
   EXPECT_TRUE(contains(r.output, "pipeline.assume_dpi is 72: give a scanner's resolution, 100 to 1200 dpi")) << r.output;

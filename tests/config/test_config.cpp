@@ -171,6 +171,7 @@ TEST(Settings, YamlRoundTripKeepsEveryValue) {
                                           "model.default=m.safetensors",
                                           "model.spec=s.yaml",
                                           "model.screen=",
+                                          "model.partner=p.safetensors",
                                           "pipeline.screen_confidence=0.8",
                                           "train.epochs=7",
                                           "train.batch_size=64",
@@ -195,6 +196,7 @@ TEST(Settings, YamlRoundTripKeepsEveryValue) {
                                           "runtime.threads=5",
                                           "runtime.backend=cudnn"});
   EXPECT_EQ(changed.train.seed, 18446744073709551615ull);
+  EXPECT_EQ(changed.model.partner, "p.safetensors");
   const std::string yaml = settings_to_yaml(changed);
   TempDir dir;
   const auto file = write_file(dir, "shown.yaml", yaml);

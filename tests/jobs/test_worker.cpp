@@ -141,6 +141,33 @@ TEST_F(WorkerTest, TheScreenReadsOnlyForTheConfiguredModel) {
   }
 }
 
+TEST_F(WorkerTest, ThePartnerReadsOnlyForTheConfiguredModel) {
+  // model.partner was trained beside the configured model: a job on it reads as digitflow
+  // run reads with both; a job on another model reads as that model alone.
+  const fs::path folder = pages(2);
+  const fs::path other = dir_ / "other.safetensors";
+  fs::copy_file(shipped_model(), other);
+  const int64_t paired = submit(folder), alone = submit(folder, other.string());
+  WorkerOptions o = options();
+  o.partner_model = t::source_dir() / "models" / "partner.safetensors";
+  std::atomic<bool> stop{false};
+  Worker worker(*store_, o);
+  EXPECT_EQ(worker.run(stop), 2);
+
+  kernels::LoadedModel model = kernels::load_model(shipped_model()), partner = kernels::load_model(o.partner_model);
+  pipeline::RunOptions with_partner, without;
+  with_partner.job_dir = without.job_dir = store_->job(paired)->input_dir;
+  with_partner.out_dir = dir_ / "with-partner";
+  with_partner.partner = &partner.network;
+  without.out_dir = dir_ / "without";
+  pipeline::run_job(with_partner, model.network);
+  pipeline::run_job(without, model.network);
+  const std::string both = read(with_partner.out_dir / "results.jsonl"), one = read(without.out_dir / "results.jsonl");
+  EXPECT_NE(both, one);  // the partner's readings move the confidences
+  EXPECT_EQ(read(state_.job_output(paired) / "results.jsonl"), both);
+  EXPECT_EQ(read(state_.job_output(alone) / "results.jsonl"), one);
+}
+
 TEST_F(WorkerTest, AJobWhoseWorkerDiedResumesWithoutRepeatingAPage) {
   const int64_t id = submit(pages(4));
   // A worker claims the job, stores one page, and dies (its lease runs out).

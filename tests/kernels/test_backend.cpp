@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "digitflow/kernels/backend.hpp"
 #include "digitflow/kernels/inference.hpp"
@@ -101,6 +103,60 @@ TEST(Backend, AScreenPassesOnlyWhatItIsUnsureOfToTheFullModel) {
   EXPECT_TRUE(testing::all_close(plain.probabilities(pixels, n), by_full, 0.0f, 0.0f));
   EXPECT_EQ(plain.images_read_in_full(), n);
   EXPECT_EQ(cascade.probabilities({}, 0).numel(), 0);
+}
+
+// A partner reads every image the full model reads, and the two readings are averaged; what
+// the screen keeps, it does not read.
+TEST(Backend, APartnerReadsWhatTheFullModelReadsAndTheTwoAreAveraged) {
+  Network full(tiny_spec(11), 3), partner(tiny_spec(11), 7), screen(tiny_spec(11), 5);
+  const int64_t n = 41;
+  std::vector<uint8_t> pixels(static_cast<size_t>(n) * 784);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7919 % 251);
+  const Tensor by_full = infer_probabilities(full, pixels, n, 16);
+  const Tensor by_partner = infer_probabilities(partner, pixels, n, 16);
+  const Tensor by_screen = infer_probabilities(screen, pixels, n, 16);
+
+  Inference pair(full, Backend::cpu, 16);
+  pair.set_partner(partner);
+  const Tensor p = pair.probabilities(pixels, n);
+  double apart = 0;  // the two models must differ, or an average proves nothing
+  for (int64_t i = 0; i < n * 11; ++i) {
+    ASSERT_NEAR(p.data()[i], 0.5f * (by_full.data()[i] + by_partner.data()[i]), 1e-6f) << "value " << i;
+    apart = std::max(apart, static_cast<double>(std::abs(by_full.data()[i] - by_partner.data()[i])));
+  }
+  EXPECT_GT(apart, 0.01);
+  EXPECT_EQ(pair.images_read_in_full(), n);
+
+  std::vector<float> top(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    top[static_cast<size_t>(i)] = *std::max_element(by_screen.data() + i * 11, by_screen.data() + (i + 1) * 11);
+  std::vector<float> sorted = top;
+  std::sort(sorted.begin(), sorted.end());
+  const float confidence = sorted[static_cast<size_t>(n) / 2];
+  Inference three(full, Backend::cpu, 16);
+  three.set_screen(screen, confidence);
+  three.set_partner(partner);
+  const Tensor q = three.probabilities(pixels, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const bool sure = top[static_cast<size_t>(i)] >= confidence;
+    for (int c = 0; c < 11; ++c) {
+      const int64_t at = i * 11 + c;
+      const float want = sure ? by_screen.data()[at] : 0.5f * (by_full.data()[at] + by_partner.data()[at]);
+      ASSERT_NEAR(q.data()[at], want, 1e-5f) << "image " << i << (sure ? " (screen)" : " (full and partner)");
+    }
+  }
+}
+
+TEST(Backend, APartnerMustReadTheSameClasses) {
+  Network full(tiny_spec(11), 3), ten(tiny_spec(10), 5);
+  Inference pair(full, Backend::cpu, 16);
+  try {
+    pair.set_partner(ten);
+    FAIL() << "a 10-class partner was taken for an 11-class model";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("the partner model takes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("10 classes"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Backend, AScreenMustReadTheSameClasses) {

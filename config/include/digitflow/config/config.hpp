@@ -43,6 +43,7 @@ struct ModelSettings {
   std::string default_model = "models/digits.safetensors";  // model.default
   std::string spec = "config/models/default.yaml";          // model.spec
   std::string screen = "models/screen.safetensors";         // model.screen: "" = none
+  std::string partner = "models/partner.safetensors";       // model.partner: "" = none
 };
 
 struct RuntimeSettings {

@@ -25,6 +25,7 @@ struct WorkerOptions {
   pipeline::RunOptions run;              // pipeline settings; folder, outputs and template are per job
   std::filesystem::path default_model;   // for jobs that name none, until a retrained version is promoted
   std::filesystem::path screen_model;    // reads first for default_model only (RunOptions::screen); empty = none
+  std::filesystem::path partner_model;   // reads beside default_model only (RunOptions::partner); empty = none
   int64_t lease_ms = 30'000;             // a worker silent this long is taken for dead
   int64_t heartbeat_ms = 2'000;          // also how soon a cancel is noticed
   int64_t poll_ms = 1'000;               // idle wait between claims
@@ -62,7 +63,8 @@ class Worker {
   WorkerOptions options_;
   std::function<void(const WorkerEvent&)> log_;
   std::map<std::string, kernels::LoadedModel> models_;
-  std::optional<kernels::LoadedModel> screen_;  // loaded at its first use
+  std::optional<kernels::LoadedModel> screen_;   // loaded at its first use
+  std::optional<kernels::LoadedModel> partner_;  // loaded at its first use
 };
 
 // Writes a job's stored pages as results.jsonl and results.csv (page order) into `dir`,

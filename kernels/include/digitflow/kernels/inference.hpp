@@ -34,6 +34,11 @@ class Inference {
   // std::invalid_argument when the two models' inputs or classes differ, or confidence is
   // not in (0, 1]. `screen` must outlive this object.
   void set_screen(Network& screen, float confidence);
+  // A second network of the same input and classes, trained apart (another seed, other
+  // pages): every image the full network reads, it reads too, and the two probabilities are
+  // averaged. Where the two disagree the reading is in doubt, as it should be. Throws
+  // std::invalid_argument when the inputs or classes differ. `partner` must outlive this object.
+  void set_partner(Network& partner);
   // On the CPU, reads through Int8Network (int8.hpp) where `on` and the network (and the
   // screen's, for the screen) can; returns whether the full network now does (false, and
   // fp32, also where oneDNN cannot build its int8 primitives on this processor). Call after
@@ -48,6 +53,8 @@ class Inference {
 
  private:
   Tensor full_probabilities(std::span<const uint8_t> pixels, int64_t count);
+  // full_probabilities, averaged with the partner's where there is one.
+  Tensor read_in_full(std::span<const uint8_t> pixels, int64_t count);
 
   struct Device;
   Network* net_;
@@ -55,6 +62,7 @@ class Inference {
   int batch_size_;
   std::unique_ptr<Device> device_;
   std::unique_ptr<Inference> screen_;
+  std::unique_ptr<Inference> partner_;
   std::unique_ptr<Int8Network> int8_;
   float screen_confidence_ = 1.0f;
   int64_t images_read_ = 0, images_read_in_full_ = 0;

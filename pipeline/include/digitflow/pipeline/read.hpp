@@ -20,7 +20,7 @@ namespace digitflow::pipeline {
 cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits, double* dpi = nullptr);
 
 // The strings on `gray` (8-bit grey, as decode_image gives), read as run_pages reads a page
-// with the same options (clean, segment, read, page_template, screen; folders, overlays and
+// with the same options (clean, segment, read, page_template, screen, partner; folders, overlays and
 // the backend are not used: the CPU reads). `page` is left empty; a page that cannot be read
 // (nearly black) has its error set. `dpi` is the image's resolution when known, as clean_page
 // takes it: boxes are in the pixels of `gray` either way.

@@ -43,6 +43,9 @@ struct RunOptions {
   // gives at least screen_confidence keep its reading, the rest are read by the model.
   // Null: the model reads every piece.
   kernels::Network* screen = nullptr;
+  // A second model trained apart (kernels::Inference::set_partner): it reads every piece the
+  // model reads, and the two readings are averaged.
+  kernels::Network* partner = nullptr;
   float screen_confidence = 0.94f;
   // On the CPU, read through int8 inference where the model (and the screen) carry their
   // calibration (kernels::Inference::set_int8); fp32 otherwise.
