@@ -54,11 +54,11 @@ read -r full_rate full_stages < <(run full)
 read -r alone_rate alone_stages < <(run alone --set model.screen=)
 read -r single_rate single_stages < <(run single --set model.partner=)
 read -r fp32_rate fp32_stages < <(run fp32 --set runtime.int8=false)
-echo "decode + clean only : $clean_rate pages/s   ($clean_stages)"
-echo "whole pipeline      : $full_rate pages/s   ($full_stages)"
-echo "  without the screen: $alone_rate pages/s   ($alone_stages)"
+echo "decode + clean only  : $clean_rate pages/s   ($clean_stages)"
+echo "whole pipeline       : $full_rate pages/s   ($full_stages)"
+echo "  without the screen : $alone_rate pages/s   ($alone_stages)"
 echo "  without the partner: $single_rate pages/s   ($single_stages)"
-echo "  in fp32 (no int8) : $fp32_rate pages/s   ($fp32_stages)"
+echo "  in fp32 (no int8)  : $fp32_rate pages/s   ($fp32_stages)"
 python3 -c "import sys; a,b,c,d,e=map(float,sys.argv[1:]); print(f'whole / (decode + clean) = {b/a:.2f} ({c/a:.2f} without the screening model, {e/a:.2f} without the partner, {d/a:.2f} in fp32)')" "$clean_rate" "$full_rate" "$alone_rate" "$fp32_rate" "$single_rate"
 
 echo

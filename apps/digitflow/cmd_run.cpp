@@ -53,8 +53,9 @@ int run_run(int argc, char** argv) {
       ("template", po::value(&template_file)->value_name("T.yaml"),
        "form template: named fields with zones and rules (see config/templates/); default: search the whole page")
       ("model", po::value(&model)->value_name("FILE"),
-       "model file (default: model.default, models/digits.safetensors); a small screening model (model.screen) "
-       "reads every digit first for model.default only, and passes on those it is unsure of")
+       "model file (default: model.default, models/digits.safetensors); for model.default only, a small screening "
+       "model (model.screen) reads every digit first and passes on those it is unsure of, and a partner model "
+       "(model.partner) reads those beside it")
       ("threads", po::value<int>()->value_name("N"), "worker threads, 0 = every core (runtime.threads)")
       ("overlays", po::bool_switch(&overlays), "also write OUT/overlays/<page>.png with the boxes and text drawn")
       ("shard", po::value(&shard)->value_name("K/N"),

@@ -183,8 +183,8 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   if (model == models_.end()) model = models_.emplace(model_path.string(), kernels::load_model(model_path)).first;
   pipeline::Template form;
   pipeline::RunOptions run = options_.run;
-  // The screen and the partner were trained beside the configured model; a retrained one
-  // reads every image alone.
+  // The screen was trained beside the configured model, and the partner to read with it; a
+  // retrained one reads every image alone.
   run.screen = nullptr;
   run.partner = nullptr;
   if (!options_.screen_model.empty() && model_path == options_.default_model) {

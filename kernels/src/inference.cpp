@@ -76,7 +76,7 @@ bool Inference::set_int8(bool on) {
   } catch (const std::exception&) {
     int8_.reset();
   }
-  return int8_ != nullptr;
+  return int8();
 }
 
 Tensor Inference::probabilities(std::span<const uint8_t> pixels, int64_t count) {

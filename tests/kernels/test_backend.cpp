@@ -137,14 +137,19 @@ TEST(Backend, APartnerReadsWhatTheFullModelReadsAndTheTwoAreAveraged) {
   three.set_screen(screen, confidence);
   three.set_partner(partner);
   const Tensor q = three.probabilities(pixels, n);
+  int64_t in_full = 0;
   for (int64_t i = 0; i < n; ++i) {
     const bool sure = top[static_cast<size_t>(i)] >= confidence;
+    in_full += sure ? 0 : 1;
     for (int c = 0; c < 11; ++c) {
       const int64_t at = i * 11 + c;
       const float want = sure ? by_screen.data()[at] : 0.5f * (by_full.data()[at] + by_partner.data()[at]);
       ASSERT_NEAR(q.data()[at], want, 1e-5f) << "image " << i << (sure ? " (screen)" : " (full and partner)");
     }
   }
+  EXPECT_GT(in_full, 0);
+  EXPECT_LT(in_full, n);
+  EXPECT_EQ(three.images_read_in_full(), in_full);
 }
 
 TEST(Backend, APartnerMustReadTheSameClasses) {

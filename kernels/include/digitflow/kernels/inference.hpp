@@ -40,14 +40,15 @@ class Inference {
   // std::invalid_argument when the inputs or classes differ. `partner` must outlive this object.
   void set_partner(Network& partner);
   // On the CPU, reads through Int8Network (int8.hpp) where `on` and the network (and the
-  // screen's, for the screen) can; returns whether the full network now does (false, and
-  // fp32, also where oneDNN cannot build its int8 primitives on this processor). Call after
-  // set_screen. Probabilities differ from fp32's by the rounding of 8-bit activations.
+  // screen's and the partner's, for them) can; returns whether the full network, and the
+  // partner where there is one, now do (false, and fp32, also where oneDNN cannot build its
+  // int8 primitives on this processor). Call after set_screen and set_partner.
+  // Probabilities differ from fp32's by the rounding of 8-bit activations.
   bool set_int8(bool on);
-  // Whether the full network reads in int8 now: false after a pass size oneDNN could not
-  // build made it fall back to fp32.
-  bool int8() const { return int8_ != nullptr; }
-  // Images read so far, and how many of them the full network read.
+  // Whether the full network, and the partner where there is one, read in int8 now: false
+  // after a pass size oneDNN could not build made one of them fall back to fp32.
+  bool int8() const { return int8_ != nullptr && (!partner_ || partner_->int8()); }
+  // Images read so far, and how many of them the full network (and the partner) read.
   int64_t images_read() const { return images_read_; }
   int64_t images_read_in_full() const { return images_read_in_full_; }
 

@@ -43,12 +43,12 @@ struct RunOptions {
   // gives at least screen_confidence keep its reading, the rest are read by the model.
   // Null: the model reads every piece.
   kernels::Network* screen = nullptr;
-  // A second model trained apart (kernels::Inference::set_partner): it reads every piece the
-  // model reads, and the two readings are averaged.
-  kernels::Network* partner = nullptr;
   float screen_confidence = 0.94f;
-  // On the CPU, read through int8 inference where the model (and the screen) carry their
-  // calibration (kernels::Inference::set_int8); fp32 otherwise.
+  // A second model trained apart (kernels::Inference::set_partner): it reads every piece the
+  // model reads, and the two readings are averaged. Null: the model reads alone.
+  kernels::Network* partner = nullptr;
+  // On the CPU, read through int8 inference where the model (and the screen and the
+  // partner) carry their calibration (kernels::Inference::set_int8); fp32 otherwise.
   bool int8 = false;
 };
 
@@ -67,8 +67,8 @@ struct RunSummary {
   int64_t pages = 0, failed_pages = 0, strings = 0, digits = 0, low_confidence_strings = 0;
   int64_t fields = 0, valid_fields = 0;
   int64_t images_scored = 0;  // 28x28 images through the CNN: digits, print, and candidate cuts
-  int64_t images_read_in_full = 0;  // of those, read by the model (the rest by the screen alone)
-  bool int8 = false;                // the model read them through int8 inference
+  int64_t images_read_in_full = 0;  // of those, read by the model and its partner (the rest by the screen alone)
+  bool int8 = false;                // the model (and its partner) read them through int8 inference
   double seconds = 0, pages_per_s = 0;
   StageSeconds stages;
   bool cancelled = false;
