@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "digitflow/jobs/worker.hpp"
 #include "digitflow/kernels/model_file.hpp"
@@ -62,6 +63,20 @@ class WorkerTest : public ::testing::Test {
     s.owner = "ana";
     s.model = model;
     return submit_job(*store_, state_, s);
+  }
+
+  // Two jobs on the same two pages, the first on the configured model, the second on a
+  // copy of it under another name (as a retrained model would be), both run by one worker
+  // with options `o`: their ids.
+  std::pair<int64_t, int64_t> run_on_configured_and_other_model(const WorkerOptions& o) {
+    const fs::path folder = pages(2);
+    const fs::path other = dir_ / "other.safetensors";
+    fs::copy_file(shipped_model(), other);
+    const int64_t configured = submit(folder), elsewhere = submit(folder, other.string());
+    std::atomic<bool> stop{false};
+    Worker worker(*store_, o);
+    EXPECT_EQ(worker.run(stop), 2);
+    return {configured, elsewhere};
   }
 
   WorkerOptions options(const std::string& name = "w1") {
@@ -120,15 +135,9 @@ TEST_F(WorkerTest, AJobEndsWithTheResultsOfAPlainRun) {
 TEST_F(WorkerTest, TheScreenReadsOnlyForTheConfiguredModel) {
   // model.screen was trained beside the configured model: a job on another model (a
   // retrained one, or any file the job names) has every image read by that model.
-  const fs::path folder = pages(2);
-  const fs::path other = dir_ / "other.safetensors";
-  fs::copy_file(shipped_model(), other);
-  const int64_t screened = submit(folder), alone = submit(folder, other.string());
   WorkerOptions o = options();
   o.screen_model = t::source_dir() / "models" / "screen.safetensors";
-  std::atomic<bool> stop{false};
-  Worker worker(*store_, o);
-  EXPECT_EQ(worker.run(stop), 2);
+  const auto [screened, alone] = run_on_configured_and_other_model(o);
   for (int64_t id : {screened, alone}) {
     EXPECT_EQ(store_->job(id)->state, JobState::done) << store_->job(id)->error;
     const auto summary = nlohmann::json::parse(read(state_.job_output(id) / "summary.json"));
@@ -144,15 +153,9 @@ TEST_F(WorkerTest, TheScreenReadsOnlyForTheConfiguredModel) {
 TEST_F(WorkerTest, ThePartnerReadsOnlyForTheConfiguredModel) {
   // model.partner was trained beside the configured model: a job on it reads as digitflow
   // run reads with both; a job on another model reads as that model alone.
-  const fs::path folder = pages(2);
-  const fs::path other = dir_ / "other.safetensors";
-  fs::copy_file(shipped_model(), other);
-  const int64_t paired = submit(folder), alone = submit(folder, other.string());
   WorkerOptions o = options();
   o.partner_model = t::source_dir() / "models" / "partner.safetensors";
-  std::atomic<bool> stop{false};
-  Worker worker(*store_, o);
-  EXPECT_EQ(worker.run(stop), 2);
+  const auto [paired, alone] = run_on_configured_and_other_model(o);
 
   kernels::LoadedModel model = kernels::load_model(shipped_model()), partner = kernels::load_model(o.partner_model);
   pipeline::RunOptions with_partner, without;
