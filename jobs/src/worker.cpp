@@ -185,13 +185,14 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   pipeline::RunOptions run = options_.run;
   // The screen was trained beside the configured model, and the partner to read with it; a
   // retrained one reads every image alone.
+  const bool configured = model_path == options_.default_model;
   run.screen = nullptr;
   run.partner = nullptr;
-  if (!options_.screen_model.empty() && model_path == options_.default_model) {
+  if (configured && !options_.screen_model.empty()) {
     if (!screen_) screen_ = kernels::load_model(options_.screen_model);
     run.screen = &screen_->network;
   }
-  if (!options_.partner_model.empty() && model_path == options_.default_model) {
+  if (configured && !options_.partner_model.empty()) {
     if (!partner_) partner_ = kernels::load_model(options_.partner_model);
     run.partner = &partner_->network;
   }
