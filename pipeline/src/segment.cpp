@@ -377,7 +377,9 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   // or a stroke's tail must not steer it) and its rightmost ink, a tail of its last digit's
   // included: the next digit is written after the tail.
   std::vector<std::vector<int>> chains;
-  std::vector<int> anchor, right, tallest;  // per chain: reference group, rightmost x, tallest slot
+  // Per chain: its last slot of digit height and the one before that (-1: none), its
+  // rightmost ink with tails and without, and its tallest slot.
+  std::vector<int> anchor, before, right, body_right, tallest;
   for (int g : slots) {
     const cv::Rect& r = group_rect[static_cast<size_t>(g)];
     const bool full = r.height >= options.min_digit_height;
@@ -387,9 +389,21 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       const cv::Rect& last = group_rect[static_cast<size_t>(anchor[c])];
       const int tall = std::max(r.height, tallest[c]);
       const int gap = r.x - right[c];
-      const int shared_rows = overlap(r.y, r.y + r.height, last.y, last.y + last.height);
-      if (shared_rows < 0.45 * std::min(r.height, last.height)) continue;
-      if (gap > options.string_gap * tall || gap < -0.5 * std::min(r.width, last.width)) continue;
+      // On the rows of the last slot of digit height, or of the one before it (the last may
+      // be one stroke of a digit in pieces, its other strokes lower).
+      auto level_with = [&](int group) {
+        if (group < 0) return false;
+        const cv::Rect& d = group_rect[static_cast<size_t>(group)];
+        return overlap(r.y, r.y + r.height, d.y, d.y + d.height) >= 0.45 * std::min(r.height, d.height);
+      };
+      if (!level_with(anchor[c]) && !level_with(before[c])) continue;
+      // Overlap is judged against the slots of digit height: a tail credited to the last
+      // digit may be the next one's lower stroke written apart (a 5's bowl under its flag).
+      // Where either is short for the chain (strokes of one digit, joined below) it may
+      // overlap the other fully; else by half the narrower at most.
+      const bool stroke = 4 * r.height < 3 * tallest[c] || 4 * last.height < 3 * tallest[c];
+      const double overlap_allowed = (stroke ? 1.0 : 0.5) * std::min(r.width, last.width);
+      if (gap > options.string_gap * tall || r.x - body_right[c] < -overlap_allowed) continue;
       // A chain of digit height comes before one of small context only (a 5's flag that
       // started a chain of its own must not take the rest of its string).
       const double rank = gap + (group_rect[static_cast<size_t>(anchor[c])].height < options.min_digit_height ? 1e6 : 0.0);
@@ -398,13 +412,19 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
     if (best < 0) {
       chains.push_back({g});
       anchor.push_back(g);
+      before.push_back(-1);
       right.push_back(r.x + r.width);
+      body_right.push_back(r.x + r.width);
       tallest.push_back(r.height);
     } else {
       const size_t c = static_cast<size_t>(best);
       chains[c].push_back(g);
-      if (full || group_rect[static_cast<size_t>(anchor[c])].height < options.min_digit_height) anchor[c] = g;
+      if (full || group_rect[static_cast<size_t>(anchor[c])].height < options.min_digit_height) {
+        if (group_rect[static_cast<size_t>(anchor[c])].height >= options.min_digit_height) before[c] = anchor[c];
+        anchor[c] = g;
+      }
       right[c] = std::max(right[c], r.x + r.width);
+      if (full) body_right[c] = std::max(body_right[c], r.x + r.width);
       tallest[c] = std::max(tallest[c], r.height);
     }
     if (full) {

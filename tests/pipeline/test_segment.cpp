@@ -671,6 +671,57 @@ TEST(Segment, ASmallMarkAboveAStringDoesNotTakeTheRestOfIt) {
   EXPECT_EQ(texts(read_page(page)), "3847");
 }
 
+TEST(Segment, ADigitInStrokesOneUnderTheOtherStaysInItsString) {
+  // "38", then a digit whose lower stroke is written apart from its upper part and reaches
+  // under it from the left, then "47". Each way below split the string in two at that digit
+  // before: the lower stroke was taken as the last digit's tail, or the upper part as the
+  // row the next stroke must share.
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST not in " << t::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  cv::Mat page(400, 900, CV_8U, cv::Scalar(235));
+  CleanOptions straight;
+  straight.max_skew_deg = 0;
+  const cv::Scalar pen(30);
+  // The digit's slot, when the page holds one string of five.
+  auto one_string = [&](int x) -> std::optional<Box> {
+    const Segmentation seg = find_strings(clean_page(page, straight));
+    if (seg.strings.size() != 1) return std::nullopt;
+    for (const Slot& slot : seg.strings[0].slots)
+      if (slot.box.x <= x + 20 && slot.box.x + slot.box.w >= x + 20) return slot.box;
+    return std::nullopt;
+  };
+
+  // A 5 after a 0: its bowl's lower half (rows ~196..214, 18 px: not a digit's height)
+  // starts just after the 0 and runs under the flag and stem (rows ~148..176), 20 px below
+  // them. The lower stroke, flat and low, is a tail of the 0 as well: it must not make the
+  // upper part overlap the 0.
+  std::vector<cv::Rect> digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const int zero = digits.back().br().x + 14;
+  cv::ellipse(page, {zero + 22, 180}, {20, 28}, 0, 0, 360, pen, 5);  // columns ~zero..zero+44
+  const int five = zero + 50;
+  cv::ellipse(page, {five + 28, 198}, {26, 14}, 0, 0, 180, pen, 5);  // columns ~five..five+56
+  cv::line(page, {five + 18, 150}, {five + 60, 150}, pen, 5);         // the flag
+  cv::line(page, {five + 18, 150}, {five + 16, 174}, pen, 5);         // the stem
+  write_digits(page, {4, 7}, {five + 80, 150}, 60, 14);
+  std::optional<Box> slot = one_string(five + 10);
+  ASSERT_TRUE(slot) << "the string was split at a 5 in two strokes";
+  EXPECT_LE(slot->y, 150);
+  EXPECT_GE(slot->y + slot->h, 210) << "the 5's strokes are not one slot";
+
+  // A 6 after an 8: its stem (rows ~149..182, of digit height but short for the string) and
+  // its loop (rows ~194..223) 12 px apart, too far for the join of broken strokes. The loop
+  // overlaps the stem's columns and shares no row with it, only with the 8 before it.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  const int six = digits.back().br().x + 14;
+  cv::line(page, {six + 20, 150}, {six + 4, 176}, pen, 5);  // columns ~six+1..six+23
+  cv::circle(page, {six + 20, 206}, 11, pen, 5);            // columns ~six+7..six+34
+  write_digits(page, {4, 7}, {six + 50, 150}, 60, 14);
+  slot = one_string(six + 6);
+  ASSERT_TRUE(slot) << "the string was split at a 6 in two strokes";
+  EXPECT_LE(slot->y, 150);
+  EXPECT_GE(slot->y + slot->h, 218) << "the 6's strokes are not one slot";
+}
+
 TEST(Segment, MapBoxFollowsTheAffineMap) {
   cv::Mat shift = (cv::Mat_<double>(2, 3) << 1, 0, 10, 0, 1, -5);
   EXPECT_EQ(map_box({20, 30, 40, 50}, shift, 1000, 1000), (Box{30, 25, 40, 50}));
