@@ -1292,5 +1292,49 @@ TEST(Segment, AMostlyRejectedLineIsPrintAndNotRead) {
   EXPECT_EQ(texts(read_chain({1, -1, 4, 7, -1}, {0.05f, 0.99f, 0.1f, 0.1f, 0.99f})), "47");
 }
 
+TEST(Segment, AShortAmountWithASignAndTwoGluedDigitsIsNoPrint) {
+  // "$", a 6, then a 5 and an 8 that touch: the sign and the glued pair are both "not a
+  // digit" read whole, two of the three blobs, as in a line of print. The pair, as wide as
+  // two digits, has no vote while another blob reads as a digit.
+  auto read = [](const std::vector<std::pair<Box, int>>& blobs) {  // box, and the digit it reads whole (-1: none)
+    Segmentation seg;
+    StringCandidate line;
+    std::vector<float> probs;
+    auto piece = [&](const Box& box, int digit) {
+      Piece p;
+      p.box = box;
+      p.usable = true;
+      seg.pieces.push_back(p);
+      probs.resize(seg.pieces.size() * 11, 0.0f);
+      float* q = &probs[(seg.pieces.size() - 1) * 11];
+      if (digit < 0) q[10] = 0.995f, q[1] = 0.005f;
+      else q[digit] = 0.98f, q[10] = 0.02f;
+      return static_cast<int>(seg.pieces.size()) - 1;
+    };
+    for (const auto& [box, digit] : blobs) {
+      Slot slot;
+      slot.box = box;
+      slot.hypotheses = {{{piece(box, digit)}}};
+      if (box.w > box.h) {  // cut in two: a 5 and an 8
+        const int left = piece({box.x, box.y, box.w / 2, box.h}, 5);
+        slot.hypotheses.push_back({{left, piece({box.x + box.w / 2, box.y, box.w - box.w / 2, box.h}, 8)}});
+      }
+      line.slots.push_back(slot);
+      line.box = unite(line.box, box);
+    }
+    seg.strings.push_back(line);
+    const cv::Mat identity = (cv::Mat_<double>(2, 3) << 1, 0, 0, 0, 1, 0);
+    return read_strings(seg, probs.data(), 11, identity, 1000, 1000);
+  };
+  const Box sign{100, 100, 36, 60}, six{150, 100, 50, 60}, pair{210, 100, 100, 60};
+  EXPECT_EQ(texts(read({{sign, -1}, {six, 6}, {pair, -1}})), "658");
+  // With a letter for the 6, no blob reads as a digit: the pair votes, and the line is print.
+  EXPECT_TRUE(read({{sign, -1}, {six, -1}, {pair, -1}}).empty());
+  // A blob wider than three digits is no glued pair: a signature's loops.
+  EXPECT_TRUE(read({{sign, -1}, {six, 6}, {{210, 100, 160, 60}, -1}, {{380, 100, 200, 60}, -1}}).empty());
+  // A signature's loops and its end, as wide as a pair, with no digit beside them: print.
+  EXPECT_TRUE(read({{{100, 100, 400, 60}, -1}, {{510, 100, 80, 60}, -1}}).empty());
+}
+
 }  // namespace
 }  // namespace digitflow::pipeline
