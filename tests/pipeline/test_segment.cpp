@@ -540,6 +540,16 @@ TEST(Segment, SideBySideStrokesOfOneDigitBecomeOneBlob) {
   ASSERT_EQ(seg.strings.size(), 1u);
   ASSERT_EQ(seg.strings[0].slots.size(), 3u) << "the stem and the loop were not joined";
   EXPECT_GE(seg.strings[0].slots[2].box.w, 30);
+
+  // The same with a loop as wide as a 0: together 1.2 times the digits' height wide.
+  page.setTo(235);
+  digits = write_digits(page, {3, 8}, {150, 150}, 60, 14);
+  cv::line(page, {stem, top + 2}, {stem - 4, top + 58}, cv::Scalar(30), 5);  // columns ~stem-6..stem+2
+  cv::ellipse(page, {stem + 36, top + 43}, {28, 12}, 0, 0, 360, cv::Scalar(30), 5);  // columns ~stem+6..stem+67
+  seg = find_strings(clean_page(page, straight));
+  ASSERT_EQ(seg.strings.size(), 1u);
+  ASSERT_EQ(seg.strings[0].slots.size(), 3u) << "the stem and the wide loop were not joined";
+  EXPECT_GE(seg.strings[0].slots[2].box.w, 66);
 }
 
 TEST(Segment, AFlagWrittenHighOrThickStillJoinsItsFive) {
