@@ -857,7 +857,9 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
       }
       const auto [best, score] = choose(slot);
       // Two strokes that may be one digit (Slot::join_next): one digit when either is in
-      // doubt and the two together read better, less the price of a split turned round.
+      // doubt and the two together read better, less the price of a split turned round. A
+      // stroke and a shorter loop after it whose top is lower, their bottoms level, is a 6's
+      // stem and loop as much as a 1 and a 0, each read sure: weighed at no price.
       if (slot.join_next >= 0 && k + 1 < candidate.slots.size() && !candidate.slots[k + 1].hypotheses.empty()) {
         const auto [next_best, next_score] = choose(candidate.slots[k + 1]);
         const size_t u = static_cast<size_t>(slot.join_next);
@@ -865,10 +867,15 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
           const size_t i = static_cast<size_t>(h->pieces[0]);
           return h->pieces.size() == 1 && is_digit(i) && p[i][static_cast<size_t>(best_digit(i))] >= options.join_doubt;
         };
+        const Box& stroke = slot.box;
+        const Box& loop = candidate.slots[k + 1].box;
+        const bool stem_and_loop = loop.h < stroke.h && loop.y >= stroke.y + 0.1 * stroke.h &&
+                                   std::abs(loop.bottom() - stroke.bottom()) <= 0.25 * stroke.h;
         if (options.join_doubt > 0 && best->pieces.size() == 1 && next_best->pieces.size() == 1 && is_digit(u) &&
-            (!sure(best) || !sure(next_best))) {
+            (!sure(best) || !sure(next_best) || stem_and_loop)) {
           const Box& b = seg.pieces[u].box;
-          const double together = std::log(std::max(1e-12, p[u][static_cast<size_t>(best_digit(u))])) - options.split_penalty -
+          const double together = std::log(std::max(1e-12, p[u][static_cast<size_t>(best_digit(u))])) -
+                                  (stem_and_loop ? 0.0 : options.split_penalty) -
                                   options.wide_penalty * std::max(0.0, static_cast<double>(b.w) / std::max(1, b.h) - 1.0);
           if (together > score + next_score) {
             chosen.push_back(static_cast<int>(u));

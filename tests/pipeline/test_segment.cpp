@@ -1023,8 +1023,9 @@ TEST(Segment, RoomForALostDigitInAStringHalvesItsConfidence) {
 
 TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {
   // Slots "4", a stroke read 1 and one read 7, then "2", and a piece of the two strokes
-  // together (Slot::join_next) read as 0.
-  auto read = [](float first, float second, float together, const ReadOptions& options = {}) {
+  // together (Slot::join_next) read as 0. `second_box` moves the second stroke.
+  auto read = [](float first, float second, float together, const ReadOptions& options = {},
+                 std::optional<Box> second_box = std::nullopt) {
     Segmentation seg;
     StringCandidate chain;
     std::vector<float> probs;
@@ -1048,6 +1049,7 @@ TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {
     for (size_t k = 0; k < slots.size(); ++k) {
       Slot slot;
       slot.box = {100 + 50 * static_cast<int>(k), 100, 40, 60};
+      if (k == 2 && second_box) slot.box = *second_box;
       slot.hypotheses.push_back({{piece(slot.box.x, 40, slots[k].first, slots[k].second)}});
       chain.slots.push_back(slot);
     }
@@ -1061,6 +1063,12 @@ TEST(Segment, TwoStrokesReadAsOneDigitWhenEitherIsInDoubt) {
   EXPECT_EQ(read(-1.0f, 0.99f, 0.99f), "402") << "a stroke read as no digit is in doubt too";
   EXPECT_EQ(read(0.99f, 0.99f, 0.99f), "4172") << "two sure digits stay two";
   EXPECT_EQ(read(0.6f, 0.7f, 0.3f), "4172") << "a doubtful whole does not win";
+  // The second stroke shorter, its top lower, its bottom level with the first's: a 6's stem
+  // and loop, weighed even when both are sure, at no price.
+  EXPECT_EQ(read(0.99f, 0.99f, 0.99f, {}, Box{200, 115, 40, 45}), "402");
+  EXPECT_EQ(read(0.99f, 0.99f, 0.3f, {}, Box{200, 115, 40, 45}), "4172") << "a doubtful whole does not win";
+  EXPECT_EQ(read(0.99f, 0.99f, 0.99f, {}, Box{200, 102, 40, 58}), "4172") << "a top level with the stroke's";
+  EXPECT_EQ(read(0.99f, 0.99f, 0.99f, {}, Box{200, 115, 40, 25}), "4172") << "a loop ending far above the stroke's bottom";
   ReadOptions off;
   off.join_doubt = 0;
   EXPECT_EQ(read(0.6f, 0.7f, 0.99f, off), "4172");
