@@ -900,7 +900,8 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     for (int i : chosen)
       if (i >= 0 && is_digit(static_cast<size_t>(i))) heights.push_back(seg.pieces[static_cast<size_t>(i)].box.h);
     const int digit_height = median(heights);
-    std::vector<bool> unsure_digit(seg.pieces.size(), false), too_tall(seg.pieces.size(), false);
+    std::vector<bool> unsure_digit(seg.pieces.size(), false), too_tall(seg.pieces.size(), false),
+        fragment(seg.pieces.size(), false);
     long digits_before = 0;
     if (accepted >= 2)
       for (int i : chosen) {
@@ -913,6 +914,11 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         if (seg.pieces[k].usable && !is_digit(k) && (inside || p[k][10] < options.keep_unsure_below) &&
             seg.pieces[k].box.h >= 0.75 * digit_height && seg.pieces[k].box.h <= 1.4 * digit_height)
           unsure_digit[k] = true;
+        // Shorter, between the same digits: a stroke broken off a digit beside it (a 5's
+        // hook written apart) or debris, passed over rather than cut at; if it was a digit
+        // the string lacks one, so it carries the piece's "not a digit" as a doubt.
+        else if (seg.pieces[k].usable && !is_digit(k) && inside && seg.pieces[k].box.h < 0.75 * digit_height)
+          fragment[k] = true;
         // A stroke far taller than the string's digits (the side of the box they are written
         // in, a bracket) is no digit of it, however much it looks like a 1.
         if (accepted >= 3 && seg.pieces[k].box.h > 1.6 * digit_height) too_tall[k] = true;
@@ -953,6 +959,10 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     for (int piece : chosen) {
       if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
+      if (fragment[i]) {
+        (current.digits.empty() ? cut_before : current.confidence) *= static_cast<double>(probs[i * static_cast<size_t>(classes) + 10]);
+        continue;
+      }
       if ((!is_digit(i) && !unsure_digit[i]) || too_tall[i]) {
         // The doubt a cut carries is the model's own "not a digit", not sharpened by the
         // temperature (fitted to digits' correctness): sharpened, a rejection at 0.9 passed

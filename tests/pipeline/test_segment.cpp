@@ -1117,6 +1117,15 @@ TEST(Segment, ARejectedPieceOfTheDigitsHeightBetweenDigitsKeepsTheStringWhole) {
   // With one digit on a side it may be a printed mark ending the string: cut there.
   EXPECT_EQ(texts(read_chain({4, 7, 5, -1, 9}, {0.1f, 0.1f, 0.1f, 0.995f, 0.1f})), "475");
   EXPECT_EQ(texts(read_chain({-1, 4, 7, 5, 9}, {0.995f, 0.1f, 0.1f, 0.1f, 0.1f})), "4759");
+  // Shorter than the digits (a 5's hook written apart, debris): passed over, the string whole
+  // and one digit short if it was one, carrying its "not a digit" (0.85) as a doubt, and
+  // half for the room it leaves between the 7 and the 2 (ReadOptions::lost_digit_gap).
+  strings = read_chain({4, 7, -1, 2, 9}, {0.1f, 0.1f, 0.85f, 0.1f, 0.1f}, {60, 60, 40, 60, 60});
+  ASSERT_EQ(strings.size(), 1u);
+  EXPECT_EQ(strings[0].text, "4729");
+  EXPECT_NEAR(strings[0].confidence, 0.9 * 0.9 * 0.85 * 0.9 * 0.9 * 0.5, 1e-6);
+  // With one digit on a side, cut there as before.
+  EXPECT_EQ(texts(read_chain({4, 7, 5, -1, 9}, {0.1f, 0.1f, 0.1f, 0.85f, 0.1f}, {60, 60, 60, 40, 60})), "475");
 }
 
 TEST(Segment, AnUnsurePieceOfTheDigitsHeightStaysInItsString) {
