@@ -436,8 +436,16 @@ void apply_template(const Template& form, PageResult& page) {
   // field: the low-confidence counts and the overlays see it so. After every field is read,
   // so that no field reads a string another one raised. (An amount's text has its decimal
   // point; the string's, its digits only.)
+  // One that breaks its field's rule or length as it stands (the field invalid, or valid
+  // only corrected) is not what the form holds, whatever its digits' confidence: it goes to
+  // a person, as the field does.
   for (const FieldResult& field : page.fields) {
-    if (!field.valid || field.corrected) continue;
+    if (!field.found) continue;
+    if (!field.valid || field.corrected) {
+      for (StringResult& s : page.strings)
+        if (s.box == field.box) s.confidence = 0.0;
+      continue;
+    }
     std::string digits = field.text;
     std::erase(digits, '.');
     for (StringResult& s : page.strings)

@@ -494,15 +494,25 @@ TEST(FieldsRead, ApplyTemplateFillsOneFieldPerSpecInOrder) {
   EXPECT_EQ(page.strings[0].confidence, page.fields[1].confidence);
   EXPECT_GT(page.fields[0].confidence, std::pow(0.99, 4));
   EXPECT_EQ(page.strings[1].confidence, page.fields[0].confidence);
-  // A routing number that needed a correction: the string keeps its own reading's confidence.
+  // A routing number that needed a correction: the string as read breaks the rule, and is
+  // not what the form holds, however sure its digits (0.99 each here but the last, 0.995).
   page.fields.clear();
-  page.strings = {digit_string("011000016", {50, 420, 270, 40})};
-  page.strings[0].digits.back().confidence = 0.6f;
-  page.strings[0].digits.back().top = {{6, 0.6f}, {5, 0.3f}, {8, 0.1f}};
-  page.strings[0].confidence = std::pow(0.99, 8) * 0.6;
+  page.strings = {digit_string("011000016", {50, 420, 270, 40}), digit_string("2500", {700, 100, 120, 40})};
+  page.strings[0].digits.back().confidence = 0.995f;
+  page.strings[0].digits.back().top = {{6, 0.995f}, {5, 0.004f}, {8, 0.001f}};
+  page.strings[0].confidence = std::pow(0.99, 8) * 0.995;
   apply_template(form, page);
   EXPECT_TRUE(page.fields[1].corrected);
-  EXPECT_NEAR(page.strings[0].confidence, std::pow(0.99, 8) * 0.6, 1e-6);
+  EXPECT_EQ(page.fields[1].text, "011000015");
+  EXPECT_EQ(page.strings[0].confidence, 0.0);
+  EXPECT_GT(page.strings[1].confidence, std::pow(0.99, 4)) << "the amount's string, valid, is as sure as before";
+  // One that breaks it with no correction from the top 3 (a routing number one digit
+  // short): the field is invalid, and the string as unsure.
+  page.fields.clear();
+  page.strings = {digit_string("01100001", {50, 420, 270, 40})};
+  apply_template(form, page);
+  EXPECT_FALSE(page.fields[1].valid);
+  EXPECT_EQ(page.strings[0].confidence, 0.0);
 
   PageResult failed;
   failed.error = "cannot decode";
