@@ -436,20 +436,24 @@ void apply_template(const Template& form, PageResult& page) {
   // field: the low-confidence counts and the overlays see it so. After every field is read,
   // so that no field reads a string another one raised. (An amount's text has its decimal
   // point; the string's, its digits only.)
-  // One that breaks its field's rule or length as it stands (the field invalid, or valid
-  // only corrected) is not what the form holds, whatever its digits' confidence: it goes to
-  // a person, as the field does.
   for (const FieldResult& field : page.fields) {
-    if (!field.found) continue;
-    if (!field.valid || field.corrected) {
-      for (StringResult& s : page.strings)
-        if (s.box == field.box) s.confidence = 0.0;
-      continue;
-    }
+    if (!field.valid || field.corrected) continue;
     std::string digits = field.text;
     std::erase(digits, '.');
     for (StringResult& s : page.strings)
       if (s.box == field.box && s.text == digits) s.confidence = std::max(s.confidence, field.confidence);
+  }
+  // The strings a field was read from (one, or several joined on its line: its box holds
+  // them) that break its rule or length as they stand (the field invalid, or valid only
+  // corrected) are not what the form holds, whatever their digits' confidence: they go to a
+  // person, as the field does. After the raising above, so that a string two fields found
+  // stays at 0 if either breaks its rule.
+  for (const FieldResult& field : page.fields) {
+    if (!field.found || (field.valid && !field.corrected)) continue;
+    const Box& f = field.box;
+    for (StringResult& s : page.strings)
+      if (s.box.x >= f.x && s.box.y >= f.y && s.box.x + s.box.w <= f.x + f.w && s.box.bottom() <= f.bottom())
+        s.confidence = 0.0;
   }
 }
 

@@ -146,7 +146,8 @@ bool normalize_piece(const cv::Mat& flat, cv::Point at, double paper, Piece& pie
 // 7s, so such a line is neither cut nor read. A row of touching handwritten digits has some
 // blobs rejected whole (two glued digits are "not a digit" to the model), rarely most; in a
 // short one they can be ("$", "6", then "58" glued), so a rejected blob as wide as two or
-// three glued digits (1.25 to 2.5 times its height) has no vote where a blob reads as a digit.
+// three glued digits (1.25 to 2.5 times its height) has no vote while another blob is not
+// rejected.
 // Printed words at the height of digits have rejected blobs that wide as well ("mm", "Pay"
 // joined): with the limit at 0.9 times the height, 25 lines of print on the 600 free pages
 // of seeds 9090, 2026 and 4242 came out as strings, at 1.0 five, at 1.1 and 1.25 none.
@@ -385,8 +386,10 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   std::sort(tails.begin(), tails.end(), [&](int a, int b) { return group_rect[static_cast<size_t>(a)].x < group_rect[static_cast<size_t>(b)].x; });
   // Strings: chain slots left to right on a shared baseline band with small gaps. A chain is
   // compared through its last slot of digit height (small context such as a detached dot
-  // or a stroke's tail must not steer it) and its rightmost ink, a tail of its last digit's
-  // included: the next digit is written after the tail.
+  // or a stroke's tail must not steer it; where that slot is short for the chain, the one
+  // before it too) and its rightmost ink, a tail of its last digit's included: the next
+  // digit is written after the tail. How far a slot may overlap the chain is judged
+  // against its slots of digit height alone.
   std::vector<std::vector<int>> chains;
   // Per chain: its last slot of digit height and the one before that (-1: none), its
   // rightmost ink with tails and without, and its tallest slot.
@@ -400,19 +403,20 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       const cv::Rect& last = group_rect[static_cast<size_t>(anchor[c])];
       const int tall = std::max(r.height, tallest[c]);
       const int gap = r.x - right[c];
-      // On the rows of the last slot of digit height, or of the one before it (the last may
-      // be one stroke of a digit in pieces, its other strokes lower).
+      // On the rows of the last slot of digit height, or, where that one is short for the
+      // chain (one stroke of a digit in pieces, its other strokes lower), of the one before.
       auto level_with = [&](int group) {
         if (group < 0) return false;
         const cv::Rect& d = group_rect[static_cast<size_t>(group)];
         return overlap(r.y, r.y + r.height, d.y, d.y + d.height) >= 0.45 * std::min(r.height, d.height);
       };
-      if (!level_with(anchor[c]) && !level_with(before[c])) continue;
+      const bool last_short = 4 * last.height < 3 * tall;
+      if (!level_with(anchor[c]) && !(last_short && level_with(before[c]))) continue;
       // Overlap is judged against the slots of digit height: a tail credited to the last
       // digit may be the next one's lower stroke written apart (a 5's bowl under its flag).
       // Where either is short for the chain (strokes of one digit, joined below) it may
       // overlap the other fully; else by half the narrower at most.
-      const bool stroke = 4 * r.height < 3 * tallest[c] || 4 * last.height < 3 * tallest[c];
+      const bool stroke = 4 * r.height < 3 * tall || last_short;
       const double overlap_allowed = (stroke ? 1.0 : 0.5) * std::min(r.width, last.width);
       if (gap > options.string_gap * tall || r.x - body_right[c] < -overlap_allowed) continue;
       // A chain of digit height comes before one of small context only (a 5's flag that
@@ -425,7 +429,7 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
       anchor.push_back(g);
       before.push_back(-1);
       right.push_back(r.x + r.width);
-      body_right.push_back(r.x + r.width);
+      body_right.push_back(full ? r.x + r.width : r.x);
       tallest.push_back(r.height);
     } else {
       const size_t c = static_cast<size_t>(best);
@@ -454,13 +458,13 @@ Segmentation find_strings(const CleanedPage& page, const SegmentOptions& options
   // (a 5's flag apart from its body); or a full-height stroke and a short one close beside
   // it that together are no wider than 1.3 of that height (a 6's stem and a loop as wide as
   // a 0, which read 1 and 0 apart: on the 1,500 pages of seeds 9090, 2026 and 4242, going
-  // from 1.0 to 1.3 made 21 strings right and 3 wrong); or two strokes of about the digit height whose columns overlap, each a quarter
-  // of that height wide or more and together no wider than 1.3 of it (a 0 written as "("
-  // and ")", which read 11 or 17; two digits written apart leave a gap between their
-  // columns, and strokes a little apart are read both ways, see Slot::join_next). A merged
-  // blob wide enough for two digits still gets its cut readings, so a true 1 and a small 0
-  // can come back as such; the cut at the join of two such strokes is not taken for one
-  // too narrow (Slot::joined).
+  // from 1.0 to 1.3 made 21 strings right and 3 wrong); or two strokes of about the digit
+  // height whose columns overlap, each a quarter of that height wide or more and together
+  // no wider than 1.3 of it (a 0 written as "(" and ")", which read 11 or 17; two digits
+  // written apart leave a gap between their columns, and strokes a little apart are read
+  // both ways, see Slot::join_next). A merged blob wide enough for two digits still gets
+  // its cut readings, so a true 1 and a small 0 can come back as such; the cut at the join
+  // of two such strokes is not taken for one too narrow (Slot::joined).
   std::vector<int> merged_into(group_rect.size());
   std::iota(merged_into.begin(), merged_into.end(), 0);
   std::vector<bool> joined(group_rect.size(), false);
@@ -917,7 +921,7 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
         // Shorter, between the same digits: a stroke broken off a digit beside it (a 5's
         // hook written apart) or debris, passed over rather than cut at; if it was a digit
         // the string lacks one, so it carries the piece's "not a digit" as a doubt.
-        else if (seg.pieces[k].usable && !is_digit(k) && inside && seg.pieces[k].box.h < 0.75 * digit_height)
+        if (seg.pieces[k].usable && !is_digit(k) && inside && seg.pieces[k].box.h < 0.75 * digit_height)
           fragment[k] = true;
         // A stroke far taller than the string's digits (the side of the box they are written
         // in, a bracket) is no digit of it, however much it looks like a 1.
@@ -959,8 +963,9 @@ std::vector<StringResult> read_strings(const Segmentation& seg, const float* pro
     for (int piece : chosen) {
       if (piece < 0) continue;  // small context: counted above, but no break in the digits
       const size_t i = static_cast<size_t>(piece);
-      if (fragment[i]) {
-        (current.digits.empty() ? cut_before : current.confidence) *= static_cast<double>(probs[i * static_cast<size_t>(classes) + 10]);
+      // A fragment inside a run of digits (one after a cut is treated as any rejected piece).
+      if (fragment[i] && !current.digits.empty()) {
+        current.confidence *= static_cast<double>(probs[i * static_cast<size_t>(classes) + 10]);
         continue;
       }
       if ((!is_digit(i) && !unsure_digit[i]) || too_tall[i]) {

@@ -505,13 +505,34 @@ TEST(FieldsRead, ApplyTemplateFillsOneFieldPerSpecInOrder) {
   EXPECT_TRUE(page.fields[1].corrected);
   EXPECT_EQ(page.fields[1].text, "011000015");
   EXPECT_EQ(page.strings[0].confidence, 0.0);
-  EXPECT_GT(page.strings[1].confidence, std::pow(0.99, 4)) << "the amount's string, valid, is as sure as before";
+  EXPECT_EQ(page.strings[1].confidence, page.fields[0].confidence) << "the amount's string, valid, is as sure as its field";
   // One that breaks it with no correction from the top 3 (a routing number one digit
   // short): the field is invalid, and the string as unsure.
   page.fields.clear();
   page.strings = {digit_string("01100001", {50, 420, 270, 40})};
   apply_template(form, page);
   EXPECT_FALSE(page.fields[1].valid);
+  EXPECT_EQ(page.strings[0].confidence, 0.0);
+  // A routing number cut in two at a rejected piece, read as one field of 8 digits: both
+  // strings it was read from go to a person. A string elsewhere keeps its confidence.
+  page.fields.clear();
+  page.strings = {digit_string("0110", {50, 420, 110, 40}), digit_string("0001", {180, 420, 110, 40}),
+                  digit_string("2500", {700, 100, 120, 40})};
+  apply_template(form, page);
+  EXPECT_FALSE(page.fields[1].valid);
+  EXPECT_EQ(page.fields[1].text, "01100001");
+  EXPECT_EQ(page.strings[0].confidence, 0.0);
+  EXPECT_EQ(page.strings[1].confidence, 0.0);
+  EXPECT_GT(page.strings[2].confidence, 0.9);
+  // Two fields that find the same string, the one it breaks first: that one wins still.
+  Template twice;
+  twice.fields = {spec("routing", FieldRule::aba_routing, {0.0, 0.5, 0.5, 0.5}, 9),
+                  spec("any", FieldRule::none, {0.0, 0.5, 0.5, 0.5})};
+  page.fields.clear();
+  page.strings = {digit_string("011000016", {50, 420, 270, 40})};
+  apply_template(twice, page);
+  EXPECT_FALSE(page.fields[0].valid && !page.fields[0].corrected);
+  EXPECT_TRUE(page.fields[1].valid);
   EXPECT_EQ(page.strings[0].confidence, 0.0);
 
   PageResult failed;

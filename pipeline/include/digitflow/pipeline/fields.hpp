@@ -91,7 +91,9 @@ FieldResult read_field(const FieldSpec& spec, const std::vector<StringResult>& s
 
 // Sets page.fields to one FieldResult per field of the template, in template order. A page
 // that failed (page.error set) gets no fields. A string that is a whole field, valid as
-// read, takes the field's confidence when it is higher.
+// read, takes the field's confidence when it is higher; the strings a field was read from
+// get confidence 0 when, as read, they break its rule or length (the field is invalid, or
+// valid only corrected).
 void apply_template(const Template& form, PageResult& page);
 
 }  // namespace digitflow::pipeline

@@ -113,7 +113,9 @@ struct ReadOptions {
   // or two glued ones are far likelier than a printed letter. With two digits or more on
   // each side, such a piece is kept whatever its probability: the string it would cut comes
   // out whole, with that piece's low confidence, instead of as two strings each sure of
-  // itself and neither right.
+  // itself and neither right. A rejected piece shorter than 0.75 of the digits' height
+  // there (a stroke broken off a neighbour, debris) is passed over instead, the string
+  // carrying its "not a digit" probability.
   double keep_unsure_below = 0.99;
   // A blob cut into n digits is about n digits wide: a cut reading of one narrower than
   // `narrow_cut` x n x the width of the string's digits (the median of its slots read whole
@@ -142,7 +144,9 @@ struct ReadOptions {
   double lost_digit_gap = 0.6;
   // Two neighbouring slots that may be one digit in two strokes (Slot::join_next) are read
   // as that one digit when either is read as no digit or as one with less than `join_doubt`,
-  // and the joined piece, less split_penalty, scores more than the two. 0 turns it off.
+  // and the joined piece, less split_penalty, scores more than the two. A stroke and a
+  // shorter loop after it, its top lower and their bottoms level (a 6's stem and loop), are
+  // weighed even when both are sure, and at no split_penalty. 0 turns it off.
   double join_doubt = 0.9;
 };
 
