@@ -452,7 +452,7 @@ void apply_template(const Template& form, PageResult& page) {
     if (!field.found || (field.valid && !field.corrected)) continue;
     const Box& f = field.box;
     for (StringResult& s : page.strings)
-      if (s.box.x >= f.x && s.box.y >= f.y && s.box.x + s.box.w <= f.x + f.w && s.box.bottom() <= f.bottom())
+      if (s.box.x >= f.x && s.box.y >= f.y && s.box.right() <= f.right() && s.box.bottom() <= f.bottom())
         s.confidence = 0.0;
   }
 }
