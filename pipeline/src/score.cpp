@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <span>
 #include <tuple>
 #include <utility>
 
@@ -18,6 +19,29 @@ namespace {
 
 constexpr double kThresholds[] = {0.5, 0.9, 0.99};
 constexpr double kCalibrationEdges[] = {0, 0.9, 0.99, 0.999, 1};
+constexpr double kStringCalibrationEdges[] = {0, 0.5, 0.9, 0.99, 1};
+
+std::vector<CalibrationBin> calibration_bins(std::span<const double> edges) {
+  std::vector<CalibrationBin> bins;
+  for (size_t b = 0; b + 1 < edges.size(); ++b) bins.push_back({.low = edges[b], .high = edges[b + 1]});
+  return bins;
+}
+
+// Counts one reading of confidence c into the bin that holds it (the last bin holds 1).
+void count_in(std::vector<CalibrationBin>& bins, std::vector<double>& confidence_sum, double c, bool wrong) {
+  size_t b = 0;
+  while (b + 1 < bins.size() && c >= bins[b].high) ++b;
+  ++bins[b].count;
+  confidence_sum[b] += c;
+  if (wrong) ++bins[b].wrong;
+}
+
+void finish(std::vector<CalibrationBin>& bins, const std::vector<double>& confidence_sum) {
+  for (size_t b = 0; b < bins.size(); ++b) {
+    bins[b].error_rate = bins[b].count == 0 ? 0.0 : static_cast<double>(bins[b].wrong) / bins[b].count;
+    bins[b].stated_rate = bins[b].count == 0 ? 0.0 : 1.0 - confidence_sum[b] / bins[b].count;
+  }
+}
 
 double ratio(int part, int whole, double if_empty) {
   return whole == 0 ? if_empty : static_cast<double>(part) / whole;
@@ -89,13 +113,10 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     report.thresholds.push_back(level);
   }
   std::vector<int> truth_kept(report.thresholds.size(), 0);
-  for (size_t b = 0; b + 1 < std::size(kCalibrationEdges); ++b) {
-    CalibrationBin bin;
-    bin.low = kCalibrationEdges[b];
-    bin.high = kCalibrationEdges[b + 1];
-    report.digit_calibration.push_back(bin);
-  }
+  report.digit_calibration = calibration_bins(kCalibrationEdges);
+  report.string_calibration = calibration_bins(kStringCalibrationEdges);
   std::vector<double> confidence_sum(report.digit_calibration.size(), 0.0);
+  std::vector<double> string_confidence_sum(report.string_calibration.size(), 0.0);
 
   for (const PageResult& t : truth) {
     ++report.pages;
@@ -135,17 +156,13 @@ ScoreReport score_results(const std::vector<PageResult>& results,
       for (size_t k = 0; k < report.thresholds.size(); ++k)
         if (s.confidence >= report.thresholds[k].threshold) ++truth_kept[k];
       if (s.digits.size() != text.size()) continue;  // digits out of step with the truth's
-      for (size_t d = 0; d < text.size(); ++d) {
-        const double c = s.digits[d].confidence;
-        size_t b = 0;
-        while (b + 1 < report.digit_calibration.size() && c >= report.digit_calibration[b].high) ++b;
-        ++report.digit_calibration[b].digits;
-        confidence_sum[b] += c;
-        if (s.digits[d].digit != text[d] - '0') ++report.digit_calibration[b].wrong;
-      }
+      for (size_t d = 0; d < text.size(); ++d)
+        count_in(report.digit_calibration, confidence_sum, s.digits[d].confidence,
+                 s.digits[d].digit != text[d] - '0');
     }
     for (size_t j = 0; j < r.strings.size(); ++j) {
       if (!has_truth[j]) ++report.false_strings;
+      count_in(report.string_calibration, string_confidence_sum, r.strings[j].confidence, !exact[j]);
       for (ThresholdScore& level : report.thresholds) {
         if (r.strings[j].confidence < level.threshold) continue;
         ++level.kept;
@@ -201,23 +218,23 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     level.exact_rate = ratio(level.kept_exact, level.kept, 1.0);
     level.truth_kept_rate = ratio(level.kept, report.field_truths, 1.0);
   }
-  for (size_t b = 0; b < report.digit_calibration.size(); ++b) {
-    CalibrationBin& bin = report.digit_calibration[b];
-    bin.error_rate = ratio(bin.wrong, bin.digits, 0.0);
-    bin.stated_rate = bin.digits == 0 ? 0.0 : 1.0 - confidence_sum[b] / bin.digits;
-  }
+  finish(report.digit_calibration, confidence_sum);
+  finish(report.string_calibration, string_confidence_sum);
   return report;
 }
 
 nlohmann::json to_json(const ScoreReport& report) {
-  nlohmann::json calibration = nlohmann::json::array();
-  for (const CalibrationBin& b : report.digit_calibration)
-    calibration.push_back({{"low", b.low},
-                           {"high", b.high},
-                           {"digits", b.digits},
-                           {"wrong", b.wrong},
-                           {"error_rate", b.error_rate},
-                           {"stated_rate", b.stated_rate}});
+  auto calibration = [](const std::vector<CalibrationBin>& bins, const char* counted) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const CalibrationBin& b : bins)
+      rows.push_back({{"low", b.low},
+                      {"high", b.high},
+                      {counted, b.count},
+                      {"wrong", b.wrong},
+                      {"error_rate", b.error_rate},
+                      {"stated_rate", b.stated_rate}});
+    return rows;
+  };
   // The reject curve of strings, or of fields (which have no false strings).
   auto curve = [](const std::vector<ThresholdScore>& levels, bool strings) {
     nlohmann::json rows = nlohmann::json::array();
@@ -260,7 +277,8 @@ nlohmann::json to_json(const ScoreReport& report) {
           {"digit_accuracy", report.digit_accuracy},
           {"false_per_page", report.false_per_page},
           {"thresholds", thresholds},
-          {"digit_calibration", calibration},
+          {"digit_calibration", calibration(report.digit_calibration, "digits")},
+          {"string_calibration", calibration(report.string_calibration, "strings")},
           {"fields", fields},
           {"field_truths", report.field_truths},
           {"field_exact", report.field_exact},
@@ -300,17 +318,24 @@ std::string score_table(const ScoreReport& report) {
                   percent(t.truth_kept_rate).c_str(), t.false_per_page);
     out += line;
   }
-  out += "\ndigit confidence     digits   wrong  error rate  stated (1 - mean confidence)\n";
-  for (const CalibrationBin& b : report.digit_calibration) {
-    char range[32];
-    std::snprintf(range, sizeof range, "%g - %g", b.low, b.high);
-    if (b.digits == 0)
-      std::snprintf(line, sizeof line, "%-18s %8d  %6d  %10s  %s\n", range, 0, 0, "-", "-");
-    else
-      std::snprintf(line, sizeof line, "%-18s %8d  %6d  %9.3f%%  %.3f%%\n", range, b.digits, b.wrong,
-                    100 * b.error_rate, 100 * b.stated_rate);
-    out += line;
-  }
+  // Wrong as often as the confidences say? The error rate beside 1 - the mean confidence.
+  auto calibration = [&](const char* heading, const std::vector<CalibrationBin>& bins) {
+    out += heading;
+    for (const CalibrationBin& b : bins) {
+      char range[32];
+      std::snprintf(range, sizeof range, "%g - %g", b.low, b.high);
+      if (b.count == 0)
+        std::snprintf(line, sizeof line, "%-18s %8d  %6d  %10s  %s\n", range, 0, 0, "-", "-");
+      else
+        std::snprintf(line, sizeof line, "%-18s %8d  %6d  %9.3f%%  %.3f%%\n", range, b.count, b.wrong,
+                      100 * b.error_rate, 100 * b.stated_rate);
+      out += line;
+    }
+  };
+  calibration("\nstring confidence   strings   wrong  error rate  stated (1 - mean confidence)\n",
+              report.string_calibration);
+  calibration("\ndigit confidence     digits   wrong  error rate  stated (1 - mean confidence)\n",
+              report.digit_calibration);
   if (!report.fields.empty()) {
     out += "\nfield                 pages   found   valid  corrected  valid rate  exact\n";
     for (const FieldScore& f : report.fields) {

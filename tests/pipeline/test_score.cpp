@@ -268,7 +268,7 @@ TEST(Score, DigitCalibrationComparesErrorsWithConfidence) {
   // digit wrong at 0.95, and one read a digit short (left out: its digits are out of step).
   std::vector<PageResult> truth, results;
   for (int i = 0; i < 11; ++i) {
-    const std::string name = "p" + std::to_string(i) + ".png";
+    const std::string name = std::to_string(i).append(".png");
     truth.push_back(page(name, {text_at("0412", {100, 100, 80, 40})}));
     StringResult read = read_with(i < 8 ? "0412" : i < 10 ? "0413" : "041", {100, 100, 80, 40}, 0.9995f);
     if (i == 8 || i == 9) read.digits[3].confidence = 0.95f;
@@ -278,15 +278,15 @@ TEST(Score, DigitCalibrationComparesErrorsWithConfidence) {
   ASSERT_EQ(report.digit_calibration.size(), 4u);
   const CalibrationBin &low = report.digit_calibration[0], &mid = report.digit_calibration[1],
                        &top = report.digit_calibration[3];
-  EXPECT_EQ(low.digits, 0);
-  EXPECT_EQ(mid.digits, 2);
+  EXPECT_EQ(low.count, 0);
+  EXPECT_EQ(mid.count, 2);
   EXPECT_EQ(mid.wrong, 2);
   EXPECT_DOUBLE_EQ(mid.error_rate, 1.0);
   EXPECT_NEAR(mid.stated_rate, 0.05, 1e-6);
-  EXPECT_EQ(top.digits, 8 * 4 + 2 * 3);
+  EXPECT_EQ(top.count, 8 * 4 + 2 * 3);
   EXPECT_EQ(top.wrong, 0);
   EXPECT_NEAR(top.stated_rate, 0.0005, 1e-6);
-  EXPECT_EQ(report.digit_calibration[2].digits, 0);
+  EXPECT_EQ(report.digit_calibration[2].count, 0);
   const nlohmann::json json = to_json(report);
   ASSERT_EQ(json.at("digit_calibration").size(), 4u);
   EXPECT_EQ(json.at("digit_calibration")[1].at("wrong"), 2);
@@ -294,6 +294,55 @@ TEST(Score, DigitCalibrationComparesErrorsWithConfidence) {
   EXPECT_NE(table.find("digit confidence"), std::string::npos) << table;
   EXPECT_NE(table.find("0.9 - 0.99"), std::string::npos) << table;
   EXPECT_NE(table.find("100.000%  5.000%"), std::string::npos) << table;
+}
+
+TEST(Score, StringCalibrationComparesWrongStringsWithTheirConfidence) {
+  // Per page one truth string. Read at 0.995: four right, one wrong. At 0.95: two right, one
+  // a digit short. At 0.2: one right. One false string at 0.7 (no truth string under it), on
+  // a page whose truth string was missed; one string on a page without truth (not counted).
+  std::vector<PageResult> truth, results;
+  auto add = [&](const std::string& text, const std::string& read, double confidence) {
+    const std::string name = std::to_string(truth.size()).append(".png");
+    truth.push_back(page(name, {text_at(text, {100, 100, 80, 40})}));
+    StringResult s = text_at(read, {100, 100, 80, 40});
+    if (read.empty()) s = text_at("77", {600, 600, 40, 40});  // far from the truth's box
+    s.confidence = confidence;
+    results.push_back(page(name, {s}));
+  };
+  for (int i = 0; i < 4; ++i) add("2026", "2026", 0.995);
+  add("2026", "2028", 0.995);
+  add("31", "31", 0.95);
+  add("31", "31", 0.95);
+  add("3141", "341", 0.95);
+  add("5", "5", 0.2);
+  add("9", "", 0.7);
+  results.push_back(page("extra.png", {text_at("1", {0, 0, 10, 10})}));
+  const ScoreReport report = score_results(results, truth);
+  ASSERT_EQ(report.string_calibration.size(), 4u);
+  const CalibrationBin &low = report.string_calibration[0], &half = report.string_calibration[1],
+                       &mid = report.string_calibration[2], &top = report.string_calibration[3];
+  EXPECT_DOUBLE_EQ(low.low, 0);
+  EXPECT_DOUBLE_EQ(top.low, 0.99);
+  EXPECT_DOUBLE_EQ(top.high, 1);
+  EXPECT_EQ(top.count, 5);
+  EXPECT_EQ(top.wrong, 1);
+  EXPECT_DOUBLE_EQ(top.error_rate, 0.2);
+  EXPECT_NEAR(top.stated_rate, 0.005, 1e-6);
+  EXPECT_EQ(mid.count, 3);
+  EXPECT_EQ(mid.wrong, 1);
+  EXPECT_NEAR(mid.stated_rate, 0.05, 1e-6);
+  EXPECT_EQ(half.count, 1);  // the false string
+  EXPECT_EQ(half.wrong, 1);
+  EXPECT_EQ(low.count, 1);
+  EXPECT_EQ(low.wrong, 0);
+  EXPECT_NEAR(low.stated_rate, 0.8, 1e-6);
+  const nlohmann::json json = to_json(report);
+  ASSERT_EQ(json.at("string_calibration").size(), 4u);
+  EXPECT_EQ(json.at("string_calibration")[3].at("strings"), 5);
+  EXPECT_EQ(json.at("digit_calibration")[3].count("digits"), 1u);
+  const std::string table = score_table(report);
+  EXPECT_NE(table.find("string confidence"), std::string::npos) << table;
+  EXPECT_NE(table.find("20.000%  0.500%"), std::string::npos) << table;
 }
 
 TEST(Score, TemperatureFitSharpensUnderconfidentDigits) {

@@ -28,14 +28,16 @@ struct ThresholdScore {
   int corrected_kept_exact = 0;  // fields only: of those, the ones read exactly
 };
 
-// The digits read with a confidence in [low, high), among matched strings of the truth's
-// length (each digit compared with the truth's at its place): how often they were wrong
-// beside how often their confidence says they would be.
+// What was read with a confidence in [low, high): how often it was wrong beside how often
+// its confidence says it would be. For digits: those of matched strings of the truth's
+// length, each compared with the truth's at its place. For strings: every result string on
+// a page with truth, wrong unless it matches a truth string with identical text (a false
+// string is wrong), as a string's confidence is the probability that it is right.
 struct CalibrationBin {
   double low = 0, high = 1;
-  int digits = 0;
+  int count = 0;  // digits or strings
   int wrong = 0;
-  double error_rate = 0;   // wrong / digits (0 when there are none)
+  double error_rate = 0;   // wrong / count (0 when there are none)
   double stated_rate = 0;  // 1 - their mean confidence (0 when there are none)
 };
 
@@ -67,7 +69,8 @@ struct ScoreReport {
   double digit_accuracy = 0;  // 1 - edit_distance / truth_digits (1 when there are none)
   double false_per_page = 0;  // false_strings / pages (0 when there are none)
   std::vector<ThresholdScore> thresholds;  // at 0.5, 0.9, 0.99
-  std::vector<CalibrationBin> digit_calibration;  // [0, 0.9), [0.9, 0.99), [0.99, 0.999), [0.999, 1]
+  std::vector<CalibrationBin> digit_calibration;   // [0, 0.9), [0.9, 0.99), [0.99, 0.999), [0.999, 1]
+  std::vector<CalibrationBin> string_calibration;  // [0, 0.5), [0.5, 0.9), [0.9, 0.99), [0.99, 1]
   std::vector<FieldScore> fields;          // in order of first appearance; empty without fields
   // Every field whose truth page has it, all names together: how many were read exactly, and
   // the fields kept at confidence >= 0.5, 0.9, 0.99 (kept, kept_exact, exact_rate; the share
