@@ -1,7 +1,9 @@
 // Training images cut from pages with truth: each truth digit found once with its own label
 // (the shipped model agrees with nearly all of them), glued digits and the pages' print as
 // "not a digit", the same images in the same order whatever the threads, and a clear error
-// for a folder without truth. Also: synth writes training digits only when asked.
+// for a folder without truth; label_pieces on a hand-made segmentation (the best piece per
+// digit, not the reading with a form line's ink; glued digits, print, half digits). Also:
+// synth writes training digits only when asked.
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
 
@@ -78,6 +80,114 @@ TEST(Harvest, EachTruthDigitOnceWithTheLabelTheShippedModelReads) {
     EXPECT_GE(agree, digits * 97 / 100) << agree << " of " << digits;
     EXPECT_GE(rejected, others * 90 / 100) << rejected << " of " << others;
   }
+}
+
+// A piece marked by its first pixel, so the test can tell which piece was taken.
+Piece marked_piece(Box box, uint8_t marker) {
+  Piece piece;
+  piece.box = box;
+  piece.pixels[0] = marker;
+  piece.usable = true;
+  return piece;
+}
+
+Hypothesis reading(std::vector<int> pieces, bool on_line = false) {
+  Hypothesis h;
+  h.pieces = std::move(pieces);
+  h.on_line = on_line;
+  return h;
+}
+
+DigitResult digit_at(int digit, Box box) {
+  DigitResult d;
+  d.digit = digit;
+  d.box = box;
+  return d;
+}
+
+Slot slot_of(Box box, std::vector<Hypothesis> hypotheses) {
+  Slot slot;
+  slot.box = box;
+  slot.hypotheses = std::move(hypotheses);
+  return slot;
+}
+
+TEST(Harvest, LabelPiecesTakesTheBestPieceOfEachDigitAndRejectsGluedDigitsAndPrint) {
+  // Truth: "4725" on a line, and a "9" alone that no piece covers.
+  PageResult truth;
+  truth.page = "p.png";
+  truth.width = 1000;
+  truth.height = 500;
+  StringResult amount;
+  amount.text = "4725";
+  amount.box = {100, 100, 190, 50};
+  for (int i = 0; i < 4; ++i) amount.digits.push_back(digit_at("4725"[i] - '0', {100 + 50 * i, 100, 40, 50}));
+  StringResult lone;
+  lone.text = "9";
+  lone.box = {800, 400, 40, 50};
+  lone.digits.push_back(digit_at(9, lone.box));
+  truth.strings = {amount, lone};
+
+  Segmentation seg;
+  seg.pieces = {
+      marked_piece({100, 100, 40, 50}, 1),  // 0: the 4
+      marked_piece({152, 102, 36, 46}, 2),  // 1: the 7 as the page has it (IoU 0.83)
+      marked_piece({150, 100, 40, 50}, 3),  // 2: the 7 with a form line's ink: a better box, no piece of the page
+      marked_piece({200, 100, 90, 50}, 4),  // 3: the 2 and the 5 glued
+      marked_piece({200, 100, 42, 50}, 5),  // 4: its left cut, the 2
+      marked_piece({248, 100, 42, 50}, 6),  // 5: its right cut, the 5
+      marked_piece({600, 300, 100, 40}, 7),  // 6: a printed word away from the handwriting
+      marked_piece({100, 100, 20, 50}, 8),  // 7: half of the 4 (IoU 0.5)
+      marked_piece({800, 400, 40, 50}, 9),  // 8: the 9, but never normalised
+  };
+  seg.pieces[8].usable = false;
+  StringCandidate line;
+  line.box = amount.box;
+  line.slots = {slot_of(seg.pieces[0].box, {reading({0})}),
+                slot_of(seg.pieces[1].box, {reading({1}), reading({2}, true)}),
+                slot_of(seg.pieces[3].box, {reading({3}), reading({4, 5})})};
+  StringCandidate print;
+  print.box = seg.pieces[6].box;
+  print.slots = {slot_of(print.box, {reading({6})})};
+  StringCandidate half;
+  half.box = seg.pieces[7].box;
+  half.slots = {slot_of(half.box, {reading({7})})};
+  StringCandidate nine;
+  nine.box = seg.pieces[8].box;
+  nine.slots = {slot_of(nine.box, {reading({8})})};
+  seg.strings = {line, print, half, nine};
+
+  kernels::LabelledImages out;
+  HarvestReport report;
+  label_pieces(seg, cv::Mat::eye(2, 3, CV_64F), truth.width, truth.height, truth, HarvestOptions{}, out, report);
+  EXPECT_EQ(report.digits, 4);
+  EXPECT_EQ(report.missed, 1);  // the 9: its only piece is unusable
+  EXPECT_EQ(report.glued, 1);
+  EXPECT_EQ(report.not_digit, 1);
+  EXPECT_EQ(report.ambiguous, 1);  // half a digit is neither a digit nor print
+  ASSERT_EQ(out.count, 6);
+  EXPECT_EQ(out.rows, 28);
+  EXPECT_EQ(out.labels, (std::vector<uint8_t>{4, 7, 2, 5, kNotDigitClass, kNotDigitClass}));
+  std::vector<int> markers;
+  for (int64_t i = 0; i < out.count; ++i) markers.push_back(out.pixels[static_cast<size_t>(i) * 28 * 28]);
+  // The 7 is the piece read without the line's ink; the digits before the rejects.
+  EXPECT_EQ(markers, (std::vector<int>{1, 2, 5, 6, 4, 7}));
+
+  // A piece that matches two digits almost as well is left out: which one it shows is unsure.
+  Segmentation between;
+  between.pieces = {marked_piece({125, 100, 50, 50}, 1)};  // half over the 4, half over the 7
+  StringCandidate one;
+  one.box = between.pieces[0].box;
+  one.slots = {slot_of(one.box, {reading({0})})};
+  between.strings = {one};
+  kernels::LabelledImages none;
+  HarvestReport none_report;
+  HarvestOptions loose;
+  loose.digit_iou = 0.2;
+  label_pieces(between, cv::Mat::eye(2, 3, CV_64F), truth.width, truth.height, truth, loose, none, none_report);
+  EXPECT_EQ(none_report.digits, 0);
+  EXPECT_EQ(none_report.ambiguous, 1);
+  EXPECT_EQ(none.count, 0);
 }
 
 TEST(Harvest, SameImagesInTheSameOrderWhateverTheThreads) {
