@@ -108,10 +108,12 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const R
   return result;
 }
 
-DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model) {
+DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model, kernels::Network* partner) {
   digit_classes(model);  // throws for a model that does not read digits
   const DigitPixels pixels = normalize_digit(image);
-  const kernels::Tensor p = kernels::infer_probabilities(model, pixels, 1, 1);
+  kernels::Inference inference(model, kernels::Backend::cpu, 1);
+  if (partner) inference.set_partner(*partner);  // throws when the two read differently shaped images or classes
+  const kernels::Tensor p = inference.probabilities(pixels, 1);
   std::vector<int> order(10);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](int a, int b) { return p.data()[a] > p.data()[b]; });

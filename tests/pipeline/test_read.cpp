@@ -178,6 +178,37 @@ TEST(Read, OneDigitIsReadWhole) {
 // A string written on the pad: thick strokes on a small white canvas. The bar of a 7 is
 // as long as a form line on a 300 dpi page, so the pad's ink is read without line removal
 // (with it, this reads "111").
+TEST(Read, ADigitReadWithAPartnerHasTheMeanOfTheTwoReadings) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST is not fetched";
+  cv::Mat pad(200, 160, CV_8U, cv::Scalar(255));
+  draw_string(pad, "4", 50, 60);
+  static kernels::LoadedModel partner =
+      kernels::load_model(t::source_dir() / "models" / "partner.safetensors");
+  const DigitResult alone = recognize_digit(pad, model());
+  const DigitResult other = recognize_digit(pad, partner.network);
+  const DigitResult both = recognize_digit(pad, model(), &partner.network);
+  auto probability = [](const DigitResult& d, int digit) {
+    for (const Candidate& c : d.top)
+      if (c.digit == digit) return c.confidence;
+    return -1.0f;
+  };
+  EXPECT_EQ(both.digit, 4);
+  ASSERT_EQ(alone.digit, both.digit);
+  ASSERT_EQ(other.digit, both.digit);
+  EXPECT_NE(alone.confidence, other.confidence);  // two models, two readings
+  EXPECT_NEAR(both.confidence, 0.5f * (alone.confidence + other.confidence), 1e-5f);
+  const int second = both.top[1].digit;
+  if (probability(alone, second) >= 0 && probability(other, second) >= 0) {
+    EXPECT_NEAR(both.top[1].confidence, 0.5f * (probability(alone, second) + probability(other, second)), 1e-5f);
+  }
+
+  kernels::ModelSpec spec = model().spec();  // a partner that reads other classes: refused
+  spec.classes = 3;
+  spec.layers.back().out = 3;
+  kernels::Network three(spec);
+  EXPECT_THROW(recognize_digit(pad, model(), &three), std::invalid_argument);
+}
+
 TEST(Read, DigitsDrawnOnThePadKeepTheirStrokes) {
   cv::Mat pad(320, 960, CV_8UC1, cv::Scalar(255));
   auto stroke = [&](cv::Point a, cv::Point b) { cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA); };

@@ -10,6 +10,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include "digitflow/jobs/store.hpp"
+#include "digitflow/kernels/model_file.hpp"
+#include "digitflow/pipeline/read.hpp"
 #include "web_fixture.hpp"
 
 namespace digitflow::web::testing {
@@ -321,6 +323,7 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   ASSERT_EQ(r->status, 200) << r->body;
   ASSERT_EQ(json::parse(r->body)["strings"].size(), 1u) << r->body;
   EXPECT_EQ(json::parse(r->body)["strings"][0]["text"], "717") << r->body;
+  EXPECT_EQ(json::parse(r->body)["models"], json({"digits.safetensors"})) << r->body;  // no screen, no partner set
   cv::Mat seven(320, 960, CV_8U, cv::Scalar(255));
   cv::line(seven, {85, 55}, {255, 55}, cv::Scalar(0), 14, cv::LINE_AA);
   cv::line(seven, {255, 55}, {190, 265}, cv::Scalar(0), 14, cv::LINE_AA);
@@ -389,6 +392,67 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
               409);  // one at a time
     EXPECT_EQ(json::parse(get("/api/v1/model", bearer(token))->body)["versions"].size(), 1u);
   }
+}
+
+// The pad and /api/v1/recognize read as the job workers do: the screen and the partner
+// beside model.default, and the model alone once a retrained version is the default.
+TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) {
+  stop();
+  start([](ServerOptions& o) {
+    o.worker.screen_model = digitflow::testing::source_dir() / "models" / "screen.safetensors";
+    o.worker.partner_model = digitflow::testing::source_dir() / "models" / "partner.safetensors";
+  });
+  register_user("ana");
+  const std::string token = api_token("ana");
+  cv::Mat pad(320, 960, CV_8U, cv::Scalar(255));
+  for (const auto& [a, b] : std::vector<std::pair<cv::Point, cv::Point>>{
+           {{85, 55}, {255, 55}}, {{255, 55}, {190, 265}}, {{355, 45}, {355, 265}},
+           {{470, 60}, {600, 60}}, {{600, 60}, {520, 270}}})
+    cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA);
+  std::vector<uint8_t> png;
+  cv::imencode(".png", pad, png);
+  const std::string drawn(png.begin(), png.end());
+  auto r = client().Post("/api/v1/recognize?drawn=1", bearer(token), drawn, "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  json answer = json::parse(r->body);
+  EXPECT_EQ(answer["models"], json({"digits.safetensors", "screen.safetensors", "partner.safetensors"})) << r->body;
+  ASSERT_EQ(answer["strings"].size(), 1u) << r->body;
+  EXPECT_EQ(answer["strings"][0]["text"], "717") << r->body;
+
+  cv::Mat one(60, 50, CV_8U, cv::Scalar(255));
+  cv::line(one, {25, 8}, {25, 52}, cv::Scalar(0), 5);
+  cv::imencode(".png", one, png);
+  const std::string digit(png.begin(), png.end());
+  r = client().Post("/api/v1/recognize?digits=1", bearer(token), digit, "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  answer = json::parse(r->body);
+  EXPECT_EQ(answer["models"], json({"digits.safetensors", "partner.safetensors"})) << r->body;  // no screen for one digit
+  ASSERT_EQ(answer["strings"].size(), 1u) << r->body;
+  EXPECT_EQ(answer["strings"][0]["text"], "1") << r->body;
+  // Its confidence is the pair's, not the default model's alone.
+  kernels::LoadedModel model = kernels::load_model(options_.model);
+  kernels::LoadedModel partner = kernels::load_model(options_.worker.partner_model);
+  const double pair = pipeline::recognize_digit(one, model.network, &partner.network).confidence;
+  const double alone = pipeline::recognize_digit(one, model.network).confidence;
+  ASSERT_GT(std::abs(pair - alone), 1e-3) << "the two readings must differ for this check";
+  EXPECT_NEAR(answer["strings"][0]["digits"][0]["confidence"].get<double>(), pair, 2e-4) << r->body;
+
+  // A retrained version promoted to the default reads alone: the two were trained beside
+  // model.default, not beside it.
+  const fs::path retrained = dir_.path() / "retrained-1.safetensors";
+  fs::copy_file(options_.model, retrained);
+  jobs::ModelVersion version;
+  version.path = retrained.string();
+  version.status = "ready";
+  version.is_default = true;
+  version.metrics_json = "{}";
+  jobs::open_store(options_.store)->add_model_version(version);
+  r = client().Post("/api/v1/recognize?drawn=1", bearer(token), drawn, "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["models"], json({"retrained-1.safetensors"})) << r->body;
+  r = client().Post("/api/v1/recognize?digits=1", bearer(token), digit, "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["models"], json({"retrained-1.safetensors"})) << r->body;
 }
 
 TEST_F(JobsApiTest, StoppingTheServerPutsARunningJobBackInTheQueue) {

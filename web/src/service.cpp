@@ -321,13 +321,26 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
   }
   const auto start = std::chrono::steady_clock::now();
   pipeline::PageResult result;
+  json models = json::array();  // the files that read it, model first
   {
     std::lock_guard lock(model_mutex_);
     refresh_model(*stores_.acquire());
+    // As the job workers read: the screen and the partner beside model.default, not beside a
+    // retrained version promoted since (they were trained to read with the default).
+    const bool configured = model_path_ == options_.model;
+    if (configured && !options_.worker.screen_model.empty() && !screen_)
+      screen_ = kernels::load_model(options_.worker.screen_model);
+    if (configured && !options_.worker.partner_model.empty() && !partner_)
+      partner_ = kernels::load_model(options_.worker.partner_model);
+    kernels::Network* screen = configured && screen_ ? &screen_->network : nullptr;
+    kernels::Network* partner = configured && partner_ ? &partner_->network : nullptr;
+    models = {model_path_.filename().string()};
+    if (screen && !one_digit) models.push_back(options_.worker.screen_model.filename().string());
+    if (partner) models.push_back(options_.worker.partner_model.filename().string());
     if (one_digit) {
       try {
         pipeline::StringResult s;
-        s.digits.push_back(pipeline::recognize_digit(gray, model_.network));
+        s.digits.push_back(pipeline::recognize_digit(gray, model_.network, partner));
         s.text = std::to_string(s.digits[0].digit);
         s.box = s.digits[0].box;
         s.confidence = s.digits[0].confidence;
@@ -339,6 +352,8 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       pipeline::RunOptions run = options_.run;
       run.clean.remove_lines = !drawn;
       if (drawn) run.read.min_digits = 1;  // one digit written on the pad is a string too
+      run.screen = screen;
+      run.partner = partner;
       result = pipeline::recognize_image(gray, model_.network, run, drawn ? 0.0 : dpi);
     }
   }
@@ -347,7 +362,8 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
   json answer = {{"width", gray.cols},
                  {"height", gray.rows},
                  {"ms", std::round(ms * 100) / 100},
-                 {"strings", pipeline::to_json(result)["strings"]}};
+                 {"strings", pipeline::to_json(result)["strings"]},
+                 {"models", models}};
   if (result.error) answer["error"] = *result.error;
   return answer;
 }

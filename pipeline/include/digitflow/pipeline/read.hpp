@@ -27,8 +27,10 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits,
 // Throws std::invalid_argument when the model is not a 1x28x28 digit model.
 PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options, double dpi = 0);
 
-// The image as one digit: normalised like MNIST, scored by the model. The box is the whole
-// image; `top` holds the three best classes 0..9. Throws ImageError when it holds no ink.
-DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model);
+// The image as one digit: normalised like MNIST, scored by the model (averaged with
+// `partner`'s reading where one is given, as run_pages reads with RunOptions::partner). The
+// box is the whole image; `top` holds the three best classes 0..9. Throws ImageError when it
+// holds no ink, std::invalid_argument when a model does not read digits or the two differ.
+DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model, kernels::Network* partner = nullptr);
 
 }  // namespace digitflow::pipeline

@@ -85,6 +85,9 @@ class Service {
   std::mutex model_mutex_;  // kernels::Network is not thread-safe: one recognition at a time
   std::filesystem::path model_path_;
   kernels::LoadedModel model_;
+  // The screen and the partner of options_.worker, loaded on first use: they read beside
+  // model_ only while it is the configured model.default, as in the job workers.
+  std::optional<kernels::LoadedModel> screen_, partner_;
   std::mutex retrain_mutex_;
   std::thread retrain_thread_;
   std::atomic<bool> retraining_{false}, cancel_retrain_{false};
