@@ -1,6 +1,6 @@
 // digitflow score: compares a run's results.jsonl with the truth of the same pages and
-// prints exact-match rate, digit accuracy, false strings, and the same at confidence
-// thresholds; --min-exact turns it into a pass/fail check for scripts.
+// prints exact-match rate, digit accuracy, false strings, the same at confidence
+// thresholds, and how often strings and digits at each confidence were wrong; --min-exact turns it into a pass/fail check for scripts.
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -41,7 +41,9 @@ int run_score(int argc, char** argv) {
              "its text is identical. Reports the exact-match rate (exact / truth strings),\n"
              "digit accuracy (1 - edit distance / truth digits; a missed string counts its\n"
              "length), false strings per page, the same at confidence >= 0.5, 0.9, 0.99,\n"
-             "digit calibration (by confidence band, how often the digits of matched strings\n"
+             "string calibration (by confidence band, how many result strings were wrong, a\n"
+             "false string counting wrong, beside 1 - their mean confidence), digit\n"
+             "calibration (by confidence band, how often the digits of matched strings\n"
              "of the right length were wrong beside how often their confidence says), and\n"
              "per-field valid rates and exact fields when the results have template fields,\n"
              "with all fields' exact-match rate and the same at field confidence >= 0.5, 0.9,\n"

@@ -316,6 +316,11 @@ TEST(Score, StringCalibrationComparesWrongStringsWithTheirConfidence) {
   add("3141", "341", 0.95);
   add("5", "5", 0.2);
   add("9", "", 0.7);
+  // On the edges (results.jsonl rounds to 4 places): a bin holds its low edge, the last holds 1.
+  add("77", "77", 0.99);
+  add("88", "88", 1.0);
+  add("12", "12", 0.9);
+  add("3", "3", 0.5);
   results.push_back(page("extra.png", {text_at("1", {0, 0, 10, 10})}));
   const ScoreReport report = score_results(results, truth);
   ASSERT_EQ(report.string_calibration.size(), 4u);
@@ -324,25 +329,25 @@ TEST(Score, StringCalibrationComparesWrongStringsWithTheirConfidence) {
   EXPECT_DOUBLE_EQ(low.low, 0);
   EXPECT_DOUBLE_EQ(top.low, 0.99);
   EXPECT_DOUBLE_EQ(top.high, 1);
-  EXPECT_EQ(top.count, 5);
+  EXPECT_EQ(top.count, 7);
   EXPECT_EQ(top.wrong, 1);
-  EXPECT_DOUBLE_EQ(top.error_rate, 0.2);
-  EXPECT_NEAR(top.stated_rate, 0.005, 1e-6);
-  EXPECT_EQ(mid.count, 3);
+  EXPECT_DOUBLE_EQ(top.error_rate, 1.0 / 7);
+  EXPECT_NEAR(top.stated_rate, 1 - (5 * 0.995 + 0.99 + 1.0) / 7, 1e-6);
+  EXPECT_EQ(mid.count, 4);
   EXPECT_EQ(mid.wrong, 1);
-  EXPECT_NEAR(mid.stated_rate, 0.05, 1e-6);
-  EXPECT_EQ(half.count, 1);  // the false string
+  EXPECT_NEAR(mid.stated_rate, 1 - (3 * 0.95 + 0.9) / 4, 1e-6);
+  EXPECT_EQ(half.count, 2);  // the false string and the one at 0.5
   EXPECT_EQ(half.wrong, 1);
   EXPECT_EQ(low.count, 1);
   EXPECT_EQ(low.wrong, 0);
   EXPECT_NEAR(low.stated_rate, 0.8, 1e-6);
   const nlohmann::json json = to_json(report);
   ASSERT_EQ(json.at("string_calibration").size(), 4u);
-  EXPECT_EQ(json.at("string_calibration")[3].at("strings"), 5);
+  EXPECT_EQ(json.at("string_calibration")[3].at("strings"), 7);
   EXPECT_EQ(json.at("digit_calibration")[3].count("digits"), 1u);
   const std::string table = score_table(report);
   EXPECT_NE(table.find("string confidence"), std::string::npos) << table;
-  EXPECT_NE(table.find("20.000%  0.500%"), std::string::npos) << table;
+  EXPECT_NE(table.find("14.286%  0.500%"), std::string::npos) << table;
 }
 
 TEST(Score, TemperatureFitSharpensUnderconfidentDigits) {

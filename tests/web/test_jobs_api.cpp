@@ -418,6 +418,22 @@ TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) 
   EXPECT_EQ(answer["models"], json({"digits.safetensors", "screen.safetensors", "partner.safetensors"})) << r->body;
   ASSERT_EQ(answer["strings"].size(), 1u) << r->body;
   EXPECT_EQ(answer["strings"][0]["text"], "717") << r->body;
+  // Its confidence is the three models', not the default model's alone.
+  kernels::LoadedModel model = kernels::load_model(options_.model);
+  kernels::LoadedModel screen = kernels::load_model(options_.worker.screen_model);
+  kernels::LoadedModel partner = kernels::load_model(options_.worker.partner_model);
+  pipeline::RunOptions run = options_.run;
+  run.clean.remove_lines = false;
+  run.read.min_digits = 1;
+  const pipeline::PageResult by_default = pipeline::recognize_image(pad, model.network, run);
+  run.screen = &screen.network;
+  run.partner = &partner.network;
+  const pipeline::PageResult by_three = pipeline::recognize_image(pad, model.network, run);
+  ASSERT_EQ(by_default.strings.size(), 1u);
+  ASSERT_EQ(by_three.strings.size(), 1u);
+  ASSERT_GT(std::abs(by_three.strings[0].confidence - by_default.strings[0].confidence), 1e-3)
+      << "the readings must differ for this check";
+  EXPECT_NEAR(answer["strings"][0]["confidence"].get<double>(), by_three.strings[0].confidence, 2e-4) << r->body;
 
   cv::Mat one(60, 50, CV_8U, cv::Scalar(255));
   cv::line(one, {25, 8}, {25, 52}, cv::Scalar(0), 5);
@@ -430,8 +446,6 @@ TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) 
   ASSERT_EQ(answer["strings"].size(), 1u) << r->body;
   EXPECT_EQ(answer["strings"][0]["text"], "1") << r->body;
   // Its confidence is the pair's, not the default model's alone.
-  kernels::LoadedModel model = kernels::load_model(options_.model);
-  kernels::LoadedModel partner = kernels::load_model(options_.worker.partner_model);
   const double pair = pipeline::recognize_digit(one, model.network, &partner.network).confidence;
   const double alone = pipeline::recognize_digit(one, model.network).confidence;
   ASSERT_GT(std::abs(pair - alone), 1e-3) << "the two readings must differ for this check";

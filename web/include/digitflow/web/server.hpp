@@ -34,7 +34,8 @@ struct ServerOptions {
   std::filesystem::path mnist;      // MNIST IDX files, for retraining
   pipeline::RunOptions run;         // pipeline settings for recognize
   int workers = 0;                  // in-process job workers
-  jobs::WorkerOptions worker;       // their settings (the first also scans the inbox)
+  jobs::WorkerOptions worker;       // their settings (the first also scans the inbox); recognize
+                                    // reads with its screen_model and partner_model too
   std::function<void(const std::string&)> log;  // one line per event; none = quiet
 };
 
