@@ -12,11 +12,14 @@
 # 4 connections by default (2 per wrk thread): the recognise route reads one image at a time
 # (one model behind a lock), so more connections only queue, and wrk shares the cores.
 # Usage: benchmarks/web_figures.sh [--duration 30] [--connections 4] [--warmup 3]
-#        [--jobs 1000] [--threads 2] [--work DIR]
+#        [--jobs 1000] [--threads 2] [--work DIR] [--set KEY=VALUE ...]
+# --set goes to digitflow serve (e.g. --set model.partner= --set model.screen= to recognise
+# with model.default alone).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 duration=30 connections=4 warmup=3 jobs=1000 threads=2 work=/tmp/digitflow-web-figures
+serve_sets=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -25,7 +28,8 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --set) serve_sets+=(--set "$2"); shift 2 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "web_figures: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -101,7 +105,7 @@ state="$work/state" password=$(python3 -c 'import secrets; print(secrets.token_h
 echo "$password" | "$digitflow" user add loadtest --admin --password-stdin --state-dir "$state" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$digitflow" serve --listen "127.0.0.1:$port" --workers 0 --no-inbox --threads "$threads" \
-  --state-dir "$state" >"$work/serve.out" 2>"$work/serve.err" &
+  --state-dir "$state" "${serve_sets[@]}" >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true' EXIT
 for ((i = 0; i < 100; i++)); do
