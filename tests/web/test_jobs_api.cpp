@@ -22,6 +22,16 @@ std::string read(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+// "717" as drawn on the pad: thick strokes on a white canvas, the 7s' bars as long as a form line.
+cv::Mat drawn_717() {
+  cv::Mat pad(320, 960, CV_8U, cv::Scalar(255));
+  for (const auto& [a, b] : std::vector<std::pair<cv::Point, cv::Point>>{
+           {{85, 55}, {255, 55}}, {{255, 55}, {190, 265}}, {{355, 45}, {355, 265}},
+           {{470, 60}, {600, 60}}, {{600, 60}, {520, 270}}})
+    cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA);
+  return pad;
+}
+
 // Every regular file under `root`, relative, sorted.
 std::vector<std::string> files_under(const fs::path& root) {
   std::vector<std::string> names;
@@ -311,13 +321,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   r = client().Post("/api/v1/recognize", bearer(token), "not an image", "image/png");
   EXPECT_EQ(r->status, 400);
   // Drawn on the pad: "717" keeps the bars of its 7s only with drawn=1.
-  cv::Mat pad(320, 960, CV_8U, cv::Scalar(255));
-  for (const auto& [a, b] : std::vector<std::pair<cv::Point, cv::Point>>{
-           {{85, 55}, {255, 55}}, {{255, 55}, {190, 265}}, {{355, 45}, {355, 265}},
-           {{470, 60}, {600, 60}}, {{600, 60}, {520, 270}}})
-    cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA);
   std::vector<uint8_t> pad_png;
-  cv::imencode(".png", pad, pad_png);
+  cv::imencode(".png", drawn_717(), pad_png);
   r = client().Post("/api/v1/recognize?drawn=1", bearer(token), std::string(pad_png.begin(), pad_png.end()),
                     "image/png");
   ASSERT_EQ(r->status, 200) << r->body;
@@ -404,11 +409,7 @@ TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) 
   });
   register_user("ana");
   const std::string token = api_token("ana");
-  cv::Mat pad(320, 960, CV_8U, cv::Scalar(255));
-  for (const auto& [a, b] : std::vector<std::pair<cv::Point, cv::Point>>{
-           {{85, 55}, {255, 55}}, {{255, 55}, {190, 265}}, {{355, 45}, {355, 265}},
-           {{470, 60}, {600, 60}}, {{600, 60}, {520, 270}}})
-    cv::line(pad, a, b, cv::Scalar(0), 14, cv::LINE_AA);
+  const cv::Mat pad = drawn_717();
   std::vector<uint8_t> png;
   cv::imencode(".png", pad, png);
   const std::string drawn(png.begin(), png.end());
