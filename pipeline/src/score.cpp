@@ -21,6 +21,10 @@ constexpr double kThresholds[] = {0.5, 0.9, 0.99};
 constexpr double kCalibrationEdges[] = {0, 0.9, 0.99, 0.999, 1};
 constexpr double kStringCalibrationEdges[] = {0, 0.5, 0.9, 0.99, 1};
 
+double ratio(int part, int whole, double if_empty) {
+  return whole == 0 ? if_empty : static_cast<double>(part) / whole;
+}
+
 std::vector<CalibrationBin> calibration_bins(std::span<const double> edges) {
   std::vector<CalibrationBin> bins;
   for (size_t b = 0; b + 1 < edges.size(); ++b) bins.push_back({.low = edges[b], .high = edges[b + 1]});
@@ -38,14 +42,11 @@ void count_in(std::vector<CalibrationBin>& bins, std::vector<double>& confidence
 
 void finish(std::vector<CalibrationBin>& bins, const std::vector<double>& confidence_sum) {
   for (size_t b = 0; b < bins.size(); ++b) {
-    bins[b].error_rate = bins[b].count == 0 ? 0.0 : static_cast<double>(bins[b].wrong) / bins[b].count;
+    bins[b].error_rate = ratio(bins[b].wrong, bins[b].count, 0.0);
     bins[b].stated_rate = bins[b].count == 0 ? 0.0 : 1.0 - confidence_sum[b] / bins[b].count;
   }
 }
 
-double ratio(int part, int whole, double if_empty) {
-  return whole == 0 ? if_empty : static_cast<double>(part) / whole;
-}
 
 // matched[i] = index of the result string paired with truth string i, or -1.
 std::vector<int> match_strings(const std::vector<StringResult>& truth,
