@@ -86,7 +86,16 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits,
 
 PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options,
                            double dpi) {
-  const int classes = digit_classes(model);
+  digit_classes(model);  // throws for a model that does not read digits, before any image work
+  kernels::Inference inference(model, kernels::Backend::cpu, 64);
+  if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
+  if (options.partner) inference.set_partner(*options.partner);
+  return recognize_image(gray, inference, options, dpi);
+}
+
+PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options,
+                           double dpi) {
+  const int classes = digit_classes(inference.network());
   PageResult result;
   result.width = gray.cols;
   result.height = gray.rows;
@@ -94,9 +103,6 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const R
     CleanedPage cleaned = clean_page(gray, options.clean, dpi);
     Segmentation segmentation = find_strings(cleaned, options.segment);
     std::vector<float> probs(segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);
-    kernels::Inference inference(model, kernels::Backend::cpu, 64);
-    if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
-    if (options.partner) inference.set_partner(*options.partner);
     score_pieces(segmentation, normalize_pieces(cleaned, segmentation), inference, classes, probs);
     score_pieces(segmentation, normalize_cuts(segmentation, probs, classes), inference, classes, probs);
     result.strings = read_strings(segmentation, probs.data(), classes, cleaned.to_page,
@@ -110,9 +116,14 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const R
 
 DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model, kernels::Network* partner) {
   digit_classes(model);  // throws for a model that does not read digits
-  const DigitPixels pixels = normalize_digit(image);
   kernels::Inference inference(model, kernels::Backend::cpu, 1);
   if (partner) inference.set_partner(*partner);  // throws when the two read differently shaped images or classes
+  return recognize_digit(image, inference);
+}
+
+DigitResult recognize_digit(const cv::Mat& image, kernels::Inference& inference) {
+  digit_classes(inference.network());
+  const DigitPixels pixels = normalize_digit(image);
   const kernels::Tensor p = inference.probabilities(pixels, 1);
   std::vector<int> order(10);
   std::iota(order.begin(), order.end(), 0);

@@ -225,6 +225,19 @@ TEST(Read, DigitsDrawnOnThePadKeepTheirStrokes) {
   const PageResult r = recognize_image(pad, model(), options);
   ASSERT_EQ(r.strings.size(), 1u);
   EXPECT_EQ(r.strings[0].text, "717");
+
+  // Through an Inference kept by the caller, read twice: the same reading each time.
+  kernels::Inference kept(model(), kernels::Backend::cpu, 64);
+  for (int time = 0; time < 2; ++time) {
+    const PageResult again = recognize_image(pad, kept, options);
+    ASSERT_EQ(again.strings.size(), 1u);
+    EXPECT_EQ(again.strings[0].text, "717");
+    EXPECT_DOUBLE_EQ(again.strings[0].confidence, r.strings[0].confidence);
+  }
+  const DigitResult alone = recognize_digit(pad(cv::Rect(60, 30, 220, 260)), model());
+  kernels::Inference one(model(), kernels::Backend::cpu, 1);
+  EXPECT_EQ(recognize_digit(pad(cv::Rect(60, 30, 220, 260)), one).digit, alone.digit);
+  EXPECT_FLOAT_EQ(recognize_digit(pad(cv::Rect(60, 30, 220, 260)), one).confidence, alone.confidence);
 }
 
 TEST(Read, AModelThatDoesNotReadDigitsIsNamed) {

@@ -10,6 +10,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "digitflow/jobs/store.hpp"
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/pipeline/read.hpp"
 #include "web_fixture.hpp"
@@ -451,6 +452,29 @@ TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) 
   const double alone = pipeline::recognize_digit(one, model.network).confidence;
   ASSERT_GT(std::abs(pair - alone), 1e-3) << "the two readings must differ for this check";
   EXPECT_NEAR(answer["strings"][0]["digits"][0]["confidence"].get<double>(), pair, 2e-4) << r->body;
+
+  // With run.int8 (as serve runs by default) it reads as the job workers read: in int8,
+  // through one Inference kept between calls.
+  stop();
+  start([](ServerOptions& o) { o.run.int8 = true; });
+  r = client().Post("/api/v1/recognize?drawn=1", bearer(token), drawn, "image/png");
+  ASSERT_EQ(r->status, 200) << r->body;
+  kernels::Inference int8_reader(model.network, kernels::Backend::cpu, 64);
+  int8_reader.set_screen(screen.network, options_.run.screen_confidence);
+  int8_reader.set_partner(partner.network);
+  ASSERT_TRUE(int8_reader.set_int8(true)) << "the shipped models carry their int8 calibration";
+  run.screen = run.partner = nullptr;  // the Inference's own are used
+  const pipeline::PageResult in_int8 = pipeline::recognize_image(pad, int8_reader, run);
+  ASSERT_EQ(in_int8.strings.size(), 1u);
+  EXPECT_EQ(in_int8.strings[0].text, "717");
+  ASSERT_GT(std::abs(in_int8.strings[0].confidence - by_three.strings[0].confidence), 2e-4)
+      << "int8 and fp32 must read apart for this check";
+  EXPECT_NEAR(json::parse(r->body)["strings"][0]["confidence"].get<double>(), in_int8.strings[0].confidence, 2e-4)
+      << r->body;
+  r = client().Post("/api/v1/recognize?drawn=1", bearer(token), drawn, "image/png");  // the kept reader again
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_NEAR(json::parse(r->body)["strings"][0]["confidence"].get<double>(), in_int8.strings[0].confidence, 2e-4)
+      << r->body;
 
   // A retrained version promoted to the default reads alone: the two were trained beside
   // model.default, not beside it.

@@ -337,10 +337,18 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
     models = {model_path_.filename().string()};
     if (screen && !one_digit) models.push_back(options_.worker.screen_model.filename().string());
     if (partner) models.push_back(options_.worker.partner_model.filename().string());
+    if (!page_reader_) {
+      page_reader_ = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 64);
+      digit_reader_ = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 1);
+      if (screen) page_reader_->set_screen(*screen, options_.run.screen_confidence);
+      if (partner) page_reader_->set_partner(*partner), digit_reader_->set_partner(*partner);
+      page_reader_->set_int8(options_.run.int8);
+      digit_reader_->set_int8(options_.run.int8);
+    }
     if (one_digit) {
       try {
         pipeline::StringResult s;
-        s.digits.push_back(pipeline::recognize_digit(gray, model_.network, partner));
+        s.digits.push_back(pipeline::recognize_digit(gray, *digit_reader_));
         s.text = std::to_string(s.digits[0].digit);
         s.box = s.digits[0].box;
         s.confidence = s.digits[0].confidence;
@@ -352,9 +360,7 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       pipeline::RunOptions run = options_.run;
       run.clean.remove_lines = !drawn;
       if (drawn) run.read.min_digits = 1;  // one digit written on the pad is a string too
-      run.screen = screen;
-      run.partner = partner;
-      result = pipeline::recognize_image(gray, model_.network, run, drawn ? 0.0 : dpi);
+      result = pipeline::recognize_image(gray, *page_reader_, run, drawn ? 0.0 : dpi);
     }
   }
   const double ms =
@@ -476,6 +482,8 @@ json Service::add_sample(const Caller& caller, const json& body) {
 void Service::refresh_model(jobs::JobStore& store) {
   const fs::path wanted = jobs::default_model(store, options_.model);
   if (wanted == model_path_) return;
+  page_reader_.reset();  // they read with the weights of the model being replaced
+  digit_reader_.reset();
   model_ = kernels::load_model(wanted);
   model_path_ = wanted;
 }

@@ -25,6 +25,8 @@ class Inference {
   ~Inference();
 
   Backend backend() const { return backend_; }
+  // The full network it reads with (not the screen's, nor the partner's).
+  Network& network() const { return *net_; }
   // (count, classes); throws std::invalid_argument when pixels is not count images.
   Tensor probabilities(std::span<const uint8_t> pixels, int64_t count);
 

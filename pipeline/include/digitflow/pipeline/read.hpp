@@ -7,6 +7,7 @@
 #include <opencv2/core.hpp>
 #include <span>
 
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/network.hpp"
 #include "digitflow/pipeline/results.hpp"
 #include "digitflow/pipeline/run.hpp"
@@ -26,11 +27,18 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits,
 // takes it: boxes are in the pixels of `gray` either way.
 // Throws std::invalid_argument when the model is not a 1x28x28 digit model.
 PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const RunOptions& options, double dpi = 0);
+// The same through `inference` as its caller set it up (its screen, partner and int8; those
+// of `options` are not used), for a caller that reads image after image: one Inference, and
+// its int8 primitives, serve them all. Throws as above for its network.
+PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options,
+                           double dpi = 0);
 
 // The image as one digit: normalised like MNIST, scored by the model (averaged with
 // `partner`'s reading where one is given, as run_pages reads with RunOptions::partner). The
 // box is the whole image; `top` holds the three best classes 0..9. Throws ImageError when it
 // holds no ink, std::invalid_argument when a model does not read digits or the two differ.
 DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model, kernels::Network* partner = nullptr);
+// The same through `inference` as its caller set it up (see recognize_image).
+DigitResult recognize_digit(const cv::Mat& image, kernels::Inference& inference);
 
 }  // namespace digitflow::pipeline

@@ -32,7 +32,7 @@ struct ServerOptions {
   std::filesystem::path templates;  // form templates offered to uploads (*.yaml)
   std::filesystem::path model;      // model.default: used until a retrained version is the default
   std::filesystem::path mnist;      // MNIST IDX files, for retraining
-  pipeline::RunOptions run;         // pipeline settings for recognize
+  pipeline::RunOptions run;         // pipeline settings for recognize (int8 included)
   int workers = 0;                  // in-process job workers
   jobs::WorkerOptions worker;       // their settings (the first also scans the inbox); recognize
                                     // reads with its screen_model and partner_model too

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/web/accounts.hpp"
 #include "digitflow/web/server.hpp"
@@ -88,6 +89,10 @@ class Service {
   // The screen and the partner of options_.worker, loaded on first use: they read beside
   // model_ only while it is the configured model.default, as in the job workers.
   std::optional<kernels::LoadedModel> screen_, partner_;
+  // What reads for recognize, kept between calls with their int8 primitives
+  // (options_.run.int8, as the job workers read); remade when model_ changes. Strings: the
+  // screen, model_ and the partner; one digit: model_ and the partner.
+  std::unique_ptr<kernels::Inference> page_reader_, digit_reader_;
   std::mutex retrain_mutex_;
   std::thread retrain_thread_;
   std::atomic<bool> retraining_{false}, cancel_retrain_{false};
