@@ -1,5 +1,6 @@
 // The routes' work: jobs, results and pages read through the store; overlays and crops from
-// the job's files; recognition on the one model the server holds (behind a mutex); the review
+// the job's files; recognition on the default model, beside its screen and partner as the job
+// workers read, through readers kept between calls (behind a mutex); the review
 // queue from the stored pages of the caller's finished jobs; samples as 28x28 PNGs under the
 // state directory.
 #include "digitflow/web/service.hpp"
@@ -322,6 +323,7 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
   const auto start = std::chrono::steady_clock::now();
   pipeline::PageResult result;
   json models = json::array();  // the files that read it, model first
+  bool int8 = false;            // whether they read it in int8
   {
     std::lock_guard lock(model_mutex_);
     refresh_model(*stores_.acquire());
@@ -337,14 +339,19 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
     models = {model_path_.filename().string()};
     if (screen && !one_digit) models.push_back(options_.worker.screen_model.filename().string());
     if (partner) models.push_back(options_.worker.partner_model.filename().string());
-    if (!page_reader_) {
-      page_reader_ = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 64);
-      digit_reader_ = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 1);
-      if (screen) page_reader_->set_screen(*screen, options_.run.screen_confidence);
-      if (partner) page_reader_->set_partner(*partner), digit_reader_->set_partner(*partner);
-      page_reader_->set_int8(options_.run.int8);
-      digit_reader_->set_int8(options_.run.int8);
+    if (!page_reader_ || !digit_reader_) {
+      // Set up whole before they are kept: a screen or partner that cannot read beside the
+      // model throws here on every call rather than leave a reader without it.
+      auto page = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 64);
+      auto digit = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 1);
+      if (screen) page->set_screen(*screen, options_.run.screen_confidence);
+      if (partner) page->set_partner(*partner), digit->set_partner(*partner);
+      page->set_int8(options_.run.int8);
+      digit->set_int8(options_.run.int8);
+      page_reader_ = std::move(page);
+      digit_reader_ = std::move(digit);
     }
+    int8 = (one_digit ? digit_reader_ : page_reader_)->int8();
     if (one_digit) {
       try {
         pipeline::StringResult s;
@@ -369,7 +376,8 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
                  {"height", gray.rows},
                  {"ms", std::round(ms * 100) / 100},
                  {"strings", pipeline::to_json(result)["strings"]},
-                 {"models", models}};
+                 {"models", models},
+                 {"int8", int8}};
   if (result.error) answer["error"] = *result.error;
   return answer;
 }

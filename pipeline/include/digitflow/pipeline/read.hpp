@@ -21,8 +21,9 @@ namespace digitflow::pipeline {
 cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits, double* dpi = nullptr);
 
 // The strings on `gray` (8-bit grey, as decode_image gives), read as run_pages reads a page
-// with the same options (clean, segment, read, page_template, screen, partner; folders, overlays and
-// the backend are not used: the CPU reads). `page` is left empty; a page that cannot be read
+// with the same options (clean, segment, read, page_template, screen, partner; folders, overlays,
+// the backend and int8 are not used: the CPU reads in fp32; for int8, pass an Inference after
+// its set_int8, below). `page` is left empty; a page that cannot be read
 // (nearly black) has its error set. `dpi` is the image's resolution when known, as clean_page
 // takes it: boxes are in the pixels of `gray` either way.
 // Throws std::invalid_argument when the model is not a 1x28x28 digit model.
