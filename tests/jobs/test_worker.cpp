@@ -150,6 +150,23 @@ TEST_F(WorkerTest, TheScreenReadsOnlyForTheConfiguredModel) {
   }
 }
 
+TEST_F(WorkerTest, AJobNamingTheConfiguredModelByAnotherPathIsScreened) {
+  // The same file spelled another way ("models/./digits.safetensors") is the configured model.
+  WorkerOptions o = options();
+  o.screen_model = t::source_dir() / "models" / "screen.safetensors";
+  const fs::path spelled = shipped_model().parent_path() / "." / shipped_model().filename();
+  ASSERT_NE(spelled, o.default_model);
+  const int64_t id = submit(pages(2), spelled.string());
+  std::atomic<bool> stop{false};
+  Worker worker(*store_, o);
+  EXPECT_EQ(worker.run(stop), 1);
+  EXPECT_EQ(store_->job(id)->state, JobState::done) << store_->job(id)->error;
+  const auto summary = nlohmann::json::parse(read(state_.job_output(id) / "summary.json"));
+  const int64_t all = summary["images_scored"], in_full = summary["images_read_in_full"];
+  EXPECT_GT(all, 0);
+  EXPECT_LT(in_full, all) << "the screen read first";
+}
+
 TEST_F(WorkerTest, ThePartnerReadsOnlyForTheConfiguredModel) {
   // model.partner was trained beside the configured model: a job on it reads as digitflow
   // run reads with both; a job on another model reads as that model alone.

@@ -329,7 +329,8 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
     refresh_model(*stores_.acquire());
     // As the job workers read: the screen and the partner beside model.default, not beside a
     // retrained version promoted since (they were trained to read with the default).
-    const bool configured = model_path_ == options_.model;
+    std::error_code ec;
+    const bool configured = model_path_ == options_.model || fs::equivalent(model_path_, options_.model, ec);
     if (configured && !options_.worker.screen_model.empty() && !screen_)
       screen_ = kernels::load_model(options_.worker.screen_model);
     if (configured && !options_.worker.partner_model.empty() && !partner_)
