@@ -340,6 +340,11 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
 
 }  // namespace
 
+bool is_configured_model(const fs::path& model, const fs::path& configured) {
+  std::error_code ec;
+  return model == configured || fs::equivalent(model, configured, ec);
+}
+
 fs::path default_model(JobStore& store, const fs::path& configured) {
   for (const ModelVersion& v : store.model_versions())
     if (v.is_default) return v.path;

@@ -184,11 +184,9 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   pipeline::Template form;
   pipeline::RunOptions run = options_.run;
   // The screen was trained beside the configured model, and the partner to read with it; a
-  // retrained one reads every image alone. The configured model by any spelling of its path
-  // (a job that names it) is the configured model.
-  std::error_code same_ec;
-  const bool configured =
-      model_path == options_.default_model || fs::equivalent(model_path, options_.default_model, same_ec);
+  // retrained one reads every image alone (a job that names the configured model by another
+  // spelling of its path reads as the configured model).
+  const bool configured = is_configured_model(model_path, options_.default_model);
   run.screen = nullptr;
   run.partner = nullptr;
   if (configured && !options_.screen_model.empty()) {

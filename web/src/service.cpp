@@ -322,25 +322,21 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
   }
   const auto start = std::chrono::steady_clock::now();
   pipeline::PageResult result;
-  json models = json::array();  // the files that read it, model first
-  bool int8 = false;            // whether they read it in int8
+  json models;       // the files that read it, model first
+  bool int8 = false;  // whether they read it in int8
   {
     std::lock_guard lock(model_mutex_);
     refresh_model(*stores_.acquire());
-    // As the job workers read: the screen and the partner beside model.default, not beside a
-    // retrained version promoted since (they were trained to read with the default).
-    std::error_code ec;
-    const bool configured = model_path_ == options_.model || fs::equivalent(model_path_, options_.model, ec);
-    if (configured && !options_.worker.screen_model.empty() && !screen_)
-      screen_ = kernels::load_model(options_.worker.screen_model);
-    if (configured && !options_.worker.partner_model.empty() && !partner_)
-      partner_ = kernels::load_model(options_.worker.partner_model);
-    kernels::Network* screen = configured && screen_ ? &screen_->network : nullptr;
-    kernels::Network* partner = configured && partner_ ? &partner_->network : nullptr;
-    models = {model_path_.filename().string()};
-    if (screen && !one_digit) models.push_back(options_.worker.screen_model.filename().string());
-    if (partner) models.push_back(options_.worker.partner_model.filename().string());
     if (!page_reader_ || !digit_reader_) {
+      // As the job workers read: the screen and the partner beside model.default, not beside
+      // a retrained version promoted since (they were trained to read with the default).
+      const bool configured = jobs::is_configured_model(model_path_, options_.model);
+      if (configured && !options_.worker.screen_model.empty() && !screen_)
+        screen_ = kernels::load_model(options_.worker.screen_model);
+      if (configured && !options_.worker.partner_model.empty() && !partner_)
+        partner_ = kernels::load_model(options_.worker.partner_model);
+      kernels::Network* screen = configured && screen_ ? &screen_->network : nullptr;
+      kernels::Network* partner = configured && partner_ ? &partner_->network : nullptr;
       // Set up whole before they are kept: a screen or partner that cannot read beside the
       // model throws here on every call rather than leave a reader without it.
       auto page = std::make_unique<kernels::Inference>(model_.network, kernels::Backend::cpu, 64);
@@ -351,7 +347,12 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       digit->set_int8(options_.run.int8);
       page_reader_ = std::move(page);
       digit_reader_ = std::move(digit);
+      page_models_ = digit_models_ = {model_path_.filename().string()};
+      if (screen) page_models_.push_back(options_.worker.screen_model.filename().string());
+      for (json* list : {&page_models_, &digit_models_})
+        if (partner) list->push_back(options_.worker.partner_model.filename().string());
     }
+    models = one_digit ? digit_models_ : page_models_;
     int8 = (one_digit ? digit_reader_ : page_reader_)->int8();
     if (one_digit) {
       try {

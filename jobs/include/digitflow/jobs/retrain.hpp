@@ -78,6 +78,9 @@ using RetrainProgressFn = std::function<void(const RetrainProgress&)>;
 
 // The model workers and the pad use: the store's default version, else `configured`.
 std::filesystem::path default_model(JobStore& store, const std::filesystem::path& configured);
+// Whether `model` is the `configured` model.default's file, however its path is spelled: the
+// screen and the partner read beside that model only (a retrained one reads alone).
+bool is_configured_model(const std::filesystem::path& model, const std::filesystem::path& configured);
 
 // Whether the sample with this id is held out of training for evaluation. A function of the
 // id alone, not of the run's seed, so that a sample trained on by one retrain (whose model the

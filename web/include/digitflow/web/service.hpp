@@ -93,6 +93,7 @@ class Service {
   // (options_.run.int8, as the job workers read); remade when model_ changes. Strings: the
   // screen, model_ and the partner; one digit: model_ and the partner.
   std::unique_ptr<kernels::Inference> page_reader_, digit_reader_;
+  nlohmann::json page_models_, digit_models_;  // the files each reads with, model first
   std::mutex retrain_mutex_;
   std::thread retrain_thread_;
   std::atomic<bool> retraining_{false}, cancel_retrain_{false};
