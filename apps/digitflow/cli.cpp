@@ -174,6 +174,10 @@ void ProgressLine::finish() {
 std::string format_duration(double seconds) {
   long s = std::lround(std::max(0.0, seconds));
   char buf[32];
+  if (seconds < 9.95) {  // a short run: "0.4s", not "0s"
+    std::snprintf(buf, sizeof buf, "%.1fs", std::max(0.0, seconds));
+    return buf;
+  }
   if (s >= 3600)
     std::snprintf(buf, sizeof buf, "%ldh %02ldm", s / 3600, (s / 60) % 60);
   else if (s >= 60)

@@ -88,6 +88,6 @@ class ProgressLine {
   double last_ = -1.0;
 };
 
-std::string format_duration(double seconds);  // "1h 02m", "3m 05s", "42s"
+std::string format_duration(double seconds);  // "1h 02m", "3m 05s", "42s", "4.5s"
 
 }  // namespace digitflow::cli

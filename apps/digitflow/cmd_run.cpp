@@ -135,15 +135,18 @@ int run_run(int argc, char** argv) {
   run.job_dir = job;
   run.out_dir = out;
   run.overlays = overlays;
+  std::string model_files = "the model: " + model_path.string();  // for messages
   std::optional<k::LoadedModel> screen;
   if (const fs::path screen_path = screen_for(settings, model_path); !screen_path.empty()) {
     screen = k::load_model(screen_path);
     run.screen = &screen->network;
+    model_files += ", the screening model: " + screen_path.string();
   }
   std::optional<k::LoadedModel> partner;
   if (const fs::path partner_path = partner_for(settings, model_path); !partner_path.empty()) {
     partner = k::load_model(partner_path);
     run.partner = &partner->network;
+    model_files += ", the partner model: " + partner_path.string();
   }
 
   std::signal(SIGINT, on_interrupt);
@@ -177,6 +180,9 @@ int run_run(int argc, char** argv) {
     for (size_t i = 0; i < s.skipped_files.size() && i < 5; ++i) std::printf(" %s", s.skipped_files[i].c_str());
     std::printf("%s\n", s.skipped_files.size() > 5 ? " ..." : "");
   }
+  if (!s.int8_fallback.empty())
+    std::fprintf(stderr, "warning: runtime.int8 is on, but read in fp32, which is slower: %s (%s)\n",
+                 s.int8_fallback.c_str(), model_files.c_str());
   if (s.pages_without_resolution)
     std::printf("%lld pages state no scan resolution and were read as 300 dpi scans; if they were scanned at "
                 "another, say so with --set pipeline.assume_dpi=DPI\n",

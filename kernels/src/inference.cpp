@@ -64,7 +64,10 @@ bool Inference::set_int8(bool on) {
   if (screen_) screen_->set_int8(on);
   if (partner_) partner_->set_int8(on);
   int8_.reset();
-  if (!on || backend_ != Backend::cpu || !int8_unsupported(*net_).empty()) return false;
+  int8_why_.clear();
+  if (!on || backend_ != Backend::cpu) return false;
+  int8_why_ = int8_unsupported(*net_);
+  if (!int8_why_.empty()) return false;
   // One pass now: where oneDNN cannot build the int8 primitives on this processor, fp32
   // reads instead (and full_probabilities falls back the same way for a pass size that
   // fails later).
@@ -73,10 +76,23 @@ bool Inference::set_int8(bool on) {
     const int64_t quarter = std::max(1, batch_size_ / 4);
     int8_->probabilities(std::vector<uint8_t>(static_cast<size_t>(quarter * net_->input_shape(1).numel()), 0), quarter,
                          batch_size_);
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
     int8_.reset();
+    int8_why_ = std::string("oneDNN could not build its int8 primitives here: ") + e.what();
   }
   return int8();
+}
+
+std::string Inference::int8_fallback() const {
+  std::string out;
+  auto add = [&out](const char* role, const std::string& why) {
+    if (why.empty()) return;
+    out += (out.empty() ? "" : "; ") + std::string(role) + why;
+  };
+  add("the model: ", int8_why_);
+  if (partner_) add("the partner model: ", partner_->int8_why_);
+  if (screen_) add("the screening model: ", screen_->int8_why_);
+  return out;
 }
 
 Tensor Inference::probabilities(std::span<const uint8_t> pixels, int64_t count) {
@@ -129,8 +145,9 @@ Tensor Inference::full_probabilities(std::span<const uint8_t> pixels, int64_t co
     if (int8_ && static_cast<int64_t>(images.size()) == n * net_->input_shape(1).numel()) {
       try {
         return int8_->probabilities(images, n, batch_size_);
-      } catch (const std::exception&) {
+      } catch (const std::exception& e) {
         int8_.reset();  // oneDNN could not build this pass size: fp32 from now on
+        int8_why_ = "oneDNN could not build a pass of " + std::to_string(n) + " images: " + e.what();
       }
     }
     return infer_probabilities(*net_, images, n, batch_size_);

@@ -142,6 +142,14 @@ json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
     int8 = int8 && it != input.summary.end() && it->is_boolean() && it->get<bool>();
   }
   out["int8"] = int8;
+  std::string fallback;  // each shard's reason for reading in fp32, once
+  for (const Input& input : inputs) {
+    auto it = input.summary.find("int8_fallback");
+    if (it == input.summary.end() || !it->is_string() || it->get<std::string>().empty()) continue;
+    const std::string why = it->get<std::string>();
+    if (fallback.find(why) == std::string::npos) fallback += (fallback.empty() ? "" : "; ") + why;
+  }
+  out["int8_fallback"] = fallback;
   double seconds = 0;
   json stages = json::object();
   std::set<std::string> skipped;

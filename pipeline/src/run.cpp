@@ -44,6 +44,7 @@ nlohmann::json to_json(const RunSummary& s) {
           {"images_scored", s.images_scored},
           {"images_read_in_full", s.images_read_in_full},
           {"int8", s.int8},
+          {"int8_fallback", s.int8_fallback},
           {"pages_without_resolution", s.pages_without_resolution},
           {"seconds", r3(s.seconds)},
           {"pages_per_s", r3(s.pages_per_s)},
@@ -340,6 +341,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
 
   summary.images_read_in_full = inference.images_read_in_full();
   summary.int8 = int8 && inference.int8();  // false when a pass fell back to fp32
+  summary.int8_fallback = inference.int8_fallback();
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());

@@ -8,6 +8,7 @@
 
 #include "cli_support.hpp"
 #include "digitflow/kernels/backend.hpp"
+#include "digitflow/kernels/model_file.hpp"
 #include "test_support.hpp"
 
 namespace digitflow::testing {
@@ -39,6 +40,10 @@ TEST(RunCli, SynthRunScoreReachTheAccuracyFloor) {
     EXPECT_LT(summary["images_read_in_full"].get<int64_t>(), summary["images_scored"].get<int64_t>());
     // runtime.int8 is on by default and the shipped models are calibrated.
     EXPECT_EQ(summary["int8"].get<bool>(), bool{DIGITFLOW_HAVE_ONEDNN}) << summary.dump();
+    if (DIGITFLOW_HAVE_ONEDNN) {
+      EXPECT_EQ(summary["int8_fallback"], "") << summary.dump();
+    }
+    EXPECT_FALSE(contains(run.output, "warning")) << run.output;
   }
   {  // the shipped partner reads beside the default model (model.partner), and only beside it
     auto results = [](const fs::path& folder) {
@@ -166,6 +171,42 @@ TEST(RunCli, AGpuBackendThatCannotStartSaysWhyInOneLine) {
   // auto falls back to the CPU and runs.
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --backend auto");
   EXPECT_EQ(r.status, 0) << r.output;
+}
+
+TEST(RunCli, AModelThatCannotReadInInt8ReadsInFp32AndSaysWhy) {
+  TempDir dir;
+  fs::create_directories(dir / "job");  // no pages: the models are set up all the same
+  // A model without its int8 calibration: a shipped one, saved again without it.
+  kernels::LoadedModel shipped = kernels::load_model(source_dir() / "models" / "screen.safetensors");
+  shipped.network.set_int8_calibration({});
+  const fs::path bare = dir / "bare.safetensors";
+  kernels::save_model(bare.string(), shipped.network, shipped.train_config, shipped.metrics);
+  auto summary_of = [](const fs::path& out) {
+    std::ifstream in(out / "summary.json");
+    return nlohmann::json::parse(in);
+  };
+
+  CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --model " + quoted(bare));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "warning: runtime.int8 is on, but read in fp32, which is slower: the model: ")) << r.output;
+  EXPECT_TRUE(contains(r.output, "(the model: " + bare.string() + ")")) << r.output;
+  EXPECT_TRUE(contains(r.output, "0 pages in 0.")) << r.output;  // a short run's time in tenths, not "0s"
+  const nlohmann::json summary = summary_of(dir / "out");
+  EXPECT_FALSE(summary["int8"].get<bool>());
+  const std::string why = summary["int8_fallback"].get<std::string>();
+  EXPECT_TRUE(contains(r.output, why)) << r.output;
+  if (DIGITFLOW_HAVE_ONEDNN) {
+    EXPECT_EQ(why, "the model: the model file holds no int8 calibration (digitflow calibrate adds one)");
+  } else {
+    EXPECT_TRUE(contains(why, "oneDNN")) << why;
+  }
+
+  // Not asked for: nothing to say.
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "fp32") + " --model " + quoted(bare) +
+                    " --set runtime.int8=false");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "warning")) << r.output;
+  EXPECT_EQ(summary_of(dir / "fp32")["int8_fallback"], "");
 }
 
 TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {

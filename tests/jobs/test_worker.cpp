@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "digitflow/jobs/worker.hpp"
+#include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/pipeline/synth.hpp"
 #include "postgres_server.hpp"
@@ -165,6 +166,29 @@ TEST_F(WorkerTest, AJobNamingTheConfiguredModelByAnotherPathIsScreened) {
   const int64_t all = summary["images_scored"], in_full = summary["images_read_in_full"];
   EXPECT_GT(all, 0);
   EXPECT_LT(in_full, all) << "the screen read first";
+}
+
+TEST_F(WorkerTest, AModelThatCannotReadInInt8IsReadInFp32WithAWarningSayingWhy) {
+  kernels::LoadedModel shipped = kernels::load_model(shipped_model());
+  shipped.network.set_int8_calibration({});
+  const fs::path bare = dir_ / "bare.safetensors";
+  kernels::save_model(bare.string(), shipped.network, shipped.train_config, shipped.metrics);
+  const int64_t id = submit(pages(1), bare.string());
+  WorkerOptions o = options();
+  o.run.int8 = true;  // runtime.int8, on by default
+  std::vector<WorkerEvent> events;
+  Worker worker(*store_, o, [&](const WorkerEvent& e) { events.push_back(e); });
+  std::atomic<bool> stop{false};
+  EXPECT_EQ(worker.run(stop), 1);
+  EXPECT_EQ(store_->job(id)->state, JobState::done) << store_->job(id)->error;
+  const auto summary = nlohmann::json::parse(read(state_.job_output(id) / "summary.json"));
+  EXPECT_FALSE(summary["int8"].get<bool>());
+  const std::string why = summary["int8_fallback"];
+  EXPECT_EQ(why, "the model: " + kernels::int8_unsupported(shipped.network));
+  const auto warning = std::find_if(events.begin(), events.end(), [](const WorkerEvent& e) { return e.kind == WorkerEvent::warning; });
+  ASSERT_NE(warning, events.end());
+  EXPECT_EQ(warning->job, id);
+  EXPECT_EQ(warning->text, "runtime.int8 is on, but read in fp32, which is slower: " + why);
 }
 
 TEST_F(WorkerTest, ThePartnerReadsOnlyForTheConfiguredModel) {

@@ -129,8 +129,11 @@ TEST(Int8, SaysWhyAModelCannotRunInInt8) {
 #endif
   EXPECT_THROW(Int8Network{uncalibrated}, std::invalid_argument);
   Inference inference(uncalibrated);
-  EXPECT_FALSE(inference.set_int8(true));  // fp32 then, without a word
+  EXPECT_FALSE(inference.set_int8(true));  // fp32 then, and int8_fallback says why
   EXPECT_FALSE(inference.int8());
+  EXPECT_EQ(inference.int8_fallback(), "the model: " + why);
+  EXPECT_FALSE(inference.set_int8(false));  // not asked for: nothing to explain
+  EXPECT_EQ(inference.int8_fallback(), "");
 
 #if DIGITFLOW_HAVE_ONEDNN
   ModelSpec one_conv;
@@ -153,6 +156,35 @@ TEST(Int8, SaysWhyAModelCannotRunInInt8) {
   zero_range.set_int8_calibration(c);
   EXPECT_NE(int8_unsupported(zero_range).find("layer 4"), std::string::npos) << int8_unsupported(zero_range);
 #endif
+}
+
+TEST(Int8, AnInferenceNamesTheModelsThatReadInFp32) {
+  std::string why;
+  if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
+  Network calibrated(int8_spec(), 3), bare_partner(int8_spec(), 4), bare_screen(int8_spec(), 5);
+  calibrated.set_int8_calibration(calibrate_int8(calibrated, stroke_images(8, 1), 8));
+  const std::string bare = int8_unsupported(bare_partner);
+  ASSERT_FALSE(bare.empty());
+
+  Inference alone(calibrated, Backend::cpu, 16);
+  EXPECT_TRUE(alone.set_int8(true));
+  EXPECT_EQ(alone.int8_fallback(), "");
+
+  Inference paired(calibrated, Backend::cpu, 16);
+  paired.set_partner(bare_partner);
+  EXPECT_FALSE(paired.set_int8(true));  // the pair reads in int8 only where both can
+  EXPECT_EQ(paired.int8_fallback(), "the partner model: " + bare);
+
+  Inference screened(calibrated, Backend::cpu, 16);
+  screened.set_screen(bare_screen, 0.9f);
+  screened.set_partner(bare_partner);
+  screened.set_int8(true);
+  EXPECT_EQ(screened.int8_fallback(), "the partner model: " + bare + "; the screening model: " + bare);
+  // Once they are calibrated too, nothing is left to explain.
+  bare_partner.set_int8_calibration(calibrate_int8(bare_partner, stroke_images(8, 1), 8));
+  bare_screen.set_int8_calibration(calibrate_int8(bare_screen, stroke_images(8, 1), 8));
+  EXPECT_TRUE(screened.set_int8(true));
+  EXPECT_EQ(screened.int8_fallback(), "");
 }
 
 TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {

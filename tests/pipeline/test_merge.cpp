@@ -148,6 +148,32 @@ TEST(Merge, ShardsMergeToExactlyTheWholeFoldersOutput) {
                    std::round(1000.0 * static_cast<double>(o.pages.size()) / 4.0) / 1000);
 }
 
+TEST(Merge, Int8OnlyWhereEveryShardReadInInt8AndEachReasonForFp32Once) {
+  ShardedOutputs o;
+  auto set = [&](int k, bool int8, const std::string& why) {
+    const fs::path summary = o.shard(k) / "summary.json";
+    json s = json::parse(read_file(summary));
+    s["int8"] = int8;
+    s["int8_fallback"] = why;
+    std::ofstream(summary) << s.dump();
+  };
+  auto merged = [&] {
+    merge_outputs(o.all(), o.out());
+    return json::parse(read_file(o.out() / "summary.json"));
+  };
+  for (int k = 0; k < 3; ++k) set(k, true, "");
+  json m = merged();
+  EXPECT_TRUE(m["int8"].get<bool>());
+  EXPECT_EQ(m["int8_fallback"], "");
+  set(1, false, "the model: no calibration");
+  set(2, false, "the model: no calibration");
+  set(0, true, "the screening model: no calibration");
+  m = merged();
+  EXPECT_FALSE(m["int8"].get<bool>());
+  // In shard order (they were given as 2, 0, 1), each reason once.
+  EXPECT_EQ(m["int8_fallback"], "the screening model: no calibration; the model: no calibration");
+}
+
 TEST(Merge, OneUnshardedOutputMergesToItselfAndOverlaysAreCopied) {
   ShardedOutputs o;
   merge_outputs({o.dir / "whole"}, o.out());

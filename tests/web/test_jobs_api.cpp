@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -402,6 +404,40 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
 
 // The pad and /api/v1/recognize read as the job workers do: the screen and the partner
 // beside model.default, and the model alone once a retrained version is the default.
+TEST_F(JobsApiTest, RecognizeWithAModelThatCannotReadInInt8LogsWhyOnce) {
+  kernels::LoadedModel shipped = kernels::load_model(options_.model);
+  shipped.network.set_int8_calibration({});
+  const fs::path bare = dir_.path() / "bare.safetensors";
+  kernels::save_model(bare.string(), shipped.network, shipped.train_config, shipped.metrics);
+  auto lines = std::make_shared<std::vector<std::string>>();
+  auto lines_mutex = std::make_shared<std::mutex>();
+  stop();
+  start([&](ServerOptions& o) {
+    o.model = bare;
+    o.run.int8 = true;
+    o.log = [lines, lines_mutex](const std::string& line) {
+      std::lock_guard lock(*lines_mutex);
+      lines->push_back(line);
+    };
+  });
+  register_user("ana");
+  const std::string token = api_token("ana");
+  std::vector<uint8_t> png;
+  cv::imencode(".png", drawn_717(), png);
+  const std::string drawn(png.begin(), png.end());
+  for (int call = 0; call < 2; ++call) {
+    auto r = client().Post("/api/v1/recognize?drawn=1", bearer(token), drawn, "image/png");
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["int8"], false) << r->body;
+    EXPECT_EQ(json::parse(r->body)["strings"][0]["text"], "717") << r->body;
+  }
+  stop();
+  const std::string expected = "recognize: runtime.int8 is on, but read in fp32, which is slower: the model: " +
+                               kernels::int8_unsupported(shipped.network) + " (the model: " + bare.string() + ")";
+  std::lock_guard lock(*lines_mutex);
+  EXPECT_EQ(std::count(lines->begin(), lines->end(), expected), 1) << "once, when the readers are made";
+}
+
 TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) {
   stop();
   start([](ServerOptions& o) {

@@ -345,6 +345,9 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       if (partner) page->set_partner(*partner), digit->set_partner(*partner);
       page->set_int8(options_.run.int8);
       digit->set_int8(options_.run.int8);
+      if (const std::string why = page->int8_fallback(); !why.empty() && options_.log)
+        options_.log("recognize: runtime.int8 is on, but read in fp32, which is slower: " + why + " (the model: " +
+                     model_path_.string() + ")");
       page_reader_ = std::move(page);
       digit_reader_ = std::move(digit);
       page_models_ = digit_models_ = {model_path_.filename().string()};

@@ -34,9 +34,10 @@ struct WorkerOptions {
   bool scan_inbox = false;               // also turn READY drop folders into jobs
 };
 
-// What a worker reports as it goes, for logs and tests.
+// What a worker reports as it goes, for logs and tests. A warning is something to mend that
+// did not stop the job (runtime.int8 asked for and a model read in fp32).
 struct WorkerEvent {
-  enum Kind { claimed, progress, finished, released, lost, retry, inbox, error } kind;
+  enum Kind { claimed, progress, finished, released, lost, retry, inbox, error, warning } kind;
   int64_t job = 0;
   std::string text;
 };

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "digitflow/kernels/backend.hpp"
 #include "digitflow/kernels/int8.hpp"
@@ -50,6 +51,11 @@ class Inference {
   // Whether the full network, and the partner where there is one, read in int8 now: false
   // after a pass size oneDNN could not build made one of them fall back to fp32.
   bool int8() const { return int8_ != nullptr && (!partner_ || partner_->int8()); }
+  // Why a model that set_int8(true) asked to read in int8 reads in fp32 on the CPU:
+  // "the model: WHY", then "the partner model: WHY" and "the screening model: WHY", joined
+  // by "; ". Empty where all of them read in int8, where int8 was not asked for, and on a
+  // GPU (where int8 is not offered).
+  std::string int8_fallback() const;
   // Images read so far, and how many of them the full network (and the partner) read.
   int64_t images_read() const { return images_read_; }
   int64_t images_read_in_full() const { return images_read_in_full_; }
@@ -67,6 +73,7 @@ class Inference {
   std::unique_ptr<Inference> screen_;
   std::unique_ptr<Inference> partner_;
   std::unique_ptr<Int8Network> int8_;
+  std::string int8_why_;  // this network's own reason, for int8_fallback
   float screen_confidence_ = 1.0f;
   int64_t images_read_ = 0, images_read_in_full_ = 0;
 };

@@ -69,6 +69,9 @@ struct RunSummary {
   int64_t images_scored = 0;  // 28x28 images through the CNN: digits, print, and candidate cuts
   int64_t images_read_in_full = 0;  // of those, read by the model and its partner (the rest by the screen alone)
   bool int8 = false;                // the model (and its partner) read them through int8 inference
+  // Where RunOptions::int8 asked for int8 and a model read in fp32 instead, why
+  // (kernels::Inference::int8_fallback); empty otherwise.
+  std::string int8_fallback;
   double seconds = 0, pages_per_s = 0;
   StageSeconds stages;
   bool cancelled = false;
