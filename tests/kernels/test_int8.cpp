@@ -187,6 +187,35 @@ TEST(Int8, AnInferenceNamesTheModelsThatReadInFp32) {
   EXPECT_EQ(screened.int8_fallback(), "");
 }
 
+TEST(Int8, APartnerReadsInInt8TooAndTheTwoReadingsAreAveraged) {
+  std::string why;
+  if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
+  Network model(int8_spec(), 3), partner(int8_spec(), 4);
+  perturb(model, 21);
+  perturb(partner, 22);
+  const std::vector<uint8_t> calibration = stroke_images(100, 5);
+  model.set_int8_calibration(calibrate_int8(model, calibration, 100));
+  partner.set_int8_calibration(calibrate_int8(partner, calibration, 100));
+  const int64_t count = 21;
+  const std::vector<uint8_t> pixels = stroke_images(count, 8);
+  Int8Network model_int8(model), partner_int8(partner);
+  const Tensor a = model_int8.probabilities(pixels, count, 16), b = partner_int8.probabilities(pixels, count, 16);
+  const Tensor a32 = fp32_probabilities(model, pixels, count), b32 = fp32_probabilities(partner, pixels, count);
+
+  Inference pair(model, Backend::cpu, 16);
+  pair.set_partner(partner);
+  ASSERT_TRUE(pair.set_int8(true));
+  const Tensor got = pair.probabilities(pixels, count);
+  ASSERT_EQ(got.shape(), a.shape());
+  double from_int8 = 0, from_fp32 = 0;  // the largest differences from the two means
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    from_int8 = std::max(from_int8, std::fabs(double{got[i]} - 0.5 * (a[i] + b[i])));
+    from_fp32 = std::max(from_fp32, std::fabs(double{got[i]} - 0.5 * (a32[i] + b32[i])));
+  }
+  EXPECT_LT(from_int8, 1e-6) << "the mean of the two int8 readings";
+  EXPECT_GT(from_fp32, 1e-4) << "not of the fp32 ones: int8 must read apart from fp32 for this check";
+}
+
 TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {
   std::string why;
   if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
