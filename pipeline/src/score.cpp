@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <span>
@@ -84,6 +85,15 @@ std::string percent(double rate) {
 
 }  // namespace
 
+// Whether a truth string gives one box per digit, and if so whether two neighbours touch:
+// the right edge of one reaches the left edge of the next. Empty when it gives no boxes.
+std::optional<bool> digits_touch(const StringResult& s) {
+  if (s.digits.empty() || s.digits.size() != s.text.size()) return std::nullopt;
+  for (size_t d = 0; d + 1 < s.digits.size(); ++d)
+    if (s.digits[d].box.x + s.digits[d].box.w >= s.digits[d + 1].box.x) return true;
+  return false;
+}
+
 size_t levenshtein(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -142,6 +152,12 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     std::vector<bool> exact(r.strings.size(), false);
     for (size_t i = 0; i < t.strings.size(); ++i) {
       const std::string& text = t.strings[i].text;
+      const std::optional<bool> touch = digits_touch(t.strings[i]);
+      const bool read_exactly = matched[i] >= 0 && r.strings[static_cast<size_t>(matched[i])].text == text;
+      if (touch) {
+        (*touch ? report.touching_strings : report.apart_strings) += 1;
+        (*touch ? report.touching_exact : report.apart_exact) += read_exactly ? 1 : 0;
+      }
       if (matched[i] < 0) {
         report.edit_distance += static_cast<int>(text.size());
         continue;
@@ -277,6 +293,14 @@ nlohmann::json to_json(const ScoreReport& report) {
           {"exact_rate", report.exact_rate},
           {"digit_accuracy", report.digit_accuracy},
           {"false_per_page", report.false_per_page},
+          {"touching_digits",
+           {{"strings", report.touching_strings},
+            {"exact", report.touching_exact},
+            {"exact_rate", ratio(report.touching_exact, report.touching_strings, 1.0)}}},
+          {"digits_apart",
+           {{"strings", report.apart_strings},
+            {"exact", report.apart_exact},
+            {"exact_rate", ratio(report.apart_exact, report.apart_strings, 1.0)}}},
           {"thresholds", thresholds},
           {"digit_calibration", calibration(report.digit_calibration, "digits")},
           {"string_calibration", calibration(report.string_calibration, "strings")},
@@ -307,6 +331,15 @@ std::string score_table(const ScoreReport& report) {
           " of truth strings (box IoU >= 0.3)");
   row("exact", report.exact,
       percent(report.exact_rate) + " exact-match rate (exact / truth strings)");
+  if (report.touching_strings + report.apart_strings > 0) {
+    row("  touching digits", report.touching_strings,
+        std::to_string(report.touching_exact) + " exact (" +
+            percent(ratio(report.touching_exact, report.touching_strings, 1.0)) +
+            "): truth strings in which two digits' boxes meet");
+    row("  digits apart", report.apart_strings,
+        std::to_string(report.apart_exact) + " exact (" + percent(ratio(report.apart_exact, report.apart_strings, 1.0)) +
+            "): the other truth strings with digit boxes");
+  }
   row("edit distance", report.edit_distance, percent(report.digit_accuracy) + " digit accuracy");
   char per_page[32];
   std::snprintf(per_page, sizeof per_page, "%.3f", report.false_per_page);

@@ -248,6 +248,45 @@ TEST(Score, JsonAndTableCarryTheFigures) {
   EXPECT_NE(table.find("0.99"), std::string::npos) << table;
 }
 
+TEST(Score, StringsWithTouchingDigitsAreCountedApart) {
+  // Truth strings with a box per digit: "12" whose boxes meet (x 100..130, then 130..), "34"
+  // whose boxes overlap, "56" with a gap, "78" with a gap; and "90" without digit boxes
+  // (not counted). Read: "12" and "56" right, "34" wrong, "78" missed.
+  auto with_boxes = [](const std::string& text, std::vector<Box> boxes) {
+    StringResult s = text_at(text, {boxes.front().x, 100, boxes.back().x + boxes.back().w - boxes.front().x, 40});
+    for (size_t d = 0; d < boxes.size(); ++d) {
+      DigitResult digit;
+      digit.digit = text[d] - '0';
+      digit.box = boxes[d];
+      s.digits.push_back(digit);
+    }
+    return s;
+  };
+  const std::vector<PageResult> truth = {
+      page("a.png", {with_boxes("12", {{100, 100, 30, 40}, {130, 100, 30, 40}}),
+                     with_boxes("34", {{300, 100, 30, 40}, {325, 100, 30, 40}})}),
+      page("b.png", {with_boxes("56", {{100, 100, 30, 40}, {131, 100, 30, 40}}),
+                     with_boxes("78", {{300, 100, 30, 40}, {340, 100, 30, 40}}), text_at("90", {500, 100, 60, 40})})};
+  const std::vector<PageResult> results = {
+      page("a.png", {text_at("12", {100, 100, 60, 40}), text_at("39", {300, 100, 55, 40})}),
+      page("b.png", {text_at("56", {100, 100, 61, 40}), text_at("90", {500, 100, 60, 40})})};
+  const ScoreReport r = score_results(results, truth);
+  EXPECT_EQ(r.touching_strings, 2);
+  EXPECT_EQ(r.touching_exact, 1);
+  EXPECT_EQ(r.apart_strings, 2);
+  EXPECT_EQ(r.apart_exact, 1);
+  EXPECT_EQ(r.exact, 3);  // "90" too
+  const nlohmann::json j = to_json(r);
+  EXPECT_EQ(j["touching_digits"], nlohmann::json({{"strings", 2}, {"exact", 1}, {"exact_rate", 0.5}}));
+  EXPECT_EQ(j["digits_apart"]["exact"], 1);
+  const std::string table = score_table(r);
+  EXPECT_NE(table.find("touching digits             2   1 exact (50.00%)"), std::string::npos) << table;
+  // Without digit boxes in the truth, nothing is split and the table says nothing of it.
+  const ScoreReport plain = score_results(truth_pages(), truth_pages());
+  EXPECT_EQ(plain.touching_strings + plain.apart_strings, 0);
+  EXPECT_EQ(score_table(plain).find("touching"), std::string::npos);
+}
+
 // Strings whose digits each carry the same top-3 probabilities.
 StringResult read_with(const std::string& text, Box box, float p) {
   StringResult s = text_at(text, box);
