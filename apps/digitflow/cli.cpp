@@ -21,7 +21,7 @@ void add_config_options(po::options_description& options, CommonOptions& common)
       ("config", po::value(&common.config_files)->composing()->value_name("FILE"),
        "YAML file overriding config/digitflow.yaml (may be repeated)")
       ("set", po::value(&common.sets)->composing()->value_name("KEY=VALUE"),
-       "override one setting, e.g. --set train.lr=0.01 (may be repeated)");
+       "override one setting of config/digitflow.yaml, e.g. --set runtime.threads=4 (may be repeated)");
 }
 
 void add_backend_option(po::options_description& options, CommonOptions& common) {
@@ -77,7 +77,12 @@ config::Settings load_settings(const CommonOptions& common, std::vector<std::str
     sets.push_back("runtime.backend=" + common.backend);
   }
   sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
-  return config::load_settings(project_root() / "config" / "digitflow.yaml", files, sets);
+  try {
+    return config::load_settings(project_root() / "config" / "digitflow.yaml", files, sets);
+  } catch (const config::ConfigError& e) {
+    if (e.source().rfind("--set", 0) == 0) throw UsageError(e.what());  // typed on the command line
+    throw;
+  }
 }
 
 kernels::Backend start_backend(const config::Settings& settings) {
@@ -169,6 +174,15 @@ void ProgressLine::update(const std::string& text, bool force) {
 void ProgressLine::finish() {
   if (terminal_ && open_) std::cerr << "\n";
   open_ = false;
+}
+
+int threads_option(const po::variables_map& vm, int configured) {
+  if (!vm.count("threads")) return configured;
+  const int threads = vm["threads"].as<int>();
+  if (threads < 0 || threads > config::kMaxThreads)
+    throw UsageError("--threads expects 0 (every core) to " + std::to_string(config::kMaxThreads) + ", got " +
+                     std::to_string(threads));
+  return threads;
 }
 
 std::string format_duration(double seconds) {

@@ -88,6 +88,10 @@ class ProgressLine {
   double last_ = -1.0;
 };
 
+// --threads where given, else `configured` (runtime.threads, already checked): 0 = every
+// core, up to config::kMaxThreads. Throws UsageError naming the option for anything else.
+int threads_option(const po::variables_map& vm, int configured);
+
 std::string format_duration(double seconds);  // "1h 02m", "3m 05s", "42s", "4.5s"
 
 }  // namespace digitflow::cli

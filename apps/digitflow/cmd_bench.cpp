@@ -54,9 +54,11 @@ int run_bench(int argc, char** argv) {
              "(digits/s and the median latency of one batch).",
              options, &positional, vm))
     return 0;
-  if (what != "train" && what != "infer") throw UsageError("say what to time: train or infer");
+  if (what != "train" && what != "infer")
+    throw UsageError(what.empty() ? "say what to time: train or infer"
+                                  : "cannot time '" + what + "': say what to time, train or infer");
   if (model.empty()) throw UsageError("--model is required");
-  k::set_threads(threads);
+  k::set_threads(threads_option(vm, threads));
   k::Network net = load_any_model(model);
   nlohmann::json out = {{"bench", what}, {"model", net.spec().name}, {"threads", k::thread_count()},
                         {"gemm_kernel", k::gemm_kernel_name()}};

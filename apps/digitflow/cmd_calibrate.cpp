@@ -57,7 +57,7 @@ int run_calibrate(int argc, char** argv) {
     return 0;
   if (digits < 100 || digits > 60000) throw UsageError("--digits must be 100 to 60000, not " + std::to_string(digits));
   config::Settings settings = load_settings(common);
-  k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
+  k::set_threads(threads_option(vm, settings.runtime.threads));
   const fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   const fs::path out_path = out.empty() ? model_path : fs::path(out);
   k::LoadedModel loaded = k::load_model(model_path);

@@ -109,7 +109,7 @@ int run_eval(int argc, char** argv) {
     return 0;
   config::Settings settings = load_settings(common);
   const k::Backend backend = start_backend(settings);
-  k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
+  k::set_threads(threads_option(vm, settings.runtime.threads));
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
   k::LoadedModel loaded = k::load_model(model_path);
   if (!pages.empty() && vm.count("data")) throw UsageError("--data and --pages: give one");

@@ -427,7 +427,7 @@ int run_worker(int argc, char** argv) {
     return 0;
   Opened o = open_jobs(common, store_options);
   start_backend(o.settings);
-  kernels::set_threads(vm.count("threads") ? vm["threads"].as<int>() : o.settings.runtime.threads);
+  kernels::set_threads(threads_option(vm, o.settings.runtime.threads));
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 
   jobs::WorkerOptions w = worker_options(o);

@@ -45,9 +45,10 @@ int run_merge(int argc, char** argv) {
   std::vector<fs::path> dirs(inputs.begin(), inputs.end());
   const pipeline::MergeReport report = pipeline::merge_outputs(dirs, out);
   for (const std::string& warning : report.warnings) std::cerr << "digitflow merge: warning: " << warning << "\n";
-  std::printf("merged %d shards: %lld pages, %lld strings, %lld pages could not be read\n", report.shards,
-              static_cast<long long>(report.pages), static_cast<long long>(report.strings),
-              static_cast<long long>(report.failed_pages));
+  auto counted = [](long long n, const char* one, const char* many) { return std::to_string(n) + " " + (n == 1 ? one : many); };
+  std::printf("merged %s: %s, %s, %s could not be read\n", counted(report.shards, "shard", "shards").c_str(),
+              counted(report.pages, "page", "pages").c_str(), counted(report.strings, "string", "strings").c_str(),
+              counted(report.failed_pages, "page", "pages").c_str());
   std::printf("results: %s (results.jsonl, results.csv, summary.json%s)\n", out.c_str(),
               report.overlays ? ", overlays/" : "");
   return 0;

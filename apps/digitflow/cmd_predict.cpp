@@ -54,7 +54,7 @@ int run_predict(int argc, char** argv) {
     throw std::runtime_error(model_path.string() + ": takes " +
                              loaded.network.input_shape(1).str() +
                              " inputs; predict normalises digits to 1x28x28 like MNIST");
-  k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
+  k::set_threads(threads_option(vm, settings.runtime.threads));
   k::Inference inference(loaded.network, backend, 1);
 
   int failures = 0;

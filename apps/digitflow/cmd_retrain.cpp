@@ -62,7 +62,7 @@ int run_retrain(int argc, char** argv) {
   if (r.batch_size < 2) throw UsageError("--batch-size must be at least 2");
   if (r.held_out_share < 0 || r.held_out_share >= 1)
     throw UsageError("--held-out must be in [0, 1)");
-  if (r.threads < 0) throw UsageError("--threads must be 0 or more");
+  if (vm.count("threads")) r.threads = threads_option(vm, r.threads);
 
   Opened o = open_jobs(common, store_options);
   jobs::RetrainPaths paths;

@@ -51,7 +51,8 @@ int run_run(int argc, char** argv) {
   options.add_options()
       ("out", po::value(&out)->value_name("DIR"), "output folder (created; results there are replaced)")
       ("template", po::value(&template_file)->value_name("T.yaml"),
-       "form template: named fields with zones and rules (see config/templates/); default: search the whole page")
+       "form template: named fields with zones and rules, a YAML file or the name of one in config/templates/ "
+       "(--template check); default: search the whole page")
       ("model", po::value(&model)->value_name("FILE"),
        "model file (default: model.default, models/digits.safetensors); for model.default only, a small screening "
        "model (model.screen) reads every digit first and passes on those it is unsure of, and a partner model "
@@ -87,7 +88,8 @@ int run_run(int argc, char** argv) {
              "Settings: pipeline.* in config/digitflow.yaml (e.g. --set pipeline.min_digit_height=24).\n"
              "Ctrl-C finishes the pages in flight and stops with valid outputs.\n"
              "Exit status: 0 when every page was read, 3 when some pages failed, 130 when\n"
-             "stopped, 1 on errors, 2 on usage mistakes.",
+             "stopped, 1 on errors (and when JOB_DIR holds no pages, unless --shard is given),\n"
+             "2 on usage mistakes.",
              options, &positional, vm))
     return 0;
   if (job.empty()) throw UsageError("no JOB_DIR given");
@@ -116,11 +118,22 @@ int run_run(int argc, char** argv) {
   }
   config::Settings settings = load_settings(common);
   start_backend(settings);
-  k::set_threads(vm.count("threads") ? vm["threads"].as<int>() : settings.runtime.threads);
+  k::set_threads(threads_option(vm, settings.runtime.threads));
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 
   if (!template_file.empty()) {
-    form = config::load_template(template_file);
+    // A bare name ("check") is one of config/templates/.
+    fs::path named = template_file;
+    const bool bare = !named.has_parent_path() && !named.has_extension();
+    if (!fs::exists(named) && bare) {
+      const fs::path shipped = project_root() / "config" / "templates" / (template_file + ".yaml");
+      if (fs::exists(shipped)) named = shipped;
+    }
+    if (fs::is_directory(named)) throw UsageError("--template " + template_file + ": is a folder, not a template file");
+    if (!fs::exists(named))
+      throw UsageError("--template " + template_file + ": no such file" +
+                       (bare ? ", nor config/templates/" + template_file + ".yaml" : std::string()));
+    form = config::load_template(named);
     run.page_template = &form;
   }
   fs::path model_path = model.empty() ? resolve(settings.model.default_model) : fs::path(model);
@@ -168,15 +181,17 @@ int run_run(int argc, char** argv) {
   std::signal(SIGINT, SIG_DFL);
 
   if (run.shard.count > 1) std::printf("shard %s: ", pipeline::to_string(run.shard).c_str());
-  std::printf("%s%lld pages in %s (%.2f pages/s): %lld strings, %lld digits, %lld below %.0f%% confidence",
-              s.cancelled ? "STOPPED after " : "", static_cast<long long>(s.pages), format_duration(s.seconds).c_str(),
+  std::printf("%s%lld %s in %s (%.2f pages/s): %lld strings, %lld digits, %lld below %.0f%% confidence",
+              s.cancelled ? "STOPPED after " : "", static_cast<long long>(s.pages), s.pages == 1 ? "page" : "pages",
+              format_duration(s.seconds).c_str(),
               s.pages_per_s, static_cast<long long>(s.strings), static_cast<long long>(s.digits),
               static_cast<long long>(s.low_confidence_strings), 100 * run.low_confidence);
   if (run.page_template)
     std::printf(", %lld of %lld fields valid", static_cast<long long>(s.valid_fields), static_cast<long long>(s.fields));
   std::printf("\n");
   if (!s.skipped_files.empty()) {
-    std::printf("skipped %zu files that are not pages:", s.skipped_files.size());
+    std::printf("skipped %zu %s:", s.skipped_files.size(),
+                s.skipped_files.size() == 1 ? "file that is not a page" : "files that are not pages");
     for (size_t i = 0; i < s.skipped_files.size() && i < 5; ++i) std::printf(" %s", s.skipped_files[i].c_str());
     std::printf("%s\n", s.skipped_files.size() > 5 ? " ..." : "");
   }
@@ -184,14 +199,24 @@ int run_run(int argc, char** argv) {
     std::fprintf(stderr, "warning: runtime.int8 is on, but read in fp32, which is slower: %s (%s)\n",
                  s.int8_fallback.c_str(), model_files.c_str());
   if (s.pages_without_resolution)
-    std::printf("%lld pages state no scan resolution and were read as 300 dpi scans; if they were scanned at "
-                "another, say so with --set pipeline.assume_dpi=DPI\n",
-                static_cast<long long>(s.pages_without_resolution));
+    std::printf("%lld %s; if %s scanned at another, say so with --set pipeline.assume_dpi=DPI\n",
+                static_cast<long long>(s.pages_without_resolution),
+                s.pages_without_resolution == 1 ? "page states no scan resolution and was read as a 300 dpi scan"
+                                                : "pages state no scan resolution and were read as 300 dpi scans",
+                s.pages_without_resolution == 1 ? "it was" : "they were");
   if (s.failed_pages)
-    std::printf("%lld pages could not be read: see \"error\" in %s\n", static_cast<long long>(s.failed_pages),
+    std::printf("%lld %s could not be read: see \"error\" in %s\n", static_cast<long long>(s.failed_pages),
+                s.failed_pages == 1 ? "page" : "pages",
                 (fs::path(out) / "results.jsonl").c_str());
   std::printf("results: %s (results.jsonl, results.csv, summary.json%s)\n", out.c_str(), overlays ? ", overlays/" : "");
   if (s.cancelled) return 130;
+  // The wrong folder, or scans not yet copied: not a night's work done. (A shard of a small
+  // folder may rightly hold none.)
+  if (s.pages == 0 && run.shard.count <= 1) {
+    std::fprintf(stderr, "digitflow run: no pages under %s (PNG, JPEG, BMP, TIFF or PDF files, in subfolders too)\n",
+                 job.c_str());
+    return 1;
+  }
   return s.failed_pages ? 3 : 0;
 }
 

@@ -27,8 +27,8 @@ int run_score(int argc, char** argv) {
        "exit with status 1 when the exact-match rate (exact strings / truth strings) is "
        "below X (0..1)")
       ("fit-temperature", po::bool_switch(&fit),
-       "also fit the calibration: the factor to multiply pipeline.temperature by so that\n"
-       "string confidences best predict exact strings")
+       "also fit the calibration: the factor to multiply pipeline.temperature by so that "
+       "string confidences best predict exact strings (on 500 strings or more)")
       ("file", po::value(&files)->composing(), "RESULTS.jsonl TRUTH.jsonl (positional)");
   // clang-format on
   po::positional_options_description positional;
@@ -38,21 +38,21 @@ int run_score(int argc, char** argv) {
              "Scores results against truth (both in the results.jsonl format). Pages pair by\n"
              "page and page_index; a result string matches a truth string when their boxes\n"
              "overlap with IoU >= 0.3 (one to one, largest overlap first), and is exact when\n"
-             "its text is identical. Reports the exact-match rate (exact / truth strings),\n"
-             "digit accuracy (1 - edit distance / truth digits; a missed string counts its\n"
-             "length), false strings per page; where the truth gives a box per digit (as\n"
-             "digitflow synth's does), the exact strings among those with touching digits\n"
-             "(two neighbours' boxes meet) and among the others; the same at confidence\n"
-             ">= 0.5, 0.9, 0.99,\n"
-             "string calibration (by confidence band, how many result strings were wrong, a\n"
-             "false string counting wrong, beside 1 - their mean confidence), digit\n"
-             "calibration (by confidence band, how often the digits of matched strings\n"
-             "of the right length were wrong beside how often their confidence says), and\n"
-             "per-field valid rates and exact fields when the results have template fields,\n"
-             "with all fields' exact-match rate and the same at field confidence >= 0.5, 0.9,\n"
-             "0.99 (the share of fields kept; among them, the fields a rule corrected, and how\n"
-             "many of those were right).\n"
-             "Exit status: 0, or 1 on an error or when --min-exact is not met.",
+             "its text is identical. Reports:\n"
+             "  - the exact-match rate (exact / truth strings), digit accuracy (1 - edit\n"
+             "    distance / truth digits; a missed string counts its length) and false strings\n"
+             "    per page; where the truth gives a box per digit (digitflow synth's does), the\n"
+             "    exact strings among those with touching digits (two neighbours' boxes meet)\n"
+             "    and among the others;\n"
+             "  - the same at confidence >= 0.5, 0.9 and 0.99, with the share of strings kept;\n"
+             "  - string calibration: by confidence band, how many result strings were wrong (a\n"
+             "    false string counts wrong) beside 1 - their mean confidence;\n"
+             "  - digit calibration: by confidence band, how often the digits of matched strings\n"
+             "    of the right length were wrong beside how often their confidence says;\n"
+             "  - with template fields: per field the valid rate and exact fields; all fields'\n"
+             "    exact-match rate and the same at field confidence >= 0.5, 0.9, 0.99 (the share\n"
+             "    kept; among them the fields a rule corrected, and how many of those were right).\n"
+             "Exit status: 0; 1 on an error or when --min-exact is not met; 2 on usage mistakes.",
              options, &positional, vm))
     return 0;
   if (files.size() != 2) throw UsageError("expects RESULTS.jsonl and TRUTH.jsonl");
@@ -62,10 +62,23 @@ int run_score(int argc, char** argv) {
   const std::vector<pipeline::PageResult> results = pipeline::read_results(files[0]);
   const std::vector<pipeline::PageResult> truth = pipeline::read_results(files[1]);
   if (truth.empty()) throw std::runtime_error(files[1] + ": holds no pages");
+  // Given the other way round, the scores look plausible: say so.
+  if (pipeline::looks_like_truth(results) && !pipeline::looks_like_truth(truth))
+    std::fprintf(stderr,
+                 "warning: %s looks like a truth file and %s like results (every string of the first at "
+                 "confidence 1, with no other candidates): the order is RESULTS TRUTH\n",
+                 files[0].c_str(), files[1].c_str());
   const pipeline::ScoreReport report = pipeline::score_results(results, truth);
 
   pipeline::TemperatureFit calibration;
   if (fit) calibration = pipeline::fit_temperature(results, truth);
+  // Below a few hundred strings the fit follows a handful of them.
+  constexpr int kFewStrings = 500;
+  if (fit && calibration.strings < kFewStrings)
+    std::fprintf(stderr,
+                 "warning: the temperature was fitted on %d strings, too few to trust (fit it on %d or more: "
+                 "a few hundred pages)\n",
+                 calibration.strings, kFewStrings);
   if (json) {
     nlohmann::json out = pipeline::to_json(report);
     if (fit)

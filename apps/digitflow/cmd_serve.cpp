@@ -84,7 +84,7 @@ int run_serve(int argc, char** argv) {
   Opened o = open_jobs(common, store_options);
   const auto [host, port] = split_listen(listen.empty() ? o.settings.web.listen : listen);
   start_backend(o.settings);
-  kernels::set_threads(vm.count("threads") ? vm["threads"].as<int>() : o.settings.runtime.threads);
+  kernels::set_threads(threads_option(vm, o.settings.runtime.threads));
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 
   web::ServerOptions s;

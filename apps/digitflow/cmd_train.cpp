@@ -72,6 +72,7 @@ int run_train(int argc, char** argv) {
   if (vm.count("seed")) sets.push_back("train.seed=" + std::to_string(vm["seed"].as<uint64_t>()));
   if (vm.count("pages")) sets.push_back("data.pages=" + vm["pages"].as<std::string>());
   if (vm.count("threads")) {
+    threads_option(vm, 0);  // refuses what no setting would take, naming --threads
     sets.push_back("runtime.threads=" + std::to_string(vm["threads"].as<int>()));
     sets.push_back("train.threads=" + std::to_string(vm["threads"].as<int>()));
   }

@@ -42,6 +42,13 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   using namespace digitflow::cli;
+  // "digitflow help run" is "digitflow run --help".
+  char help_option[] = "--help";
+  char* help_argv[] = {argv[0], argc >= 3 ? argv[2] : nullptr, help_option, nullptr};
+  if (argc == 3 && !std::strcmp(argv[1], "help")) {
+    argc = 3;
+    argv = help_argv;
+  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     std::cout << kUsage;

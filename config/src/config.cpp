@@ -244,6 +244,7 @@ const std::vector<Field>& fields() {
   static const std::vector<Field> table = [] {
     const Range at_least_0{0, kNoLimit};
     const Range at_least_1{1, kNoLimit};
+    const Range threads{0, static_cast<double>(kMaxThreads)};
     const Range unit_open{0, 1, false, true};  // [0, 1)
     return std::vector<Field>{
         path_field(
@@ -301,7 +302,7 @@ const std::vector<Field>& fields() {
               },
               [](const Settings& s) { return std::to_string(s.train.seed); }},
         int_field(
-            "train.threads", [](auto& s) -> auto& { return s.train.threads; }, at_least_0),
+            "train.threads", [](auto& s) -> auto& { return s.train.threads; }, threads),
         int_field(
             "train.validation_images", [](auto& s) -> auto& { return s.train.validation_images; },
             at_least_0),
@@ -323,7 +324,7 @@ const std::vector<Field>& fields() {
             "train.augment.shear_deg", [](auto& s) -> auto& { return s.train.augment.shear_deg; },
             Range{0, 90, false, true}),
         int_field(
-            "runtime.threads", [](auto& s) -> auto& { return s.runtime.threads; }, at_least_0),
+            "runtime.threads", [](auto& s) -> auto& { return s.runtime.threads; }, threads),
         choice_field("runtime.backend", [](auto& s) -> auto& { return s.runtime.backend; },
                      {"cpu", "cuda", "cudnn", "auto"}),
         bool_field(

@@ -5,6 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -32,8 +34,10 @@ inline std::string join(const std::vector<std::string>& items) {
 
 // Reads and parses a YAML file; a missing file or malformed YAML is a ConfigError.
 inline YAML::Node load_yaml(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError(path.string(), 0, "", "is a folder, not a YAML file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path.string(), 0, "", "cannot open the file");
+  if (!in) throw ConfigError(path.string(), 0, "", std::string("cannot open the file: ") + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   try {

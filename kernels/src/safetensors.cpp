@@ -178,6 +178,14 @@ SafetensorsContent load_safetensors(const std::filesystem::path& path) {
   uint64_t header_size = 0;
   std::memcpy(&header_size, bytes.data(), 8);
   if (header_size > kMaxHeaderBytes) {
+    // A text file given for a model (a model description in YAML, a note): say so.
+    const std::string start = bytes.substr(0, std::min<size_t>(bytes.size(), 64));
+    if (std::all_of(start.begin(), start.end(), [](unsigned char c) { return c == '\n' || c == '\r' || c == '\t' || (c >= 32 && c < 127); })) {
+      const size_t line_end = std::min(start.find_first_of("\r\n"), start.size());
+      std::string shown = start.substr(0, std::min<size_t>(line_end, 40)) + (line_end > 40 ? "..." : "");
+      fail(path, "is a text file (it begins \"" + shown + "\"), not a model file: a model file is the binary "
+                 "safetensors file that digitflow train writes");
+    }
     fail(path, "not a safetensors file: its first 8 bytes give a header length of " +
                    std::to_string(header_size) + " bytes, over the 100 MB limit");
   }

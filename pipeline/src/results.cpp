@@ -1,6 +1,9 @@
 #include "digitflow/pipeline/results.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -179,9 +182,32 @@ PageResult page_from_json(const json& o) {
   return page;
 }
 
+namespace {
+
+// The JSON library's message, for a person: without its "[json.exception...]" tag, the
+// line's own "line 1" (a results line is parsed alone), or bytes that are not text.
+std::string json_problem(const json::exception& e) {
+  std::string what = e.what();
+  const size_t tag_end = what.find("] ");
+  if (what.rfind("[json.exception.", 0) == 0 && tag_end != std::string::npos) what.erase(0, tag_end + 2);
+  const std::string at_line = "parse error at line 1, ";
+  if (what.rfind(at_line, 0) == 0) what = "at " + what.substr(at_line.size());
+  for (char& c : what)
+    if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) >= 127) c = '?';
+  return what;
+}
+
+}  // namespace
+
 std::vector<PageResult> read_results(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    const std::filesystem::path inside = std::filesystem::path(path) / "results.jsonl";
+    throw ResultsFormatError(path + ": is a folder, not a results file" +
+                             (std::filesystem::exists(inside, ec) ? " (give " + inside.string() + ")" : ""));
+  }
   std::ifstream in(path);
-  if (!in) throw ResultsFormatError(path + ": cannot open");
+  if (!in) throw ResultsFormatError(path + ": cannot open (" + std::strerror(errno) + ")");
   std::vector<PageResult> pages;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
@@ -189,12 +215,24 @@ std::vector<PageResult> read_results(const std::string& path) {
     try {
       pages.push_back(page_from_json(json::parse(line)));
     } catch (const json::exception& e) {
-      throw ResultsFormatError(path + ":" + std::to_string(number) + ": not JSON (" + e.what() + ")");
+      throw ResultsFormatError(path + ":" + std::to_string(number) + ": not JSON (" + json_problem(e) + ")");
     } catch (const ResultsFormatError& e) {
       throw ResultsFormatError(path + ":" + std::to_string(number) + ": " + e.what());
     }
   }
   return pages;
+}
+
+bool looks_like_truth(const std::vector<PageResult>& pages) {
+  bool any = false;
+  for (const PageResult& p : pages)
+    for (const StringResult& s : p.strings) {
+      any = true;
+      if (s.confidence < 1.0) return false;
+      for (const DigitResult& d : s.digits)
+        if (d.top.size() > 1) return false;
+    }
+  return any;
 }
 
 void write_csv_header(std::ostream& out) {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
 #include <thread>
 
 #include "digitflow/kernels/inference.hpp"
@@ -438,11 +439,14 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   if (!jsonl) throw std::runtime_error(jsonl_path.string() + ": cannot write");
   if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
   fs::remove(options.out_dir / "summary.json", ec);
+  fs::remove_all(options.out_dir / "overlays", ec);  // replaced too, or gone when not asked for
   write_csv_header(csv);
+  std::set<std::pair<std::string, int>> failed;  // pages whose result is an error
 
   auto write = [&](const PageResult& r, const cv::Mat* overlay) {
     // Flushed per page: a crash loses at most the pages in flight.
     // File names that are not UTF-8 (old Windows archives) are written with U+FFFD.
+    if (r.error) failed.emplace(r.page, r.page_index);
     jsonl << to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
     write_csv_rows(csv, r);
     csv.flush();
@@ -457,8 +461,9 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   RunSummary summary = run_pages(pages, options, model, write, progress, cancel);
   summary.stages.list = list_seconds;
   summary.skipped_files = std::move(skipped);
-  summary.pages_without_resolution =
-      std::count_if(pages.begin(), pages.end(), [](const PageRef& p) { return p.error.empty() && p.dpi == 0; });
+  summary.pages_without_resolution = std::count_if(pages.begin(), pages.end(), [&](const PageRef& p) {
+    return p.error.empty() && p.dpi == 0 && !failed.count({p.name, p.page_index});
+  });
   summary.seconds += list_seconds;
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
   nlohmann::json s = to_json(summary);

@@ -48,6 +48,11 @@ TEST(Cli, HelpOnEverySubcommand) {
   Result top = run("--help");
   EXPECT_EQ(top.status, 0);
   EXPECT_TRUE(contains(top.output, "train")) << top.output;
+  // "digitflow help CMD" is CMD's own help.
+  Result help_run = run("help run");
+  EXPECT_EQ(help_run.status, 0) << help_run.output;
+  EXPECT_TRUE(contains(help_run.output, "Usage: digitflow run JOB_DIR")) << help_run.output;
+  EXPECT_TRUE(contains(help_run.output, "--set runtime.threads=4")) << help_run.output;
 }
 
 TEST(Cli, UnknownCommandAndOptionsAreUsageErrors) {
@@ -64,6 +69,15 @@ TEST(Cli, UnknownCommandAndOptionsAreUsageErrors) {
   EXPECT_TRUE(contains(r.output, "no IMAGE")) << r.output;
   r = run("bench sideways --model config/models/seed.yaml");
   EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "cannot time 'sideways'")) << r.output;
+  for (const char* threads : {"-1", "100000"}) {  // far too many threads crashed the threading library
+    r = run(std::string("eval --threads ") + threads);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_TRUE(contains(r.output, std::string("--threads expects 0 (every core) to 1024, got ") + threads)) << r.output;
+  }
+  r = run("eval --set runtime.threads=5000");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "runtime.threads: expects an integer >= 0 and <= 1024, got 5000")) << r.output;
   r = run("synth --out never-written --touching 2");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "--touching must be between 0 and 1")) << r.output;
@@ -72,7 +86,7 @@ TEST(Cli, UnknownCommandAndOptionsAreUsageErrors) {
 
 TEST(Cli, UnknownConfigKeyIsAnError) {
   Result r = run("eval --set train.learning_rate=3");
-  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.status, 2) << r.output;  // typed on the command line: a usage mistake
   EXPECT_TRUE(contains(r.output, "train.learning_rate")) << r.output;
 }
 
@@ -94,7 +108,13 @@ TEST(Cli, MissingAndForeignModelFilesAreNamed) {
   }
   r = run("predict --model " + (dir / "junk.safetensors").string() + " x.png");
   EXPECT_EQ(r.status, 1);
-  EXPECT_TRUE(contains(r.output, "junk.safetensors")) << r.output;
+  EXPECT_TRUE(contains(r.output, "junk.safetensors: is a text file (it begins \"definitely not a model\"), not a model file"))
+      << r.output;
+  // A model description (YAML), given where a model file is wanted.
+  r = run("predict --model config/models/default.yaml x.png");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "default.yaml: is a text file (it begins \"")) << r.output;
+  EXPECT_TRUE(contains(r.output, "...\"), not a model file")) << r.output;
   r = run("predict " + (dir / "missing.png").string());
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(contains(r.output, "missing.png: no such file")) << r.output;
@@ -347,7 +367,7 @@ TEST(Cli, TrainOnPagesFromAModelItStartsFrom) {
   const std::string out = " --out " + model.string();
   refused("train --init " + (dir / "none.safetensors").string() + out, 2, "none.safetensors: no such file");
   refused("train --init models/digits.safetensors --model config/models/default.yaml" + out, 2, "--init and --model");
-  refused("train --config config/train.yaml --set data.mnist_repeats=0" + out, 1,
+  refused("train --config config/train.yaml --set data.mnist_repeats=0" + out, 2,
           "data.mnist_repeats: expects an integer >= 1 and <= 8, got 0");
   refused("train --config config/train.yaml --pages " + (dir / "missing").string() + out, 2, "missing: no such folder");
   std::filesystem::create_directories(dir / "empty");

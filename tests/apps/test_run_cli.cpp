@@ -9,6 +9,7 @@
 #include "cli_support.hpp"
 #include "digitflow/kernels/backend.hpp"
 #include "digitflow/kernels/model_file.hpp"
+#include <opencv2/imgcodecs.hpp>
 #include "test_support.hpp"
 
 namespace digitflow::testing {
@@ -18,6 +19,12 @@ namespace fs = std::filesystem;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// A blank A5 page at 300 dpi (its PNG states no resolution): a page with nothing to read.
+void write_blank_page(const fs::path& path) {
+  fs::create_directories(path.parent_path());
+  ASSERT_TRUE(cv::imwrite(path.string(), cv::Mat(1748, 2480, CV_8UC1, cv::Scalar(235))));
 }
 
 TEST(RunCli, SynthRunScoreReachTheAccuracyFloor) {
@@ -147,6 +154,20 @@ TEST(RunCli, NamesWhatIsWrong) {
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --set pipeline.assume_dpi=72");
   EXPECT_EQ(r.status, 2);
   EXPECT_TRUE(contains(r.output, "pipeline.assume_dpi is 72: give a scanner's resolution, 100 to 1200 dpi")) << r.output;
+  // A template named by a folder, a missing file, or by its name in config/templates/.
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template " + quoted(dir.path()));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "--template " + dir.path().string() + ": is a folder, not a template file")) << r.output;
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template cheque");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "--template cheque: no such file, nor config/templates/cheque.yaml")) << r.output;
+  // A folder without pages: the wrong folder, or scans not yet copied.
+  std::ofstream(dir / "job" / "notes.txt") << "scans come tomorrow";
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template check");
+  EXPECT_EQ(r.status, 1) << r.output;  // the template was found
+  EXPECT_TRUE(contains(r.output, "skipped 1 file that is not a page: notes.txt")) << r.output;
+  EXPECT_TRUE(contains(r.output, "digitflow run: no pages under " + (dir / "job").string() + " (PNG, JPEG")) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "out" / "summary.json"));
   r = run_digitflow("run --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_TRUE(contains(r.output, "results.jsonl")) << r.output;
@@ -158,7 +179,7 @@ TEST(RunCli, NamesWhatIsWrong) {
 
 TEST(RunCli, AGpuBackendThatCannotStartSaysWhyInOneLine) {
   TempDir dir;
-  fs::create_directories(dir / "job");
+  write_blank_page(dir / "job" / "blank.png");
   const std::string why = digitflow::kernels::gpu_unavailable_reason(digitflow::kernels::Backend::cuda);
   CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --backend cuda");
   if (why.empty()) {  // a GPU is here: the run goes on it
@@ -175,7 +196,7 @@ TEST(RunCli, AGpuBackendThatCannotStartSaysWhyInOneLine) {
 
 TEST(RunCli, AModelThatCannotReadInInt8ReadsInFp32AndSaysWhy) {
   TempDir dir;
-  fs::create_directories(dir / "job");  // no pages: the models are set up all the same
+  write_blank_page(dir / "job" / "blank.png");
   // A model without its int8 calibration: a shipped one, saved again without it.
   kernels::LoadedModel shipped = kernels::load_model(source_dir() / "models" / "screen.safetensors");
   shipped.network.set_int8_calibration({});
@@ -190,7 +211,7 @@ TEST(RunCli, AModelThatCannotReadInInt8ReadsInFp32AndSaysWhy) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "warning: runtime.int8 is on, but read in fp32, which is slower: the model: ")) << r.output;
   EXPECT_TRUE(contains(r.output, "(the model: " + bare.string() + ")")) << r.output;
-  EXPECT_TRUE(contains(r.output, "0 pages in 0.")) << r.output;  // a short run's time in tenths, not "0s"
+  EXPECT_TRUE(contains(r.output, "1 page in 0.")) << r.output;  // a short run's time in tenths, not "0s"
   const nlohmann::json summary = summary_of(dir / "out");
   EXPECT_FALSE(summary["int8"].get<bool>());
   const std::string why = summary["int8_fallback"].get<std::string>();
@@ -203,10 +224,16 @@ TEST(RunCli, AModelThatCannotReadInInt8ReadsInFp32AndSaysWhy) {
 
   // Not asked for: nothing to say.
   r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "fp32") + " --model " + quoted(bare) +
-                    " --set runtime.int8=false");
+                    " --set runtime.int8=false --overlays");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_FALSE(contains(r.output, "warning")) << r.output;
   EXPECT_EQ(summary_of(dir / "fp32")["int8_fallback"], "");
+  // Run again into the same folder without --overlays: the old overlays go with the old results.
+  ASSERT_TRUE(fs::exists(dir / "fp32" / "overlays" / "blank.png"));
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "fp32") + " --model " + quoted(bare) +
+                    " --set runtime.int8=false");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "fp32" / "overlays"));
 }
 
 TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {
@@ -214,9 +241,13 @@ TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {
   fs::create_directories(dir / "job");
   std::ofstream(dir / "job" / "scan.png") << "not a png";
   std::ofstream(dir / "job" / "empty.jpg");
+  write_blank_page(dir / "job" / "z-blank.png");
   CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out"));
   EXPECT_EQ(r.status, 3) << r.output;  // some pages failed
+  EXPECT_TRUE(contains(r.output, "3 pages in")) << r.output;
   EXPECT_TRUE(contains(r.output, "2 pages could not be read")) << r.output;
+  // Of the three, only the page that was read is counted as read without a stated resolution.
+  EXPECT_TRUE(contains(r.output, "1 page states no scan resolution and was read as a 300 dpi scan")) << r.output;
   std::ifstream in(dir / "out" / "results.jsonl");
   std::string first, second;
   std::getline(in, first);

@@ -84,7 +84,48 @@ TEST_F(ScoreCli, UsageAndFileErrors) {
 
   r = run_digitflow("score " + quoted(results_) + " " + quoted(dir_ / "absent.jsonl"));
   EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_TRUE(contains(r.output, "absent.jsonl: cannot open")) << r.output;
+  EXPECT_TRUE(contains(r.output, "absent.jsonl: cannot open (No such file or directory)")) << r.output;
+
+  // The output folder given for its results.jsonl.
+  r = run_digitflow("score " + quoted(dir_.path()) + " " + quoted(truth_));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, dir_.path().string() + ": is a folder, not a results file (give " +
+                                     (dir_ / "results.jsonl").string() + ")"))
+      << r.output;
+
+  // Not JSON: the line named, the parser's own tag and line left out, binary bytes as '?'.
+  std::ofstream(dir_ / "bad.jsonl") << "{\"page\": \"a.png\", \"strings\": []}\n\x89PNG\x01\n";
+  r = run_digitflow("score " + quoted(dir_ / "bad.jsonl") + " " + quoted(truth_));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "bad.jsonl:2: not JSON (at column 1: syntax error")) << r.output;
+  EXPECT_FALSE(contains(r.output, "json.exception")) << r.output;
+  EXPECT_FALSE(contains(r.output, "\x89")) << r.output;
+}
+
+TEST_F(ScoreCli, SaysWhenTheFilesAreTheWrongWayRound) {
+  // Results carry other candidates per digit; a truth file does not.
+  const std::string digits =
+      R"("digits": [{"digit": 7, "box": [60, 10, 10, 20], "confidence": 0.9, "top3": [{"digit": 7, "confidence": 0.9}, )"
+      R"({"digit": 1, "confidence": 0.1}]}])";
+  std::ofstream(results_) << R"({"page": "a.png", "page_index": 0, "width": 100, "height": 50, "strings": [)"
+                          << R"({"text": "7", "box": [60, 10, 20, 20], "confidence": 0.9, )" << digits << "}]}\n";
+  digitflow::testing::CommandResult r = run_digitflow("score " + files());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "warning")) << r.output;
+  r = run_digitflow("score " + quoted(truth_) + " " + quoted(results_));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "warning: " + truth_.string() + " looks like a truth file and " +
+                                     results_.string() + " like results"))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "the order is RESULTS TRUTH")) << r.output;
+}
+
+TEST_F(ScoreCli, ATemperatureFittedOnFewStringsIsFlagged) {
+  const digitflow::testing::CommandResult r = run_digitflow("score --fit-temperature " + files());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "temperature fit over")) << r.output;
+  EXPECT_TRUE(contains(r.output, "warning: the temperature was fitted on")) << r.output;
+  EXPECT_TRUE(contains(r.output, "too few to trust")) << r.output;
 }
 
 }  // namespace

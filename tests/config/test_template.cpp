@@ -176,7 +176,9 @@ TEST(Template, FileProblems) {
   EXPECT_TRUE(fails_at("- a\n- b\n", 1, "", "expects a map"));
   TempDir dir;
   EXPECT_TRUE(digitflow::testing::throws_with_message<ConfigError>(
-      [&] { load_template(dir / "absent.yaml"); }, {"absent.yaml", "cannot open"}));
+      [&] { load_template(dir / "absent.yaml"); }, {"absent.yaml", "cannot open the file: No such file or directory"}));
+  EXPECT_TRUE(digitflow::testing::throws_with_message<ConfigError>(
+      [&] { load_template(dir.path()); }, {dir.path().string() + ": is a folder, not a YAML file"}));
 }
 
 }  // namespace

@@ -216,6 +216,14 @@ TEST(Safetensors, RefusesHugeHeaderLength) {
   EXPECT_TRUE(refused(dir / "huge", {"not a safetensors file", "100 MB"}));
 }
 
+TEST(Safetensors, ATextFileIsCalledOne) {
+  TempDir dir;
+  std::ofstream(dir / "model.yaml") << "name: default\nlayers:\n  - conv2d: {out: 32}\n";
+  EXPECT_TRUE(refused(dir / "model.yaml", {"is a text file (it begins \"name: default\"), not a model file"}));
+  std::ofstream(dir / "long.txt") << std::string(50, 'x') << "\n";
+  EXPECT_TRUE(refused(dir / "long.txt", {"(it begins \"" + std::string(40, 'x') + "...\")"}));
+}
+
 TEST(Safetensors, RefusesInvalidJson) {
   TempDir dir;
   write_raw(dir / "bad", R"({"w": {"dtype": "F32",)", 0);
@@ -296,7 +304,7 @@ TEST(Safetensors, RefusesForeignFiles) {
   EXPECT_TRUE(refused(dir / "noise.bin", {"not a safetensors file"}));
 
   write_text(dir / "config.json", "{\"layers\": [{\"type\": \"conv\"}], \"lr\": 0.1}\n");
-  EXPECT_TRUE(refused(dir / "config.json", {"not a safetensors file"}));
+  EXPECT_TRUE(refused(dir / "config.json", {"is a text file (it begins \"{\"layers\"", "not a model file"}));
 
   EXPECT_TRUE(throws_model_error([&] { load_safetensors(dir.path()); }, {"is a directory"}));
 }

@@ -91,6 +91,10 @@ struct WebSettings {
   int argon2_memory_mb = 19;              // web.argon2_memory_mb: Argon2id memory for new hashes
 };
 
+// The most threads a command takes (runtime.threads, train.threads, --threads): more only
+// slows a run down, and far more makes the threading library fail.
+inline constexpr int kMaxThreads = 1024;
+
 struct Settings {
   DataSettings data;
   ModelSettings model;

@@ -80,6 +80,9 @@ PageResult page_from_json(const nlohmann::json& object);
 // Reads a whole results.jsonl (or truth.jsonl); throws ResultsFormatError naming the file
 // and line of a malformed line.
 std::vector<PageResult> read_results(const std::string& path);
+// Whether `pages` read like a truth file rather than a run's results: strings there are,
+// and every one is at confidence 1 with no digit carrying other candidates (top 3).
+bool looks_like_truth(const std::vector<PageResult>& pages);
 
 // results.csv: a header, then one row per string (page, page_index, string index, text,
 // confidence, box, field) and one row per failed page (its error, no text).
