@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <set>
 
 namespace digitflow::cli {
 
@@ -40,10 +41,20 @@ bool parse(int argc, char** argv, const std::string& usage, const std::string& a
     if (positional) parser.positional(*positional);
     po::store(parser.run(), vm);
     if (vm.count("help")) {
-      std::cout << "Usage: " << usage << "\n\n" << about << "\n\n" << options << "\n";
+      // Positional arguments are in the usage line, not among the options.
+      std::set<std::string> positional_names;
+      if (positional)
+        for (unsigned i = 0; i < std::min(positional->max_total_count(), 8u); ++i)
+          positional_names.insert(positional->name_for_position(i));
+      po::options_description shown("Options");
+      for (const auto& option : options.options())
+        if (!positional_names.count(option->long_name())) shown.add(option);
+      std::cout << "Usage: " << usage << "\n\n" << about << "\n\n" << shown << "\n";
       return false;
     }
     po::notify(vm);
+  } catch (const po::too_many_positional_options_error&) {
+    throw UsageError("too many arguments; usage: " + usage);
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }

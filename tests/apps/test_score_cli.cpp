@@ -50,6 +50,7 @@ TEST_F(ScoreCli, PrintsTheTableAndHelp) {
   r = run_digitflow("score --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_TRUE(contains(r.output, "Usage: digitflow score RESULTS.jsonl TRUTH.jsonl")) << r.output;
+  EXPECT_FALSE(contains(r.output, "--file")) << r.output;  // the files are arguments, not an option
   EXPECT_TRUE(contains(run_digitflow("--help").output, "score")) << r.output;
 }
 
@@ -74,6 +75,9 @@ TEST_F(ScoreCli, UsageAndFileErrors) {
   digitflow::testing::CommandResult r = run_digitflow("score " + quoted(results_));
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "RESULTS.jsonl and TRUTH.jsonl")) << r.output;
+  r = run_digitflow("score " + files() + " " + quoted(truth_));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "too many arguments; usage: digitflow score RESULTS.jsonl TRUTH.jsonl")) << r.output;
 
   std::ofstream(truth_, std::ios::app) << R"({"page": "b.png", "strings": [{"text": "1"}]})"
                                        << "\n";
