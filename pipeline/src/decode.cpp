@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -704,6 +705,22 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
     bool end_marker = false;
     for (size_t i = scan; i + 1 < bytes.size() && !end_marker; ++i) end_marker = bytes[i] == 0xFF && bytes[i + 1] == 0xD9;
     if (!end_marker) throw ImageError("truncated JPEG (the end-of-image marker is missing)");
+  }
+  if (page.format == FileFormat::png) {
+    // A cut-off PNG makes libpng print its own line (no file named) before it fails: found
+    // here from the chunk lengths alone. Each chunk is length, type, data and CRC, up to IEND.
+    std::error_code ec;
+    const uint64_t size = fs::file_size(page.file, ec);
+    std::ifstream in(page.file, std::ios::binary);
+    uint64_t at = 8;
+    bool ended = false;
+    while (!ended && at + 12 <= size) {
+      const std::vector<uint8_t> chunk = read_bytes(in, at, 8);
+      if (chunk.size() < 8) break;
+      ended = std::memcmp(&chunk[4], "IEND", 4) == 0;
+      at += 12 + static_cast<uint64_t>(be32(chunk.data()));
+    }
+    if (!ended || at > size) throw ImageError("truncated PNG (its data ends before the image does)");
   }
   try {
     if (page.format == FileFormat::tiff) {

@@ -393,6 +393,29 @@ TEST(Decode, TheResolutionAFileStatesIsReadAndSoftwareDefaultsAreNot) {
   EXPECT_EQ(probe_file(dir / "cut.png", "cut.png", {}).at(0).dpi, 0);
 }
 
+TEST(Decode, APngCutShortIsCalledTruncatedBeforeLibpngReadsIt) {
+  t::TempDir dir;
+  cv::Mat page(400, 300, CV_8UC1, cv::Scalar(240));
+  cv::randu(page, 0, 255);  // noise: image data spread over many chunks
+  std::vector<uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", page, png));
+  std::ofstream(dir / "whole.png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
+                                                          static_cast<std::streamsize>(png.size()));
+  std::ofstream(dir / "cut.png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
+                                                        static_cast<std::streamsize>(png.size() / 2));
+  // Without its last 12 bytes (the IEND chunk): every image byte is there, the end is not.
+  std::ofstream(dir / "no-end.png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
+                                                           static_cast<std::streamsize>(png.size() - 12));
+  std::map<std::string, PageRef> by_name;
+  for (const PageRef& p : list_pages(dir.path(), {})) by_name[p.name] = p;
+  ASSERT_EQ(by_name.size(), 3u);
+  EXPECT_EQ(decode_page(by_name["whole.png"], {}).size(), page.size());
+  for (const char* name : {"cut.png", "no-end.png"})
+    EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_page(by_name[name], {}); },
+                                                   {"truncated PNG (its data ends before the image does)"}))
+        << name;
+}
+
 TEST(Decode, BrokenPdfsBecomePageErrorsThatSayWhatIsWrong) {
   t::TempDir dir;
   const std::string page_tree = "<< /Type /Pages /Kids [3 0 R] /Count 1 >>";
