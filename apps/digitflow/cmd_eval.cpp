@@ -86,7 +86,8 @@ int run_eval(int argc, char** argv) {
   options.add_options()
       ("model", po::value(&model)->value_name("FILE"), "model file (default: model.default, models/digits.safetensors)")
       ("data", po::value(&data)->value_name("SET"),
-       "mnist-test, mnist-train, fashion-test, or a folder holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte")
+       "mnist-test (the default), mnist-train, fashion-test, or a folder holding t10k-images-idx3-ubyte and "
+       "t10k-labels-idx1-ubyte")
       ("pages", po::value(&pages)->value_name("DIR"),
        "instead of --data: the digit images digitflow run cuts from these pages, labelled by their "
        "truth (a folder made by digitflow synth, or a folder of them); glued digits and print are "
@@ -100,7 +101,7 @@ int run_eval(int argc, char** argv) {
   add_config_options(options, common);
   add_backend_option(options, common);
   po::variables_map vm;
-  if (!parse(argc, argv, "digitflow eval --model M [--data mnist-test|fashion-test|DIR | --pages DIR] [--json]",
+  if (!parse(argc, argv, "digitflow eval --model M [--data mnist-test|mnist-train|fashion-test|DIR | --pages DIR] [--json]",
              "Evaluates a model file: accuracy, accuracy per class and the confusion matrix\n"
              "(rows: true class, columns: predicted). For a model with class 10 (\"not a digit\")\n"
              "also the share of 2,000 held-out generated negatives it rejects and the share of\n"

@@ -476,9 +476,10 @@ void apply_set(const std::string& assignment, Settings& settings) {
   const std::string source = "--set " + assignment;
   const auto equals = assignment.find('=');
   if (equals == std::string::npos) {
-    throw ConfigError(source, 0, "", "expects KEY=VALUE, e.g. train.lr=0.01");
+    throw ConfigError(source, 0, "", "expects KEY=VALUE, e.g. runtime.threads=4");
   }
   const std::string key = trim(std::string_view(assignment).substr(0, equals));
+  if (key.empty()) throw ConfigError(source, 0, "", "no KEY before '=': expects KEY=VALUE, e.g. runtime.threads=4");
   std::string value = trim(std::string_view(assignment).substr(equals + 1));
   if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
       value.back() == value.front()) {

@@ -250,6 +250,9 @@ TEST(Settings, UnknownKeyInSet) {
 
   error = config_error([&] { load_settings(defaults_file(), {}, {"train.lr"}); });
   EXPECT_TRUE(mentions(error, "KEY=VALUE")) << error.what();
+
+  error = config_error([&] { load_settings(defaults_file(), {}, {"=2"}); });
+  EXPECT_TRUE(mentions(error, "no KEY before '='")) << error.what();
 }
 
 TEST(Settings, WrongTypeNamesLineAndKey) {
