@@ -4,6 +4,7 @@
 #include "digitflow/pipeline/read.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -110,6 +111,39 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, c
     if (options.page_template) apply_template(*options.page_template, result);
   } catch (const ImageError& e) {
     result.error = e.what();
+  }
+  return result;
+}
+
+PageResult recognize_drawing(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options) {
+  // The ink's height: rows with a pixel darker than half way from the paper to the ink.
+  double darkest = 0, lightest = 0;
+  cv::minMaxLoc(gray, &darkest, &lightest);
+  double scale = 1;
+  if (lightest - darkest >= 40) {
+    const cv::Mat ink = gray < (darkest + lightest) / 2;
+    int top = -1, bottom = -1;
+    for (int y = 0; y < ink.rows; ++y)
+      if (cv::countNonZero(ink.row(y)) > 0) top = top < 0 ? y : top, bottom = y;
+    const double height = bottom - top + 1;
+    const double high = 0.75 * options.segment.max_digit_height;
+    if (height > high) scale = high / height;
+  }
+  if (scale == 1) return recognize_image(gray, inference, options);
+  cv::Mat fitted;
+  cv::resize(gray, fitted, cv::Size(), scale, scale, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+  PageResult result = recognize_image(fitted, inference, options);
+  result.width = gray.cols;
+  result.height = gray.rows;
+  auto back = [&](Box& b) {
+    const int x0 = static_cast<int>(std::floor(b.x / scale)), y0 = static_cast<int>(std::floor(b.y / scale));
+    const int x1 = std::min(gray.cols, static_cast<int>(std::ceil((b.x + b.w) / scale)));
+    const int y1 = std::min(gray.rows, static_cast<int>(std::ceil((b.y + b.h) / scale)));
+    b = {x0, y0, x1 - x0, y1 - y0};
+  };
+  for (StringResult& s : result.strings) {
+    back(s.box);
+    for (DigitResult& d : s.digits) back(d.box);
   }
   return result;
 }

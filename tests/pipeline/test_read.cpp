@@ -28,8 +28,8 @@ kernels::Network& model() {
   return loaded.network;
 }
 
-// MNIST test digits of `digits`, 60 px tall, dark on light paper, starting at (x, y).
-void draw_string(cv::Mat& page, const std::string& digits, int x, int y) {
+// MNIST test digits of `digits`, `height` px tall, dark on light paper, starting at (x, y).
+void draw_string(cv::Mat& page, const std::string& digits, int x, int y, int height = 60) {
   static kernels::LabelledImages set =
       kernels::load_mnist(t::mnist_dir(), kernels::MnistSplit::test);
   for (char c : digits) {
@@ -38,10 +38,11 @@ void draw_string(cv::Mat& page, const std::string& digits, int x, int y) {
     cv::Mat m(28, 28, CV_8U, &set.pixels[static_cast<size_t>(i) * 784]);
     const cv::Rect ink = cv::boundingRect(m > 40);
     cv::Mat big;
-    cv::resize(m(ink), big, cv::Size(), 60.0 / ink.height, 60.0 / ink.height, cv::INTER_CUBIC);
+    const double scale = static_cast<double>(height) / ink.height;
+    cv::resize(m(ink), big, cv::Size(), scale, scale, cv::INTER_CUBIC);
     cv::Mat region = page(cv::Rect(x, y, big.cols, big.rows));
     cv::min(region, 255 - big, region);
-    x += big.cols + 14;
+    x += big.cols + height * 14 / 60;
   }
 }
 
@@ -238,6 +239,42 @@ TEST(Read, DigitsDrawnOnThePadKeepTheirStrokes) {
   kernels::Inference one(model(), kernels::Backend::cpu, 1);
   EXPECT_EQ(recognize_digit(pad(cv::Rect(60, 30, 220, 260)), one).digit, alone.digit);
   EXPECT_FLOAT_EQ(recognize_digit(pad(cv::Rect(60, 30, 220, 260)), one).confidence, alone.confidence);
+}
+
+TEST(Read, ADrawingIsReadHoweverTallItsWriting) {
+  if (!t::mnist_available()) GTEST_SKIP() << "MNIST is not fetched";
+  RunOptions options;
+  options.read.min_digits = 1;
+  options.clean.remove_lines = false;
+  kernels::Inference reader(model(), kernels::Backend::cpu, 64);
+  // A pad on a phone: 960 x 640, digits written down most of it (480 px, over the 400 px a
+  // form's digit may be).
+  cv::Mat tall(640, 960, CV_8UC1, cv::Scalar(255));
+  draw_string(tall, "71", 60, 80, 480);
+  const PageResult as_is = recognize_image(tall, reader, options);
+  EXPECT_TRUE(as_is.strings.empty() || as_is.strings[0].text != "71") << "read as it is, it must fail for this check";
+  const PageResult fitted = recognize_drawing(tall, reader, options);
+  ASSERT_EQ(fitted.strings.size(), 1u);
+  EXPECT_EQ(fitted.strings[0].text, "71");
+  EXPECT_EQ(fitted.width, 960);
+  EXPECT_EQ(fitted.height, 640);
+  // Boxes in the pixels of the drawing as sent (not of the drawing scaled to read it, 0.47
+  // of it): the digits span rows 80..560, give or take their faint edges and the deskew.
+  for (const DigitResult& d : fitted.strings[0].digits) {
+    EXPECT_NEAR(d.box.y, 80, 20);
+    EXPECT_NEAR(d.box.y + d.box.h, 560, 20);
+  }
+  EXPECT_NEAR(fitted.strings[0].box.x, 60, 30);
+
+  // Writing of a form's size is read as it is.
+  cv::Mat usual(320, 960, CV_8UC1, cv::Scalar(255));
+  draw_string(usual, "731", 100, 60, 200);
+  const PageResult same = recognize_drawing(usual, reader, options), plain = recognize_image(usual, reader, options);
+  ASSERT_EQ(same.strings.size(), 1u);
+  ASSERT_EQ(plain.strings.size(), 1u);
+  EXPECT_EQ(same.strings[0].text, "731");
+  EXPECT_EQ(same.strings[0].box, plain.strings[0].box);
+  EXPECT_DOUBLE_EQ(same.strings[0].confidence, plain.strings[0].confidence);
 }
 
 TEST(Read, AModelThatDoesNotReadDigitsIsNamed) {

@@ -372,7 +372,8 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       pipeline::RunOptions run = options_.run;
       run.clean.remove_lines = !drawn;
       if (drawn) run.read.min_digits = 1;  // one digit written on the pad is a string too
-      result = pipeline::recognize_image(gray, *page_reader_, run, drawn ? 0.0 : dpi);
+      result = drawn ? pipeline::recognize_drawing(gray, *page_reader_, run)
+                     : pipeline::recognize_image(gray, *page_reader_, run, dpi);
     }
   }
   const double ms =

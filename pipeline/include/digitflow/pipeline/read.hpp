@@ -34,6 +34,13 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Network& model, const R
 PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options,
                            double dpi = 0);
 
+// Ink drawn on a blank canvas (a writing pad: dark ink on light paper, no form lines) read
+// as recognize_image reads it through `inference`, however tall the writing: a drawing
+// whose ink stands taller than three quarters of options.segment's max_digit_height (a pad
+// on a phone is taller than the digits of a scanned form) is first scaled down to that
+// height, and the boxes are mapped back to `gray`'s pixels.
+PageResult recognize_drawing(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options);
+
 // The image as one digit: normalised like MNIST, scored by the model (averaged with
 // `partner`'s reading where one is given, as run_pages reads with RunOptions::partner). The
 // box is the whole image; `top` holds the three best classes 0..9. Throws ImageError when it
