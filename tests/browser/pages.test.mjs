@@ -547,6 +547,19 @@ async function run() {
     await other.close();
   });
 
+  await check('a wrong current password is said on the form, and the session stays', async () => {
+    expectFailure(401, /^\/api\/v1\/password$/);
+    await page.goto('/account');
+    await page.fill('#current', 'not my password at all');
+    await page.fill('#new', 'amber lantern 9021');
+    await page.fill('#new2', 'amber lantern 9021');
+    await page.click('#password-form button[type="submit"]');
+    await page.locator('#password-error').waitFor({state: 'visible'});
+    const said = await page.locator('#password-error').innerText();
+    assert(/current password is not right/.test(said), 'the form says: ' + said);
+    assert(/\/account$/.test(page.url()), 'left the account page for ' + page.url());
+  });
+
   await check('change the password, log out, log in with the new one', async () => {
     const next = 'amber lantern 9021';
     await page.goto('/account');

@@ -50,6 +50,25 @@ TEST_F(WebTest, PagesNeedASessionExceptLoginAndRegister) {
   EXPECT_EQ(get("/", with(ana, false))->get_header_value("Location"), "/jobs");
 }
 
+TEST_F(WebTest, AnAddressThatIsNoPageShowsABrowserAPageSayingSo) {
+  for (const std::string path : {"/jobs/abc", "/no/such/page"}) {
+    auto r = get(path, {{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"}});
+    EXPECT_EQ(r->status, 404) << path;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8") << path;
+    EXPECT_NE(r->body.find("<h1>No such page</h1>"), std::string::npos) << r->body;
+    EXPECT_NE(r->body.find("href=\"/jobs\""), std::string::npos) << r->body;
+  }
+  // A program, and any address under /api/, still gets the JSON error.
+  auto r = get("/no/such/page");
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(json::parse(r->body)["error"], "no such route: GET /no/such/page");
+  httplib::Headers html = with(register_user("ana"), false);
+  html.emplace("Accept", "text/html");
+  r = get("/api/v1/nothing", html);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(json::parse(r->body)["error"], "no such route: GET /api/v1/nothing");
+}
+
 TEST_F(WebTest, AMissingPageIs404NamingIt) {
   stop();
   fs::create_directories(dir_ / "assets");

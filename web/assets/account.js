@@ -21,11 +21,19 @@ DF.start(async (user) => {
     if (next.length < 10) return DF.formError(perr, new Error('The new password needs at least 10 characters.'));
     if (next !== pform.new2.value) return DF.formError(perr, new Error('The two new passwords do not match.'));
     try {
-      await DF.busy(pform, () => DF.api('POST', '/api/v1/password', {current, new: next}));
+      // A 401 here is the current password, not an ended session: say so on the form.
+      await DF.busy(pform, () => DF.api('POST', '/api/v1/password', {current, new: next}, {no401: true}));
       pform.reset();
       pok.textContent = 'Password changed. Your other sessions were signed out.';
       pok.hidden = false;
     } catch (err) {
+      if (err.status === 401 && /current password/.test(err.message)) {
+        DF.formError(perr, new Error('Your current password is not right. Nothing was changed.'));
+        pform.current.value = '';
+        pform.current.focus();
+        return;
+      }
+      if (err.status === 401) return DF.toLogin();  // the session itself has ended
       DF.formError(perr, err);
     }
   });

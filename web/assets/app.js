@@ -130,14 +130,23 @@
   };
 
   // Confidence colour scale, shared by every page.
+  // The overlays' scale (digitflow run draws them so): green from 99%, the confidence a
+  // string can be taken on; amber from 90% (pipeline.low_confidence, below which strings
+  // are counted for review); red below.
   DF.confClass = function (c) {
     if (c === null || c === undefined) return 'conf-lo';
-    if (c >= 0.9) return 'conf-hi';
-    if (c >= 0.7) return 'conf-mid';
+    if (c >= 0.99) return 'conf-hi';
+    if (c >= 0.9) return 'conf-mid';
     return 'conf-lo';
   };
-  DF.confChip = (c) =>
-    DF.el('span', {class: 'conf ' + DF.confClass(c), title: 'confidence'}, DF.pct(c, 0));
+  // A confidence as a person reads it against that scale: tenths of a percent from 90%,
+  // rounded down, so that 98.6% never shows as a "99%" in amber.
+  DF.confText = function (c) {
+    if (c === null || c === undefined || Number.isNaN(Number(c))) return '–';
+    if (c >= 0.9) return DF.fixed(Math.floor(c * 1000) / 10, 1) + '%';
+    return DF.pct(c, 0);
+  };
+  DF.confChip = (c) => DF.el('span', {class: 'conf ' + DF.confClass(c), title: 'confidence'}, DF.confText(c));
 
   const STATE_LABELS = {
     queued: 'Queued',

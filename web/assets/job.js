@@ -223,7 +223,7 @@ DF.start(async () => {
       if (/[0-9]/.test(ch) && di < digits.length) {
         const d = digits[di++];
         out.append(
-          DF.el('span', {class: DF.confClass(d.confidence), title: 'digit ' + ch + ': ' + DF.pct(d.confidence, 1)}, ch),
+          DF.el('span', {class: DF.confClass(d.confidence), title: 'digit ' + ch + ': ' + DF.confText(d.confidence)}, ch),
         );
       } else {
         out.append(DF.el('span', {'aria-hidden': 'true'}, ch));

@@ -43,7 +43,7 @@ DF.start(async (user) => {
       DF.el('div', {class: 'progress-cell'}, bar, DF.el('div', {class: 'progress-meta'}, progressText, rate)),
     );
     const strings = DF.el('td', {'data-label': 'Strings', class: 'num'});
-    const low = DF.el('td', {'data-label': 'Low confidence', class: 'num'});
+    const low = DF.el('td', {'data-label': 'Strings to check', class: 'num'});
     const failed = DF.el('td', {'data-label': 'Failed pages', class: 'num'});
     const when = DF.el('td', {'data-label': 'Submitted', class: 'nowrap'});
     const tr = DF.el(

@@ -211,7 +211,7 @@ DF.start(async () => {
               'li',
               {class: 'digit-box ' + DF.confClass(d.confidence)},
               DF.el('span', {class: 'd'}, String(d.digit)),
-              DF.el('span', {class: 'p'}, DF.pct(d.confidence, 0)),
+              DF.el('span', {class: 'p'}, DF.confText(d.confidence)),
             ),
           );
         }
@@ -230,7 +230,7 @@ DF.start(async () => {
     const parts = ['Round trip ' + Math.round(ms) + ' ms'];
     if (res.ms !== undefined) parts.push('server ' + DF.fixed(res.ms, 1) + ' ms');
     if (res.width) parts.push(res.width + ' × ' + res.height + ' px');
-    if (strings.length === 1) parts.push('string confidence ' + DF.pct(strings[0].confidence, 0));
+    if (strings.length === 1) parts.push('string confidence ' + DF.confText(strings[0].confidence));
     timing.textContent = parts.join(' · ');
   }
 

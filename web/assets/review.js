@@ -48,7 +48,7 @@ DF.start(async () => {
         tabindex: '-1',
         role: 'button',
         'aria-label':
-          'Digit ' + (i + 1) + ': the model guessed ' + d.guess + ' with ' + DF.pct(d.confidence, 0) + ' confidence, ' + where,
+          'Digit ' + (i + 1) + ': the model guessed ' + d.guess + ' with ' + DF.confText(d.confidence) + ' confidence, ' + where,
         dataset: {index: String(i)},
       },
       DF.el('div', {class: 'crop'}, DF.el('img', {src: d.crop_url, alt: '', loading: 'lazy'})),
@@ -75,7 +75,7 @@ DF.start(async () => {
     labelBar.hidden = false;
     current.textContent = it.done
       ? 'Labelled ' + labelText(it.label) + ' (type again to change)'
-      : 'Guess ' + it.d.guess + ' at ' + DF.pct(it.d.confidence, 0);
+      : 'Guess ' + it.d.guess + ' at ' + DF.confText(it.d.confidence);
     DF.$('#accept-guess').textContent = 'Confirm ' + it.d.guess;
   }
 

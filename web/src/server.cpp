@@ -362,9 +362,18 @@ void Server::routes() {
 
   // Errors httplib answers itself (no route, a body over the limit, a malformed request) get
   // a JSON body too.
-  http.set_error_handler(httplib::Server::HandlerWithResponse([&web](const Request& req,
-                                                                     Response& res) {
+  http.set_error_handler(httplib::Server::HandlerWithResponse([&web, this](const Request& req,
+                                                                           Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // A browser asking for a page that is not one: a page that says so, with a way back.
+    if (res.status == 404 && req.method == "GET" && req.path.rfind("/api/", 0) != 0 &&
+        req.get_header_value("Accept").find("text/html") != std::string::npos) {
+      std::ifstream in(fs::path(options_.assets) / "notfound.html", std::ios::binary);
+      if (in) {
+        res.set_content(std::string(std::istreambuf_iterator<char>(in), {}), "text/html; charset=utf-8");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
     if (res.status == 413)
       send_error(
           res, 413,

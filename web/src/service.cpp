@@ -506,7 +506,8 @@ json Service::model() {
   std::lock_guard lock(model_mutex_);
   refresh_model(*stores_.acquire());
   const json& m = model_.metrics;
-  json current = {{"path", model_path_.string()}, {"name", model_.network.spec().name}};
+  // File names only: where the server keeps its files is not for every user to see.
+  json current = {{"path", model_path_.filename().string()}, {"name", model_.network.spec().name}};
   if (m.is_object()) {
     current["mnist_accuracy"] = m.value("test_accuracy", json());
     current["per_class"] = m.value("per_class", json::array());
@@ -529,7 +530,7 @@ json Service::model() {
     } catch (const json::exception&) {
     }
     versions.push_back({{"id", v.id},
-                        {"path", v.path},
+                        {"path", fs::path(v.path).filename().string()},
                         {"status", v.status},
                         {"default", v.is_default},
                         {"note", v.note},
