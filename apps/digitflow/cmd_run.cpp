@@ -125,7 +125,7 @@ int run_run(int argc, char** argv) {
     // A bare name ("check") is one of config/templates/.
     fs::path named = template_file;
     const bool bare = !named.has_parent_path() && !named.has_extension();
-    if (!fs::exists(named) && bare) {
+    if (bare && (!fs::exists(named) || fs::is_directory(named))) {
       const fs::path shipped = project_root() / "config" / "templates" / (template_file + ".yaml");
       if (fs::exists(shipped)) named = shipped;
     }
@@ -196,7 +196,7 @@ int run_run(int argc, char** argv) {
     std::printf("%s\n", s.skipped_files.size() > 5 ? " ..." : "");
   }
   if (!s.int8_fallback.empty())
-    std::fprintf(stderr, "warning: runtime.int8 is on, but read in fp32, which is slower: %s (%s)\n",
+    std::fprintf(stderr, "warning: runtime.int8 is on, but these read in fp32 (slower): %s (%s)\n",
                  s.int8_fallback.c_str(), model_files.c_str());
   if (s.pages_without_resolution)
     std::printf("%lld %s; if %s scanned at another, say so with --set pipeline.assume_dpi=DPI\n",

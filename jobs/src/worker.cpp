@@ -256,7 +256,7 @@ JobState Worker::attempt(const Job& job, const std::atomic<bool>& stop) {
   const pipeline::RunSummary summary = pipeline::run_pages(todo, run, model->second.network, write, progress,
                                                            &heartbeat.cancel);
   if (!summary.int8_fallback.empty())
-    log_({WorkerEvent::warning, job.id, "runtime.int8 is on, but read in fp32, which is slower: " + summary.int8_fallback});
+    log_({WorkerEvent::warning, job.id, "runtime.int8 is on, but these read in fp32 (slower): " + summary.int8_fallback});
   if (heartbeat.lost) throw LeaseLost("job " + std::to_string(job.id) + ": the lease was lost while it ran");
   if (heartbeat.cancelled) {
     store_.finish_job(job.id, options_.name, JobState::cancelled);

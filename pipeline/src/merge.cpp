@@ -142,13 +142,20 @@ json merge_summaries(const std::vector<Input>& inputs, MergeReport& report) {
     int8 = int8 && it != input.summary.end() && it->is_boolean() && it->get<bool>();
   }
   out["int8"] = int8;
-  std::string fallback;  // each shard's reason for reading in fp32, once
+  std::vector<std::string> reasons;  // each shard's reasons for reading in fp32 ("; "-joined), once
   for (const Input& input : inputs) {
     auto it = input.summary.find("int8_fallback");
-    if (it == input.summary.end() || !it->is_string() || it->get<std::string>().empty()) continue;
+    if (it == input.summary.end() || !it->is_string()) continue;
     const std::string why = it->get<std::string>();
-    if (fallback.find(why) == std::string::npos) fallback += (fallback.empty() ? "" : "; ") + why;
+    for (size_t at = 0; at < why.size();) {
+      const size_t end = std::min(why.find("; ", at), why.size());
+      const std::string one = why.substr(at, end - at);
+      if (!one.empty() && std::find(reasons.begin(), reasons.end(), one) == reasons.end()) reasons.push_back(one);
+      at = end + 2;
+    }
   }
+  std::string fallback;
+  for (const std::string& one : reasons) fallback += (fallback.empty() ? "" : "; ") + one;
   out["int8_fallback"] = fallback;
   double seconds = 0;
   json stages = json::object();

@@ -4,13 +4,13 @@
 #include "digitflow/pipeline/read.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <numeric>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/trainer.hpp"
+#include "digitflow/pipeline/clean.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 #include "digitflow/pipeline/segment.hpp"
 
@@ -116,36 +116,21 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, c
 }
 
 PageResult recognize_drawing(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options) {
-  // The ink's height: rows with a pixel darker than half way from the paper to the ink.
+  // The tallest piece of ink (dark on the light pad): the height of the writing, whatever
+  // else was drawn or tapped beside it.
   double darkest = 0, lightest = 0;
   cv::minMaxLoc(gray, &darkest, &lightest);
-  double scale = 1;
+  int tallest = 0;
   if (lightest - darkest >= 40) {
-    const cv::Mat ink = gray < (darkest + lightest) / 2;
-    int top = -1, bottom = -1;
-    for (int y = 0; y < ink.rows; ++y)
-      if (cv::countNonZero(ink.row(y)) > 0) top = top < 0 ? y : top, bottom = y;
-    const double height = bottom - top + 1;
-    const double high = 0.75 * options.segment.max_digit_height;
-    if (height > high) scale = high / height;
+    cv::Mat labels, stats, centroids;
+    const int n = cv::connectedComponentsWithStats(gray < (darkest + lightest) / 2, labels, stats, centroids, 8);
+    for (int i = 1; i < n; ++i) tallest = std::max(tallest, stats.at<int>(i, cv::CC_STAT_HEIGHT));
   }
-  if (scale == 1) return recognize_image(gray, inference, options);
-  cv::Mat fitted;
-  cv::resize(gray, fitted, cv::Size(), scale, scale, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
-  PageResult result = recognize_image(fitted, inference, options);
-  result.width = gray.cols;
-  result.height = gray.rows;
-  auto back = [&](Box& b) {
-    const int x0 = static_cast<int>(std::floor(b.x / scale)), y0 = static_cast<int>(std::floor(b.y / scale));
-    const int x1 = std::min(gray.cols, static_cast<int>(std::ceil((b.x + b.w) / scale)));
-    const int y1 = std::min(gray.rows, static_cast<int>(std::ceil((b.y + b.h) / scale)));
-    b = {x0, y0, x1 - x0, y1 - y0};
-  };
-  for (StringResult& s : result.strings) {
-    back(s.box);
-    for (DigitResult& d : s.digits) back(d.box);
-  }
-  return result;
+  // Taller than a form's digits: read as a scan of a higher resolution, which clean_page
+  // brings down to its working one (and the boxes back to the drawing's pixels).
+  const double high = 0.75 * options.segment.max_digit_height;
+  const double dpi = tallest > high ? kWorkingDpi * tallest / high : 0;
+  return recognize_image(gray, inference, options, dpi);
 }
 
 DigitResult recognize_digit(const cv::Mat& image, kernels::Network& model, kernels::Network* partner) {

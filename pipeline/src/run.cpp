@@ -432,6 +432,19 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   const double list_seconds = std::chrono::duration<double>(Clock::now() - list_start).count();
 
   std::error_code ec;
+  {
+    // The overlays of an earlier run into this folder go with its results (replaced, or gone
+    // when none are asked for now). Only where that run's results.jsonl is there, and not
+    // when the pages themselves lie under OUT/overlays.
+    const fs::path overlays = options.out_dir / "overlays";
+    const fs::path job = fs::weakly_canonical(fs::absolute(options.job_dir), ec);
+    const fs::path old = fs::weakly_canonical(fs::absolute(overlays), ec);
+    const bool pages_inside = std::mismatch(old.begin(), old.end(), job.begin(), job.end()).first == old.end();
+    if (fs::exists(options.out_dir / "results.jsonl", ec) && fs::is_directory(overlays, ec) && !pages_inside) {
+      fs::remove_all(overlays, ec);
+      if (ec) throw std::runtime_error(overlays.string() + ": cannot remove the overlays of the run before (" + ec.message() + ")");
+    }
+  }
   fs::create_directories(options.out_dir, ec);
   if (ec) throw std::runtime_error(options.out_dir.string() + ": cannot create the output folder (" + ec.message() + ")");
   const fs::path jsonl_path = options.out_dir / "results.jsonl", csv_path = options.out_dir / "results.csv";
@@ -439,14 +452,13 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   if (!jsonl) throw std::runtime_error(jsonl_path.string() + ": cannot write");
   if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
   fs::remove(options.out_dir / "summary.json", ec);
-  fs::remove_all(options.out_dir / "overlays", ec);  // replaced too, or gone when not asked for
   write_csv_header(csv);
-  std::set<std::pair<std::string, int>> failed;  // pages whose result is an error
+  std::set<std::pair<std::string, int>> read_ok;  // pages written with no error
 
   auto write = [&](const PageResult& r, const cv::Mat* overlay) {
     // Flushed per page: a crash loses at most the pages in flight.
     // File names that are not UTF-8 (old Windows archives) are written with U+FFFD.
-    if (r.error) failed.emplace(r.page, r.page_index);
+    if (!r.error) read_ok.emplace(r.page, r.page_index);
     jsonl << to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
     write_csv_rows(csv, r);
     csv.flush();
@@ -462,7 +474,7 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   summary.stages.list = list_seconds;
   summary.skipped_files = std::move(skipped);
   summary.pages_without_resolution = std::count_if(pages.begin(), pages.end(), [&](const PageRef& p) {
-    return p.error.empty() && p.dpi == 0 && !failed.count({p.name, p.page_index});
+    return p.dpi == 0 && read_ok.count({p.name, p.page_index});  // read, not only listed
   });
   summary.seconds += list_seconds;
   summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;

@@ -139,6 +139,8 @@ ScoreReport score_results(const std::vector<PageResult>& results,
     }
     const auto found = by_key.find({t.page, t.page_index});
     if (found == by_key.end()) {
+      for (const StringResult& s : t.strings)  // none of them read
+        if (const std::optional<bool> touch = digits_touch(s)) ++(*touch ? report.touching_strings : report.apart_strings);
       ++report.missing_pages;
       report.edit_distance += unmatched_length;
       continue;
@@ -332,13 +334,13 @@ std::string score_table(const ScoreReport& report) {
   row("exact", report.exact,
       percent(report.exact_rate) + " exact-match rate (exact / truth strings)");
   if (report.touching_strings + report.apart_strings > 0) {
+    auto exact_of = [](int exact, int strings) {
+      return strings == 0 ? std::string("-") : std::to_string(exact) + " exact (" + percent(ratio(exact, strings, 1.0)) + ")";
+    };
     row("  touching digits", report.touching_strings,
-        std::to_string(report.touching_exact) + " exact (" +
-            percent(ratio(report.touching_exact, report.touching_strings, 1.0)) +
-            "): truth strings in which two digits' boxes meet");
+        exact_of(report.touching_exact, report.touching_strings) + ": truth strings in which two digits' boxes meet");
     row("  digits apart", report.apart_strings,
-        std::to_string(report.apart_exact) + " exact (" + percent(ratio(report.apart_exact, report.apart_strings, 1.0)) +
-            "): the other truth strings with digit boxes");
+        exact_of(report.apart_exact, report.apart_strings) + ": the other truth strings with digit boxes");
   }
   row("edit distance", report.edit_distance, percent(report.digit_accuracy) + " digit accuracy");
   char per_page[32];

@@ -188,7 +188,7 @@ TEST_F(WorkerTest, AModelThatCannotReadInInt8IsReadInFp32WithAWarningSayingWhy) 
   const auto warning = std::find_if(events.begin(), events.end(), [](const WorkerEvent& e) { return e.kind == WorkerEvent::warning; });
   ASSERT_NE(warning, events.end());
   EXPECT_EQ(warning->job, id);
-  EXPECT_EQ(warning->text, "runtime.int8 is on, but read in fp32, which is slower: " + why);
+  EXPECT_EQ(warning->text, "runtime.int8 is on, but these read in fp32 (slower): " + why);
 }
 
 TEST_F(WorkerTest, ThePartnerReadsOnlyForTheConfiguredModel) {

@@ -172,6 +172,11 @@ TEST(Merge, Int8OnlyWhereEveryShardReadInInt8AndEachReasonForFp32Once) {
   EXPECT_FALSE(m["int8"].get<bool>());
   // In shard order (they were given as 2, 0, 1), each reason once.
   EXPECT_EQ(m["int8_fallback"], "the screening model: no calibration; the model: no calibration");
+  // Reasons are compared one by one, not as the whole line of a shard.
+  set(0, false, "the model: no calibration");
+  set(1, false, "the model: no calibration; the partner model: no calibration");
+  set(2, true, "");
+  EXPECT_EQ(merged()["int8_fallback"], "the model: no calibration; the partner model: no calibration");
 }
 
 TEST(Merge, OneUnshardedOutputMergesToItselfAndOverlaysAreCopied) {

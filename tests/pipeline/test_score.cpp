@@ -281,6 +281,18 @@ TEST(Score, StringsWithTouchingDigitsAreCountedApart) {
   EXPECT_EQ(j["digits_apart"]["exact"], 1);
   const std::string table = score_table(r);
   EXPECT_NE(table.find("touching digits             2   1 exact (50.00%)"), std::string::npos) << table;
+  // A truth page with no result page: its strings count, none of them read.
+  std::vector<PageResult> more = truth;
+  more.push_back(page("c.png", {with_boxes("45", {{100, 100, 30, 40}, {120, 100, 30, 40}})}));
+  const ScoreReport missing = score_results(results, more);
+  EXPECT_EQ(missing.missing_pages, 1);
+  EXPECT_EQ(missing.touching_strings, 3);
+  EXPECT_EQ(missing.touching_exact, 1);
+  // A group with no strings shows no rate.
+  const ScoreReport apart_only = score_results({results[1]}, {truth[1]});
+  EXPECT_EQ(apart_only.touching_strings, 0);
+  EXPECT_NE(score_table(apart_only).find("touching digits             0   -:"), std::string::npos)
+      << score_table(apart_only);
   // Without digit boxes in the truth, nothing is split and the table says nothing of it.
   const ScoreReport plain = score_results(truth_pages(), truth_pages());
   EXPECT_EQ(plain.touching_strings + plain.apart_strings, 0);

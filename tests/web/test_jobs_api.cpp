@@ -402,8 +402,8 @@ TEST_F(JobsApiTest, AJobSentOverHttpIsReadByTheServersWorker) {
   }
 }
 
-// The pad and /api/v1/recognize read as the job workers do: the screen and the partner
-// beside model.default, and the model alone once a retrained version is the default.
+// A model that cannot read in int8 (no calibration) reads in fp32, and serve says why in
+// its log, once, when it makes its readers.
 TEST_F(JobsApiTest, RecognizeWithAModelThatCannotReadInInt8LogsWhyOnce) {
   kernels::LoadedModel shipped = kernels::load_model(options_.model);
   shipped.network.set_int8_calibration({});
@@ -432,12 +432,14 @@ TEST_F(JobsApiTest, RecognizeWithAModelThatCannotReadInInt8LogsWhyOnce) {
     EXPECT_EQ(json::parse(r->body)["strings"][0]["text"], "717") << r->body;
   }
   stop();
-  const std::string expected = "recognize: runtime.int8 is on, but read in fp32, which is slower: the model: " +
-                               kernels::int8_unsupported(shipped.network) + " (the model: " + bare.string() + ")";
+  const std::string expected = "recognize: runtime.int8 is on, but these read in fp32 (slower): the model: " +
+                               kernels::int8_unsupported(shipped.network) + " (reading with " + bare.string() + ")";
   std::lock_guard lock(*lines_mutex);
   EXPECT_EQ(std::count(lines->begin(), lines->end(), expected), 1) << "once, when the readers are made";
 }
 
+// The pad and /api/v1/recognize read as the job workers do: the screen and the partner
+// beside model.default, and the model alone once a retrained version is the default.
 TEST_F(JobsApiTest, RecognizeReadsWithTheScreenAndPartnerOfTheDefaultModelOnly) {
   stop();
   start([](ServerOptions& o) {

@@ -139,12 +139,12 @@
     if (c >= 0.9) return 'conf-mid';
     return 'conf-lo';
   };
-  // A confidence as a person reads it against that scale: tenths of a percent from 90%,
-  // rounded down, so that 98.6% never shows as a "99%" in amber.
+  // A confidence as a person reads it against that scale: rounded down (tenths of a percent
+  // from 90%), so that 98.6% never shows as a "99%" in amber, nor 89.7% as a "90%" in red.
   DF.confText = function (c) {
     if (c === null || c === undefined || Number.isNaN(Number(c))) return '–';
     if (c >= 0.9) return DF.fixed(Math.floor(c * 1000) / 10, 1) + '%';
-    return DF.pct(c, 0);
+    return Math.floor(c * 100) + '%';
   };
   DF.confChip = (c) => DF.el('span', {class: 'conf ' + DF.confClass(c), title: 'confidence'}, DF.confText(c));
 

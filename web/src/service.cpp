@@ -346,7 +346,7 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       page->set_int8(options_.run.int8);
       digit->set_int8(options_.run.int8);
       if (const std::string why = page->int8_fallback(); !why.empty() && options_.log)
-        options_.log("recognize: runtime.int8 is on, but read in fp32, which is slower: " + why + " (the model: " +
+        options_.log("recognize: runtime.int8 is on, but these read in fp32 (slower): " + why + " (reading with " +
                      model_path_.string() + ")");
       page_reader_ = std::move(page);
       digit_reader_ = std::move(digit);
@@ -571,7 +571,7 @@ json Service::retrain(const Caller& admin) {
   });
   return {{"version",
            {{"id", version.id},
-            {"path", version.path},
+            {"path", fs::path(version.path).filename().string()},
             {"status", version.status},
             {"created_ms", version.created_ms}}}};
 }

@@ -36,9 +36,10 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, c
 
 // Ink drawn on a blank canvas (a writing pad: dark ink on light paper, no form lines) read
 // as recognize_image reads it through `inference`, however tall the writing: a drawing
-// whose ink stands taller than three quarters of options.segment's max_digit_height (a pad
-// on a phone is taller than the digits of a scanned form) is first scaled down to that
-// height, and the boxes are mapped back to `gray`'s pixels.
+// whose tallest piece of ink stands over three quarters of options.segment's
+// max_digit_height (a pad on a phone is taller than the digits of a scanned form) is read
+// as a scan of the resolution that brings it to that height (clean_page resamples it);
+// boxes, fields included, are in `gray`'s pixels.
 PageResult recognize_drawing(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options);
 
 // The image as one digit: normalised like MNIST, scored by the model (averaged with
