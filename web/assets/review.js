@@ -39,8 +39,18 @@ DF.start(async () => {
       : 'When a job reads a digit with low confidence, it shows up here for you to confirm or correct.';
   }
 
+  // Where a digit comes from: its page's file name (and page, in a TIFF or PDF), and under
+  // it its string, the digit in brackets ("180[6]1991"); the whole path on hover.
   function card(d, i) {
-    const where = 'job ' + d.job + ' · ' + d.page;
+    const key = String(d.page); // "path#page_index"
+    const hash = key.lastIndexOf('#');
+    const pageIndex = hash >= 0 ? Number(key.slice(hash + 1)) : 0;
+    const file = (hash >= 0 ? key.slice(0, hash) : key).split('/').pop() + (pageIndex > 0 ? ' p' + (pageIndex + 1) : '');
+    const s = String(d.string || '');
+    let at = -1; // the digit's place in the string's text (which may hold a '.')
+    for (let k = 0, n = 0; k < s.length && at < 0; ++k) if (/[0-9]/.test(s[k]) && n++ === d.digit_index) at = k;
+    const marked = at >= 0 ? s.slice(0, at) + '[' + s[at] + ']' + s.slice(at + 1) : s;
+    const full = 'job ' + d.job + ' · ' + d.page + (s ? ' · string ' + s : '');
     const li = DF.el(
       'li',
       {
@@ -48,7 +58,7 @@ DF.start(async () => {
         tabindex: '-1',
         role: 'button',
         'aria-label':
-          'Digit ' + (i + 1) + ': the model guessed ' + d.guess + ' with ' + DF.confText(d.confidence) + ' confidence, ' + where,
+          'Digit ' + (i + 1) + ': the model guessed ' + d.guess + ' with ' + DF.confText(d.confidence) + ' confidence, ' + full,
         dataset: {index: String(i)},
       },
       DF.el('div', {class: 'crop'}, DF.el('img', {src: d.crop_url, alt: '', loading: 'lazy'})),
@@ -58,7 +68,8 @@ DF.start(async () => {
         DF.el('span', {class: 'guess', title: 'the model’s guess'}, String(d.guess)),
         DF.confChip(d.confidence),
       ),
-      DF.el('div', {class: 'where', title: where}, where),
+      DF.el('div', {class: 'where', title: full}, file),
+      marked ? DF.el('div', {class: 'where where-string', title: full}, marked) : null,
     );
     li.addEventListener('click', () => select(i, true));
     return li;

@@ -201,7 +201,7 @@ LoginResult Accounts::login(const std::string& name, const std::string& password
                           : (verify_password(dummy_hash_, password), false);
   if (!right) {
     throttle_.failed(name, address, now);
-    throw Unauthorized("wrong user name or password");
+    throw Unauthorized("wrong username or password");
   }
   if (user->disabled) throw Forbidden("this account is disabled");
   throttle_.succeeded(name);
