@@ -259,7 +259,17 @@ DF.start(async () => {
                   field.valid ? '✓' : '✗ fails ' + (field.rule || 'its rule'),
                 ),
             field.corrected
-              ? [' ', DF.el('span', {class: 'badge badge-accent badge-plain', title: 'changed to the model’s next guess to pass the rule'}, 'corrected')]
+              ? [
+                  ' ',
+                  DF.el(
+                    'span',
+                    {
+                      class: 'badge badge-accent badge-plain',
+                      title: 'read as ' + s.text + ', changed to the model’s next guesses to pass the ' + (field.rule || '') + ' rule',
+                    },
+                    'corrected from ' + s.text,
+                  ),
+                ]
               : null,
           ]);
         } else {
@@ -273,7 +283,9 @@ DF.start(async () => {
           DF.el('td', {class: 'muted col-idx'}, String(i + 1)),
           fieldCell,
           DF.el('td', {class: 'cell-read'}, digitsOf(field && field.text ? {...s, text: field.text} : s)),
-          DF.el('td', {class: 'num'}, DF.confChip(s.confidence)),
+          // A field's row shows the field: its text (corrected where a rule asked) and its
+          // confidence, not the string's as read (0 where the rule corrected or refused it).
+          DF.el('td', {class: 'num'}, DF.confChip(field && field.confidence !== undefined ? field.confidence : s.confidence)),
         ),
       );
     });
