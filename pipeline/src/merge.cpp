@@ -518,8 +518,13 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
                    std::to_string(expected_rows[i]), ": the two files are not of one run"));
   }
 
-  // Everything is read and checked: replace the outputs, summary.json last.
+  // Everything is read and checked: replace the outputs, summary.json last. The overlays of
+  // an earlier output here go with its results (as run_job clears them).
   fs::remove(out_dir / "summary.json", ec);
+  if (fs::exists(out_dir / "results.jsonl", ec) && fs::is_directory(out_dir / "overlays", ec)) {
+    fs::remove_all(out_dir / "overlays", ec);
+    if (ec) refuse(cat((out_dir / "overlays").string(), ": cannot remove the overlays of the output before (", ec.message(), ")"));
+  }
   jsonl.commit();
   csv.commit();
   for (const Input& input : shards) {

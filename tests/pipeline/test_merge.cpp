@@ -188,6 +188,10 @@ TEST(Merge, OneUnshardedOutputMergesToItselfAndOverlaysAreCopied) {
   const MergeReport report = merge_outputs(o.all(), o.out());
   EXPECT_TRUE(report.overlays);
   EXPECT_EQ(read_file(o.out() / "overlays" / "a" / "scan-101.png"), "png bytes");
+  // Merged again from shards without overlays: the old ones go with the old results.
+  fs::remove_all(o.shard(1) / "overlays");
+  EXPECT_FALSE(merge_outputs(o.all(), o.out()).overlays);
+  EXPECT_FALSE(fs::exists(o.out() / "overlays"));
 }
 
 TEST(Merge, RefusesMissingDifferentAndRepeatedShards) {
