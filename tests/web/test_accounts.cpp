@@ -50,6 +50,16 @@ TEST_F(WebTest, PagesNeedASessionExceptLoginAndRegister) {
   EXPECT_EQ(get("/", with(ana, false))->get_header_value("Location"), "/jobs");
 }
 
+TEST_F(WebTest, MeGivesTheConfidenceBelowWhichStringsAreCountedForChecking) {
+  stop();
+  start([](ServerOptions& o) { o.worker.run.low_confidence = 0.8; });
+  const Browser ana = register_user("ana");
+  auto r = get("/api/v1/me", with(ana));
+  ASSERT_EQ(r->status, 200);
+  EXPECT_DOUBLE_EQ(json::parse(r->body)["low_confidence"].get<double>(), 0.8);
+  EXPECT_EQ(json::parse(r->body)["user"]["name"], "ana");
+}
+
 TEST_F(WebTest, AnAddressThatIsNoPageShowsABrowserAPageSayingSo) {
   for (const std::string path : {"/jobs/abc", "/no/such/page"}) {
     auto r = get(path, {{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"}});

@@ -131,12 +131,13 @@
 
   // Confidence colour scale, shared by every page.
   // The overlays' scale (digitflow run draws them so): green from 99%, the confidence a
-  // string can be taken on; amber from 90% (pipeline.low_confidence, below which strings
-  // are counted for review); red below.
+  // string can be taken on; amber from pipeline.low_confidence (90% unless the server sets
+  // another; /api/v1/me gives it), below which strings are counted for checking; red below.
+  DF.lowConfidence = 0.9;
   DF.confClass = function (c) {
     if (c === null || c === undefined) return 'conf-lo';
     if (c >= 0.99) return 'conf-hi';
-    if (c >= 0.9) return 'conf-mid';
+    if (c >= DF.lowConfidence) return 'conf-mid';
     return 'conf-lo';
   };
   // A confidence as a person reads it against that scale: rounded down (tenths of a percent
@@ -454,6 +455,7 @@
       }
       DF.setCsrf(me.csrf);
       DF.user = me.user;
+      if (typeof me.low_confidence === 'number') DF.lowConfidence = me.low_confidence;
       renderNav(me.user);
       try {
         await main(me.user);

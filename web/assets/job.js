@@ -8,6 +8,12 @@ DF.start(async () => {
   const id = decodeURIComponent(parts[1] || '');
   const base = '/api/v1/jobs/' + encodeURIComponent(id);
   const PAGE_SIZE = 20;
+  // The legend's bands at the server's pipeline.low_confidence.
+  const lowPct = Math.round(DF.lowConfidence * 1000) / 10;
+  const low = DF.fixed(lowPct, Number.isInteger(lowPct) ? 0 : 1) + '%';
+  DF.$('#legend-mid').textContent = low + '–99%';
+  DF.$('#legend-lo').textContent = '< ' + low;
+  DF.$('#st-low-label').title = 'strings read below ' + low + ' (pipeline.low_confidence)';
 
   const head = DF.$('#job-head');
   const bar = DF.$('#job-bar');

@@ -429,8 +429,13 @@ void Server::routes() {
               set_session_cookie(req, res, "", 0);
               res.status = 204;
             }));
-  http.Get("/api/v1/me", [](const Request&, Response& res) {
-    send_json(res, 200, {{"user", to_json(caller().user)}, {"csrf", caller().csrf}});
+  // low_confidence: below it the job workers count a string for checking (the pages' colours
+  // turn red there).
+  http.Get("/api/v1/me", [this](const Request&, Response& res) {
+    send_json(res, 200,
+              {{"user", to_json(caller().user)},
+               {"csrf", caller().csrf},
+               {"low_confidence", options_.worker.run.low_confidence}});
   });
   http.Post("/api/v1/password", small_body([&s](const Request& req, Response& res) {
               const json body = body_json(req);
