@@ -521,10 +521,7 @@ MergeReport merge_outputs(const std::vector<fs::path>& inputs, const fs::path& o
   // Everything is read and checked: replace the outputs, summary.json last. The overlays of
   // an earlier output here go with its results (as run_job clears them).
   fs::remove(out_dir / "summary.json", ec);
-  if (fs::exists(out_dir / "results.jsonl", ec) && fs::is_directory(out_dir / "overlays", ec)) {
-    fs::remove_all(out_dir / "overlays", ec);
-    if (ec) refuse(cat((out_dir / "overlays").string(), ": cannot remove the overlays of the output before (", ec.message(), ")"));
-  }
+  remove_earlier_overlays(out_dir);
   jsonl.commit();
   csv.commit();
   for (const Input& input : shards) {

@@ -235,6 +235,22 @@ bool looks_like_truth(const std::vector<PageResult>& pages) {
   return any;
 }
 
+void remove_earlier_overlays(const std::filesystem::path& out_dir, const std::filesystem::path& pages) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path overlays = out_dir / "overlays";
+  if (!fs::exists(out_dir / "results.jsonl", ec) || !fs::is_directory(overlays, ec)) return;
+  if (!pages.empty()) {
+    const fs::path inside = fs::weakly_canonical(fs::absolute(pages), ec);
+    const fs::path old = fs::weakly_canonical(fs::absolute(overlays), ec);
+    if (std::mismatch(old.begin(), old.end(), inside.begin(), inside.end()).first == old.end()) return;
+  }
+  fs::remove_all(overlays, ec);
+  if (ec)
+    throw std::runtime_error(overlays.string() + ": cannot remove the overlays of the output before (" +
+                             ec.message() + ")");
+}
+
 void write_csv_header(std::ostream& out) {
   out << "page,page_index,string,text,confidence,x,y,width,height,field,valid,error\n";
 }

@@ -432,19 +432,7 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   const double list_seconds = std::chrono::duration<double>(Clock::now() - list_start).count();
 
   std::error_code ec;
-  {
-    // The overlays of an earlier run into this folder go with its results (replaced, or gone
-    // when none are asked for now). Only where that run's results.jsonl is there, and not
-    // when the pages themselves lie under OUT/overlays.
-    const fs::path overlays = options.out_dir / "overlays";
-    const fs::path job = fs::weakly_canonical(fs::absolute(options.job_dir), ec);
-    const fs::path old = fs::weakly_canonical(fs::absolute(overlays), ec);
-    const bool pages_inside = std::mismatch(old.begin(), old.end(), job.begin(), job.end()).first == old.end();
-    if (fs::exists(options.out_dir / "results.jsonl", ec) && fs::is_directory(overlays, ec) && !pages_inside) {
-      fs::remove_all(overlays, ec);
-      if (ec) throw std::runtime_error(overlays.string() + ": cannot remove the overlays of the run before (" + ec.message() + ")");
-    }
-  }
+  remove_earlier_overlays(options.out_dir, options.job_dir);  // replaced, or gone when none are asked for now
   fs::create_directories(options.out_dir, ec);
   if (ec) throw std::runtime_error(options.out_dir.string() + ": cannot create the output folder (" + ec.message() + ")");
   const fs::path jsonl_path = options.out_dir / "results.jsonl", csv_path = options.out_dir / "results.csv";

@@ -83,8 +83,6 @@ std::string percent(double rate) {
   return text;
 }
 
-}  // namespace
-
 // Whether a truth string gives one box per digit, and if so whether two neighbours touch:
 // the right edge of one reaches the left edge of the next. Empty when it gives no boxes.
 std::optional<bool> digits_touch(const StringResult& s) {
@@ -93,6 +91,8 @@ std::optional<bool> digits_touch(const StringResult& s) {
     if (s.digits[d].box.x + s.digits[d].box.w >= s.digits[d + 1].box.x) return true;
   return false;
 }
+
+}  // namespace
 
 size_t levenshtein(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <optional>
 #include <stdexcept>
@@ -83,6 +84,11 @@ std::vector<PageResult> read_results(const std::string& path);
 // Whether `pages` read like a truth file rather than a run's results: strings there are,
 // and every one is at confidence 1 with no digit carrying other candidates (top 3).
 bool looks_like_truth(const std::vector<PageResult>& pages);
+
+// Removes OUT_DIR/overlays where an earlier output in `out_dir` (its results.jsonl is there)
+// left them: they go with the results they drew. Not when `pages` (the folder being read)
+// lies inside them. Throws std::runtime_error naming the folder when it cannot be removed.
+void remove_earlier_overlays(const std::filesystem::path& out_dir, const std::filesystem::path& pages = {});
 
 // results.csv: a header, then one row per string (page, page_index, string index, text,
 // confidence, box, field) and one row per failed page (its error, no text).
