@@ -116,7 +116,7 @@ int run_submit(int argc, char** argv) {
       ("name", po::value(&s.name)->value_name("N"), "job name (default: the folder's name)")
       ("template", po::value(&template_file)->value_name("T"),
        "form template for every page: a YAML file (see digitflow run --help); with --server, a\n"
-       "template name the server lists (GET /api/v1/templates)")
+       "template name the server lists (GET /api/v1/templates), or a YAML file inside DIR")
       ("model", po::value(&s.model)->value_name("FILE"), "model file (default: the worker's, model.default)")
       ("user", po::value(&user)->value_name("NAME"), "owner of the job (default: $DIGITFLOW_USER, else $USER)")
       ("server", po::value(&server)->value_name("URL"),
@@ -132,7 +132,7 @@ int run_submit(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv,
              "digitflow submit DIR [--name N] [--template T.yaml] [--user NAME]\n"
-             "       digitflow submit DIR --server URL --token TOKEN [--name N] [--template NAME]",
+             "       digitflow submit DIR --server URL --token TOKEN [--name N] [--template NAME|DIR/T.yaml]",
              "Queues the pages under DIR as a job. The folder is copied into the state directory\n"
              "first, so it may be deleted once this returns; symbolic links that lead outside it\n"
              "are refused. A worker (digitflow worker) reads the job; follow it with digitflow jobs.\n"
@@ -152,7 +152,13 @@ int run_submit(int argc, char** argv) {
     r.token = token;
     r.folder = folder;
     r.name = s.name;
-    r.template_name = template_file;
+    // A path (a YAML file, or a name with a folder in it) is the folder's own template.
+    const bool is_file = template_file.find('/') != std::string::npos || template_file.ends_with(".yaml") ||
+                         template_file.ends_with(".yml") || fs::is_regular_file(template_file);
+    if (is_file)
+      r.template_file = template_file;
+    else
+      r.template_name = template_file;
     const int64_t id = web::submit_remote(r);
     std::string base = server;
     while (base.ends_with("/")) base.pop_back();

@@ -140,8 +140,8 @@ try {
   execFileSync(digitflow, ['synth', '--out', jobDir, '--pages', '2', '--seed', '3', '--kind', 'checks'], {
     stdio: 'pipe',
   });
-  // Keep only the pages: the truth and template files are not part of a scanned batch.
-  for (const f of ['truth.jsonl', 'template.yaml']) fs.rmSync(path.join(jobDir, f), {force: true});
+  // The pages and the folder's own template.yaml: the truth is not part of a scanned batch.
+  fs.rmSync(path.join(jobDir, 'truth.jsonl'), {force: true});
 
   if (!base) {
     const port = await freePort();
@@ -330,10 +330,15 @@ async function run() {
       await page.setInputFiles('#input-files', files);
     }
     await page.locator('#file-summary').waitFor({state: 'visible'});
-    assert(/2 files/.test(await page.textContent('#file-count')), 'the selection does not say 2 files');
+    const count = await page.textContent('#file-count');
+    assert(/^3 files \(2 pages\)/.test(count), `the selection says "${count}", not 3 files (2 pages)`);
     await page.fill('#name', 'Checks, December batch');
-    const options = await page.$$eval('#template option', (os) => os.map((o) => o.value));
-    if (options.includes('check')) await page.selectOption('#template', 'check');
+    // The folder's own template is offered under its title and chosen.
+    const chosen = await page.$eval('#template', (s) => s.value);
+    assert(/^file:(.*\/)?template\.yaml$/.test(chosen), `the folder's template.yaml is not chosen (${chosen})`);
+    await page.waitForFunction(() => /synthetic check/.test(document.querySelector('#template').selectedOptions[0].textContent));
+    const note = await page.textContent('#file-list li.not-page .note');
+    assert(note === 'the template', `the template file's row says "${note}"`);
     await shot(page, 'submit');
     await Promise.all([page.waitForURL(/\/jobs\/[^/]+$/), page.click('#start-job')]);
     jobUrl = new URL(page.url()).pathname;
@@ -354,6 +359,7 @@ async function run() {
     await page.locator('#job-state .state-done').waitFor();
     await page.locator('.page-item').first().waitFor();
     assert((await page.locator('.page-item').count()) === 2, 'not 2 pages listed');
+    assert(/synthetic check/.test(await page.textContent('#job-meta')), 'the job page does not name its template');
     const digits = await page.locator('.strings-table .digits').allTextContents();
     assert(digits.length > 0 && digits.every((t) => /\d/.test(t)), 'no strings of digits shown');
     const imgs = await imagesLoaded(page, '.overlay-link img');

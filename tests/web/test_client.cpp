@@ -41,6 +41,35 @@ TEST_F(ClientTest, AFolderBecomesAJobOfTheTokensUser) {
   EXPECT_EQ(job["owner"], "ana");
 }
 
+TEST_F(ClientTest, AFolderSendsItsOwnTemplateWithItsPages) {
+  register_user("ana");
+  const std::string token = api_token("ana");
+  write(dir_ / "scans" / "a.png", "page");
+  write(dir_ / "scans" / "form.yaml",
+        "name: our slip\nfields:\n  - name: amount\n    zone: [0.1, 0.1, 0.5, 0.5]\n    rule: amount\n");
+  RemoteSubmission r = submission(token);
+  r.template_file = dir_ / "scans" / "." / "form.yaml";
+  const int64_t id = submit_remote(r);
+  const json job = json::parse(get("/api/v1/jobs/" + std::to_string(id), bearer(token))->body);
+  EXPECT_EQ(job["template"], "our slip");
+
+  write(dir_ / "elsewhere.yaml", "name: x\nfields: []\n");
+  r.template_file = dir_ / "elsewhere.yaml";
+  EXPECT_TRUE(digitflow::testing::throws_with_message<ClientError>([&] { submit_remote(r); },
+                                                                   {"elsewhere.yaml", "must lie inside"}));
+  r.template_file = dir_ / "scans" / "missing.yaml";
+  EXPECT_TRUE(digitflow::testing::throws_with_message<ClientError>([&] { submit_remote(r); },
+                                                                   {"missing.yaml", "no such template file"}));
+  r.template_file = dir_ / "scans" / "form.yaml";
+  r.template_name = "check";
+  EXPECT_TRUE(digitflow::testing::throws_with_message<ClientError>([&] { submit_remote(r); }, {"not both"}));
+  // A file of the folder that is no template: the server names its problem.
+  write(dir_ / "scans" / "notes.yaml", "just: notes\n");
+  r.template_name.clear();
+  r.template_file = dir_ / "scans" / "notes.yaml";
+  EXPECT_TRUE(digitflow::testing::throws_with_message<ClientError>([&] { submit_remote(r); }, {"400", "notes.yaml"}));
+}
+
 TEST_F(ClientTest, RefusalsAreNamed) {
   register_user("ana");
   write(dir_ / "scans" / "a.png", "page");

@@ -593,5 +593,45 @@ TEST_F(JobsApiTest, ATemplateNamedInTheUploadGoesWithTheJob) {
       400);
 }
 
+TEST_F(JobsApiTest, AJobFolderCanBringItsOwnTemplate) {
+  const Browser ana = register_user("ana");
+  const std::string yaml =
+      "name: our deposit slip\nfields:\n  - name: amount\n    zone: [0.5, 0.1, 0.4, 0.2]\n    rule: amount\n";
+  auto r = upload({{"files", "x", "slips/a.png", ""},
+                   {"files", yaml, "slips/template.yaml", ""},
+                   {"template_file", "slips/template.yaml", "", ""}},
+                  with(ana));
+  ASSERT_EQ(r->status, 201) << r->body;
+  const jobs::Job job = *jobs::open_store(options_.store)->job(json::parse(r->body)["id"]);
+  ASSERT_FALSE(job.template_path.empty());
+  std::ifstream copy(job.template_path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(copy), {}), yaml);
+  const json listed = json::parse(get("/api/v1/jobs", with(ana))->body)["jobs"];
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["template"], "our deposit slip");
+
+  // Not in the upload, outside it, with a named template as well, or not a template: 400,
+  // naming the file as the user sent it.
+  const std::vector<std::pair<httplib::MultipartFormDataItems, std::string>> refused = {
+      {{{"files", "x", "a.png", ""}, {"template_file", "template.yaml", "", ""}}, "not a file of the upload"},
+      {{{"files", "x", "a.png", ""}, {"template_file", "../../config/templates/check.yaml", "", ""}}, "refused"},
+      {{{"files", "x", "dir/a.png", ""}, {"template_file", "dir", "", ""}}, "not a file of the upload"},
+      {{{"files", "x", "a.png", ""}, {"files", yaml, "t.yaml", ""}, {"template", "check", "", ""},
+        {"template_file", "t.yaml", "", ""}},
+       "not both"},
+      {{{"files", "x", "a.png", ""}, {"files", "fields: [1, 2", "t.yaml", ""}, {"template_file", "t.yaml", "", ""}},
+       "t.yaml"},
+      {{{"files", "x", "a.png", ""}, {"files", "name: x\nfields: []\n", "t.yaml", ""}, {"template_file", "t.yaml", "", ""}},
+       "t.yaml"},
+  };
+  for (const auto& [items, says] : refused) {
+    r = upload(items, with(ana));
+    EXPECT_EQ(r->status, 400) << says << ": " << r->body;
+    EXPECT_NE(r->body.find(says), std::string::npos) << r->body;
+    EXPECT_EQ(r->body.find("upload-"), std::string::npos) << "names the server's folder: " << r->body;
+  }
+  expect_nothing_stray();
+}
+
 }  // namespace
 }  // namespace digitflow::web::testing

@@ -1,5 +1,6 @@
 // Submit page: a folder (webkitdirectory), several files or one zip, picked or dropped;
-// a template from GET /api/v1/templates; the upload shows its progress (XMLHttpRequest)
+// a template from GET /api/v1/templates or one the folder brings (a YAML file among its
+// files, sent as template_file); the upload shows its progress (XMLHttpRequest)
 // and a 201 goes straight to the new job's page.
 'use strict';
 
@@ -122,21 +123,36 @@ DF.start(async () => {
       startBtn.disabled = false;
       hint.textContent = 'Choose some pages first.';
       nameInput.placeholder = 'e.g. Checks ' + new Date().toISOString().slice(0, 10);
+      offerFolderTemplates([]);
       return;
     }
     const total = items.reduce((s, it) => s + it.file.size, 0);
+    const pages = kind === 'zip' ? 0 : items.filter((it) => PAGE.test(it.path)).length;
+    const files = DF.int(items.length) + (items.length === 1 ? ' file' : ' files');
     count.textContent =
       kind === 'zip'
         ? 'One zip, ' + DF.bytes(total)
-        : DF.int(items.length) + (items.length === 1 ? ' file, ' : ' files, ') + DF.bytes(total);
+        : (pages === items.length ? files : files + ' (' + DF.int(pages) + (pages === 1 ? ' page)' : ' pages)')) +
+          ', ' + DF.bytes(total);
+    // The files that are no pages first (they stand out), then the pages in the order the
+    // job reads them.
+    const rank = (it) => (kind !== 'zip' && NOT_PAGE.test(it.path) ? 0 : 1);
+    items.sort((a, b) => rank(a) - rank(b) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const shown = items.slice(0, 200);
     for (const it of shown) {
+      const skipped = kind !== 'zip' && NOT_PAGE.test(it.path);
       list.append(
         DF.el(
           'li',
-          null,
+          skipped ? {class: 'not-page', 'data-path': it.path} : null,
           DF.el('span', {class: 'path'}, it.path),
-          DF.el('span', {class: 'muted nowrap'}, DF.bytes(it.file.size)),
+          DF.el(
+            'span',
+            {class: 'muted nowrap'},
+            skipped ? DF.el('span', {class: 'note', title: 'Not a page: not read'}, 'skipped') : null,
+            skipped ? ' · ' : null,
+            DF.bytes(it.file.size),
+          ),
         ),
       );
     }
@@ -146,16 +162,79 @@ DF.start(async () => {
     summary.hidden = false;
     hint.textContent = '';
     if (selection.suggestedName) nameInput.placeholder = selection.suggestedName;
+    offerFolderTemplates(kind === 'zip' ? [] : items.filter((it) => /\.ya?ml$/i.test(it.path)));
   }
-  choose(null);
 
   // ---- templates -----------------------------------------------------------
+  const select = DF.$('#template');
+  const templateHint = DF.$('#template-hint');
+  const hintText = templateHint.textContent;
+  // What the pipeline reads as a page (by name; a file with another name is still read
+  // when its bytes are an image), and names that are surely no page.
+  const PAGE = /\.(png|jpe?g|jpe|tiff?|bmp|pdf)$/i;
+  const NOT_PAGE = /\.(ya?ml|jsonl?|csv|txt|md|xml|html?|log|ini|docx?|xlsx?|odt|ods)$/i;
+  let folderGroup = null;
+  let chosenBefore = '';
+  // A folder that brings its own template (a template.yaml beside its pages) offers it, and
+  // it is chosen: the fields of its own form are what its pages hold.
+  async function offerFolderTemplates(yamls) {
+    if (folderGroup) {
+      if (select.value.startsWith('file:')) select.value = chosenBefore;
+      folderGroup.remove();
+      folderGroup = null;
+      templateHint.textContent = hintText;
+    }
+    if (!yamls.length) return;
+    chosenBefore = select.value;
+    folderGroup = DF.el('optgroup', {label: 'From this folder'});
+    const depth = (it) => it.path.split('/').length;
+    const byDepth = yamls.slice().sort((a, b) => depth(a) - depth(b) || a.path.localeCompare(b.path));
+    let preferred = null;
+    for (const it of byDepth) {
+      const option = DF.el('option', {value: 'file:' + it.path}, it.path);
+      folderGroup.append(option);
+      if (!preferred && /(^|\/)template\.ya?ml$/i.test(it.path)) preferred = option;
+      // Its title, when it states one (the YAML key "name" at the top level).
+      it.file
+        .slice(0, 64 * 1024)
+        .text()
+        .then((text) => {
+          const m = /^name:[ \t]*["']?([^"'\r\n#]*)/m.exec(text);
+          if (m && m[1].trim()) option.textContent = m[1].trim() + ' — ' + it.path;
+        })
+        .catch(() => {});
+    }
+    select.append(folderGroup);
+    markTemplateRow();
+    if (preferred) {
+      select.value = preferred.value;
+      markTemplateRow();
+      templateHint.textContent =
+        'This folder holds its own template, ' + preferred.value.slice(5) + ', and it is chosen. ' + hintText;
+    }
+  }
+
+  // The folder's file that is the chosen template says so in the list.
+  function markTemplateRow() {
+    const chosen = select.value.startsWith('file:') ? select.value.slice(5) : null;
+    for (const row of list.querySelectorAll('li.not-page')) {
+      const note = row.querySelector('.note');
+      const isTemplate = row.dataset.path === chosen;
+      note.textContent = isTemplate ? 'the template' : 'skipped';
+      note.title = isTemplate ? 'Read as the job’s template, not as a page' : 'Not a page: not read';
+    }
+  }
+  select.addEventListener('change', markTemplateRow);
+
+  choose(null);
+
   try {
     const data = await DF.api('GET', '/api/v1/templates');
-    const select = DF.$('#template');
     for (const t of data.templates || []) {
       const fields = (t.fields || []).map((f) => f.name).join(', ');
-      select.append(DF.el('option', {value: t.name}, (t.title || t.name) + (fields ? ' — ' + fields : '')));
+      const option = DF.el('option', {value: t.name}, (t.title || t.name) + (fields ? ' — ' + fields : ''));
+      if (folderGroup) select.insertBefore(option, folderGroup);
+      else select.append(option);
     }
   } catch (err) {
     DF.showError(err);
@@ -174,7 +253,9 @@ DF.start(async () => {
     const name =
       nameInput.value.trim() || selection.suggestedName || 'Scans ' + new Date().toISOString().slice(0, 16).replace('T', ' ');
     fd.append('name', name);
-    fd.append('template', DF.$('#template').value);
+    const template = select.value;
+    if (template.startsWith('file:')) fd.append('template_file', template.slice(5));
+    else fd.append('template', template);
     if (selection.kind === 'zip') {
       fd.append('zip', selection.items[0].file, selection.items[0].file.name);
     } else {

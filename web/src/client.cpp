@@ -1,5 +1,5 @@
 // One multipart POST to /api/v1/jobs: a part `files` per file, its filename the path inside
-// the folder, and the fields name and template. The server's {"error"} is passed on as it is.
+// the folder, and the fields name and template (or template_file). The server's {"error"} is passed on as it is.
 #include "digitflow/web/client.hpp"
 
 #include <httplib.h>
@@ -19,6 +19,20 @@ int64_t submit_remote(const RemoteSubmission& s) {
   if (s.token.empty()) throw ClientError("no API token (create one on the account page, then --token TOKEN)");
   if (!fs::is_directory(s.folder))
     throw ClientError(s.folder.string() + ": " + (fs::exists(s.folder) ? "not a folder" : "no such folder"));
+  // A template of the folder's own goes up with the pages, named by its path among them.
+  std::string template_file;
+  if (!s.template_file.empty()) {
+    if (!s.template_name.empty()) throw ClientError("a template name or a template file, not both");
+    std::error_code ec;
+    const fs::path inside =
+        fs::weakly_canonical(s.template_file, ec).lexically_relative(fs::weakly_canonical(s.folder, ec));
+    if (!fs::is_regular_file(s.template_file))
+      throw ClientError(s.template_file.string() + ": no such template file");
+    if (ec || inside.empty() || *inside.begin() == "..")
+      throw ClientError(s.template_file.string() + ": a template file sent to a server must lie inside " +
+                        s.folder.string() + ", to go up with the pages; or give the name of one the server lists");
+    template_file = inside.generic_string();
+  }
   const auto files = jobs::job_files(s.folder);
   if (files.empty()) throw ClientError(s.folder.string() + ": the folder holds no files");
 
@@ -39,6 +53,7 @@ int64_t submit_remote(const RemoteSubmission& s) {
   if (name.empty()) name = fs::absolute(s.folder).lexically_normal().parent_path().filename().string();
   items.push_back({"name", name, "", ""});
   if (!s.template_name.empty()) items.push_back({"template", s.template_name, "", ""});
+  if (!template_file.empty()) items.push_back({"template_file", template_file, "", ""});
 
   std::string base = s.server;
   while (base.ends_with("/")) base.pop_back();

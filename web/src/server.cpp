@@ -491,7 +491,7 @@ void Server::routes() {
       throw BadRequest("a job is sent as multipart/form-data: parts named files, or one zip");
     }
     UploadFolder upload(s.uploads_dir(), s.upload_limits());
-    std::string field, name, template_name, *text_part = nullptr;
+    std::string field, name, template_name, template_file, *text_part = nullptr;
     std::exception_ptr problem;  // the first one; the rest of the body is still read
     bool in_file = false, in_zip = false;
     auto guard = [&](auto&& step) {
@@ -521,10 +521,12 @@ void Server::routes() {
             text_part = &name;
           } else if (part.name == "template") {
             text_part = &template_name;
+          } else if (part.name == "template_file") {
+            text_part = &template_file;
           } else {
             guard([&] {
               throw BadRequest("unknown part '" + part.name.substr(0, 60) +
-                               "' (files, zip, name, template)");
+                               "' (files, zip, name, template, template_file)");
             });
           }
           return true;
@@ -549,7 +551,7 @@ void Server::routes() {
                        std::to_string(s.options().web.max_job_mb) + " MB)");
       throw BadRequest("malformed multipart/form-data body");
     }
-    send_json(res, 201, {{"id", s.submit(caller(), upload, name, template_name)}});
+    send_json(res, 201, {{"id", s.submit(caller(), upload, name, template_name, template_file)}});
   });
   http.Get("/api/v1/jobs", [&s](const Request& req, Response& res) {
     send_json(res, 200, s.jobs(caller(), req.get_param_value("mine") == "1"));

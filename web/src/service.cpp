@@ -171,7 +171,7 @@ json Service::templates() const {
 }
 
 int64_t Service::submit(const Caller& caller, const UploadFolder& upload, const std::string& name,
-                        const std::string& template_name) {
+                        const std::string& template_name, const std::string& template_file) {
   if (upload.files() == 0)
     throw BadRequest("the upload holds no files: send parts named files, or one zip");
   if (name.size() > 200 ||
@@ -190,6 +190,24 @@ int64_t Service::submit(const Caller& caller, const UploadFolder& upload, const 
     if (!plain || template_name[0] == '.' || !fs::is_regular_file(file))
       throw BadRequest("no template '" + template_name.substr(0, 60) +
                        "' (GET /api/v1/templates lists them)");
+    s.template_file = file;
+  }
+  if (!template_file.empty()) {
+    if (!template_name.empty())
+      throw BadRequest("send a template or a template_file, not both");
+    const fs::path file = upload.path() / safe_relative_path(template_file);
+    if (!fs::is_regular_file(file))
+      throw BadRequest("template_file '" + template_file.substr(0, 200) +
+                       "' is not a file of the upload");
+    try {
+      config::load_template(file);
+    } catch (const std::exception& e) {
+      // The message names the upload's temporary folder; the user knows the file by its name.
+      std::string why = e.what();
+      if (const size_t at = why.find(file.string()); at != std::string::npos)
+        why.replace(at, file.string().size(), template_file.substr(0, 200));
+      throw BadRequest(why);
+    }
     s.template_file = file;
   }
   auto store = stores_.acquire();

@@ -21,6 +21,7 @@ struct RemoteSubmission {
   std::filesystem::path folder;      // the pages, searched recursively
   std::string name;                  // "" = the folder's name
   std::string template_name;         // "" = none; a name from GET /api/v1/templates
+  std::filesystem::path template_file;  // or "" = none; a template YAML inside `folder`
   int64_t max_bytes = int64_t{2} << 30;  // the upload is held in memory: refuse beyond this
 };
 

@@ -37,10 +37,11 @@ class Service {
   std::filesystem::path uploads_dir() const { return options_.state.root / "uploads"; }
 
   nlohmann::json templates() const;
-  // Queues the uploaded folder as a job of the caller; template_name is "" or one of
-  // templates(). Returns the job id.
+  // Queues the uploaded folder as a job of the caller. Its template is template_name, one
+  // of templates(), or template_file, the path of a template YAML inside the upload (a job
+  // folder that brings its own); "" for none, and not both. Returns the job id.
   int64_t submit(const Caller& caller, const UploadFolder& upload, const std::string& name,
-                 const std::string& template_name);
+                 const std::string& template_name, const std::string& template_file = "");
   nlohmann::json jobs(const Caller& caller, bool mine_only);
   jobs::Job job(const Caller& caller, int64_t id);  // NotFound for another user's job
   nlohmann::json cancel(const Caller& caller, int64_t id);
