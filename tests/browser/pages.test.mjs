@@ -364,6 +364,17 @@ async function run() {
     assert(digits.length > 0 && digits.every((t) => /\d/.test(t)), 'no strings of digits shown');
     const imgs = await imagesLoaded(page, '.overlay-link img');
     assert(imgs === 2, `expected 2 overlay images, saw ${imgs}`);
+    // A thumbnail opens its overlay over the job page; the arrow goes to the next page and
+    // Esc comes back.
+    await page.locator('.overlay-link').first().click();
+    await page.locator('#viewer[open]').waitFor();
+    await page.waitForFunction(() => document.querySelector('#viewer-img').naturalWidth > 0);
+    await page.keyboard.press('ArrowRight');
+    const titles = await page.$$eval('.overlay-link', (as) => as.map((a) => a.dataset.label));
+    assert((await page.textContent('#viewer-title')) === titles[1], 'the arrow did not show the next page');
+    await page.keyboard.press('Escape');
+    await page.locator('#viewer').waitFor({state: 'hidden'});
+    assert(page.url().endsWith(jobUrl), 'the overlay left the job page');
     assert((await page.getAttribute('#dl-csv', 'href')).includes('format=csv'), 'no CSV download');
     const csv = await page.evaluate(async (href) => (await fetch(href)).text(), await page.getAttribute('#dl-csv', 'href'));
     assert(csv.split('\n').length > 2, 'results.csv is empty');

@@ -167,6 +167,56 @@ DF.start(async () => {
     DF.$('#next-page').disabled = last >= total;
   }
 
+  // ---- the overlay viewer: a page's overlay over this page, not a bare PNG in a tab ----
+  // Click (or Enter on) a thumbnail to open it; click the image to see it at full size
+  // and back; arrows go to the previous and next page listed; Esc or Close ends it.
+  const viewer = DF.$('#viewer');
+  const viewerImg = DF.$('#viewer-img');
+  const viewerBody = DF.$('#viewer-body');
+  let viewing = -1;
+  function overlayLinks() {
+    return Array.from(list.querySelectorAll('a.overlay-link'));
+  }
+  function showOverlay(index) {
+    const links = overlayLinks();
+    if (index < 0 || index >= links.length) return;
+    viewing = index;
+    const link = links[index];
+    viewerImg.src = link.href;
+    viewerImg.alt = link.querySelector('img').alt;
+    viewerBody.classList.remove('zoomed');
+    DF.$('#viewer-title').textContent = link.dataset.label;
+    DF.$('#viewer-open').href = link.href;
+    DF.$('#viewer-prev').disabled = index === 0;
+    DF.$('#viewer-next').disabled = index === links.length - 1;
+    if (!viewer.open) viewer.showModal();
+  }
+  list.addEventListener('click', (e) => {
+    const link = e.target.closest('a.overlay-link');
+    if (!link || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+    e.preventDefault();
+    showOverlay(overlayLinks().indexOf(link));
+  });
+  viewerImg.addEventListener('click', () => viewerBody.classList.toggle('zoomed'));
+  DF.$('#viewer-prev').addEventListener('click', () => showOverlay(viewing - 1));
+  DF.$('#viewer-next').addEventListener('click', () => showOverlay(viewing + 1));
+  DF.$('#viewer-close').addEventListener('click', () => viewer.close());
+  viewer.addEventListener('keydown', (e) => {
+    if (e.key === 'ArrowLeft') showOverlay(viewing - 1);
+    else if (e.key === 'ArrowRight') showOverlay(viewing + 1);
+    else return;
+    e.preventDefault();
+  });
+  // A click on the backdrop (outside the dialog's box) closes it too.
+  viewer.addEventListener('click', (e) => {
+    if (e.target === viewer) viewer.close();
+  });
+  viewer.addEventListener('close', () => {
+    viewerImg.removeAttribute('src');
+    const link = overlayLinks()[viewing];
+    if (link) link.focus();
+  });
+
   function pageLabel(p) {
     const r = p.result || {};
     let label = r.page || p.key;
@@ -184,7 +234,7 @@ DF.start(async () => {
     } else {
       picture = DF.el(
         'a',
-        {class: 'overlay-link', href: overlayUrl, target: '_blank', rel: 'noopener', title: 'Open the full-size overlay'},
+        {class: 'overlay-link', href: overlayUrl, title: 'Open the overlay', 'data-label': label},
         DF.el('img', {
           src: overlayUrl,
           loading: 'lazy',
@@ -254,7 +304,9 @@ DF.start(async () => {
         if (field) {
           DF.append(fieldCell, [
             DF.el('span', null, field.name + ' '),
-            field.valid === undefined
+            // A corrected field passes only with digits the model thought less likely: its
+            // badge, in the colour of "check it", says so instead of a tick.
+            field.valid === undefined || (field.valid && field.corrected)
               ? null
               : DF.el(
                   'span',
@@ -270,8 +322,10 @@ DF.start(async () => {
                   DF.el(
                     'span',
                     {
-                      class: 'badge badge-accent badge-plain',
-                      title: 'read as ' + s.text + ', changed to the model’s next guesses to pass the ' + (field.rule || '') + ' rule',
+                      class: 'badge badge-warn badge-plain',
+                      title:
+                        'read as ' + s.text + ', changed to the model’s next guesses to pass the ' + (field.rule || '') +
+                        ' rule: check it',
                     },
                     'corrected from ' + s.text,
                   ),
