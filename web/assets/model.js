@@ -180,7 +180,8 @@ DF.start(async (user) => {
           'tr',
           null,
           DF.el('td', {'data-label': 'Digit', class: 'mono'}, String(d)),
-          DF.el('td', {'data-label': 'Accuracy', class: 'num'}, DF.el('span', {class: 'conf ' + DF.confClass(perClass[d] > 1 ? perClass[d] / 100 : perClass[d])}, DF.pct(perClass[d], 2))),
+          // An accuracy, not a confidence: plain, not in the confidence colours.
+          DF.el('td', {'data-label': 'Accuracy', class: 'num'}, DF.pct(perClass[d], 2)),
           DF.el('td', {'data-label': 'Errors', class: 'num'}, errors === null ? '–' : DF.int(errors)),
           DF.el('td', {'data-label': 'Most often read as', class: 'num'}, worst === null ? '–' : className(worst)),
         ),
@@ -245,6 +246,7 @@ DF.start(async (user) => {
 
     const conf = DF.clear(DF.$('#confusion'));
     conf.append(matrix ? confusionChart(matrix) : DF.el('p', {class: 'muted'}, 'No confusion matrix recorded for this model.'));
+    DF.$('#legend-x').hidden = !matrix || matrix[0].length <= 10;
 
     const pc = DF.clear(DF.$('#per-class'));
     if (Array.isArray(cur.per_class) && cur.per_class.length) pc.append(perClassTable(cur.per_class, matrix));
