@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libtbb-dev libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
-  libopencv-dev libpoppler-cpp-dev libpoppler-private-dev libtiff-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
+  libopencv-dev libpoppler-cpp-dev libpoppler-private-dev libtiff-dev zlib1g-dev libgtest-dev libbenchmark-dev libdnnl-dev libopenblas-dev
   libsqlite3-dev libpqxx-dev postgresql
   libcpp-httplib-dev libsodium-dev libzip-dev
   fonts-dejavu-core

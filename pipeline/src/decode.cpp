@@ -30,6 +30,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <unordered_set>
+#include <zlib.h>
 
 #include "digitflow/pipeline/normalize.hpp"
 // After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
@@ -564,6 +565,29 @@ std::vector<PageRef> probe_as_stated(const fs::path& file, const std::string& na
 
 }  // namespace
 
+void check_png(std::span<const uint8_t> b) {
+  size_t at = 8;
+  while (at + 12 <= b.size()) {
+    const uint32_t length = be32(&b[at]);
+    if (length > b.size() - at - 12) break;  // cut off inside this chunk
+    const uint8_t* type = &b[at + 4];
+    const uint32_t stored = be32(&b[at + 8 + length]);
+    // Critical chunks only (an upper-case first letter: IHDR, PLTE, IDAT, IEND): libpng
+    // passes over an ancillary one (a resolution, a comment) that fails, and the image is whole.
+    const bool critical = (type[0] & 0x20) == 0;
+    if (critical && crc32(crc32(0L, Z_NULL, 0), type, 4 + length) != stored) {
+      // A damaged length puts the walk off the chunks: then the "type" is no name.
+      const bool named = std::all_of(type, type + 4, [](uint8_t c) { return std::isalpha(c) != 0; });
+      throw ImageError("corrupt PNG: its " +
+                       (named ? std::string(reinterpret_cast<const char*>(type), 4) + " chunk" : std::string("data")) +
+                       " at byte " + std::to_string(at) + " fails its checksum");
+    }
+    if (std::memcmp(type, "IEND", 4) == 0) return;
+    at += 12 + static_cast<size_t>(length);
+  }
+  throw ImageError("truncated PNG (its data ends before the image does)");
+}
+
 std::vector<PageRef> probe_file(const fs::path& file, const std::string& name, const DecodeLimits& limits) {
   std::vector<PageRef> pages = probe_as_stated(file, name, limits);
   for (PageRef& page : pages)
@@ -692,35 +716,25 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
                  static_cast<size_t>(image.bytes_per_row()));
     return view.clone();
   }
+  // PNG and JPEG: the file is read once, checked, and decoded from memory.
+  std::vector<uint8_t> bytes;
+  if (page.format == FileFormat::png || page.format == FileFormat::jpeg) {
+    std::error_code ec;
+    const uint64_t size = fs::file_size(page.file, ec);
+    bytes = read_bytes(page.file, 0, static_cast<size_t>(size));
+    if (ec || bytes.size() != size) throw ImageError("the file cannot be read");
+  }
+  if (page.format == FileFormat::png) check_png(bytes);
   if (page.format == FileFormat::jpeg) {
     // libjpeg fills a truncated file's missing rows with grey and only warns: refuse it here.
     // The end marker may sit before trailing data (a phone's appended video): look for it
     // anywhere after the start of scan, where the coded data cannot contain FF D9.
-    std::error_code ec;
-    const uint64_t size = fs::file_size(page.file, ec);
-    const std::vector<uint8_t> bytes = read_bytes(page.file, 0, static_cast<size_t>(size));
     size_t scan = 2;
     while (scan + 4 < bytes.size() && bytes[scan] == 0xFF && bytes[scan + 1] != 0xDA)
       scan += bytes[scan + 1] == 0xFF ? 1 : 2 + be16(&bytes[scan + 2]);
     bool end_marker = false;
     for (size_t i = scan; i + 1 < bytes.size() && !end_marker; ++i) end_marker = bytes[i] == 0xFF && bytes[i + 1] == 0xD9;
     if (!end_marker) throw ImageError("truncated JPEG (the end-of-image marker is missing)");
-  }
-  if (page.format == FileFormat::png) {
-    // A cut-off PNG makes libpng print its own line (no file named) before it fails: found
-    // here from the chunk lengths alone. Each chunk is length, type, data and CRC, up to IEND.
-    std::error_code ec;
-    const uint64_t size = fs::file_size(page.file, ec);
-    std::ifstream in(page.file, std::ios::binary);
-    uint64_t at = 8;
-    bool ended = false;
-    while (!ended && at + 12 <= size) {
-      const std::vector<uint8_t> chunk = read_bytes(in, at, 8);
-      if (chunk.size() < 8) break;
-      ended = std::memcmp(&chunk[4], "IEND", 4) == 0;
-      at += 12 + static_cast<uint64_t>(be32(chunk.data()));
-    }
-    if (!ended || at > size) throw ImageError("truncated PNG (its data ends before the image does)");
   }
   try {
     if (page.format == FileFormat::tiff) {
@@ -730,8 +744,11 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
           cv::imreadmulti(page.file.string(), mats, page.page_index, 1, cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION) &&
           !mats.empty())
         gray = mats[0];
-    } else {
+    } else if (!bytes.empty()) {
       // Stored pixels, not the EXIF display orientation: boxes are in the page as stored.
+      gray = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, bytes.data()),
+                          cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION);
+    } else {
       gray = cv::imread(page.file.string(), cv::IMREAD_GRAYSCALE | cv::IMREAD_IGNORE_ORIENTATION);
     }
   } catch (const cv::Exception&) {

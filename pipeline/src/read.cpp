@@ -45,6 +45,7 @@ cv::Mat decode_image(std::span<const uint8_t> bytes, const DecodeLimits& limits,
   if (w < 0 || h < 0 || w * h > limits.max_pixels)
     throw ImageError("the image is " + std::to_string(w) + "x" + std::to_string(h) +
                      " pixels, over the limit of " + std::to_string(limits.max_pixels));
+  if (header.format == FileFormat::png) check_png(bytes);
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U,
                         const_cast<uint8_t*>(bytes.data()));
   // A PNG with an alpha channel (a canvas, a cut-out) is laid on white paper: decoded to

@@ -2,6 +2,7 @@
 // and PDFs that are broken in each way become page errors that say what is wrong.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
@@ -10,6 +11,7 @@
 
 #include "digitflow/pipeline/decode.hpp"
 #include "digitflow/pipeline/normalize.hpp"
+#include "digitflow/pipeline/read.hpp"
 #include "digitflow/pipeline/synth.hpp"
 #include "test_support.hpp"
 // After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
@@ -414,6 +416,37 @@ TEST(Decode, APngCutShortIsCalledTruncatedBeforeLibpngReadsIt) {
     EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_page(by_name[name], {}); },
                                                    {"truncated PNG (its data ends before the image does)"}))
         << name;
+}
+
+TEST(Decode, APngDamagedInTheMiddleIsCalledCorruptAndLibpngPrintsNothing) {
+  t::TempDir dir;
+  cv::Mat page(400, 300, CV_8UC1);
+  cv::randu(page, 0, 255);
+  std::vector<uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", page, png));
+  // The first image data chunk: a byte of it flipped, as a bad sector or a broken copy does.
+  size_t idat = 8;
+  while (std::memcmp(&png[idat + 4], "IDAT", 4) != 0)
+    idat += 12 + (static_cast<size_t>(png[idat]) << 24 | static_cast<size_t>(png[idat + 1]) << 16 |
+                  static_cast<size_t>(png[idat + 2]) << 8 | png[idat + 3]);
+  std::vector<uint8_t> flipped = png;
+  flipped[idat + 8 + 100] ^= 0x5A;
+  std::ofstream(dir / "flipped.png", std::ios::binary).write(reinterpret_cast<const char*>(flipped.data()),
+                                                            static_cast<std::streamsize>(flipped.size()));
+  // A damaged length: the walk lands off the chunks.
+  std::vector<uint8_t> bad_length = png;
+  bad_length[idat + 3] ^= 0x01;
+  const std::string said = "corrupt PNG: its IDAT chunk at byte " + std::to_string(idat) + " fails its checksum";
+  const std::vector<PageRef> pages = list_pages(dir.path(), {});
+  ASSERT_EQ(pages.size(), 1u);
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_page(pages[0], {}); }, {said}));
+  // The bytes of an upload (predict, the web's recognise) are checked the same way.
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(flipped, {}); }, {said}));
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(bad_length, {}); }, {"corrupt PNG"}));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  // The file undamaged reads as it was written.
+  EXPECT_EQ(cv::norm(decode_image(png, {}), page, cv::NORM_INF), 0.0);
 }
 
 TEST(Decode, BrokenPdfsBecomePageErrorsThatSayWhatIsWrong) {

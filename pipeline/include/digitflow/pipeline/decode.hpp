@@ -81,6 +81,12 @@ struct ImageHeader {
 };
 ImageHeader read_header(std::span<const uint8_t> bytes);
 
+// Walks the chunks of a whole PNG file in memory (length, type, data, CRC) up to IEND and
+// checks the CRC of each critical one (IHDR, PLTE, IDAT, IEND). Throws ImageError, "truncated PNG ..." or "corrupt PNG: its IDAT
+// chunk at byte N fails its checksum", where libpng would print a line of its own (naming
+// no file) before it fails.
+void check_png(std::span<const uint8_t> bytes);
+
 // The pages one file holds (one entry with an error when it cannot be read).
 std::vector<PageRef> probe_file(const std::filesystem::path& file, const std::string& name,
                                 const DecodeLimits& limits);
