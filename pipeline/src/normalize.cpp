@@ -7,9 +7,13 @@
 #include <array>
 #include <cfloat>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <vector>
+
+#include "digitflow/pipeline/decode.hpp"
 
 namespace digitflow::pipeline {
 
@@ -181,9 +185,20 @@ cv::Mat read_image(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path, ec)) throw ImageError(path.string() + ": no such file");
   if (std::filesystem::is_directory(path, ec)) throw ImageError(path.string() + ": is a directory, not an image");
   if (std::filesystem::file_size(path, ec) == 0) throw ImageError(path.string() + ": empty file (0 bytes)");
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) throw ImageError(path.string() + ": cannot be read");
+  static constexpr uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (bytes.size() >= 8 && std::equal(kPng, kPng + 8, bytes.begin())) {
+    try {
+      check_png(bytes);  // libpng would print a line of its own
+    } catch (const ImageError& e) {
+      throw ImageError(path.string() + ": " + e.what());
+    }
+  }
   cv::Mat image;
   try {
-    image = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+    image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, bytes.data()), cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception&) {
     image.release();
   }

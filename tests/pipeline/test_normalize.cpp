@@ -98,6 +98,14 @@ TEST(ReadImage, NamesTheFileAndTheProblem) {
   expect_error(dir.path(), "directory");
   cv::imwrite((dir / "ok.png").string(), draw_seven(30, 40, true));
   EXPECT_EQ(read_image(dir / "ok.png").rows, 40);
+  // A PNG damaged inside its image data: named so, and libpng prints no line of its own.
+  std::ifstream in(dir / "ok.png", std::ios::binary);
+  std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  png[png.find("IDAT") + 6] ^= 0x21;
+  std::ofstream(dir / "damaged.png", std::ios::binary) << png;
+  ::testing::internal::CaptureStderr();
+  expect_error(dir / "damaged.png", "corrupt PNG: its IDAT chunk");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
 }
 
 }  // namespace
