@@ -84,9 +84,10 @@ std::string percent(double rate) {
 }
 
 // Whether a truth string gives one box per digit, and if so whether two neighbours touch:
-// the right edge of one reaches the left edge of the next. Empty when it gives no boxes.
+// the right edge of one reaches the left edge of the next. Empty when it gives no boxes, or
+// is one digit long (no neighbours: in neither group, which compares strings of several).
 std::optional<bool> digits_touch(const StringResult& s) {
-  if (s.digits.empty() || s.digits.size() != s.text.size()) return std::nullopt;
+  if (s.digits.size() < 2 || s.digits.size() != s.text.size()) return std::nullopt;
   for (size_t d = 0; d + 1 < s.digits.size(); ++d)
     if (s.digits[d].box.x + s.digits[d].box.w >= s.digits[d + 1].box.x) return true;
   return false;
@@ -340,7 +341,7 @@ std::string score_table(const ScoreReport& report) {
     row("  touching digits", report.touching_strings,
         exact_of(report.touching_exact, report.touching_strings) + ": truth strings in which two digits' boxes meet");
     row("  digits apart", report.apart_strings,
-        exact_of(report.apart_exact, report.apart_strings) + ": the other truth strings with digit boxes");
+        exact_of(report.apart_exact, report.apart_strings) + ": the other truth strings of 2+ digits with boxes");
   }
   row("edit distance", report.edit_distance, percent(report.digit_accuracy) + " digit accuracy");
   char per_page[32];

@@ -251,7 +251,8 @@ TEST(Score, JsonAndTableCarryTheFigures) {
 TEST(Score, StringsWithTouchingDigitsAreCountedApart) {
   // Truth strings with a box per digit: "12" whose boxes meet (x 100..130, then 130..), "34"
   // whose boxes overlap, "56" with a gap, "78" with a gap; and "90" without digit boxes
-  // (not counted). Read: "12" and "56" right, "34" wrong, "78" missed.
+  // (not counted), "3" of one digit (not counted). Read: "12" and "56" right, "34" wrong,
+  // "78" and "3" missed.
   auto with_boxes = [](const std::string& text, std::vector<Box> boxes) {
     StringResult s = text_at(text, {boxes.front().x, 100, boxes.back().x + boxes.back().w - boxes.front().x, 40});
     for (size_t d = 0; d < boxes.size(); ++d) {
@@ -266,7 +267,8 @@ TEST(Score, StringsWithTouchingDigitsAreCountedApart) {
       page("a.png", {with_boxes("12", {{100, 100, 30, 40}, {130, 100, 30, 40}}),
                      with_boxes("34", {{300, 100, 30, 40}, {325, 100, 30, 40}})}),
       page("b.png", {with_boxes("56", {{100, 100, 30, 40}, {131, 100, 30, 40}}),
-                     with_boxes("78", {{300, 100, 30, 40}, {340, 100, 30, 40}}), text_at("90", {500, 100, 60, 40})})};
+                     with_boxes("78", {{300, 100, 30, 40}, {340, 100, 30, 40}}), text_at("90", {500, 100, 60, 40}),
+                     with_boxes("3", {{700, 100, 30, 40}})})};
   const std::vector<PageResult> results = {
       page("a.png", {text_at("12", {100, 100, 60, 40}), text_at("39", {300, 100, 55, 40})}),
       page("b.png", {text_at("56", {100, 100, 61, 40}), text_at("90", {500, 100, 60, 40})})};
@@ -275,7 +277,7 @@ TEST(Score, StringsWithTouchingDigitsAreCountedApart) {
   EXPECT_EQ(r.touching_exact, 1);
   EXPECT_EQ(r.apart_strings, 2);
   EXPECT_EQ(r.apart_exact, 1);
-  EXPECT_EQ(r.exact, 3);  // "90" too
+  EXPECT_EQ(r.exact, 3);  // "90" too; "3", one digit, is in neither group and missed
   const nlohmann::json j = to_json(r);
   EXPECT_EQ(j["touching_digits"], nlohmann::json({{"strings", 2}, {"exact", 1}, {"exact_rate", 0.5}}));
   EXPECT_EQ(j["digits_apart"]["exact"], 1);

@@ -68,9 +68,9 @@ struct ScoreReport {
   double exact_rate = 0;      // exact / truth_strings (1 when there are none)
   double digit_accuracy = 0;  // 1 - edit_distance / truth_digits (1 when there are none)
   double false_per_page = 0;  // false_strings / pages (0 when there are none)
-  // Truth strings that give a box per digit (digitflow synth's truth does), by whether two
-  // neighbouring digits touch (their boxes meet or overlap across): how many, and how many
-  // were read exactly. All 0 where the truth gives no digit boxes.
+  // Truth strings of two digits or more that give a box per digit (digitflow synth's truth
+  // does), by whether two neighbouring digits touch (their boxes meet or overlap across):
+  // how many, and how many were read exactly. All 0 where the truth gives no digit boxes.
   int touching_strings = 0, touching_exact = 0;
   int apart_strings = 0, apart_exact = 0;
   std::vector<ThresholdScore> thresholds;  // at 0.5, 0.9, 0.99
