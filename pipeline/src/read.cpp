@@ -116,7 +116,16 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, c
   return result;
 }
 
-PageResult recognize_drawing(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options) {
+PageResult recognize_drawing(const cv::Mat& drawn, kernels::Inference& inference, const RunOptions& options) {
+  // The ground is what most of the border is (the ink seldom runs along all four edges):
+  // a dark one is a pad in a dark colour scheme, its ink light. Read as dark on light.
+  cv::Mat gray = drawn;
+  if (drawn.rows > 2 && drawn.cols > 2) {
+    const int w = drawn.cols, h = drawn.rows;
+    const double border = cv::sum(drawn.row(0))[0] + cv::sum(drawn.row(h - 1))[0] +
+                          cv::sum(drawn(cv::Rect(0, 1, 1, h - 2)))[0] + cv::sum(drawn(cv::Rect(w - 1, 1, 1, h - 2)))[0];
+    if (border / (2.0 * w + 2.0 * (h - 2)) < 128) cv::bitwise_not(drawn, gray);
+  }
   // The tallest piece of ink (dark on the light pad): the height of the writing, whatever
   // else was drawn or tapped beside it.
   double darkest = 0, lightest = 0;

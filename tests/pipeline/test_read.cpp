@@ -265,6 +265,13 @@ TEST(Read, ADrawingIsReadHoweverTallItsWriting) {
     EXPECT_NEAR(d.box.y + d.box.h, 560, 20);
   }
   EXPECT_NEAR(fitted.strings[0].box.x, 60, 30);
+  // Light ink on a dark pad reads the same.
+  cv::Mat dark;
+  cv::bitwise_not(tall, dark);
+  const PageResult inverted = recognize_drawing(dark, reader, options);
+  ASSERT_EQ(inverted.strings.size(), 1u);
+  EXPECT_EQ(inverted.strings[0].text, "71");
+  EXPECT_EQ(inverted.strings[0].box, fitted.strings[0].box);
 
   // Writing of a form's size is read as it is.
   cv::Mat usual(320, 960, CV_8UC1, cv::Scalar(255));

@@ -39,7 +39,8 @@ PageResult recognize_image(const cv::Mat& gray, kernels::Inference& inference, c
 // whose tallest piece of ink stands over three quarters of options.segment's
 // max_digit_height (a pad on a phone is taller than the digits of a scanned form) is read
 // as a scan of the resolution that brings it to that height (clean_page resamples it);
-// boxes, fields included, are in `gray`'s pixels.
+// boxes, fields included, are in `gray`'s pixels. Light ink on a dark canvas (a pad in a
+// dark colour scheme) is read as dark ink on light: the ground is what most of the border is.
 PageResult recognize_drawing(const cv::Mat& gray, kernels::Inference& inference, const RunOptions& options);
 
 // The image as one digit: normalised like MNIST, scored by the model (averaged with
