@@ -52,12 +52,14 @@ void Inference::set_screen(Network& screen, float confidence) {
   if (!(confidence > 0.0f && confidence <= 1.0f))
     throw std::invalid_argument("the screening confidence must be in (0, 1], not " + std::to_string(confidence));
   screen_ = std::make_unique<Inference>(screen, backend_, batch_size_);
+  screen_->int8_threads_ = int8_threads_;
   screen_confidence_ = confidence;
 }
 
 void Inference::set_partner(Network& partner) {
   check_same_reading(*net_, partner, "the partner model");
   partner_ = std::make_unique<Inference>(partner, backend_, batch_size_);
+  partner_->int8_threads_ = int8_threads_;
 }
 
 bool Inference::set_int8(bool on) {
@@ -81,6 +83,12 @@ bool Inference::set_int8(bool on) {
     int8_why_ = std::string("oneDNN could not build its int8 primitives here: ") + e.what();
   }
   return int8();
+}
+
+void Inference::set_int8_threads(int threads) {
+  int8_threads_ = std::max(0, threads);
+  if (screen_) screen_->set_int8_threads(threads);
+  if (partner_) partner_->set_int8_threads(threads);
 }
 
 std::string Inference::int8_fallback() const {
@@ -144,7 +152,7 @@ Tensor Inference::full_probabilities(std::span<const uint8_t> pixels, int64_t co
   auto read = [&](std::span<const uint8_t> images, int64_t n) {
     if (int8_ && static_cast<int64_t>(images.size()) == n * net_->input_shape(1).numel()) {
       try {
-        return int8_->probabilities(images, n, batch_size_);
+        return int8_->probabilities(images, n, batch_size_, int8_threads_);
       } catch (const std::exception& e) {
         int8_.reset();  // oneDNN could not build this pass size: fp32 from now on
         int8_why_ = "oneDNN could not build a pass of " + std::to_string(n) + " images: " + e.what();

@@ -248,8 +248,8 @@ struct Int8Network::Impl {
     }
   }
 
-  Compiled& for_batch(int64_t n) {
-    const int threads = thread_count();
+  Compiled& for_batch(int64_t n, int threads) {
+    if (threads <= 0) threads = thread_count();
     omp_set_num_threads(threads);
     auto key = std::make_pair(n, threads);
     auto it = compiled.find(key);
@@ -372,7 +372,7 @@ int Int8Network::int8_layers() const {
   return static_cast<int>(impl_->planned.size()) - 1 + (impl_->prefix.dense ? 1 : 0);
 }
 
-Tensor Int8Network::probabilities(std::span<const uint8_t> pixels, int64_t count, int batch_size) {
+Tensor Int8Network::probabilities(std::span<const uint8_t> pixels, int64_t count, int batch_size, int threads) {
   Network& net = *impl_->net;
   const int classes = net.spec().classes;
   const int64_t image = net.input_shape(1).numel();
@@ -384,7 +384,7 @@ Tensor Int8Network::probabilities(std::span<const uint8_t> pixels, int64_t count
   for (int64_t start = 0; start < count; start += std::max(batch_size, 1)) {
     const int64_t n = std::min<int64_t>(std::max(batch_size, 1), count - start);
     net.prepare_input(pixels.subspan(static_cast<size_t>(start * image), static_cast<size_t>(n * image)), n, x);
-    Impl::Compiled& c = impl_->for_batch(n);
+    Impl::Compiled& c = impl_->for_batch(n, threads);
     c.input.set_data_handle(x.data());
     for (size_t i = 0; i < c.primitives.size(); ++i) c.primitives[i].execute(c.stream, c.args[i]);
     c.stream.wait();
@@ -405,7 +405,7 @@ Int8Network::Int8Network(Int8Network&&) noexcept = default;
 Int8Network& Int8Network::operator=(Int8Network&&) noexcept = default;
 Int8Network::~Int8Network() = default;
 int Int8Network::int8_layers() const { return 0; }
-Tensor Int8Network::probabilities(std::span<const uint8_t>, int64_t, int) {
+Tensor Int8Network::probabilities(std::span<const uint8_t>, int64_t, int, int) {
   throw std::logic_error("int8 inference is not in this build");
 }
 

@@ -151,6 +151,11 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   if (options.screen) inference.set_screen(*options.screen, options.screen_confidence);
   if (options.partner) inference.set_partner(*options.partner);
   const bool int8 = inference.set_int8(options.int8);
+  // The stages before the CNN keep every thread busy; its share of the work is about an
+  // eighth (benchmarks/RESULTS.md). A pass on all of them would make oneDNN's threads wait
+  // for cores the page stages hold (on 2 threads, the whole run took 4% longer): one pass
+  // thread per six of the run's keeps the CNN up with the rest.
+  inference.set_int8_threads(std::max(1, (kernels::thread_count() + 5) / 6));
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
 

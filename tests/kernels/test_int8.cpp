@@ -9,9 +9,14 @@
 #include <span>
 #include <vector>
 
+#if DIGITFLOW_HAVE_ONEDNN
+#include <omp.h>  // the threads a pass ran on
+#endif
+
 #include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
+#include "digitflow/kernels/parallel.hpp"
 #include "digitflow/kernels/ops/softmax_xent.hpp"
 #include "digitflow/kernels/safetensors.hpp"
 #include "digitflow/kernels/trainer.hpp"
@@ -214,6 +219,36 @@ TEST(Int8, APartnerReadsInInt8TooAndTheTwoReadingsAreAveraged) {
   }
   EXPECT_LT(from_int8, 1e-6) << "the mean of the two int8 readings";
   EXPECT_GT(from_fp32, 1e-4) << "not of the fp32 ones: int8 must read apart from fp32 for this check";
+}
+
+TEST(Int8, APassOnFewerThreadsReadsTheSame) {
+  std::string why;
+  if (!int8_here(why)) GTEST_SKIP() << "int8 inference cannot run here: " << why;
+  Network model(int8_spec(), 3), partner(int8_spec(), 4), screen(int8_spec(), 5);
+  perturb(model, 31);
+  perturb(partner, 32);
+  const std::vector<uint8_t> calibration = stroke_images(100, 5);
+  for (Network* n : {&model, &partner, &screen}) n->set_int8_calibration(calibrate_int8(*n, calibration, 100));
+  const int64_t count = 37;
+  const std::vector<uint8_t> pixels = stroke_images(count, 9);
+  set_threads(3);
+  Inference reader(model, Backend::cpu, 16);
+  reader.set_int8_threads(1);  // before the screen and the partner: they take it too
+  reader.set_screen(screen, 0.5f);
+  reader.set_partner(partner);
+  ASSERT_TRUE(reader.set_int8(true));
+  const Tensor one = reader.probabilities(pixels, count);
+#if DIGITFLOW_HAVE_ONEDNN
+  EXPECT_EQ(omp_get_max_threads(), 1) << "the passes ran on one thread";
+#endif
+  reader.set_int8_threads(0);
+  const Tensor all = reader.probabilities(pixels, count);
+#if DIGITFLOW_HAVE_ONEDNN
+  EXPECT_EQ(omp_get_max_threads(), 3) << "the passes ran on the process's threads";
+#endif
+  set_threads(0);
+  ASSERT_EQ(one.shape(), all.shape());
+  for (int64_t i = 0; i < one.numel(); ++i) ASSERT_NEAR(one[i], all[i], 1e-6) << i;
 }
 
 TEST(Int8, ReadsEachImageAsFp32DoesWithinRounding) {

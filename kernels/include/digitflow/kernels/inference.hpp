@@ -48,6 +48,10 @@ class Inference {
   // int8 primitives on this processor). Call after set_screen and set_partner.
   // Probabilities differ from fp32's by the rounding of 8-bit activations.
   bool set_int8(bool on);
+  // The threads of one int8 pass (oneDNN's), for every model it reads with; 0 (the default)
+  // uses kernels::thread_count(). A caller whose own threads keep the cores busy while it
+  // reads (the page graph) gives fewer: more would only wait for the cores.
+  void set_int8_threads(int threads);
   // Whether the full network, and the partner where there is one, read in int8 now: false
   // after a pass size oneDNN could not build made one of them fall back to fp32.
   bool int8() const { return int8_ != nullptr && (!partner_ || partner_->int8()); }
@@ -75,6 +79,7 @@ class Inference {
   std::unique_ptr<Int8Network> int8_;
   std::string int8_why_;  // this network's own reason, for int8_fallback
   float screen_confidence_ = 1.0f;
+  int int8_threads_ = 0;
   int64_t images_read_ = 0, images_read_in_full_ = 0;
 };
 

@@ -41,8 +41,9 @@ class Int8Network {
   Int8Network& operator=(Int8Network&&) noexcept;
   ~Int8Network();
 
-  // Class probabilities (count, classes), in passes of at most `batch_size` images.
-  Tensor probabilities(std::span<const uint8_t> pixels, int64_t count, int batch_size);
+  // Class probabilities (count, classes), in passes of at most `batch_size` images, each
+  // pass on `threads` threads (0: kernels::thread_count()).
+  Tensor probabilities(std::span<const uint8_t> pixels, int64_t count, int batch_size, int threads = 0);
   // Layers run in int8 (the convolutions after the first, the poolings between them and the
   // first dense layer where it runs in int8).
   int int8_layers() const;
