@@ -569,15 +569,18 @@ void check_png(std::span<const uint8_t> b) {
   size_t at = 8;
   while (at + 12 <= b.size()) {
     const uint32_t length = be32(&b[at]);
-    if (length > b.size() - at - 12) break;  // cut off inside this chunk
     const uint8_t* type = &b[at + 4];
+    if (length > 0x7FFFFFFFu)  // over PNG's limit: the length itself is damaged
+      throw ImageError("corrupt PNG: a chunk at byte " + std::to_string(at) + " states a length of " +
+                       std::to_string(length) + " bytes");
+    if (length > b.size() - at - 12) break;  // cut off inside this chunk
     const uint32_t stored = be32(&b[at + 8 + length]);
     // Critical chunks only (an upper-case first letter: IHDR, PLTE, IDAT, IEND): libpng
     // passes over an ancillary one (a resolution, a comment) that fails, and the image is whole.
     const bool critical = (type[0] & 0x20) == 0;
     if (critical && crc32(crc32(0L, Z_NULL, 0), type, 4 + length) != stored) {
       // A damaged length puts the walk off the chunks: then the "type" is no name.
-      const bool named = std::all_of(type, type + 4, [](uint8_t c) { return std::isalpha(c) != 0; });
+      const bool named = std::all_of(type, type + 4, [](uint8_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
       throw ImageError("corrupt PNG: its " +
                        (named ? std::string(reinterpret_cast<const char*>(type), 4) + " chunk" : std::string("data")) +
                        " at byte " + std::to_string(at) + " fails its checksum");
@@ -721,8 +724,12 @@ cv::Mat decode_page(const PageRef& page, const DecodeLimits& limits) {
   if (page.format == FileFormat::png || page.format == FileFormat::jpeg) {
     std::error_code ec;
     const uint64_t size = fs::file_size(page.file, ec);
+    if (ec) throw ImageError("the file cannot be read (" + ec.message() + ")");
+    if (size > static_cast<uint64_t>(std::numeric_limits<int>::max()))
+      throw ImageError("the file is " + std::to_string(size >> 20) + " MB, over the 2 GB a " +
+                       format_name(page.format) + " may be");
     bytes = read_bytes(page.file, 0, static_cast<size_t>(size));
-    if (ec || bytes.size() != size) throw ImageError("the file cannot be read");
+    if (bytes.size() != size) throw ImageError("the file cannot be read");
   }
   if (page.format == FileFormat::png) check_png(bytes);
   if (page.format == FileFormat::jpeg) {

@@ -8,7 +8,7 @@
 #include <cfloat>
 #include <cmath>
 #include <fstream>
-#include <iterator>
+#include <limits>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <vector>
@@ -185,11 +185,14 @@ cv::Mat read_image(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path, ec)) throw ImageError(path.string() + ": no such file");
   if (std::filesystem::is_directory(path, ec)) throw ImageError(path.string() + ": is a directory, not an image");
   if (std::filesystem::file_size(path, ec) == 0) throw ImageError(path.string() + ": empty file (0 bytes)");
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec || size > static_cast<uint64_t>(std::numeric_limits<int>::max()))
+    throw ImageError(path.string() + ": cannot be read" + (ec ? " (" + ec.message() + ")" : std::string(" (over 2 GB)")));
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
   std::ifstream in(path, std::ios::binary);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in && !in.eof()) throw ImageError(path.string() + ": cannot be read");
-  static constexpr uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-  if (bytes.size() >= 8 && std::equal(kPng, kPng + 8, bytes.begin())) {
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+    throw ImageError(path.string() + ": cannot be read");
+  if (read_header(bytes).format == FileFormat::png) {
     try {
       check_png(bytes);  // libpng would print a line of its own
     } catch (const ImageError& e) {

@@ -154,7 +154,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
   // The stages before the CNN keep every thread busy; its share of the work is about an
   // eighth (benchmarks/RESULTS.md). A pass on all of them would make oneDNN's threads wait
   // for cores the page stages hold (on 2 threads, the whole run took 4% longer): one pass
-  // thread per six of the run's keeps the CNN up with the rest.
+  // thread per six of the run's keeps the CNN up with the rest (measured on 2 threads only).
   inference.set_int8_threads(std::max(1, (kernels::thread_count() + 5) / 6));
   const size_t in_flight = static_cast<size_t>(
       options.pages_in_flight > 0 ? options.pages_in_flight : 4 * std::max(1, kernels::thread_count()));
@@ -250,7 +250,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
         p += classes;
       }
   };
-  // serial: one network, and each forward pass already uses every thread.
+  // serial: one network (its passes run on the threads set_int8_threads gives them above).
   flow::function_node<BatchMsg, BatchMsg> infer(g, flow::serial, [&](BatchMsg batch) {
     try {
       for (const PageMsg& m : *batch) m->probs.assign(m->segmentation.pieces.size() * static_cast<size_t>(classes), 0.0f);

@@ -364,21 +364,25 @@ async function run() {
     assert(digits.length > 0 && digits.every((t) => /\d/.test(t)), 'no strings of digits shown');
     const imgs = await imagesLoaded(page, '.overlay-link img');
     assert(imgs === 2, `expected 2 overlay images, saw ${imgs}`);
+    assert((await page.getAttribute('#dl-csv', 'href')).includes('format=csv'), 'no CSV download');
+    const csv = await page.evaluate(async (href) => (await fetch(href)).text(), await page.getAttribute('#dl-csv', 'href'));
+    assert(csv.split('\n').length > 2, 'results.csv is empty');
+    await shot(page, 'job');
     // A thumbnail opens its overlay over the job page; the arrow goes to the next page and
     // Esc comes back.
     await page.locator('.overlay-link').first().click();
     await page.locator('#viewer[open]').waitFor();
     await page.waitForFunction(() => document.querySelector('#viewer-img').naturalWidth > 0);
+    await shot(page, 'job-overlay');
     await page.keyboard.press('ArrowRight');
     const titles = await page.$$eval('.overlay-link', (as) => as.map((a) => a.dataset.label));
     assert((await page.textContent('#viewer-title')) === titles[1], 'the arrow did not show the next page');
+    // On the last page (its next button disabled) the other arrow still goes back.
+    await page.keyboard.press('ArrowLeft');
+    assert((await page.textContent('#viewer-title')) === titles[0], 'the arrow did not go back a page');
     await page.keyboard.press('Escape');
     await page.locator('#viewer').waitFor({state: 'hidden'});
     assert(page.url().endsWith(jobUrl), 'the overlay left the job page');
-    assert((await page.getAttribute('#dl-csv', 'href')).includes('format=csv'), 'no CSV download');
-    const csv = await page.evaluate(async (href) => (await fetch(href)).text(), await page.getAttribute('#dl-csv', 'href'));
-    assert(csv.split('\n').length > 2, 'results.csv is empty');
-    await shot(page, 'job');
     await page.click('.filters button[data-filter="failed"]');
     await page.waitForFunction(() => document.querySelectorAll('.page-item').length === 0);
     await page.click('.filters button[data-filter="all"]');

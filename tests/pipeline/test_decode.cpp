@@ -433,9 +433,19 @@ TEST(Decode, APngDamagedInTheMiddleIsCalledCorruptAndLibpngPrintsNothing) {
   flipped[idat + 8 + 100] ^= 0x5A;
   std::ofstream(dir / "flipped.png", std::ios::binary).write(reinterpret_cast<const char*>(flipped.data()),
                                                             static_cast<std::streamsize>(flipped.size()));
-  // A damaged length: the walk lands off the chunks.
+  // A damaged length of image data: its CRC is taken over the wrong bytes.
   std::vector<uint8_t> bad_length = png;
   bad_length[idat + 3] ^= 0x01;
+  // A damaged length of a comment (ancillary: its CRC is not checked) puts the walk off the
+  // chunks, into the comment's text, where it finds no chunk's name: 1 byte, type 01 02 03 04.
+  const std::string text = std::string("Comment\0", 8) + std::string("\0\0\0\1\1\2\3\4xCRC!", 13) + "tail";
+  std::vector<uint8_t> comment(png.begin(), png.begin() + 33);  // the signature and IHDR
+  comment.insert(comment.end(), {0, 0, 0, 4});  // its length: 25, damaged to 4
+  comment.insert(comment.end(), {'t', 'E', 'X', 't'});
+  comment.insert(comment.end(), text.begin(), text.end());
+  comment.insert(comment.end(), 4, 0);  // its CRC, not checked
+  const size_t fake = 33 + 8 + 8;  // the fake header: where the walk goes next (data at 41, 4 + 4 past it)
+  comment.insert(comment.end(), png.begin() + 33, png.end());
   const std::string said = "corrupt PNG: its IDAT chunk at byte " + std::to_string(idat) + " fails its checksum";
   const std::vector<PageRef> pages = list_pages(dir.path(), {});
   ASSERT_EQ(pages.size(), 1u);
@@ -443,7 +453,11 @@ TEST(Decode, APngDamagedInTheMiddleIsCalledCorruptAndLibpngPrintsNothing) {
   EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_page(pages[0], {}); }, {said}));
   // The bytes of an upload (predict, the web's recognise) are checked the same way.
   EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(flipped, {}); }, {said}));
-  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(bad_length, {}); }, {"corrupt PNG"}));
+  EXPECT_TRUE(t::throws_with_message<ImageError>([&] { decode_image(bad_length, {}); },
+                                                 {"corrupt PNG: its IDAT chunk at byte " + std::to_string(idat)}));
+  EXPECT_TRUE(t::throws_with_message<ImageError>(
+      [&] { decode_image(comment, {}); },
+      {"corrupt PNG: its data at byte " + std::to_string(fake) + " fails its checksum"}));
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
   // The file undamaged reads as it was written.
   EXPECT_EQ(cv::norm(decode_image(png, {}), page, cv::NORM_INF), 0.0);

@@ -53,6 +53,11 @@ TEST_F(ClientTest, AFolderSendsItsOwnTemplateWithItsPages) {
   const json job = json::parse(get("/api/v1/jobs/" + std::to_string(id), bearer(token))->body);
   EXPECT_EQ(job["template"], "our slip");
 
+  // Named as it lies in the folder.
+  r.template_file = "form.yaml";
+  EXPECT_EQ(json::parse(get("/api/v1/jobs/" + std::to_string(submit_remote(r)), bearer(token))->body)["template"],
+            "our slip");
+
   write(dir_ / "elsewhere.yaml", "name: x\nfields: []\n");
   r.template_file = dir_ / "elsewhere.yaml";
   EXPECT_TRUE(digitflow::testing::throws_with_message<ClientError>([&] { submit_remote(r); },

@@ -609,10 +609,15 @@ TEST_F(JobsApiTest, AJobFolderCanBringItsOwnTemplate) {
   const json listed = json::parse(get("/api/v1/jobs", with(ana))->body)["jobs"];
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0]["template"], "our deposit slip");
+  // From a zip too.
+  fs::create_directories(dir_ / "zips");
+  const std::string zip = make_zip(dir_ / "zips" / "slips.zip", {{"slips/a.png", "x"}, {"slips/template.yaml", yaml}});
+  r = upload({{"zip", zip, "slips.zip", "application/zip"}, {"template_file", "slips/template.yaml", "", ""}}, with(ana));
+  ASSERT_EQ(r->status, 201) << r->body;
 
   // Not in the upload, outside it, with a named template as well, or not a template: 400,
   // naming the file as the user sent it.
-  const std::vector<std::pair<httplib::MultipartFormDataItems, std::string>> refused = {
+  std::vector<std::pair<httplib::MultipartFormDataItems, std::string>> refused = {
       {{{"files", "x", "a.png", ""}, {"template_file", "template.yaml", "", ""}}, "not a file of the upload"},
       {{{"files", "x", "a.png", ""}, {"template_file", "../../config/templates/check.yaml", "", ""}}, "refused"},
       {{{"files", "x", "dir/a.png", ""}, {"template_file", "dir", "", ""}}, "not a file of the upload"},
@@ -624,6 +629,17 @@ TEST_F(JobsApiTest, AJobFolderCanBringItsOwnTemplate) {
       {{{"files", "x", "a.png", ""}, {"files", "name: x\nfields: []\n", "t.yaml", ""}, {"template_file", "t.yaml", "", ""}},
        "t.yaml"},
   };
+  for (const std::string& name : std::vector<std::string>{"/etc/passwd", "a\\t.yaml", "t\x01.yaml", "../t.yaml"})
+    refused.push_back({{{"files", "x", "a.png", ""}, {"files", yaml, "t.yaml", ""}, {"template_file", name, "", ""}}, "refused"});
+  refused.push_back({{{"files", "x", "a.png", ""}, {"template_file", std::string(1001, 'a'), "", ""}}, "over 1000 bytes"});
+  refused.push_back({{{"files", "x", "a.png", ""},
+                      {"files", yaml, "t.yaml", ""},
+                      {"template_file", "t.yaml", "", ""},
+                      {"template_file", "t.yaml", "", ""}},
+                     "sent twice"});
+  // A page named as the template.
+  refused.push_back({{{"files", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16), "a.png", ""}, {"template_file", "a.png", "", ""}},
+                     "a.png"});
   for (const auto& [items, says] : refused) {
     r = upload(items, with(ana));
     EXPECT_EQ(r->status, 400) << says << ": " << r->body;

@@ -173,15 +173,20 @@ DF.start(async () => {
   const viewer = DF.$('#viewer');
   const viewerImg = DF.$('#viewer-img');
   const viewerBody = DF.$('#viewer-body');
-  let viewing = -1;
+  // The page shown, by its overlay's address: the list is redrawn while a job runs, so an
+  // index into it would drift.
+  let viewing = null;
   function overlayLinks() {
     return Array.from(list.querySelectorAll('a.overlay-link'));
+  }
+  function viewingIndex() {
+    return overlayLinks().findIndex((a) => a.href === viewing);
   }
   function showOverlay(index) {
     const links = overlayLinks();
     if (index < 0 || index >= links.length) return;
-    viewing = index;
     const link = links[index];
+    viewing = link.href;
     viewerImg.src = link.href;
     viewerImg.alt = link.querySelector('img').alt;
     viewerBody.classList.remove('zoomed');
@@ -198,12 +203,15 @@ DF.start(async () => {
     showOverlay(overlayLinks().indexOf(link));
   });
   viewerImg.addEventListener('click', () => viewerBody.classList.toggle('zoomed'));
-  DF.$('#viewer-prev').addEventListener('click', () => showOverlay(viewing - 1));
-  DF.$('#viewer-next').addEventListener('click', () => showOverlay(viewing + 1));
+  DF.$('#viewer-prev').addEventListener('click', () => showOverlay(viewingIndex() - 1));
+  DF.$('#viewer-next').addEventListener('click', () => showOverlay(viewingIndex() + 1));
   DF.$('#viewer-close').addEventListener('click', () => viewer.close());
-  viewer.addEventListener('keydown', (e) => {
-    if (e.key === 'ArrowLeft') showOverlay(viewing - 1);
-    else if (e.key === 'ArrowRight') showOverlay(viewing + 1);
+  // On the document: a disabled button or the image clicked to zoom leaves the focus
+  // outside the dialog. Zoomed in, the arrows scroll the page instead.
+  document.addEventListener('keydown', (e) => {
+    if (!viewer.open || viewerBody.classList.contains('zoomed')) return;
+    if (e.key === 'ArrowLeft') showOverlay(viewingIndex() - 1);
+    else if (e.key === 'ArrowRight') showOverlay(viewingIndex() + 1);
     else return;
     e.preventDefault();
   });
@@ -213,7 +221,7 @@ DF.start(async () => {
   });
   viewer.addEventListener('close', () => {
     viewerImg.removeAttribute('src');
-    const link = overlayLinks()[viewing];
+    const link = overlayLinks()[viewingIndex()];
     if (link) link.focus();
   });
 

@@ -127,7 +127,9 @@ DF.start(async () => {
       return;
     }
     const total = items.reduce((s, it) => s + it.file.size, 0);
-    const pages = kind === 'zip' ? 0 : items.filter((it) => PAGE.test(it.path)).length;
+    // Pages: every file but those surely none (a file of another name is still read when
+    // its bytes are an image, and named in the results when they are not).
+    const pages = kind === 'zip' ? 0 : items.filter((it) => !NOT_PAGE.test(it.path)).length;
     const files = DF.int(items.length) + (items.length === 1 ? ' file' : ' files');
     count.textContent =
       kind === 'zip'
@@ -169,15 +171,13 @@ DF.start(async () => {
   const select = DF.$('#template');
   const templateHint = DF.$('#template-hint');
   const hintText = templateHint.textContent;
-  // What the pipeline reads as a page (by name; a file with another name is still read
-  // when its bytes are an image), and names that are surely no page.
-  const PAGE = /\.(png|jpe?g|jpe|tiff?|bmp|pdf)$/i;
+  // Names that are surely no page (text, settings, office files).
   const NOT_PAGE = /\.(ya?ml|jsonl?|csv|txt|md|xml|html?|log|ini|docx?|xlsx?|odt|ods)$/i;
   let folderGroup = null;
   let chosenBefore = '';
   // A folder that brings its own template (a template.yaml beside its pages) offers it, and
   // it is chosen: the fields of its own form are what its pages hold.
-  async function offerFolderTemplates(yamls) {
+  function offerFolderTemplates(yamls) {
     if (folderGroup) {
       if (select.value.startsWith('file:')) select.value = chosenBefore;
       folderGroup.remove();

@@ -23,12 +23,14 @@ int64_t submit_remote(const RemoteSubmission& s) {
   std::string template_file;
   if (!s.template_file.empty()) {
     if (!s.template_name.empty()) throw ClientError("a template name or a template file, not both");
-    std::error_code ec;
+    // A relative path that is no file here may be one as it lies in the folder.
+    fs::path given = s.template_file;
+    if (given.is_relative() && !fs::exists(given) && fs::is_regular_file(s.folder / given)) given = s.folder / given;
+    std::error_code file_ec, folder_ec;
     const fs::path inside =
-        fs::weakly_canonical(s.template_file, ec).lexically_relative(fs::weakly_canonical(s.folder, ec));
-    if (!fs::is_regular_file(s.template_file))
-      throw ClientError(s.template_file.string() + ": no such template file");
-    if (ec || inside.empty() || *inside.begin() == "..")
+        fs::weakly_canonical(given, file_ec).lexically_relative(fs::weakly_canonical(s.folder, folder_ec));
+    if (!fs::is_regular_file(given)) throw ClientError(s.template_file.string() + ": no such template file");
+    if (file_ec || folder_ec || inside.empty() || *inside.begin() == "..")
       throw ClientError(s.template_file.string() + ": a template file sent to a server must lie inside " +
                         s.folder.string() + ", to go up with the pages; or give the name of one the server lists");
     template_file = inside.generic_string();

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 #include <optional>
+#include <set>
 
 #include "digitflow/pipeline/normalize.hpp"
 #include "digitflow/web/errors.hpp"
@@ -492,6 +493,7 @@ void Server::routes() {
     }
     UploadFolder upload(s.uploads_dir(), s.upload_limits());
     std::string field, name, template_name, template_file, *text_part = nullptr;
+    std::set<std::string> text_parts_seen;  // a field sent twice is refused, not joined
     std::exception_ptr problem;  // the first one; the rest of the body is still read
     bool in_file = false, in_zip = false;
     auto guard = [&](auto&& step) {
@@ -528,6 +530,10 @@ void Server::routes() {
               throw BadRequest("unknown part '" + part.name.substr(0, 60) +
                                "' (files, zip, name, template, template_file)");
             });
+          }
+          if (text_part && !text_parts_seen.insert(part.name).second) {
+            guard([&] { throw BadRequest("the field '" + part.name + "' is sent twice"); });
+            text_part = nullptr;
           }
           return true;
         },

@@ -204,7 +204,7 @@ int64_t Service::submit(const Caller& caller, const UploadFolder& upload, const 
     } catch (const std::exception& e) {
       // The message names the upload's temporary folder; the user knows the file by its name.
       std::string why = e.what();
-      if (const size_t at = why.find(file.string()); at != std::string::npos)
+      for (size_t at = why.find(file.string()); at != std::string::npos; at = why.find(file.string(), at))
         why.replace(at, file.string().size(), template_file.substr(0, 200));
       throw BadRequest(why);
     }

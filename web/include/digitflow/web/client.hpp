@@ -22,6 +22,7 @@ struct RemoteSubmission {
   std::string name;                  // "" = the folder's name
   std::string template_name;         // "" = none; a name from GET /api/v1/templates
   std::filesystem::path template_file;  // or "" = none; a template YAML inside `folder`
+                                        // (a relative path: from here, else from `folder`)
   int64_t max_bytes = int64_t{2} << 30;  // the upload is held in memory: refuse beyond this
 };
 
