@@ -54,7 +54,9 @@ int run_retrain(int argc, char** argv) {
              "Fine-tunes the default model (the store's default version, else model.default) on\n"
              "the reviewed samples mixed with MNIST digits and generated negatives, evaluates the\n"
              "new model and the current one on MNIST test and on the held-out samples, and saves\n"
-             "it under STATE/models. It becomes the default only when not worse on MNIST test.\n"
+             "it under STATE/models. It becomes the default only when not worse on MNIST test than\n"
+             "the current one as the workers read it (model.default beside model.screen and\n"
+             "model.partner; a retrained default alone, as the new one will be read).\n"
              "Exit status 0 when it was promoted or rejected, 1 when it failed.",
              options, nullptr, vm))
     return 0;
@@ -69,6 +71,9 @@ int run_retrain(int argc, char** argv) {
   paths.state = o.state;
   paths.configured_model = fs::absolute(resolve(o.settings.model.default_model));
   paths.mnist_dir = mnist_dir(o.settings, data_dir);
+  paths.screen_model = screen_for(o.settings, paths.configured_model);
+  paths.partner_model = partner_for(o.settings, paths.configured_model);
+  paths.screen_confidence = o.settings.pipeline.screen_confidence;
 
   const jobs::ModelVersion started = jobs::start_retrain(*o.store, paths, r);
   std::cerr << "model version " << started.id << ": fine-tuning "

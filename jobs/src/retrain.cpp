@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <ctime>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
 #include "digitflow/jobs/sample_image.hpp"
+#include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/seed_mix.hpp"
@@ -200,6 +202,11 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
   k::LoadedModel current = k::load_model(base);
   k::LoadedModel fresh = k::load_model(base);
   const int classes = current.network.spec().classes;
+  // The configured model is read beside its screen and partner; a retrained one alone.
+  const bool configured = is_configured_model(base, paths.configured_model);
+  std::optional<k::LoadedModel> screen, partner;
+  if (configured && !paths.screen_model.empty()) screen = k::load_model(paths.screen_model);
+  if (configured && !paths.partner_model.empty()) partner = k::load_model(paths.partner_model);
 
   const SampleSets samples = load_samples(store, paths.state, classes, o.held_out_share);
   if (samples.training.count == 0) {
@@ -239,10 +246,22 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
   // Batches of the training size: each network keeps its activations for the largest batch
   // it has seen, and at 500 two of them held 1.7 GB.
   const int eval_batch = config.batch_size;
+  // The current model as the workers read it (in fp32: int8 reads the same within a string
+  // or two in a thousand); the new one alone, as it will be read.
+  auto as_read = [&](const k::LabelledImages& data) {
+    if ((!screen && !partner) || data.count == 0) return k::evaluate(current.network, data, eval_batch);
+    k::Inference reader(current.network, k::Backend::cpu, eval_batch);
+    if (screen) reader.set_screen(screen->network, paths.screen_confidence);
+    if (partner) reader.set_partner(partner->network);
+    return k::evaluate_probabilities(data, reader.probabilities(data.pixels, data.count));
+  };
   const k::EvalResult test_new = k::evaluate(fresh.network, mnist_test, eval_batch);
-  const k::EvalResult test_current = k::evaluate(current.network, mnist_test, eval_batch);
+  const k::EvalResult test_current = as_read(mnist_test);
   const k::EvalResult held_new = k::evaluate(fresh.network, samples.held_out, eval_batch);
-  const k::EvalResult held_current = k::evaluate(current.network, samples.held_out, eval_batch);
+  const k::EvalResult held_current = as_read(samples.held_out);
+  nlohmann::json current_reads_with = nlohmann::json::array();
+  if (screen) current_reads_with.push_back(paths.screen_model.filename().string());
+  if (partner) current_reads_with.push_back(paths.partner_model.filename().string());
   // Not promoted on it, but shown: whether the fine-tune kept rejecting what is not a digit,
   // on the held-out negatives `digitflow train` and `digitflow eval` report (a fifth of the
   // test images' count when fewer than all are evaluated).
@@ -271,6 +290,10 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
       .append(percent(test_new.accuracy))
       .append(out.promoted ? " >= current " : " < current ")
       .append(percent(test_current.accuracy))
+      .append(partner && screen ? " (with its screen and partner)"
+              : partner         ? " (with its partner)"
+              : screen          ? " (with its screen)"
+                                : "")
       .append(margin);
   if (held_new.count > 0)
     out.note.append("; held-out samples ")
@@ -300,6 +323,7 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
                  {"history", history},
                  {"retrain",
                   {{"base_model", base.string()},
+                   {"current_reads_with", current_reads_with},
                    {"promoted", out.promoted},
                    {"required_margin", o.required_margin},
                    {"mnist_test",

@@ -106,6 +106,21 @@ class RetrainTest : public ::testing::Test {
     return path;
   }
 
+  // The shipped model made to read every image as 0: its output bias for class 0 raised.
+  fs::path zero_reader_model() {
+    k::LoadedModel model = k::load_model(shipped_model());
+    std::vector<std::pair<std::string, k::Tensor>> state = model.network.copy_state();
+    std::string last;
+    for (const auto& [name, tensor] : state)
+      if (tensor.shape().rank() == 2) last = name.substr(0, name.rfind('.'));
+    for (auto& [name, tensor] : state)
+      if (name == last + ".bias") tensor.span()[0] = 60.0f;
+    model.network.load_state(state);
+    const fs::path path = dir_ / "zero-reader.safetensors";
+    k::save_model(path, model.network, model.train_config, nullptr);
+    return path;
+  }
+
   t::TempDir dir_;
   StateDir state_;
   std::unique_ptr<JobStore> store_;
@@ -242,6 +257,30 @@ TEST_F(RetrainTest, BetterThanABadDefaultIsPromotedAndIsTheNextBase) {
   ASSERT_EQ(versions.size(), 2u);
   EXPECT_TRUE(versions[0].is_default);
   EXPECT_FALSE(versions[1].is_default);
+}
+
+TEST_F(RetrainTest, TheCurrentModelIsWeighedAsTheWorkersReadIt) {
+  // model.default is read beside its partner: one that reads every image as 0 makes the pair
+  // read 0 always (the mean of p and a sure 0 leans to 0), so the current model as it is read
+  // gets only the 0s right, and the new one, read alone, is better.
+  add_samples(20, 4);
+  paths_.partner_model = zero_reader_model();
+  const RetrainResult first = retrain(*store_, paths_, tiny());
+  ASSERT_NE(first.version.status, "failed") << first.version.note;
+  const nlohmann::json& m = first.metrics["retrain"];
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < 300; ++i) zeros += mnist_test().labels[static_cast<size_t>(i)] == 0 ? 1 : 0;
+  EXPECT_EQ(m["mnist_test"]["current"]["right"], zeros) << m.dump();
+  EXPECT_EQ(m["current_reads_with"], nlohmann::json::array({"zero-reader.safetensors"}));
+  EXPECT_TRUE(first.promoted) << first.version.note;
+  EXPECT_NE(first.version.note.find("(with its partner)"), std::string::npos) << first.version.note;
+  // The retrained default is read alone, and weighed so.
+  RetrainOptions options = tiny();
+  options.required_margin = 0.5;
+  const RetrainResult second = retrain(*store_, paths_, options);
+  EXPECT_EQ(second.metrics["retrain"]["current_reads_with"], nlohmann::json::array());
+  EXPECT_GT(second.metrics["retrain"]["mnist_test"]["current"]["right"].get<int64_t>(), 250);
+  EXPECT_EQ(second.version.note.find("with its"), std::string::npos) << second.version.note;
 }
 
 TEST_F(RetrainTest, AMissingModelIsRecordedAsFailed) {

@@ -562,7 +562,8 @@ json Service::retrain(const Caller& admin) {
   std::lock_guard lock(retrain_mutex_);
   if (retraining_) throw Taken("a retraining is already running");
   if (retrain_thread_.joinable()) retrain_thread_.join();
-  const jobs::RetrainPaths paths{options_.state, options_.model, options_.mnist};
+  const jobs::RetrainPaths paths{options_.state, options_.model, options_.mnist, options_.worker.screen_model,
+                                 options_.worker.partner_model, options_.run.screen_confidence};
   jobs::ModelVersion version;
   try {
     version = jobs::start_retrain(*stores_.acquire(), paths);

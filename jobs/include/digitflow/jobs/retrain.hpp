@@ -59,6 +59,11 @@ struct RetrainPaths {
   StateDir state;                          // samples' images; new models under state.root/models
   std::filesystem::path configured_model;  // model.default, when the store names no default
   std::filesystem::path mnist_dir;         // the MNIST IDX files
+  // How the job workers read the configured model: beside its screening model and its
+  // partner ("" = none), the screen's readings kept from screen_confidence. A retrained
+  // version, once the default, is read alone; the current model is weighed as it is read.
+  std::filesystem::path screen_model, partner_model;
+  float screen_confidence = 0.94f;
 };
 
 struct RetrainProgress {
