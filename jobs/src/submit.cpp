@@ -144,6 +144,11 @@ InboxScan scan_inbox(JobStore& store, const StateDir& state, const fs::path& inb
     s.source = "inbox:" + fs::absolute(taken).lexically_normal().string();
     s.link = true;
     s.exclude = {"READY", ".queued"};
+    // A folder may bring the template of its form, as template.yaml beside its pages.
+    if (fs::is_regular_file(taken / "template.yaml")) {
+      s.template_file = taken / "template.yaml";
+      s.exclude.push_back("template.yaml");
+    }
     try {
       scan.submitted.push_back(submit_job(store, state, s));
     } catch (const Conflict&) {

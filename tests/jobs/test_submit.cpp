@@ -210,6 +210,29 @@ TEST_F(InboxTest, ACrashBetweenTheMoveAndTheQueueIsRecoveredOnce) {
   EXPECT_EQ(store_->jobs().size(), 1u);
 }
 
+TEST_F(InboxTest, AFoldersTemplateYamlIsItsJobsTemplate) {
+  const std::string yaml = "name: deposit slip\nfields:\n  - name: amount\n    zone: [0.5, 0.1, 0.4, 0.2]\n    rule: amount\n";
+  const fs::path folder = drop("ana", "slips", false);
+  write(folder / "template.yaml", yaml);
+  write(folder / "READY", "");
+  InboxScan scan = scan_inbox(*store_, state_, state_.inbox());
+  ASSERT_EQ(scan.submitted.size(), 1u) << (scan.problems.empty() ? "" : scan.problems[0]);
+  const auto job = store_->job(scan.submitted[0]);
+  ASSERT_FALSE(job->template_path.empty());
+  EXPECT_EQ(read(job->template_path), yaml);
+  EXPECT_EQ(tree(job->input_dir), (std::vector<std::string>{"p1.png", "p2.png"}));  // the template is no page
+
+  // A broken one: the folder is not queued, and the problem names the file and its line.
+  const fs::path broken = drop("ana", "broken", false);
+  write(broken / "template.yaml", "name: x\nfields:\n  - name: a\n    zone: [0.5, 0.5, 0.9, 0.2]\n");
+  write(broken / "READY", "");
+  scan = scan_inbox(*store_, state_, state_.inbox());
+  EXPECT_TRUE(scan.submitted.empty());
+  ASSERT_EQ(scan.problems.size(), 1u);
+  EXPECT_NE(scan.problems[0].find("template.yaml:4"), std::string::npos) << scan.problems[0];
+  EXPECT_EQ(store_->jobs().size(), 1u);
+}
+
 TEST_F(InboxTest, AnUnknownUsersFolderIsLeftWithAReason) {
   const fs::path folder = drop("mallory", "night", true);
   const InboxScan scan = scan_inbox(*store_, state_, state_.inbox());

@@ -168,6 +168,29 @@ TEST_F(WorkerTest, AJobNamingTheConfiguredModelByAnotherPathIsScreened) {
   EXPECT_LT(in_full, all) << "the screen read first";
 }
 
+TEST_F(WorkerTest, ADropFolderProblemIsLoggedOnceWhileItLasts) {
+  fs::create_directories(state_.inbox() / "mallory" / "night");
+  std::ofstream(state_.inbox() / "mallory" / "night" / "READY").close();
+  WorkerOptions o = options();
+  o.scan_inbox = true;
+  o.exit_when_idle = false;
+  std::vector<WorkerEvent> events;
+  std::mutex lock;
+  Worker worker(*store_, o, [&](const WorkerEvent& e) {
+    std::lock_guard guard(lock);
+    events.push_back(e);
+  });
+  std::atomic<bool> stop{false};
+  std::thread run([&] { worker.run(stop); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // a dozen scans at 50 ms
+  stop = true;
+  run.join();
+  const auto told = std::count_if(events.begin(), events.end(), [](const WorkerEvent& e) {
+    return e.kind == WorkerEvent::error && e.text.find("no user named 'mallory'") != std::string::npos;
+  });
+  EXPECT_EQ(told, 1);
+}
+
 TEST_F(WorkerTest, AModelThatCannotReadInInt8IsReadInFp32WithAWarningSayingWhy) {
   kernels::LoadedModel shipped = kernels::load_model(shipped_model());
   shipped.network.set_int8_calibration({});

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 
@@ -63,6 +64,7 @@ class Worker {
   JobStore& store_;
   WorkerOptions options_;
   std::function<void(const WorkerEvent&)> log_;
+  std::set<std::string> inbox_problems_;  // the drop folder's, logged when they first appear
   std::map<std::string, kernels::LoadedModel> models_;
   std::optional<kernels::LoadedModel> screen_;   // loaded at its first use
   std::optional<kernels::LoadedModel> partner_;  // loaded at its first use
