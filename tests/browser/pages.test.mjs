@@ -408,6 +408,26 @@ async function run() {
     assert(await page.locator('#cancel-job').isHidden(), 'the cancel button is still there');
   });
 
+  await check('submit: a zip lists its files and offers its own template', async () => {
+    const zip = path.join(tmp, 'checks.zip');
+    fs.writeFileSync(zip, zipOf(jobDir, 'checks'));
+    await page.goto('/submit');
+    await page.setInputFiles('#input-zip', zip);
+    await page.waitForFunction(() => /: /.test(document.querySelector('#file-count').textContent));
+    const count = await page.textContent('#file-count');
+    assert(/^One zip, .*: 3 files \(2 pages\)$/.test(count), `the zip's summary says "${count}"`);
+    const chosen = await page.$eval('#template', (s) => s.value);
+    assert(chosen === 'file:checks/template.yaml', `the zip's template.yaml is not chosen (${chosen})`);
+    const note = await page.textContent('#file-list li.not-page .note');
+    assert(note === 'the template', `the template file's row says "${note}"`);
+    // A file that is no zip is only named: the server says what is wrong with it.
+    const notZip = path.join(tmp, 'not-a.zip');
+    fs.writeFileSync(notZip, 'plain text');
+    await page.setInputFiles('#input-zip', notZip);
+    await page.waitForFunction(() => /^One zip, /.test(document.querySelector('#file-count').textContent));
+    assert((await page.$eval('#template', (s) => s.value)) === '', 'a template stayed chosen from the zip before');
+  });
+
   await check('submit: an upload over a limit shows the server’s 413 message', async () => {
     if (args.url) return; // the limit is set where the test starts the server
     const big = path.join(tmp, 'too-big', 'scan.png');
@@ -648,3 +668,56 @@ function listFiles(dir) {
   }
   return out;
 }
+
+// A zip (stored, not compressed) of the files under `dir`, their names under `top/`, as a
+// user's archiver writes one: local headers, the central directory, its end record.
+function zipOf(dir, top) {
+  const crcTable = Array.from({length: 256}, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc32 = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const locals = [];
+  const centrals = [];
+  let offset = 0;
+  for (const file of listFiles(dir)) {
+    const name = Buffer.from(top + '/' + path.relative(dir, file).split(path.sep).join('/'));
+    const data = fs.readFileSync(file);
+    const crc = crc32(data);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(0x0800, 6); // UTF-8 names
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(data.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(20, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(0x0800, 8);
+    central.writeUInt32LE(crc, 16);
+    central.writeUInt32LE(data.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, name, data);
+    centrals.push(central, name);
+    offset += 30 + name.length + data.length;
+  }
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(centrals.length / 2, 8);
+  end.writeUInt16LE(centrals.length / 2, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, directory, end]);
+}
+

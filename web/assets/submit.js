@@ -127,44 +127,95 @@ DF.start(async () => {
       return;
     }
     const total = items.reduce((s, it) => s + it.file.size, 0);
-    // Pages: every file but those surely none (a file of another name is still read when
-    // its bytes are an image, and named in the results when they are not).
-    const pages = kind === 'zip' ? 0 : items.filter((it) => !NOT_PAGE.test(it.path)).length;
-    const files = DF.int(items.length) + (items.length === 1 ? ' file' : ' files');
-    count.textContent =
-      kind === 'zip'
-        ? 'One zip, ' + DF.bytes(total)
-        : (pages === items.length ? files : files + ' (' + DF.int(pages) + (pages === 1 ? ' page)' : ' pages)')) +
-          ', ' + DF.bytes(total);
-    // The files that are no pages first (they stand out), then the pages in the order the
-    // job reads them.
-    const rank = (it) => (kind !== 'zip' && NOT_PAGE.test(it.path) ? 0 : 1);
-    items.sort((a, b) => rank(a) - rank(b) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const shown = items.slice(0, 200);
-    for (const it of shown) {
-      const skipped = kind !== 'zip' && NOT_PAGE.test(it.path);
+    if (kind === 'zip') {
+      // The zip's own list of files, read from its end (the central directory): its pages
+      // counted and its templates offered as a folder's are.
+      const zip = items[0].file;
+      show([{path: items[0].path, size: zip.size}], 'One zip, ' + DF.bytes(total), false);
+      offerFolderTemplates([]);
+      zipEntries(zip).then((entries) => {
+        if (!entries || !selection || selection.items[0].file !== zip) return;  // unreadable, or another choice since
+        show(entries, 'One zip, ' + DF.bytes(total) + ': ' + describe(entries), true);
+        offerFolderTemplates(entries.filter((e) => /\.ya?ml$/i.test(e.path)), 'From this zip');
+      });
+    } else {
+      const entries = items.map((it) => ({path: it.path, size: it.file.size, file: it.file}));
+      show(entries, describe(entries) + ', ' + DF.bytes(total), true);
+      offerFolderTemplates(entries.filter((e) => /\.ya?ml$/i.test(e.path)));
+    }
+    summary.hidden = false;
+    hint.textContent = '';
+    if (selection.suggestedName) nameInput.placeholder = selection.suggestedName;
+  }
+
+  // "12 files (10 pages)": pages are every file but those surely none (a file of another
+  // name is still read when its bytes are an image, and named in the results when not).
+  function describe(entries) {
+    const pages = entries.filter((e) => !NOT_PAGE.test(e.path)).length;
+    const files = DF.int(entries.length) + (entries.length === 1 ? ' file' : ' files');
+    return pages === entries.length ? files : files + ' (' + DF.int(pages) + (pages === 1 ? ' page)' : ' pages)');
+  }
+
+  // The list: files that are no pages first (they stand out), then the pages in the order
+  // the job reads them; `classify` marks the ones skipped.
+  function show(entries, heading, classify) {
+    DF.clear(list);
+    count.textContent = heading;
+    const rank = (e) => (classify && NOT_PAGE.test(e.path) ? 0 : 1);
+    const sorted = entries.slice().sort((a, b) => rank(a) - rank(b) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const shown = sorted.slice(0, 200);
+    for (const e of shown) {
+      const skipped = classify && NOT_PAGE.test(e.path);
       list.append(
         DF.el(
           'li',
-          skipped ? {class: 'not-page', 'data-path': it.path} : null,
-          DF.el('span', {class: 'path'}, it.path),
+          skipped ? {class: 'not-page', 'data-path': e.path} : null,
+          DF.el('span', {class: 'path'}, e.path),
           DF.el(
             'span',
             {class: 'muted nowrap'},
             skipped ? DF.el('span', {class: 'note', title: 'Not a page: not read'}, 'skipped') : null,
             skipped ? ' · ' : null,
-            DF.bytes(it.file.size),
+            DF.bytes(e.size),
           ),
         ),
       );
     }
-    if (items.length > shown.length) {
-      list.append(DF.el('li', {class: 'muted'}, 'and ' + DF.int(items.length - shown.length) + ' more'));
+    if (sorted.length > shown.length) {
+      list.append(DF.el('li', {class: 'muted'}, 'and ' + DF.int(sorted.length - shown.length) + ' more'));
     }
-    summary.hidden = false;
-    hint.textContent = '';
-    if (selection.suggestedName) nameInput.placeholder = selection.suggestedName;
-    offerFolderTemplates(kind === 'zip' ? [] : items.filter((it) => /\.ya?ml$/i.test(it.path)));
+    markTemplateRow();
+  }
+
+  // The files a zip holds, [{path, size}], from its central directory; null when it cannot
+  // be read that way (not a zip, a zip64) - the server then says what is wrong, if anything.
+  async function zipEntries(file) {
+    try {
+      const tailSize = Math.min(file.size, 65536 + 22);
+      const tail = new DataView(await file.slice(file.size - tailSize).arrayBuffer());
+      let end = -1;
+      for (let i = tail.byteLength - 22; i >= 0 && end < 0; i--) if (tail.getUint32(i, true) === 0x06054b50) end = i;
+      if (end < 0) return null;
+      const total = tail.getUint16(end + 10, true);
+      const size = tail.getUint32(end + 12, true);
+      const offset = tail.getUint32(end + 16, true);
+      if (total === 0xffff || offset === 0xffffffff || offset + size > file.size) return null;
+      const dir = new DataView(await file.slice(offset, offset + size).arrayBuffer());
+      const utf8 = new TextDecoder();
+      const entries = [];
+      for (let at = 0, n = 0; n < total; n++) {
+        if (at + 46 > dir.byteLength || dir.getUint32(at, true) !== 0x02014b50) return null;
+        const nameLength = dir.getUint16(at + 28, true);
+        const skip = nameLength + dir.getUint16(at + 30, true) + dir.getUint16(at + 32, true);
+        if (at + 46 + nameLength > dir.byteLength) return null;
+        const path = utf8.decode(new Uint8Array(dir.buffer, dir.byteOffset + at + 46, nameLength));
+        if (!path.endsWith('/')) entries.push({path, size: dir.getUint32(at + 24, true)});
+        at += 46 + skip;
+      }
+      return entries;
+    } catch (err) {
+      return null;
+    }
   }
 
   // ---- templates -----------------------------------------------------------
@@ -177,7 +228,7 @@ DF.start(async () => {
   let chosenBefore = '';
   // A folder that brings its own template (a template.yaml beside its pages) offers it, and
   // it is chosen: the fields of its own form are what its pages hold.
-  function offerFolderTemplates(yamls) {
+  function offerFolderTemplates(yamls, label = 'From this folder') {
     if (folderGroup) {
       if (select.value.startsWith('file:')) select.value = chosenBefore;
       folderGroup.remove();
@@ -186,7 +237,7 @@ DF.start(async () => {
     }
     if (!yamls.length) return;
     chosenBefore = select.value;
-    folderGroup = DF.el('optgroup', {label: 'From this folder'});
+    folderGroup = DF.el('optgroup', {label});
     const depth = (it) => it.path.split('/').length;
     const byDepth = yamls.slice().sort((a, b) => depth(a) - depth(b) || a.path.localeCompare(b.path));
     let preferred = null;
@@ -194,7 +245,9 @@ DF.start(async () => {
       const option = DF.el('option', {value: 'file:' + it.path}, it.path);
       folderGroup.append(option);
       if (!preferred && /(^|\/)template\.ya?ml$/i.test(it.path)) preferred = option;
-      // Its title, when it states one (the YAML key "name" at the top level).
+      // Its title, when it states one (the YAML key "name" at the top level); a zip's
+      // files are not unpacked here.
+      if (!it.file) continue;
       it.file
         .slice(0, 64 * 1024)
         .text()
@@ -210,7 +263,8 @@ DF.start(async () => {
       select.value = preferred.value;
       markTemplateRow();
       templateHint.textContent =
-        'This folder holds its own template, ' + preferred.value.slice(5) + ', and it is chosen. ' + hintText;
+        'This ' + (label === 'From this zip' ? 'zip' : 'folder') + ' holds its own template, ' + preferred.value.slice(5) +
+        ', and it is chosen. ' + hintText;
     }
   }
 
