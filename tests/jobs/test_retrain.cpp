@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -91,34 +92,32 @@ class RetrainTest : public ::testing::Test {
     return o;
   }
 
-  // The shipped model with its output layer zeroed: every image scores class 0 alike.
-  fs::path zeroed_head_model() {
+  // The shipped model with its output layer's tensors changed by `edit` (given "weight" or
+  // "bias" and the tensor), saved as `file` under the test's folder.
+  fs::path shipped_with_output(const std::string& file, const std::function<void(const std::string&, k::Tensor&)>& edit) {
     k::LoadedModel model = k::load_model(shipped_model());
     std::vector<std::pair<std::string, k::Tensor>> state = model.network.copy_state();
     std::string last;
     for (const auto& [name, tensor] : state)
       if (tensor.shape().rank() == 2) last = name.substr(0, name.rfind('.'));
     for (auto& [name, tensor] : state)
-      if (name.starts_with(last + ".")) std::fill(tensor.span().begin(), tensor.span().end(), 0.0f);
+      if (name.starts_with(last + ".")) edit(name.substr(last.size() + 1), tensor);
     model.network.load_state(state);
-    const fs::path path = dir_ / "zeroed.safetensors";
+    const fs::path path = dir_ / file;
     k::save_model(path, model.network, model.train_config, nullptr);
     return path;
   }
-
-  // The shipped model made to read every image as 0: its output bias for class 0 raised.
+  // Its output layer zeroed: every image scores class 0 alike.
+  fs::path zeroed_head_model() {
+    return shipped_with_output("zeroed.safetensors", [](const std::string&, k::Tensor& t) {
+      std::fill(t.span().begin(), t.span().end(), 0.0f);
+    });
+  }
+  // Made to read every image as 0: its output bias for class 0 raised.
   fs::path zero_reader_model() {
-    k::LoadedModel model = k::load_model(shipped_model());
-    std::vector<std::pair<std::string, k::Tensor>> state = model.network.copy_state();
-    std::string last;
-    for (const auto& [name, tensor] : state)
-      if (tensor.shape().rank() == 2) last = name.substr(0, name.rfind('.'));
-    for (auto& [name, tensor] : state)
-      if (name == last + ".bias") tensor.span()[0] = 60.0f;
-    model.network.load_state(state);
-    const fs::path path = dir_ / "zero-reader.safetensors";
-    k::save_model(path, model.network, model.train_config, nullptr);
-    return path;
+    return shipped_with_output("zero-reader.safetensors", [](const std::string& kind, k::Tensor& t) {
+      if (kind == "bias") t.span()[0] = 60.0f;
+    });
   }
 
   t::TempDir dir_;
