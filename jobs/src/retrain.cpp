@@ -256,7 +256,9 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
     return k::evaluate_probabilities(data, reader.probabilities(data.pixels, data.count));
   };
   const k::EvalResult test_new = k::evaluate(fresh.network, mnist_test, eval_batch);
+  check_cancel();
   const k::EvalResult test_current = as_read(mnist_test);
+  check_cancel();
   const k::EvalResult held_new = k::evaluate(fresh.network, samples.held_out, eval_batch);
   const k::EvalResult held_current = as_read(samples.held_out);
   nlohmann::json current_reads_with = nlohmann::json::array();
@@ -274,9 +276,7 @@ Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
                  {"new",
                   {{"rejected", pipeline::rejected_share(
                                     k::evaluate(fresh.network, held_out_negatives, eval_batch))}}},
-                 {"current",
-                  {{"rejected", pipeline::rejected_share(k::evaluate(
-                                    current.network, held_out_negatives, eval_batch))}}}};
+                 {"current", {{"rejected", pipeline::rejected_share(as_read(held_out_negatives))}}}};
   }
   check_cancel();
 

@@ -144,8 +144,9 @@ InboxScan scan_inbox(JobStore& store, const StateDir& state, const fs::path& inb
     s.source = "inbox:" + fs::absolute(taken).lexically_normal().string();
     s.link = true;
     s.exclude = {"READY", ".queued"};
-    // A folder may bring the template of its form, as template.yaml beside its pages.
-    if (fs::is_regular_file(taken / "template.yaml")) {
+    // A folder may bring the template of its form, as template.yaml beside its pages (a
+    // file, not a link: one leading out of the folder is refused with the pages' links).
+    if (std::error_code link_ec; fs::symlink_status(taken / "template.yaml", link_ec).type() == fs::file_type::regular) {
       s.template_file = taken / "template.yaml";
       s.exclude.push_back("template.yaml");
     }

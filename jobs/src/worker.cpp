@@ -114,18 +114,20 @@ int Worker::run(const std::atomic<bool>& stop) {
   int ended = 0;
   while (!stop) {
     if (options_.scan_inbox) {
+      // Each problem once while it lasts, not at every poll: a folder left with a reason (an
+      // unknown user, a broken template), or a drop folder that cannot be read, is found
+      // again at each scan.
+      std::set<std::string> now;
       try {
         const InboxScan scan = scan_inbox(store_, options_.state, options_.state.inbox());
         for (int64_t id : scan.submitted) log_({WorkerEvent::inbox, id, "queued from the drop folder"});
-        // Each problem once while it lasts, not at every poll: a folder left with a reason
-        // (an unknown user, a broken template) is found again at each scan.
-        std::set<std::string> now(scan.problems.begin(), scan.problems.end());
-        for (const std::string& problem : now)
-          if (!inbox_problems_.contains(problem)) log_({WorkerEvent::error, 0, problem});
-        inbox_problems_ = std::move(now);
+        now.insert(scan.problems.begin(), scan.problems.end());
       } catch (const std::exception& e) {
-        log_({WorkerEvent::error, 0, std::string("drop folder: ") + e.what()});
+        now.insert(std::string("drop folder: ") + e.what());
       }
+      for (const std::string& problem : now)
+        if (!inbox_problems_.contains(problem)) log_({WorkerEvent::error, 0, problem});
+      inbox_problems_ = std::move(now);
     }
     std::optional<Job> job;
     try {

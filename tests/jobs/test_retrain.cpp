@@ -282,6 +282,20 @@ TEST_F(RetrainTest, TheCurrentModelIsWeighedAsTheWorkersReadIt) {
   EXPECT_EQ(second.version.note.find("with its"), std::string::npos) << second.version.note;
 }
 
+TEST_F(RetrainTest, TheScreenIsPartOfTheCurrentReadingToo) {
+  // A screen sure of a 0 everywhere keeps its own reading for every image.
+  add_samples(20, 4);
+  paths_.screen_model = zero_reader_model();
+  paths_.screen_confidence = 0.9f;
+  const RetrainResult r = retrain(*store_, paths_, tiny());
+  ASSERT_NE(r.version.status, "failed") << r.version.note;
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < 300; ++i) zeros += mnist_test().labels[static_cast<size_t>(i)] == 0 ? 1 : 0;
+  EXPECT_EQ(r.metrics["retrain"]["mnist_test"]["current"]["right"], zeros);
+  EXPECT_EQ(r.metrics["retrain"]["current_reads_with"], nlohmann::json::array({"zero-reader.safetensors"}));
+  EXPECT_NE(r.version.note.find("(with its screen)"), std::string::npos) << r.version.note;
+}
+
 TEST_F(RetrainTest, AMissingModelIsRecordedAsFailed) {
   add_samples(10, 2);
   paths_.configured_model = dir_ / "gone.safetensors";

@@ -231,6 +231,21 @@ TEST_F(InboxTest, AFoldersTemplateYamlIsItsJobsTemplate) {
   ASSERT_EQ(scan.problems.size(), 1u);
   EXPECT_NE(scan.problems[0].find("template.yaml:4"), std::string::npos) << scan.problems[0];
   EXPECT_EQ(store_->jobs().size(), 1u);
+  // Mended where the folder now lies, it is queued at the next scan.
+  write(state_.inbox() / ".taken" / "ana" / "broken" / "template.yaml", yaml);
+  scan = scan_inbox(*store_, state_, state_.inbox());
+  EXPECT_EQ(scan.submitted.size(), 1u);
+  EXPECT_TRUE(scan.problems.empty());
+
+  // A template.yaml that is a link is no template; one leading out of the folder is refused.
+  write(dir_ / "outside.yaml", yaml);
+  const fs::path linked = drop("ana", "linked", false);
+  fs::create_symlink(dir_ / "outside.yaml", linked / "template.yaml");
+  write(linked / "READY", "");
+  scan = scan_inbox(*store_, state_, state_.inbox());
+  EXPECT_TRUE(scan.submitted.empty());
+  ASSERT_EQ(scan.problems.size(), 1u);
+  EXPECT_NE(scan.problems[0].find("outside"), std::string::npos) << scan.problems[0];
 }
 
 TEST_F(InboxTest, AnUnknownUsersFolderIsLeftWithAReason) {

@@ -133,10 +133,16 @@ DF.start(async () => {
       const zip = items[0].file;
       show([{path: items[0].path, size: zip.size}], 'One zip, ' + DF.bytes(total), false);
       offerFolderTemplates([]);
+      const chosenThen = select.value;
       zipEntries(zip).then((entries) => {
         if (!entries || !selection || selection.items[0].file !== zip) return;  // unreadable, or another choice since
         show(entries, 'One zip, ' + DF.bytes(total) + ': ' + describe(entries), true);
-        offerFolderTemplates(entries.filter((e) => /\.ya?ml$/i.test(e.path)), 'From this zip');
+        // A template the user picked while the zip was read stays picked.
+        offerFolderTemplates(
+          entries.filter((e) => e.plain && /\.ya?ml$/i.test(e.path)),
+          'From this zip',
+          select.value === chosenThen,
+        );
       });
     } else {
       const entries = items.map((it) => ({path: it.path, size: it.file.size, file: it.file}));
@@ -199,7 +205,8 @@ DF.start(async () => {
       const total = tail.getUint16(end + 10, true);
       const size = tail.getUint32(end + 12, true);
       const offset = tail.getUint32(end + 16, true);
-      if (total === 0xffff || offset === 0xffffffff || offset + size > file.size) return null;
+      // The directory ends where its end record starts (a zip64, or a crafted record, not).
+      if (total === 0xffff || offset === 0xffffffff || offset + size !== file.size - tailSize + end) return null;
       const dir = new DataView(await file.slice(offset, offset + size).arrayBuffer());
       const utf8 = new TextDecoder();
       const entries = [];
@@ -208,8 +215,12 @@ DF.start(async () => {
         const nameLength = dir.getUint16(at + 28, true);
         const skip = nameLength + dir.getUint16(at + 30, true) + dir.getUint16(at + 32, true);
         if (at + 46 + nameLength > dir.byteLength) return null;
-        const path = utf8.decode(new Uint8Array(dir.buffer, dir.byteOffset + at + 46, nameLength));
-        if (!path.endsWith('/')) entries.push({path, size: dir.getUint32(at + 24, true)});
+        const bytes = new Uint8Array(dir.buffer, dir.byteOffset + at + 46, nameLength);
+        const path = utf8.decode(bytes);
+        // A name not flagged UTF-8 with bytes past ASCII is another code page on the server:
+        // listed, but not offered by a name that would not match.
+        const plain = (dir.getUint16(at + 8, true) & 0x0800) !== 0 || bytes.every((b) => b < 0x80);
+        if (!path.endsWith('/')) entries.push({path, size: dir.getUint32(at + 24, true), plain});
         at += 46 + skip;
       }
       return entries;
@@ -228,7 +239,7 @@ DF.start(async () => {
   let chosenBefore = '';
   // A folder that brings its own template (a template.yaml beside its pages) offers it, and
   // it is chosen: the fields of its own form are what its pages hold.
-  function offerFolderTemplates(yamls, label = 'From this folder') {
+  function offerFolderTemplates(yamls, label = 'From this folder', choose = true) {
     if (folderGroup) {
       if (select.value.startsWith('file:')) select.value = chosenBefore;
       folderGroup.remove();
@@ -259,7 +270,7 @@ DF.start(async () => {
     }
     select.append(folderGroup);
     markTemplateRow();
-    if (preferred) {
+    if (preferred && choose) {
       select.value = preferred.value;
       markTemplateRow();
       templateHint.textContent =
