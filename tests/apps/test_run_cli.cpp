@@ -265,5 +265,20 @@ TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {
   EXPECT_TRUE(contains(second, R"x("error":"scan.png: not an image)x")) << second;
 }
 
+TEST(RunCli, AFoldersOwnTemplateIsNamedWhenItIsNotUsed) {
+  TempDir dir;
+  write_blank_page(dir / "job" / "page.png");
+  fs::copy_file(fs::path(DIGITFLOW_SOURCE_DIR) / "config" / "templates" / "check.yaml", dir / "job" / "template.yaml");
+  CommandResult r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "the folder's template.yaml was not used: to read its fields, --template " +
+                                     (dir / "job" / "template.yaml").string()))
+      << r.output;
+  r = run_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --template " +
+                    quoted(dir / "job" / "template.yaml"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "was not used")) << r.output;
+}
+
 }  // namespace
 }  // namespace digitflow::testing
