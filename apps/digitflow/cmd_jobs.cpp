@@ -13,6 +13,7 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "store_options.hpp"
+#include "digitflow/config/template.hpp"
 #include "digitflow/jobs/store.hpp"
 #include "digitflow/jobs/submit.hpp"
 #include "digitflow/jobs/worker.hpp"
@@ -296,7 +297,15 @@ int run_job(int argc, char** argv) {
   std::printf("  created    %s\n  started    %s\n  finished   %s\n", time_text(j.created_ms).c_str(),
               time_text(j.started_ms).c_str(), time_text(j.finished_ms).c_str());
   if (!j.worker.empty()) std::printf("  worker     %s (attempt %d)\n", j.worker.c_str(), j.attempts);
-  if (!j.template_path.empty()) std::printf("  template   %s\n", j.template_path.c_str());
+  if (!j.template_path.empty()) {
+    std::string title;  // the form's name, as the web's job page shows it
+    try {
+      title = config::load_template(j.template_path).name;
+    } catch (const std::exception&) {
+      title = "(it does not load)";
+    }
+    std::printf("  template   %s (%s)\n", title.c_str(), j.template_path.c_str());
+  }
   if (!j.model.empty()) std::printf("  model      %s\n", j.model.c_str());
   std::printf("  pages from %s\n", j.input_dir.c_str());
   if (j.state == jobs::JobState::done)

@@ -122,7 +122,11 @@ TEST_F(JobsCli, CancelAQueuedJob) {
   fs::create_directories(dir_ / "job");
   fs::rename(dir_ / "page.png", dir_ / "job" / "page.png");
   ASSERT_EQ(jobs_command("user add bo").status, 0);
-  ASSERT_EQ(jobs_command("submit " + quoted(dir_ / "job") + " --user bo").status, 0);
+  ASSERT_EQ(jobs_command("submit " + quoted(dir_ / "job") + " --user bo --template " +
+                         quoted(fs::path(DIGITFLOW_SOURCE_DIR) / "config" / "templates" / "check.yaml"))
+                .status,
+            0);
+  EXPECT_TRUE(contains(jobs_command("job 1").output, "template   US personal check (")) << "the form's name";
   CommandResult r = jobs_command("cancel 1");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "job 1 cancelled")) << r.output;
