@@ -166,6 +166,35 @@ cv::Mat remove_lines(cv::Mat& ink, int min_length) {
     if (widths[widths.size() / 2] <= thin) keep[static_cast<size_t>(i)] = 1;
   }
   cv::Mat vertical = cv::Mat::zeros(ink.size(), CV_8U);
+  // A long run wider than a thin rule may be a rule with a pen's stroke along part of it (a
+  // 1 written on a box's side): the rule is the columns inked nearly all its length; beside
+  // them, a row's ink 3 px wide or more is the pen's and stays. Narrower, it is the rule's
+  // rough edge and goes with it.
+  for (int i = 1; i < runs.count(); ++i) {
+    const cv::Rect r = runs.boxes[static_cast<size_t>(i)];
+    if (!keep[static_cast<size_t>(i)] || r.width <= thin) continue;
+    std::vector<int> inked(static_cast<size_t>(r.width), 0);
+    auto each_run = [&](auto&& visit) {
+      for (int y = r.y; y < r.y + r.height; ++y)
+        for (int k = runs.row_start[static_cast<size_t>(y)]; k < runs.row_start[static_cast<size_t>(y) + 1]; ++k)
+          if (const InkRun& run = runs.runs[static_cast<size_t>(k)]; run.label == i) visit(y, run);
+    };
+    each_run([&](int, const InkRun& run) {
+      for (int x = run.x0; x < run.x1; ++x) ++inked[static_cast<size_t>(x - r.x)];
+    });
+    int core0 = r.width, core1 = -1;  // the rule's columns, relative to r.x
+    for (int x = 0; x < r.width; ++x)
+      if (inked[static_cast<size_t>(x)] >= 0.8 * r.height) core0 = std::min(core0, x), core1 = std::max(core1, x);
+    if (core1 < 0) continue;  // no straight rule in it: taken whole, as before
+    keep[static_cast<size_t>(i)] = 0;
+    each_run([&](int y, const InkRun& run) {
+      uint8_t* row = vertical.ptr<uint8_t>(y);
+      const int lo = r.x + core0, hi = r.x + core1 + 1;  // [lo, hi): the rule
+      const int left = std::min(run.x1, lo) - run.x0, right = run.x1 - std::max(run.x0, hi);
+      const int x0 = left >= 3 ? lo : run.x0, x1 = right >= 3 ? hi : run.x1;
+      if (x0 < x1) std::fill(row + std::max(x0, run.x0), row + std::min(x1, run.x1), uint8_t{255});
+    });
+  }
   runs.paint(vertical, {0, 0}, [&](int label) { return keep[static_cast<size_t>(label)] != 0; });
   // Take the lines out with a pixel of margin (their anti-aliased edges).
   cv::dilate(horizontal, horizontal, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(1, 3)));

@@ -206,6 +206,22 @@ TEST(Clean, LineRemovalKeepsTheDigitsThatCrossIt) {
   EXPECT_EQ(texts(read_page(page)), "471");
 }
 
+TEST(Clean, AOneWrittenOnABoxsSideKeepsItsInkBesideTheSide) {
+  // A box 140 px tall (a form line by length) with 3 px sides; over its left side a pen's 1,
+  // 9 px wide, along 90 px of it. The sides go; the 1's ink beside the left one stays, and
+  // the right side, with nothing on it, leaves none.
+  cv::Mat ink = cv::Mat::zeros(300, 600, CV_8U);
+  cv::rectangle(ink, cv::Rect(100, 80, 400, 140), 255, 2);
+  cv::rectangle(ink, cv::Rect(97, 120, 9, 90), 255, cv::FILLED);
+  remove_lines(ink, 110);
+  // The pen's 4 px right of the side stay, less the pixel of margin the side is taken with;
+  // the 2 px left of it are no wider than a rule's rough edge and go with it.
+  for (int y = 125; y < 205; ++y)
+    EXPECT_EQ(cv::countNonZero(ink(cv::Rect(96, y, 11, 1))), 3) << "row " << y << ": the 1 was taken with the side";
+  EXPECT_EQ(cv::countNonZero(ink(cv::Rect(495, 82, 10, 136))), 0) << "the right side left ink";
+  EXPECT_EQ(cv::countNonZero(ink(cv::Rect(96, 82, 11, 36))), 0) << "the left side above the 1 left ink";
+}
+
 TEST(Clean, BoxSidesGoWrittenOnesOnLinesStay) {
   // A written 1, slightly slanted, standing on an underline; a second one standing between
   // the sides of a box whose lines run top and bottom; and a box too short to count as a
