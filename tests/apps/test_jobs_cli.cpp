@@ -127,6 +127,13 @@ TEST_F(JobsCli, CancelAQueuedJob) {
                 .status,
             0);
   EXPECT_TRUE(contains(jobs_command("job 1").output, "template   US personal check (")) << "the form's name";
+  // A folder's own template.yaml, not named, is pointed at.
+  fs::copy_file(fs::path(DIGITFLOW_SOURCE_DIR) / "config" / "templates" / "check.yaml", dir_ / "job" / "template.yaml");
+  const CommandResult again = jobs_command("submit " + quoted(dir_ / "job") + " --user bo");
+  EXPECT_TRUE(contains(again.output, "the folder's template.yaml was not used: to read its fields, --template " +
+                                         (dir_ / "job" / "template.yaml").string()))
+      << again.output;
+  ASSERT_EQ(jobs_command("cancel 2").status, 0);
   CommandResult r = jobs_command("cancel 1");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "job 1 cancelled")) << r.output;
