@@ -435,7 +435,7 @@ TEST_F(JobsApiTest, RecognizeWithAModelThatCannotReadInInt8LogsWhyOnce) {
   const std::string expected = "recognize: runtime.int8 is on, but these read in fp32 (slower): the model: " +
                                kernels::int8_unsupported(shipped.network) + " (reading with " + bare.string() + ")";
   std::lock_guard lock(*lines_mutex);
-  EXPECT_EQ(std::count(lines->begin(), lines->end(), expected), 1) << "once, when the readers are made";
+  EXPECT_EQ(std::count(lines->begin(), lines->end(), expected), 1) << "once, though read twice";
 }
 
 // The pad and /api/v1/recognize read as the job workers do: the screen and the partner

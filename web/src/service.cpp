@@ -363,9 +363,6 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       if (partner) page->set_partner(*partner), digit->set_partner(*partner);
       page->set_int8(options_.run.int8);
       digit->set_int8(options_.run.int8);
-      if (const std::string why = page->int8_fallback(); !why.empty() && options_.log)
-        options_.log("recognize: runtime.int8 is on, but these read in fp32 (slower): " + why + " (reading with " +
-                     model_path_.string() + ")");
       page_reader_ = std::move(page);
       digit_reader_ = std::move(digit);
       page_models_ = digit_models_ = {model_path_.filename().string()};
@@ -374,7 +371,6 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
         if (partner) list->push_back(options_.worker.partner_model.filename().string());
     }
     models = one_digit ? digit_models_ : page_models_;
-    int8 = (one_digit ? digit_reader_ : page_reader_)->int8();
     if (one_digit) {
       try {
         pipeline::StringResult s;
@@ -392,6 +388,15 @@ json Service::recognize(std::span<const uint8_t> image, bool one_digit, bool dra
       if (drawn) run.read.min_digits = 1;  // one digit written on the pad is a string too
       result = drawn ? pipeline::recognize_drawing(gray, *page_reader_, run)
                      : pipeline::recognize_image(gray, *page_reader_, run, dpi);
+    }
+    // After the read: a pass size oneDNN could not build falls back to fp32 then. Each
+    // reason is logged once, whenever it first appears.
+    const kernels::Inference& reader = one_digit ? *digit_reader_ : *page_reader_;
+    int8 = reader.int8();
+    if (const std::string why = reader.int8_fallback(); !why.empty()) {
+      const std::string line = "recognize: runtime.int8 is on, but these read in fp32 (slower): " + why +
+                               " (reading with " + model_path_.string() + ")";
+      if (int8_logged_.insert(line).second && options_.log) options_.log(line);
     }
   }
   const double ms =

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -95,6 +96,7 @@ class Service {
   // screen, model_ and the partner; one digit: model_ and the partner.
   std::unique_ptr<kernels::Inference> page_reader_, digit_reader_;
   nlohmann::json page_models_, digit_models_;  // the files each reads with, model first
+  std::set<std::string> int8_logged_;           // why they read in fp32 (with the model), each logged once
   std::mutex retrain_mutex_;
   std::thread retrain_thread_;
   std::atomic<bool> retraining_{false}, cancel_retrain_{false};
