@@ -157,6 +157,12 @@ fs::path partner_for(const config::Settings& settings, const fs::path& model) {
   return companion_for(settings, model, "model.partner", settings.model.partner, "with model.default alone");
 }
 
+void note_unused_folder_template(const fs::path& folder, bool template_given) {
+  const fs::path own = folder / "template.yaml";
+  if (!template_given && fs::is_regular_file(own))
+    std::printf("the folder's template.yaml was not used: to read its fields, --template %s\n", own.c_str());
+}
+
 fs::path mnist_dir(const config::Settings& settings, const std::string& data_dir_option) {
   if (!data_dir_option.empty()) return data_dir_option;
   return resolve(settings.data.dir);

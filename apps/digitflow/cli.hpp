@@ -61,6 +61,11 @@ std::filesystem::path screen_for(const config::Settings& settings, const std::fi
 // model.partner is "" or `model` is not model.default.
 std::filesystem::path partner_for(const config::Settings& settings, const std::filesystem::path& model);
 
+// A job folder's own template is read only when named (the drop folder and the web's submit
+// page take it by themselves): when `folder` holds a template.yaml and no template was
+// given, prints the option that would read it.
+void note_unused_folder_template(const std::filesystem::path& folder, bool template_given);
+
 // The digit images digitflow run cuts from pages with truth (pipeline::harvest_pieces, with
 // run's decode limits, cleaning and segmentation: run_options(settings)), with a progress
 // line and a count per folder on stderr: `pages` is one folder made by digitflow synth (it

@@ -142,9 +142,6 @@ int run_submit(int argc, char** argv) {
              options, &positional, vm))
     return 0;
   if (folder.empty()) throw UsageError("no DIR given");
-  // A folder's own template is read only when named (the drop folder takes it by itself).
-  const fs::path own_template = fs::path(folder) / "template.yaml";
-  const bool own_unused = template_file.empty() && fs::is_regular_file(own_template);
   if (!server.empty()) {
     if (token.empty())
       if (const char* env = std::getenv("DIGITFLOW_TOKEN"); env && *env) token = env;
@@ -168,8 +165,7 @@ int run_submit(int argc, char** argv) {
     while (base.ends_with("/")) base.pop_back();
     std::printf("job %lld queued on %s: %s/jobs/%lld\n", static_cast<long long>(id), base.c_str(), base.c_str(),
                 static_cast<long long>(id));
-    if (own_unused)
-      std::printf("the folder's template.yaml was not used: to read its fields, --template %s\n", own_template.c_str());
+    note_unused_folder_template(folder, !template_file.empty());
     return 0;
   }
   if (!token.empty()) throw UsageError("--token goes with --server");
@@ -182,8 +178,7 @@ int run_submit(int argc, char** argv) {
   const int64_t id = jobs::submit_job(*o.store, o.state, s);
   const std::optional<jobs::Job> job = o.store->job(id);
   std::printf("job %lld queued: %s (owner %s)\n", static_cast<long long>(id), job->name.c_str(), user.c_str());
-  if (own_unused)
-    std::printf("the folder's template.yaml was not used: to read its fields, --template %s\n", own_template.c_str());
+  note_unused_folder_template(folder, !template_file.empty());
   return 0;
 }
 

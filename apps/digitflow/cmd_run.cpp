@@ -194,13 +194,8 @@ int run_run(int argc, char** argv) {
                 s.skipped_files.size() == 1 ? "file that is not a page" : "files that are not pages");
     for (size_t i = 0; i < s.skipped_files.size() && i < 5; ++i) std::printf(" %s", s.skipped_files[i].c_str());
     std::printf("%s\n", s.skipped_files.size() > 5 ? " ..." : "");
-    // A job folder's own template is read only when named (the drop folder and the web's
-    // submit page take it by themselves).
-    if (!run.page_template &&
-        std::find(s.skipped_files.begin(), s.skipped_files.end(), "template.yaml") != s.skipped_files.end())
-      std::printf("the folder's template.yaml was not used: to read its fields, --template %s\n",
-                  (fs::path(job) / "template.yaml").c_str());
   }
+  note_unused_folder_template(job, run.page_template != nullptr);
   if (!s.int8_fallback.empty())
     std::fprintf(stderr, "warning: runtime.int8 is on, but these read in fp32 (slower): %s (%s)\n",
                  s.int8_fallback.c_str(), model_files.c_str());

@@ -184,8 +184,8 @@ cv::Mat read_image(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw ImageError(path.string() + ": no such file");
   if (std::filesystem::is_directory(path, ec)) throw ImageError(path.string() + ": is a directory, not an image");
-  if (std::filesystem::file_size(path, ec) == 0) throw ImageError(path.string() + ": empty file (0 bytes)");
   const uint64_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size == 0) throw ImageError(path.string() + ": empty file (0 bytes)");
   if (ec || size > static_cast<uint64_t>(std::numeric_limits<int>::max()))
     throw ImageError(path.string() + ": cannot be read" + (ec ? " (" + ec.message() + ")" : std::string(" (over 2 GB)")));
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
