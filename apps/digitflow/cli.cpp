@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -173,6 +174,22 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 }  // namespace
+
+namespace {
+std::atomic<bool> ctrl_c{false};
+extern "C" void on_ctrl_c(int) {
+  ctrl_c = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+}
+}  // namespace
+
+CtrlC::CtrlC() {
+  ctrl_c = false;
+  std::signal(SIGINT, on_ctrl_c);
+}
+CtrlC::~CtrlC() { std::signal(SIGINT, SIG_DFL); }
+bool CtrlC::requested() { return ctrl_c; }
+std::atomic<bool>* CtrlC::flag() { return &ctrl_c; }
 
 ProgressLine::ProgressLine() : terminal_(isatty(fileno(stderr)) != 0) {}
 

@@ -2,6 +2,7 @@
 // finding config/digitflow.yaml and resolving paths, and a progress line for terminals.
 #pragma once
 
+#include <atomic>
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <stdexcept>
@@ -91,6 +92,18 @@ class ProgressLine {
   bool terminal_;
   bool open_ = false;
   double last_ = -1.0;
+};
+
+// Ctrl-C as a request to stop, while one lives: the first sets requested() (the work stops
+// where it can keep what it has done), a second ends the program at once.
+class CtrlC {
+ public:
+  CtrlC();
+  ~CtrlC();
+  CtrlC(const CtrlC&) = delete;
+  CtrlC& operator=(const CtrlC&) = delete;
+  static bool requested();
+  static std::atomic<bool>* flag();
 };
 
 // --threads where given, else `configured` (runtime.threads, already checked): 0 = every

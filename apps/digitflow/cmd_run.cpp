@@ -2,7 +2,6 @@
 // summary.json (and overlays) into the output folder, with a progress bar. Ctrl-C stops
 // feeding pages; those in flight are finished and written, so the results stay valid.
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -22,13 +21,6 @@ namespace fs = std::filesystem;
 namespace k = digitflow::kernels;
 
 namespace {
-
-std::atomic<bool> interrupted{false};
-
-extern "C" void on_interrupt(int) {
-  interrupted = true;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
-}
 
 std::string bar(double share, int width) {
   const int filled = static_cast<int>(share * width + 0.5);
@@ -114,7 +106,6 @@ int run_run(int argc, char** argv) {
     if (a_end == a.end())
       throw UsageError("--out " + out + " is " + (b_at == b.end() ? "the job folder itself" : "inside the job folder") +
                        "; write the results elsewhere");
-    interrupted = false;
   }
   config::Settings settings = load_settings(common);
   start_backend(settings);
@@ -162,7 +153,7 @@ int run_run(int argc, char** argv) {
     model_files += ", the partner model: " + partner_path.string();
   }
 
-  std::signal(SIGINT, on_interrupt);
+  std::optional<CtrlC> ctrl_c(std::in_place);
   ProgressLine line;
   auto progress = [&](const pipeline::RunProgress& p) {
     const double share = p.pages_total ? static_cast<double>(p.pages_done) / static_cast<double>(p.pages_total) : 1.0;
@@ -176,9 +167,9 @@ int run_run(int argc, char** argv) {
     const int64_t step = std::max<int64_t>(1, p.pages_total / 10);
     line.update(text, !line.is_terminal() && (p.pages_done % step == 0 || p.pages_done == p.pages_total));
   };
-  pipeline::RunSummary s = pipeline::run_job(run, loaded.network, progress, &interrupted);
+  pipeline::RunSummary s = pipeline::run_job(run, loaded.network, progress, CtrlC::flag());
   line.finish();
-  std::signal(SIGINT, SIG_DFL);
+  ctrl_c.reset();
 
   if (run.shard.count > 1) std::printf("shard %s: ", pipeline::to_string(run.shard).c_str());
   std::printf("%s%lld %s in %s (%.2f pages/s): %lld strings, %lld digits, %lld below %.0f%% confidence",

@@ -4,11 +4,14 @@
 // weights with --init), keeps the best epoch (by validation accuracy) on disk as
 // it goes, writes per-epoch metrics to a CSV beside the model, and reports the test accuracy
 // of what it saved (and, with negatives, how many held-out negatives and digits it rejects).
+// After each epoch it writes a checkpoint beside the model (NAME.checkpoint); a training
+// stopped by Ctrl-C, or cut short, goes on from there with --resume.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -23,9 +26,53 @@ namespace digitflow::cli {
 namespace fs = std::filesystem;
 namespace k = digitflow::kernels;
 
+namespace {
+
+// FNV-1a over the training images and labels: a checkpoint goes on only with the set it
+// was made on.
+std::string data_fingerprint(const k::LabelledImages& set) {
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  mix(set.pixels.data(), set.pixels.size());
+  mix(set.labels.data(), set.labels.size());
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+// What differs between the run a checkpoint was made by and this one, as "key was A, is B".
+std::vector<std::string> run_differences(const nlohmann::json& then, const nlohmann::json& now,
+                                         const std::string& prefix = "") {
+  std::vector<std::string> out;
+  std::set<std::string> keys;
+  for (const auto& [key, v] : then.items()) keys.insert(key);
+  for (const auto& [key, v] : now.items()) keys.insert(key);
+  for (const std::string& key : keys) {
+    const nlohmann::json a = then.contains(key) ? then[key] : nlohmann::json(), b = now.contains(key) ? now[key] : nlohmann::json();
+    if (a == b) continue;
+    if (a.is_object() && b.is_object()) {
+      for (std::string& d : run_differences(a, b, prefix + key + ".")) out.push_back(std::move(d));
+      continue;
+    }
+    auto show = [](const nlohmann::json& v) {
+      char number[32];
+      if (v.is_number_float()) std::snprintf(number, sizeof number, "%.6g", v.get<double>());
+      std::string text = v.is_null() ? std::string("(none)") : v.is_number_float() ? std::string(number) : v.dump();
+      return text.size() > 60 ? text.substr(0, 57) + "..." : text;
+    };
+    out.push_back(prefix + key + " was " + show(a) + ", is " + show(b));
+  }
+  return out;
+}
+
+}  // namespace
+
 int run_train(int argc, char** argv) {
   CommonOptions common;
   std::string model_yaml, out, data_dir, init;
+  bool resume = false;
   po::options_description options("Options");
   options.add_options()
       ("model", po::value(&model_yaml)->value_name("YAML"),
@@ -46,12 +93,16 @@ int run_train(int argc, char** argv) {
        "(data.pages): a folder made by digitflow synth --training-digits, or a folder of them")
       ("init", po::value(&init)->value_name("FILE"),
        "start from this model's weights (its architecture; --model is then not used) instead "
-       "of random ones: a fine-tuning");
+       "of random ones: a fine-tuning")
+      ("resume", po::bool_switch(&resume),
+       "go on with a training that was stopped (Ctrl-C) or cut short, from the checkpoint its "
+       "last finished epoch left beside the model (NAME.checkpoint): give the options it was "
+       "started with; the result is the one it would have given uninterrupted");
   add_config_options(options, common);
   add_backend_option(options, common);
   po::variables_map vm;
   if (!parse(argc, argv, "digitflow train [--config config/train.yaml] [--model config/models/X.yaml | --init M] "
-             "[--pages DIR] [--epochs N] [--negatives N] [--threads N] [--seed S] [--out models/NAME.safetensors]",
+             "[--pages DIR] [--epochs N] [--negatives N] [--threads N] [--seed S] [--out models/NAME.safetensors] [--resume]",
              "Trains a CNN on the MNIST training set (a validation split held out), keeps the\n"
              "epoch with the best validation accuracy in the model file, writes per-epoch\n"
              "metrics to NAME.metrics.csv beside it and prints the final test accuracy.\n"
@@ -59,7 +110,11 @@ int run_train(int argc, char** argv) {
              "training digits (digitflow synth --training-digits), and --set data.mnist_repeats=N\n"
              "draws each MNIST digit N times an epoch to keep its weight beside them; with\n"
              "--init, from a model's weights instead of random ones (config/train-pages.yaml:\n"
-             "the shipped model's second stage).",
+             "the shipped model's second stage).\n"
+             "After each epoch a checkpoint is written beside the model (NAME.checkpoint; on the\n"
+             "CPU backend) and removed when the training ends. Ctrl-C stops at the next batch,\n"
+             "keeping the finished epochs there; --resume goes on from them. Exit status: 0 when\n"
+             "trained, 130 when stopped, 1 on errors, 2 on usage mistakes.",
              options, nullptr, vm))
     return 0;
 
@@ -108,9 +163,30 @@ int run_train(int argc, char** argv) {
                      "): name another file with --out");
   fs::path csv_path = out_path;
   csv_path.replace_extension(".metrics.csv");
+  fs::path checkpoint_path = out_path;
+  checkpoint_path.replace_extension(".checkpoint");
+  std::optional<k::LoadedCheckpoint> from;
+  if (resume) {
+    if (!fs::exists(checkpoint_path))
+      throw UsageError("--resume: there is no checkpoint " + checkpoint_path.string() +
+                       " (one is written after each finished epoch and removed when the training ends)");
+    from.emplace(k::load_checkpoint(checkpoint_path));
+  } else if (fs::exists(checkpoint_path)) {
+    int done = 0;
+    try {
+      done = k::load_checkpoint(checkpoint_path).checkpoint.epochs_done();
+    } catch (const k::ModelFileError&) {
+    }
+    throw UsageError(checkpoint_path.string() + " holds " +
+                     (done > 0 ? std::to_string(done) + (done == 1 ? " epoch" : " epochs") : std::string("the epochs")) +
+                     " of a training that did not finish: add --resume to go on with it (the same options), "
+                     "or delete it to start again");
+  }
 
   const k::TrainConfig& tc = settings.train;
   const k::Backend backend = start_backend(settings);
+  if (from && backend != k::Backend::cpu)
+    throw UsageError("--resume trains on the CPU only; add --backend cpu (the checkpoint was written by the CPU backend)");
   k::set_threads(tc.threads);
   // Cut from pages of training digits: digits as the page stages leave them, glued digits
   // and the pages' print as class 10. Before MNIST is read, so that a wrong folder is said soon.
@@ -157,6 +233,25 @@ int run_train(int argc, char** argv) {
       if (mnist_digit.empty() || mnist_digit[i]) repeats[i] = static_cast<uint8_t>(mnist_repeats);
   }
 
+  // What this run is, to be sure a checkpoint goes on with the same one (the thread count
+  // may change: the run goes on, though its sums then round otherwise).
+  nlohmann::json run_json = {{"train", k::to_json(tc)},
+                             {"model", k::to_json(spec)},
+                             {"images", train_set.count},
+                             {"data", data_fingerprint(train_set)},
+                             {"mnist_repeats", mnist_repeats}};
+  run_json["train"].erase("threads");
+  if (from) {
+    const std::vector<std::string> differences = run_differences(from->run, run_json);
+    if (!differences.empty()) {
+      std::string list;
+      for (size_t i = 0; i < differences.size() && i < 6; ++i) list += (i ? "; " : "") + differences[i];
+      if (differences.size() > 6) list += "; ...";
+      throw UsageError("--resume: " + checkpoint_path.string() + " was written by another training (" + list +
+                       "): give the options it was started with, or delete it to start again");
+    }
+  }
+
   k::Network net = start ? std::move(start->network) : k::Network(spec, tc.seed);
   // The ranges int8 inference uses belong to the weights they were measured on: a model saved
   // before training ends (the best epoch so far) holds none, as one trained from scratch.
@@ -174,6 +269,9 @@ int run_train(int argc, char** argv) {
   for (size_t i = 0; i < notes.size(); ++i) std::cerr << (i == 0 ? " (" : "; ") << notes[i];
   std::cerr << (notes.empty() ? "" : ")")
             << (start ? ", starting from " + init : std::string())
+            << (from ? ", going on after epoch " + std::to_string(from->checkpoint.epochs_done()) + " (" +
+                           checkpoint_path.string() + ")"
+                     : std::string())
             << ", " << tc.validation_images << " held out; " << tc.epochs << " epochs, " << tc.optimizer << ", "
             << k::thread_count() << " threads\n";
 
@@ -184,6 +282,16 @@ int run_train(int argc, char** argv) {
 
   ProgressLine progress;
   nlohmann::json history = nlohmann::json::array();
+  auto record = [&](const k::EpochMetrics& m) {
+    csv << m.epoch << ',' << m.lr << ',' << m.train_loss << ',' << m.train_accuracy << ','
+        << m.val_loss << ',' << m.val_accuracy << ',' << m.seconds << ',' << m.images_per_s << '\n'
+        << std::flush;
+    history.push_back({{"epoch", m.epoch}, {"train_loss", m.train_loss},
+                       {"train_accuracy", m.train_accuracy}, {"val_loss", m.val_loss},
+                       {"val_accuracy", m.val_accuracy}, {"seconds", m.seconds}});
+  };
+  if (from)
+    for (const k::EpochMetrics& m : from->checkpoint.done.epochs) record(m);
   k::TrainCallbacks callbacks;
   int64_t batches_per_epoch = 0;
   callbacks.on_batch = [&](const k::TrainProgress& p) {
@@ -204,17 +312,39 @@ int run_train(int argc, char** argv) {
                   m.improved ? "  (best, saved)" : "");
     progress.update(line, true);
     progress.finish();
-    csv << m.epoch << ',' << m.lr << ',' << m.train_loss << ',' << m.train_accuracy << ','
-        << m.val_loss << ',' << m.val_accuracy << ',' << m.seconds << ',' << m.images_per_s << '\n'
-        << std::flush;
-    history.push_back({{"epoch", m.epoch}, {"train_loss", m.train_loss},
-                       {"train_accuracy", m.train_accuracy}, {"val_loss", m.val_loss},
-                       {"val_accuracy", m.val_accuracy}, {"seconds", m.seconds}});
+    record(m);
     if (m.improved)
       k::save_model(out_path, current, k::to_json(tc),
                     {{"best_epoch", m.epoch}, {"val_accuracy", m.val_accuracy}, {"history", history}});
   };
-  k::TrainResult result = k::train(net, train_set, tc, callbacks, backend, repeats);
+  callbacks.on_checkpoint = [&](k::TrainCheckpoint&& checkpoint) {
+    k::save_checkpoint(checkpoint_path, checkpoint, run_json);
+  };
+  callbacks.should_stop = [] { return CtrlC::requested(); };
+  std::optional<CtrlC> ctrl_c(std::in_place);
+  // A checkpoint of a run that had trained every epoch (cut short in its test or int8
+  // ranges) trains no further: the best epoch is tested and saved.
+  const k::TrainResult result =
+      k::train(net, train_set, tc, callbacks, backend, repeats, from ? &from->checkpoint : nullptr);
+  ctrl_c.reset();
+  progress.finish();
+  if (result.stopped) {
+    const int finished = static_cast<int>(result.epochs.size());
+    if (finished == 0) {
+      std::printf("stopped in epoch 1 of %d, before any epoch finished: nothing was kept\n", tc.epochs);
+    } else if (!fs::exists(checkpoint_path)) {  // a GPU backend writes none
+      std::printf("stopped in epoch %d of %d. The best finished epoch (epoch %d, validation %.2f%%) is in %s; "
+                  "on the %s backend no checkpoint is written, so this training cannot go on.\n",
+                  finished + 1, tc.epochs, result.best_epoch, 100 * result.best_val_accuracy, out_path.c_str(),
+                  k::to_string(backend).c_str());
+    } else {
+      std::printf("stopped in epoch %d of %d. Epochs 1-%d are kept in %s, the best of them (epoch %d, validation "
+                  "%.2f%%) in %s.\nThe same command with --resume goes on from epoch %d.\n",
+                  finished + 1, tc.epochs, finished, checkpoint_path.c_str(), result.best_epoch,
+                  100 * result.best_val_accuracy, out_path.c_str(), finished + 1);
+    }
+    return 130;
+  }
 
   k::EvalResult test = k::evaluate(net, test_set, 500, backend);
   nlohmann::json metrics = {{"test_accuracy", test.accuracy},
@@ -247,6 +377,8 @@ int run_train(int argc, char** argv) {
   // The ranges int8 inference quantizes to (runtime.int8), over training images.
   net.set_int8_calibration(k::calibrate_int8(net, train_set, 12000));
   k::save_model(out_path, net, k::to_json(tc), metrics);
+  std::error_code removed;
+  fs::remove(checkpoint_path, removed);  // the training is done: nothing to go on with
   std::printf("test accuracy %.2f%% (%lld images), best epoch %d of %zu, %s; saved %s\n",
               100 * test.accuracy, static_cast<long long>(test.count), result.best_epoch,
               result.epochs.size(), format_duration(result.seconds).c_str(), out_path.c_str());

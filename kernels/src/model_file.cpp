@@ -1,6 +1,7 @@
 // Model files: our metadata on top of safetensors, checked field by field on load.
 #include "digitflow/kernels/model_file.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -92,6 +93,111 @@ LoadedModel load_model(const std::filesystem::path& path) {
   } catch (const std::exception& e) {
     throw ModelFileError(where + "does not describe a usable model: " + e.what());
   }
+}
+
+namespace {
+
+nlohmann::json epoch_json(const EpochMetrics& m) {
+  return {{"epoch", m.epoch},           {"lr", m.lr},           {"train_loss", m.train_loss},
+          {"train_accuracy", m.train_accuracy}, {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy},
+          {"seconds", m.seconds},       {"images_per_s", m.images_per_s}, {"improved", m.improved}};
+}
+
+EpochMetrics epoch_from_json(const nlohmann::json& j) {
+  EpochMetrics m;
+  m.epoch = j.at("epoch").get<int>();
+  m.lr = j.at("lr").get<double>();
+  m.train_loss = j.at("train_loss").get<double>();
+  m.train_accuracy = j.at("train_accuracy").get<double>();
+  m.val_loss = j.at("val_loss").get<double>();
+  m.val_accuracy = j.at("val_accuracy").get<double>();
+  m.seconds = j.at("seconds").get<double>();
+  m.images_per_s = j.at("images_per_s").get<double>();
+  m.improved = j.at("improved").get<bool>();
+  return m;
+}
+
+}  // namespace
+
+// Tensors are named "weights/<name>", "best/<name>", "optimizer/first/<i>" and
+// "optimizer/second/<i>"; doubles go through JSON, which writes them exactly.
+void save_checkpoint(const std::filesystem::path& path, const TrainCheckpoint& c, const nlohmann::json& run) {
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  for (const auto& [name, t] : c.weights) tensors.emplace_back("weights/" + name, &t);
+  for (const auto& [name, t] : c.best) tensors.emplace_back("best/" + name, &t);
+  for (size_t i = 0; i < c.optimizer.first.size(); ++i)
+    tensors.emplace_back("optimizer/first/" + std::to_string(i), &c.optimizer.first[i]);
+  for (size_t i = 0; i < c.optimizer.second.size(); ++i)
+    tensors.emplace_back("optimizer/second/" + std::to_string(i), &c.optimizer.second[i]);
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const EpochMetrics& m : c.done.epochs) epochs.push_back(epoch_json(m));
+  std::map<std::string, std::string> meta;
+  meta["format"] = kCheckpointFormat;
+  meta["format_version"] = "1";
+  meta["progress"] = nlohmann::json{{"epochs", epochs},
+                                    {"best_epoch", c.done.best_epoch},
+                                    {"best_val_accuracy", c.done.best_val_accuracy},
+                                    {"seconds", c.done.seconds},
+                                    {"stale_epochs", c.stale_epochs},
+                                    {"optimizer_steps", c.optimizer.steps},
+                                    {"optimizer_first", c.optimizer.first.size()},
+                                    {"optimizer_second", c.optimizer.second.size()}}
+                         .dump();
+  meta["run"] = run.dump();
+  save_safetensors(path, tensors, meta);
+}
+
+LoadedCheckpoint load_checkpoint(const std::filesystem::path& path) {
+  SafetensorsContent content = load_safetensors(path);
+  const std::string where = path.string() + ": ";
+  auto& meta = content.metadata;
+  if (meta.find("format") == meta.end() || meta["format"] != kCheckpointFormat)
+    throw ModelFileError(where + "not a digitflow training checkpoint");
+  if (meta["format_version"] != "1")
+    throw ModelFileError(where + "checkpoint format version '" + meta["format_version"] +
+                         "' is not one this build reads (1)");
+  LoadedCheckpoint out;
+  TrainCheckpoint& c = out.checkpoint;
+  try {
+    const nlohmann::json progress = nlohmann::json::parse(meta["progress"]);
+    out.run = nlohmann::json::parse(meta["run"]);
+    for (const nlohmann::json& e : progress.at("epochs")) c.done.epochs.push_back(epoch_from_json(e));
+    c.done.best_epoch = progress.at("best_epoch").get<int>();
+    c.done.best_val_accuracy = progress.at("best_val_accuracy").get<double>();
+    c.done.seconds = progress.at("seconds").get<double>();
+    c.stale_epochs = progress.at("stale_epochs").get<int>();
+    c.optimizer.steps = progress.at("optimizer_steps").get<int64_t>();
+    const size_t first = progress.at("optimizer_first").get<size_t>(), second = progress.at("optimizer_second").get<size_t>();
+    c.optimizer.first.resize(first);
+    c.optimizer.second.resize(second);
+    std::vector<bool> seen(first + second, false);
+    for (auto& [name, t] : content.tensors) {
+      auto slot = [&](const std::string& prefix, std::vector<Tensor>& into, size_t offset) {
+        if (name.rfind(prefix, 0) != 0) return false;
+        const std::string index = name.substr(prefix.size());
+        size_t i = 0;
+        const auto [end, error] = std::from_chars(index.data(), index.data() + index.size(), i);
+        if (error != std::errc() || end != index.data() + index.size() || i >= into.size() || seen[offset + i])
+          throw ModelFileError(where + "unexpected tensor '" + name + "'");
+        seen[offset + i] = true;
+        into[i] = std::move(t);
+        return true;
+      };
+      if (name.rfind("weights/", 0) == 0)
+        c.weights.emplace_back(name.substr(8), std::move(t));
+      else if (name.rfind("best/", 0) == 0)
+        c.best.emplace_back(name.substr(5), std::move(t));
+      else if (!slot("optimizer/first/", c.optimizer.first, 0) && !slot("optimizer/second/", c.optimizer.second, first))
+        throw ModelFileError(where + "unexpected tensor '" + name + "'");
+    }
+    if (std::find(seen.begin(), seen.end(), false) != seen.end())
+      throw ModelFileError(where + "optimizer buffers are missing");
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelFileError(where + "bad checkpoint metadata (" + e.what() + ")");
+  }
+  if (c.done.epochs.empty() || c.weights.empty())
+    throw ModelFileError(where + "holds no finished epoch");
+  return out;
 }
 
 }  // namespace digitflow::kernels

@@ -141,6 +141,29 @@ Optimizer::Optimizer(const TrainConfig& config, std::vector<Parameter*> paramete
   }
 }
 
+OptimizerState Optimizer::state() const {
+  OptimizerState s;
+  for (const Tensor& t : first_) s.first.push_back(t.clone());
+  for (const Tensor& t : second_) s.second.push_back(t.clone());
+  s.steps = steps_;
+  return s;
+}
+
+void Optimizer::restore(const OptimizerState& s) {
+  auto fits = [](const std::vector<Tensor>& mine, const std::vector<Tensor>& theirs) {
+    if (mine.size() != theirs.size()) return false;
+    for (size_t i = 0; i < mine.size(); ++i)
+      if (mine[i].shape() != theirs[i].shape()) return false;
+    return true;
+  };
+  if (!fits(first_, s.first) || !fits(second_, s.second) || s.steps < 0)
+    throw std::invalid_argument("train: the checkpoint's optimizer state is not this optimizer's (" + config_.optimizer +
+                                ", " + std::to_string(first_.size()) + " parameters)");
+  for (size_t i = 0; i < first_.size(); ++i) first_[i] = s.first[i].clone();
+  for (size_t i = 0; i < second_.size(); ++i) second_[i] = s.second[i].clone();
+  steps_ = s.steps;
+}
+
 void Optimizer::step(float lr) {
   ++steps_;
   const float wd = config_.weight_decay, b1 = config_.momentum, b2 = config_.beta2;
@@ -183,8 +206,12 @@ void Optimizer::step(float lr) {
 }
 
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
-                  const TrainCallbacks& callbacks, Backend backend, std::span<const uint8_t> repeats) {
+                  const TrainCallbacks& callbacks, Backend backend, std::span<const uint8_t> repeats,
+                  const TrainCheckpoint* resume) {
   backend = start_backend(backend);
+  if (resume && backend != Backend::cpu)
+    throw std::invalid_argument("train: going on from a checkpoint is done on the CPU only, not on " +
+                                to_string(backend));
 #if DIGITFLOW_HAVE_CUDA
   if (backend != Backend::cpu)
     return cuda::train_on_device(net, data, config, callbacks, backend, repeats);
@@ -200,15 +227,30 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
   Tensor x, probs({batch, classes}), dlogits({batch, classes});
 
   detail::EpochBook book(config, plan, callbacks);
-  int64_t step = 0;
-  for (int epoch = 1; epoch <= config.epochs; ++epoch) {
+  int first_epoch = 1;
+  if (resume) {
+    if (resume->epochs_done() < 1) throw std::invalid_argument("train: the checkpoint holds no finished epoch");
+    optimizer.restore(resume->optimizer);
+    net.load_state(resume->weights);  // throws, naming the tensor, for another network
+    first_epoch = book.resume(*resume);
+    // A run that had ended (every epoch, or early stopping) trains no further.
+    if (config.early_stop_patience > 0 && resume->stale_epochs >= config.early_stop_patience)
+      first_epoch = config.epochs + 1;
+  }
+  int64_t step = static_cast<int64_t>(first_epoch - 1) * plan.batches;
+  for (int epoch = first_epoch; epoch <= config.epochs; ++epoch) {
     book.start_epoch(epoch);
     const std::vector<int64_t> order = detail::epoch_order(plan, config, epoch);
     const uint64_t seed_base = detail::augment_seed_base(config, epoch);
     double loss_sum = 0.0;
     int64_t correct = 0, seen = 0;
     float lr = 0.0f;
+    bool stop = false;
     for (int64_t b = 0; b < plan.batches; ++b, ++step) {
+      if (callbacks.should_stop && callbacks.should_stop()) {
+        stop = true;
+        break;
+      }
       parallel_chunks(batch, 8, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           int64_t src = order[static_cast<size_t>(b * batch + i)];
@@ -238,9 +280,14 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
       seen += batch;
       book.batch_done(b, step, loss_sum, correct, seen, lr);
     }
-    if (!book.finish_epoch(net, loss_sum, correct, seen, lr,
-                           [&] { return evaluate_subset(net, data, plan.validation); }))
+    if (stop) {
+      book.stopped();
       break;
+    }
+    const bool go_on =
+        book.finish_epoch(net, loss_sum, correct, seen, lr, [&] { return evaluate_subset(net, data, plan.validation); });
+    book.checkpoint(net, [&] { return optimizer.state(); });
+    if (!go_on) break;
   }
   return book.finish(net);
 }
@@ -359,8 +406,30 @@ bool EpochBook::finish_epoch(Network& net, double loss_sum, int64_t correct, int
 
 TrainResult EpochBook::finish(Network& net) {
   if (!best_state_.empty()) net.load_state(best_state_);
-  result_.seconds = seconds_since(run_start_);
+  result_.seconds = seconds_before_ + seconds_since(run_start_);
   return result_;
+}
+
+int EpochBook::resume(const TrainCheckpoint& from) {
+  result_ = from.done;
+  result_.stopped = false;
+  seconds_before_ = from.done.seconds;
+  stale_epochs_ = from.stale_epochs;
+  best_state_.clear();
+  for (const auto& [name, t] : from.best) best_state_.emplace_back(name, t.clone());
+  return from.epochs_done() + 1;
+}
+
+void EpochBook::checkpoint(Network& net, const std::function<OptimizerState()>& optimizer) {
+  if (!callbacks_.on_checkpoint) return;
+  TrainCheckpoint c;
+  c.done = result_;
+  c.done.seconds = seconds_before_ + seconds_since(run_start_);
+  c.stale_epochs = stale_epochs_;
+  c.weights = net.copy_state();
+  for (const auto& [name, t] : best_state_) c.best.emplace_back(name, t.clone());
+  c.optimizer = optimizer();
+  callbacks_.on_checkpoint(std::move(c));
 }
 
 }  // namespace detail

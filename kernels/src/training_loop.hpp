@@ -52,6 +52,13 @@ class EpochBook {
   // Leaves the best epoch's weights in `net` and returns the result.
   TrainResult finish(Network& net);
 
+  // A run going on from `from` (its epochs, its best, its seconds): the epoch to start with.
+  int resume(const TrainCheckpoint& from);
+  // When a checkpoint callback is set, calls it with the run as it stands after an epoch.
+  void checkpoint(Network& net, const std::function<OptimizerState()>& optimizer);
+  // The run is ended before its last epoch by should_stop.
+  void stopped() { result_.stopped = true; }
+
  private:
   const TrainConfig& config_;
   const TrainingPlan& plan_;
@@ -60,6 +67,7 @@ class EpochBook {
   int epoch_ = 0;
   int stale_epochs_ = 0;
   TrainResult result_;
+  double seconds_before_ = 0;  // of the epochs a resumed run brought
   std::vector<std::pair<std::string, Tensor>> best_state_;
 };
 

@@ -1,16 +1,21 @@
 // The digitflow binary as a user runs it: help, usage errors, missing files, and the
 // shipped model's accuracy on the MNIST test set through `digitflow eval --json`.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <thread>
 #include <vector>
 
 #include "digitflow/kernels/model_file.hpp"
@@ -421,6 +426,101 @@ TEST(Cli, TrainWritesModelAndMetricsCsv) {
   EXPECT_FALSE(trained.network.int8_calibration().output_max.empty());
   r = run("train --model config/models/seed.yaml --train-images 0 --out " + model.string());
   EXPECT_EQ(r.status, 2) << r.output;
+}
+
+// `digitflow train` stopped by Ctrl-C, then killed outright, goes on each time from the
+// checkpoint of its last finished epoch with --resume, and ends with the model the same
+// command writes uninterrupted. Without --resume, or with other options, it refuses to
+// start over a checkpoint and says why.
+TEST(Cli, TrainStoppedOrKilledGoesOnWithResumeToTheSameModel) {
+  if (!digitflow::testing::mnist_available())
+    GTEST_SKIP() << "MNIST not in " << digitflow::testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  namespace fs = std::filesystem;
+  using Clock = std::chrono::steady_clock;
+  digitflow::testing::TempDir dir;
+  const std::string options =
+      "--model config/models/seed.yaml --epochs 8 --train-images 4000 --threads 2 "
+      "--set train.validation_images=500 --set train.batch_size=32";
+  const fs::path model = dir / "cut.safetensors", checkpoint = dir / "cut.checkpoint";
+  const std::string log = (dir / "train.log").string();
+  // Starts the training in the background; returns its pid.
+  auto start = [&](const std::string& extra) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string command = std::string("cd '") + DIGITFLOW_SOURCE_DIR + "' && exec '" + DIGITFLOW_BINARY +
+                                  "' train " + options + " --out " + model.string() + extra + " > " + log + " 2>&1";
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return pid;
+  };
+  // Waits until the checkpoint holds at least `epochs` epochs; false when the run ended first.
+  auto wait_for_epochs = [&](pid_t pid, int epochs) {
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    while (Clock::now() < deadline) {
+      if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+      try {
+        if (fs::exists(checkpoint) && digitflow::kernels::load_checkpoint(checkpoint).checkpoint.epochs_done() >= epochs)
+          return true;
+      } catch (const std::exception&) {  // read as it was replaced: try again
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  auto log_text = [&] {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+
+  pid_t pid = start("");
+  ASSERT_TRUE(wait_for_epochs(pid, 1)) << log_text();
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << log_text();
+  EXPECT_EQ(WEXITSTATUS(status), 130) << log_text();
+  EXPECT_TRUE(contains(log_text(), "The same command with --resume goes on from epoch")) << log_text();
+  ASSERT_TRUE(fs::exists(checkpoint));
+  ASSERT_TRUE(fs::exists(model)) << "the best epoch so far is kept";
+
+  Result r = run("train " + options + " --out " + model.string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, checkpoint.string() + " holds")) << r.output;
+  EXPECT_TRUE(contains(r.output, "add --resume to go on with it")) << r.output;
+  r = run("train " + options + " --out " + model.string() + " --resume --set train.lr=0.002");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "was written by another training (train.lr was 0.003, is 0.002)")) << r.output;
+  r = run("train " + options + " --out " + (dir / "other.safetensors").string() + " --resume");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--resume: there is no checkpoint")) << r.output;
+
+  // Cut short: killed outright after a later epoch.
+  const int before = digitflow::kernels::load_checkpoint(checkpoint).checkpoint.epochs_done();
+  pid = start(" --resume");
+  ASSERT_TRUE(wait_for_epochs(pid, before + 2)) << log_text();
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << log_text();
+
+  r = run("train " + options + " --out " + model.string() + " --resume");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "going on after epoch")) << r.output;
+  EXPECT_FALSE(fs::exists(checkpoint)) << "a finished training leaves no checkpoint";
+  std::ifstream csv(dir / "cut.metrics.csv");
+  std::string line;
+  int rows = -1;  // the header
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 8);
+
+  Result whole = run("train " + options + " --out " + (dir / "whole.safetensors").string());
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  auto a = digitflow::kernels::load_model(model).network.copy_state();
+  auto b = digitflow::kernels::load_model(dir / "whole.safetensors").network.copy_state();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(a[i].second.data(), b[i].second.data(), sizeof(float) * static_cast<size_t>(a[i].second.numel())))
+        << a[i].first << " differs from the uninterrupted run's";
 }
 
 TEST(Cli, BenchPrintsJson) {

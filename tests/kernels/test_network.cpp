@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <span>
 #include <vector>
 #include <iostream>
@@ -254,6 +255,72 @@ TEST(ModelFile, TruncatedModelIsRefused) {
   EXPECT_THROW(load_model(dir / "m.safetensors"), ModelFileError);
 }
 
+// A training checkpoint comes back from disk as it was written, figures bit-exact; a model
+// file, a truncated checkpoint, one without an optimizer buffer or with a stray tensor is
+// refused, naming the file.
+TEST(ModelFile, CheckpointRoundTripAndRefusals) {
+  testing::TempDir dir;
+  Network net(small_spec(), 3);
+  TrainConfig config;
+  Optimizer optimizer(config, net.parameters());
+  for (Parameter* p : net.parameters()) p->grad.fill(0.25f);
+  optimizer.step(0.01f);
+  TrainCheckpoint c;
+  EpochMetrics m;
+  m.epoch = 1, m.lr = 0.1 + 0.2, m.train_loss = 1.0 / 3.0, m.val_accuracy = 0.9123456789, m.improved = true;
+  c.done.epochs = {m};
+  c.done.best_epoch = 1, c.done.best_val_accuracy = m.val_accuracy, c.done.seconds = 12.5;
+  c.stale_epochs = 0;
+  c.weights = net.copy_state();
+  c.best = net.copy_state();
+  c.optimizer = optimizer.state();
+  const auto path = dir / "run.checkpoint";
+  save_checkpoint(path, c, {{"run", "quick"}});
+  LoadedCheckpoint back = load_checkpoint(path);
+  EXPECT_EQ(back.run, nlohmann::json({{"run", "quick"}}));
+  ASSERT_EQ(back.checkpoint.epochs_done(), 1);
+  EXPECT_EQ(back.checkpoint.done.epochs[0].lr, m.lr);
+  EXPECT_EQ(back.checkpoint.done.epochs[0].train_loss, m.train_loss);
+  EXPECT_EQ(back.checkpoint.done.epochs[0].val_accuracy, m.val_accuracy);
+  EXPECT_TRUE(back.checkpoint.done.epochs[0].improved);
+  EXPECT_EQ(back.checkpoint.done.seconds, 12.5);
+  EXPECT_EQ(back.checkpoint.optimizer.steps, 1);
+  ASSERT_EQ(back.checkpoint.optimizer.first.size(), c.optimizer.first.size());
+  ASSERT_EQ(back.checkpoint.optimizer.second.size(), c.optimizer.second.size());
+  for (size_t i = 0; i < c.optimizer.second.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(back.checkpoint.optimizer.second[i].data(), c.optimizer.second[i].data(),
+                             sizeof(float) * static_cast<size_t>(c.optimizer.second[i].numel())));
+  ASSERT_EQ(back.checkpoint.weights.size(), c.weights.size());
+  EXPECT_EQ(back.checkpoint.weights[0].first, c.weights[0].first);
+  Optimizer other(config, net.parameters());
+  EXPECT_NO_THROW(other.restore(back.checkpoint.optimizer));
+
+  save_model(dir / "m.safetensors", net, nullptr, nullptr);
+  try {
+    load_checkpoint(dir / "m.safetensors");
+    ADD_FAILURE() << "a model file was read as a checkpoint";
+  } catch (const ModelFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("m.safetensors: not a digitflow training checkpoint"), std::string::npos) << e.what();
+  }
+  // Without one optimizer buffer; with a tensor of no part.
+  SafetensorsContent content = load_safetensors(path);
+  auto rewrite = [&](const std::string& drop, const std::string& add) {
+    std::vector<std::pair<std::string, const Tensor*>> tensors;
+    for (const auto& [name, t] : content.tensors)
+      if (name != drop) tensors.emplace_back(name, &t);
+    if (!add.empty()) tensors.emplace_back(add, &content.tensors[0].second);
+    save_safetensors(dir / "bad.checkpoint", tensors, content.metadata);
+  };
+  rewrite("optimizer/second/0", "");
+  EXPECT_THROW(load_checkpoint(dir / "bad.checkpoint"), ModelFileError);
+  rewrite("", "optimizer/first/999");
+  EXPECT_THROW(load_checkpoint(dir / "bad.checkpoint"), ModelFileError);
+  rewrite("", "stray");
+  EXPECT_THROW(load_checkpoint(dir / "bad.checkpoint"), ModelFileError);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
+  EXPECT_THROW(load_checkpoint(path), ModelFileError);
+}
+
 LabelledImages first_images(const LabelledImages& all, int64_t count) {
   LabelledImages d;
   d.count = count, d.rows = all.rows, d.cols = all.cols;
@@ -323,6 +390,82 @@ TEST(Training, DeterministicForAFixedSeed) {
   train(other, train_set, c);
   auto d = other.copy_state();
   EXPECT_NE(0, std::memcmp(a[0].second.data(), d[0].second.data(), sizeof(float) * 8));
+}
+
+// A run stopped in its second epoch goes on from the checkpoint of its first, in a network
+// made afresh, and ends with the weights, the best epoch and the per-epoch figures of the
+// run that was never stopped. A checkpoint that does not fit is refused.
+TEST(Training, AStoppedRunGoesOnFromItsCheckpointAsIfNeverStopped) {
+  if (!testing::mnist_available()) GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
+  LabelledImages train_set = first_images(load_mnist(testing::mnist_dir(), MnistSplit::train), 1200);
+  TrainConfig c = quick_config();
+  c.epochs = 3;
+  c.validation_images = 200;
+  c.early_stop_patience = 2;  // its count of stale epochs travels with the checkpoint
+  set_threads(2);
+
+  Network whole(small_spec(), 9);
+  int checkpoints = 0;
+  TrainCallbacks counting;
+  counting.on_checkpoint = [&](TrainCheckpoint&& cp) { EXPECT_EQ(cp.epochs_done(), ++checkpoints); };
+  const TrainResult straight = train(whole, train_set, c, counting);
+  EXPECT_EQ(checkpoints, 3);
+  EXPECT_FALSE(straight.stopped);
+
+  Network first(small_spec(), 9);
+  std::optional<TrainCheckpoint> saved;
+  int batches_in_epoch_two = 0;
+  TrainCallbacks stopping;
+  stopping.on_checkpoint = [&](TrainCheckpoint&& cp) { saved = std::move(cp); };
+  stopping.on_batch = [&](const TrainProgress& p) { batches_in_epoch_two += p.epoch == 2; };
+  stopping.should_stop = [&] { return batches_in_epoch_two == 5; };
+  const TrainResult cut = train(first, train_set, c, stopping);
+  EXPECT_TRUE(cut.stopped);
+  ASSERT_EQ(cut.epochs.size(), 1u);
+  ASSERT_TRUE(saved.has_value());
+  ASSERT_EQ(saved->epochs_done(), 1);
+
+  Network second(small_spec(), 77);  // other starting weights: the checkpoint's must win
+  const TrainResult resumed = train(second, train_set, c, {}, Backend::cpu, {}, &*saved);
+  set_threads(0);
+  EXPECT_FALSE(resumed.stopped);
+  ASSERT_EQ(resumed.epochs.size(), straight.epochs.size());
+  for (size_t e = 0; e < straight.epochs.size(); ++e) {
+    EXPECT_EQ(resumed.epochs[e].val_accuracy, straight.epochs[e].val_accuracy) << "epoch " << e + 1;
+    EXPECT_EQ(resumed.epochs[e].train_loss, straight.epochs[e].train_loss) << "epoch " << e + 1;
+  }
+  EXPECT_EQ(resumed.best_epoch, straight.best_epoch);
+  auto a = whole.copy_state(), b = second.copy_state();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(a[i].second.data(), b[i].second.data(), sizeof(float) * static_cast<size_t>(a[i].second.numel())))
+        << a[i].first;
+
+  // Another config's optimizer, another network, a finished run: refused before any work.
+  TrainConfig sgd = c;
+  sgd.optimizer = "sgd";
+  Network third(small_spec(), 9);
+  EXPECT_THROW(train(third, train_set, sgd, {}, Backend::cpu, {}, &*saved), std::invalid_argument);
+  ModelSpec wider = small_spec();
+  wider.layers[0].out = 12;
+  Network other(wider, 9);
+  EXPECT_THROW(train(other, train_set, c, {}, Backend::cpu, {}, &*saved), std::invalid_argument);
+  // The checkpoint of a run that had ended trains no further: its result, its best weights.
+  TrainConfig one = c;
+  one.epochs = 1;
+  Network ended(small_spec(), 5);
+  int batches = 0;
+  TrainCallbacks counting_batches;
+  counting_batches.on_batch = [&](const TrainProgress&) { ++batches; };
+  const TrainResult again = train(ended, train_set, one, counting_batches, Backend::cpu, {}, &*saved);
+  EXPECT_EQ(batches, 0);
+  ASSERT_EQ(again.epochs.size(), 1u);
+  EXPECT_EQ(again.epochs[0].val_accuracy, straight.epochs[0].val_accuracy);
+  auto kept = ended.copy_state();
+  for (size_t i = 0; i < kept.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(kept[i].second.data(), saved->best[i].second.data(),
+                             sizeof(float) * static_cast<size_t>(kept[i].second.numel())))
+        << kept[i].first;
 }
 
 TEST(Training, RefusesBadSettings) {

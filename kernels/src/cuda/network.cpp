@@ -403,7 +403,12 @@ TrainResult train_on_device(Network& net, const LabelledImages& data, const Trai
     const uint64_t seed_base = detail::augment_seed_base(config, epoch);
     totals.zero();
     float lr = 0.0f;
+    bool stop = false;
     for (int64_t b = 0; b < plan.batches; ++b, ++step) {
+      if (callbacks.should_stop && callbacks.should_stop()) {
+        stop = true;
+        break;
+      }
       gather_batch(resident.source, order.data() + b * batch, batch, config.augment.enabled,
                    config.augment, seed_base, static_cast<uint64_t>(b * batch), norm.mean, norm.std,
                    x.data(), labels.data());
@@ -422,6 +427,10 @@ TrainResult train_on_device(Network& net, const LabelledImages& data, const Trai
         book.batch_done(b, step, host_totals[0], static_cast<int64_t>(host_totals[1]),
                         (b + 1) * batch, lr);
       }
+    }
+    if (stop) {
+      book.stopped();
+      break;
     }
     totals.download(host_totals);
     device_net.download(net);

@@ -9,6 +9,7 @@
 
 #include "digitflow/kernels/network.hpp"
 #include "digitflow/kernels/safetensors.hpp"
+#include "digitflow/kernels/trainer.hpp"
 
 namespace digitflow::kernels {
 
@@ -27,5 +28,18 @@ void save_model(const std::filesystem::path& path, Network& net,
 // Throws ModelFileError naming the file: not safetensors, not ours, newer version, a
 // description that does not match its tensors.
 LoadedModel load_model(const std::filesystem::path& path);
+
+// A training checkpoint on disk (digitflow train writes one after each epoch): safetensors
+// holding the network's weights, the best epoch's and the optimizer's buffers, with the
+// finished epochs' figures and `run` (what the run was: the caller's JSON, compared before
+// going on) in the metadata. Atomic save.
+inline constexpr const char* kCheckpointFormat = "digitflow.checkpoint";
+void save_checkpoint(const std::filesystem::path& path, const TrainCheckpoint& checkpoint, const nlohmann::json& run);
+struct LoadedCheckpoint {
+  TrainCheckpoint checkpoint;
+  nlohmann::json run;
+};
+// Throws ModelFileError naming the file: not a checkpoint, truncated, inconsistent.
+LoadedCheckpoint load_checkpoint(const std::filesystem::path& path);
 
 }  // namespace digitflow::kernels

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -38,17 +40,45 @@ struct EpochMetrics {
   bool improved = false;  // best validation accuracy so far
 };
 
-struct TrainCallbacks {
-  std::function<void(const TrainProgress&)> on_batch;
-  // Called after each epoch; the network holds that epoch's weights.
-  std::function<void(const EpochMetrics&, Network&)> on_epoch;
-};
-
 struct TrainResult {
   std::vector<EpochMetrics> epochs;
   int best_epoch = 0;
   double best_val_accuracy = 0;
   double seconds = 0;
+  // Ended by TrainCallbacks::should_stop before its last epoch (the epoch it was in is lost;
+  // `epochs` holds those finished). The network then holds the best finished epoch's weights.
+  bool stopped = false;
+};
+
+// What an optimizer carries from step to step: its moment buffers, one per parameter in
+// Network::parameters() order (AdamW: first then second moments; SGD: the momentum
+// buffers), and the count of steps taken.
+struct OptimizerState {
+  std::vector<Tensor> first, second;
+  int64_t steps = 0;
+};
+
+// Everything a run needs to go on after its last finished epoch as if it had never stopped:
+// train() from a checkpoint gives weights bit-identical to the run that was not stopped (the
+// same data, config and thread count).
+struct TrainCheckpoint {
+  TrainResult done;  // the finished epochs, the best so far, the seconds they took
+  int stale_epochs = 0;
+  std::vector<std::pair<std::string, Tensor>> weights;  // Network::copy_state() after the last epoch
+  std::vector<std::pair<std::string, Tensor>> best;     // the best epoch's (empty: no validation split)
+  OptimizerState optimizer;
+  int epochs_done() const { return static_cast<int>(done.epochs.size()); }
+};
+
+struct TrainCallbacks {
+  std::function<void(const TrainProgress&)> on_batch;
+  // Called after each epoch; the network holds that epoch's weights.
+  std::function<void(const EpochMetrics&, Network&)> on_epoch;
+  // Called after each epoch, after on_epoch, with what train() needs to go on from there
+  // (the callee's to keep: it may move from it).
+  std::function<void(TrainCheckpoint&&)> on_checkpoint;
+  // Asked before each batch; true ends the run there (TrainResult::stopped).
+  std::function<bool()> should_stop;
 };
 
 // Trains `net` on `data` (the validation split is taken out of it) and leaves the best
@@ -61,9 +91,13 @@ struct TrainResult {
 // more. The validation split is drawn from the images first, so no image is on both sides
 // of it; a count of 0 leaves an image out of training. Throws std::invalid_argument when
 // its size is not data.count or the counts leave less than one batch.
+// `resume`, when given, is a checkpoint of this run (TrainCallbacks::on_checkpoint): training
+// goes on from the epoch after its last (none when the run had ended: every epoch, or early
+// stopping; the result is then the checkpoint's); std::invalid_argument when it does not fit
+// the network or the optimizer. On the CPU only: a GPU backend throws std::invalid_argument.
 TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& config,
                   const TrainCallbacks& callbacks = {}, Backend backend = Backend::cpu,
-                  std::span<const uint8_t> repeats = {});
+                  std::span<const uint8_t> repeats = {}, const TrainCheckpoint* resume = nullptr);
 
 struct EvalResult {
   int64_t count = 0;
@@ -98,6 +132,9 @@ class Optimizer {
  public:
   Optimizer(const TrainConfig& config, std::vector<Parameter*> parameters);
   void step(float lr);
+  OptimizerState state() const;
+  // Throws std::invalid_argument when `state` has other buffers than this optimizer's.
+  void restore(const OptimizerState& state);
 
  private:
   TrainConfig config_;
