@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -31,6 +32,24 @@ inline CommandResult run_digitflow(const std::string& args) {
   while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Starts the binary in the background, as run_digitflow would run it, its output to `log`;
+// returns its pid (signals reach the binary itself, not a shell).
+inline pid_t start_digitflow(const std::string& args, const std::filesystem::path& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::string command = "cd '";
+    command += DIGITFLOW_SOURCE_DIR;
+    command += "' && exec '";
+    command += DIGITFLOW_BINARY;
+    command += "' ";
+    command += args;
+    command += " > '" + log.string() + "' 2>&1";
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
 }
 
 // 'path' for the shell (built by appending: GCC 12 warns falsely on "'" + std::string).

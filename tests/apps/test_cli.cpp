@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "test_support.hpp"
 
@@ -442,17 +443,9 @@ TEST(Cli, TrainStoppedOrKilledGoesOnWithResumeToTheSameModel) {
       "--model config/models/seed.yaml --epochs 8 --train-images 4000 --threads 2 "
       "--set train.validation_images=500 --set train.batch_size=32";
   const fs::path model = dir / "cut.safetensors", checkpoint = dir / "cut.checkpoint";
-  const std::string log = (dir / "train.log").string();
-  // Starts the training in the background; returns its pid.
+  const fs::path log = dir / "train.log";
   auto start = [&](const std::string& extra) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const std::string command = std::string("cd '") + DIGITFLOW_SOURCE_DIR + "' && exec '" + DIGITFLOW_BINARY +
-                                  "' train " + options + " --out " + model.string() + extra + " > " + log + " 2>&1";
-      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    return pid;
+    return digitflow::testing::start_digitflow("train " + options + " --out " + model.string() + extra, log);
   };
   // Waits until the checkpoint holds at least `epochs` epochs; false when the run ended first.
   auto wait_for_epochs = [&](pid_t pid, int epochs) {

@@ -2,8 +2,13 @@
 // their template reach an accuracy floor; bad arguments and a bad folder are named.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <fstream>
+#include <algorithm>
 #include <iterator>
+#include <thread>
 #include <regex>
 #include <nlohmann/json.hpp>
 
@@ -263,6 +268,41 @@ TEST(RunCli, BrokenPagesAreReportedAndTheRunGoesOn) {
   std::getline(in, second);
   EXPECT_TRUE(contains(first, R"x("error":"empty.jpg: empty file (0 bytes)")x")) << first;
   EXPECT_TRUE(contains(second, R"x("error":"scan.png: not an image)x")) << second;
+}
+
+// Ctrl-C: the pages in flight are finished and written, the outputs are valid and say the
+// run was stopped, and the exit status is 130.
+TEST(RunCli, CtrlCFinishesThePagesInFlightAndLeavesValidOutputs) {
+  TempDir dir;
+  const CommandResult synth = run_digitflow("synth --out " + quoted(dir / "job") + " --pages 60 --seed 5 --kind checks");
+  ASSERT_EQ(synth.status, 0) << synth.output;
+  const pid_t pid = start_digitflow("run " + quoted(dir / "job") + " --out " + quoted(dir / "out") + " --threads 2",
+                                    dir / "run.log");
+  auto lines = [&] {
+    std::ifstream in(dir / "out" / "results.jsonl");
+    return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n');
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (lines() < 2 && std::chrono::steady_clock::now() < deadline && waitpid(pid, nullptr, WNOHANG) == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::ifstream log_in(dir / "run.log");
+  const std::string log(std::istreambuf_iterator<char>(log_in), {});
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << log;
+  EXPECT_TRUE(contains(log, "STOPPED after")) << log;
+  std::ifstream summary_in(dir / "out" / "summary.json");
+  const nlohmann::json summary = nlohmann::json::parse(summary_in);
+  EXPECT_TRUE(summary["cancelled"].get<bool>());
+  const auto pages = summary["pages"].get<int64_t>();
+  EXPECT_GE(pages, 2);
+  EXPECT_LT(pages, summary["pages_listed"].get<int64_t>());
+  EXPECT_EQ(lines(), pages);  // every page it counts is written, each line whole
+  std::ifstream results(dir / "out" / "results.jsonl");
+  for (std::string line; std::getline(results, line);)
+    EXPECT_TRUE(nlohmann::json::accept(line)) << "not whole: " << line;
 }
 
 TEST(RunCli, AFoldersOwnTemplateIsNamedWhenItIsNotUsed) {
