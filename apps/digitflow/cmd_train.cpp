@@ -338,9 +338,10 @@ int run_train(int argc, char** argv) {
                   finished + 1, tc.epochs, result.best_epoch, 100 * result.best_val_accuracy, out_path.c_str(),
                   k::to_string(backend).c_str());
     } else {
-      std::printf("stopped in epoch %d of %d. Epochs 1-%d are kept in %s, the best of them (epoch %d, validation "
-                  "%.2f%%) in %s.\nThe same command with --resume goes on from epoch %d.\n",
-                  finished + 1, tc.epochs, finished, checkpoint_path.c_str(), result.best_epoch,
+      const std::string kept = finished == 1 ? "Epoch 1 is" : "Epochs 1-" + std::to_string(finished) + " are";
+      std::printf("stopped in epoch %d of %d. %s kept in %s, the best (epoch %d, validation %.2f%%) in %s.\n"
+                  "The same command with --resume goes on from epoch %d.\n",
+                  finished + 1, tc.epochs, kept.c_str(), checkpoint_path.c_str(), result.best_epoch,
                   100 * result.best_val_accuracy, out_path.c_str(), finished + 1);
     }
     return 130;
