@@ -67,6 +67,7 @@ int run_retrain(int argc, char** argv) {
   if (vm.count("threads")) r.threads = threads_option(vm, r.threads);
 
   Opened o = open_jobs(common, store_options);
+  r.lease_ms = int64_t{o.settings.jobs.lease_seconds} * 1000;
   jobs::RetrainPaths paths;
   paths.state = o.state;
   paths.configured_model = fs::absolute(resolve(o.settings.model.default_model));

@@ -523,13 +523,35 @@ class PostgresStore final : public JobStore {
         tx.exec("UPDATE model_versions SET is_default = 0 WHERE is_default = 1");
       }
       const pqxx::row r = tx.exec_params1(
-          cat("INSERT INTO model_versions (path, status, is_default, note, metrics, created_ms)"
+          cat("INSERT INTO model_versions (path, status, is_default, note, metrics, created_ms, lease_expires_ms)"
               " VALUES ($1, $2, $3, $4, $5, COALESCE(NULLIF($6::bigint, 0), ",
-              kServerNow, ")) RETURNING id"),
+              kServerNow, "), CASE WHEN $2 = 'training' THEN ", kServerNow, " + $7::bigint ELSE 0 END) RETURNING id"),
           version.path, version.status, int64_t{version.is_default}, version.note,
-          version.metrics_json.empty() ? std::string("{}") : version.metrics_json, version.created_ms);
+          version.metrics_json.empty() ? std::string("{}") : version.metrics_json, version.created_ms, kTrainingLeaseMs);
       tx.commit();
       return integer(r[0]);
+    });
+  }
+
+  bool hold_model_version(int64_t id, int64_t lease_ms) override {
+    return transaction("hold_model_version", [&](pqxx::work& tx) {
+      const pqxx::result r = tx.exec_params(
+          cat("UPDATE model_versions SET lease_expires_ms = ", kServerNow,
+              " + $1::bigint WHERE id = $2 AND status = 'training'"),
+          lease_ms, id);
+      tx.commit();
+      return r.affected_rows() > 0;
+    });
+  }
+
+  int64_t fail_abandoned_model_versions(const std::string& note) override {
+    return transaction("fail_abandoned_model_versions", [&](pqxx::work& tx) {
+      const pqxx::result r = tx.exec_params(
+          cat("UPDATE model_versions SET status = 'failed', note = $1 WHERE status = 'training' AND lease_expires_ms <= ",
+              kServerNow),
+          note);
+      tx.commit();
+      return static_cast<int64_t>(r.affected_rows());
     });
   }
 

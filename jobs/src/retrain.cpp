@@ -9,12 +9,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <numeric>
 #include <optional>
+#include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "digitflow/jobs/sample_image.hpp"
 #include "digitflow/kernels/inference.hpp"
@@ -379,8 +382,14 @@ bool held_out_sample(int64_t sample_id, double held_out_share) {
   return k::hash_uniform_inline(kHeldOutSeed, static_cast<uint64_t>(sample_id)) < held_out_share;
 }
 
+int64_t fail_abandoned_versions(JobStore& store) {
+  return store.fail_abandoned_model_versions(
+      "stopped before it finished: its trainer (digitflow retrain or the server) ended without a word");
+}
+
 ModelVersion start_retrain(JobStore& store, const RetrainPaths& paths,
                            const RetrainOptions& options) {
+  fail_abandoned_versions(store);
   const std::vector<Sample> samples = store.samples();
   if (samples.empty())
     throw RetrainError("no reviewed samples: review some uncertain digits first, then retrain");
@@ -408,6 +417,36 @@ RetrainResult run_retrain(JobStore& store, const ModelVersion& version, const Re
   RetrainResult result;
   result.version = version;
   result.version.is_default = false;
+  // The hold on the version, renewed while this runs (a separate thread: the training and
+  // the evaluation say nothing for long stretches).
+  std::mutex hold_mutex;
+  std::condition_variable hold_wake;
+  bool done = false;
+  store.hold_model_version(version.id, options.lease_ms);
+  std::thread holder([&] {
+    std::unique_lock lock(hold_mutex);
+    while (!hold_wake.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(options.lease_ms / 4, 10)),
+                               [&] { return done; })) {
+      try {
+        store.hold_model_version(version.id, options.lease_ms);
+      } catch (const std::exception&) {  // the store is away for a moment: try again next time
+      }
+    }
+  });
+  struct StopHolder {
+    std::mutex& m;
+    std::condition_variable& wake;
+    bool& done;
+    std::thread& t;
+    ~StopHolder() {
+      {
+        std::lock_guard lock(m);
+        done = true;
+      }
+      wake.notify_all();
+      t.join();
+    }
+  } stop_holder{hold_mutex, hold_wake, done, holder};
   try {
     Outcome outcome;
     tbb::task_arena arena(options.threads > 0 ? options.threads : tbb::task_arena::automatic);

@@ -93,6 +93,11 @@ std::vector<std::vector<std::string>> migrations(const Dialect& d) {
           // At most one default, whichever order two promotions commit in.
           "CREATE UNIQUE INDEX model_versions_default ON model_versions (is_default) WHERE is_default = 1",
       },
+      // 2 -> 3: a version in training is held by its trainer's lease, renewed while it runs;
+      // one whose lease ran out was abandoned (its trainer killed) and is recorded failed.
+      {
+          "ALTER TABLE model_versions ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0",
+      },
   };
 }
 

@@ -536,14 +536,31 @@ class SqliteStore final : public JobStore {
     Transaction tx(db_);
     if (version.is_default) db_.exec("UPDATE model_versions SET is_default = 0 WHERE is_default = 1");
     Statement s(db_,
-                "INSERT INTO model_versions (path, status, is_default, note, metrics, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
+                "INSERT INTO model_versions (path, status, is_default, note, metrics, created_ms, lease_expires_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, version.path).bind(2, version.status).bind(3, int64_t{version.is_default}).bind(4, version.note);
     s.bind(5, version.metrics_json.empty() ? std::string("{}") : version.metrics_json);
     s.bind(6, version.created_ms ? version.created_ms : now_ms());
+    s.bind(7, version.status == "training" ? now_ms() + kTrainingLeaseMs : int64_t{0});
     s.run();
     const int64_t id = sqlite3_last_insert_rowid(db_.handle());
     tx.commit();
     return id;
+  }
+
+  bool hold_model_version(int64_t id, int64_t lease_ms) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "UPDATE model_versions SET lease_expires_ms = ? WHERE id = ? AND status = 'training'");
+    s.bind(1, now_ms() + lease_ms).bind(2, id).run();
+    return s.changes() > 0;
+  }
+
+  int64_t fail_abandoned_model_versions(const std::string& note) override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "UPDATE model_versions SET status = 'failed', note = ? WHERE status = 'training' AND lease_expires_ms <= ?");
+    s.bind(1, note).bind(2, now_ms()).run();
+    return s.changes();
   }
 
   std::vector<ModelVersion> model_versions() override {

@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "digitflow/jobs/retrain.hpp"
 #include "digitflow/jobs/sample_image.hpp"
@@ -323,6 +325,43 @@ TEST_F(RetrainTest, ACancelIsRecordedAsFailed) {
   EXPECT_NE(r.version.note.find("cancelled"), std::string::npos) << r.version.note;
   EXPECT_FALSE(store_->model_versions().at(0).is_default);
   EXPECT_FALSE(fs::exists(r.version.path));
+}
+
+// A version left "training" by a trainer that was killed (its hold lapsed) is recorded as
+// failed when the next retrain starts; one whose trainer runs is held all along, though its
+// hold is far shorter than the run and abandoned versions are swept all the while.
+TEST_F(RetrainTest, AVersionItsKilledTrainerLeftIsRecordedFailedAndARunningOneIsHeld) {
+  add_samples(10, 2);
+  ModelVersion left;
+  left.path = (dir_ / "left.safetensors").string();
+  left.status = "training";
+  const int64_t left_id = store_->add_model_version(left);
+  EXPECT_EQ(fail_abandoned_versions(*store_), 0) << "held for kTrainingLeaseMs when added";
+  ASSERT_TRUE(store_->hold_model_version(left_id, 0));  // its trainer's last word, long ago
+
+  RetrainOptions options = tiny();
+  options.lease_ms = 40;  // renewed every 10 ms
+  std::atomic<bool> running{true};
+  std::atomic<int64_t> swept_while_running{0};
+  std::unique_ptr<JobStore> other = open_sqlite_store(state_.sqlite_file());
+  std::thread sweeper([&] {
+    while (running) {
+      swept_while_running += fail_abandoned_versions(*other);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  const ModelVersion started = start_retrain(*store_, paths_, options);
+  const RetrainResult r = run_retrain(*store_, started, paths_, options);
+  running = false;
+  sweeper.join();
+  EXPECT_NE(r.version.status, "failed") << r.version.note;
+  const std::vector<ModelVersion> versions = store_->model_versions();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].status, "failed");
+  EXPECT_NE(versions[0].note.find("stopped before it finished"), std::string::npos) << versions[0].note;
+  EXPECT_EQ(versions[1].status, r.version.status);
+  EXPECT_EQ(swept_while_running.load(), 0) << "the running version was taken for abandoned";
+  EXPECT_FALSE(store_->hold_model_version(left_id, 1000)) << "a failed version is no longer held";
 }
 
 }  // namespace

@@ -520,6 +520,29 @@ TEST_P(StoreTest, ASampleNeedsALabelInRangeAndAnExistingUserAndJob) {
   EXPECT_EQ(store_->samples().size(), 1u);
 }
 
+// A version in training is held while its trainer renews the hold; once the hold lapses
+// it is recorded failed with the note given, and only it: other versions stay as they are.
+TEST_P(StoreTest, AVersionWhoseTrainerStoppedHoldingItIsRecordedFailed) {
+  const int64_t ready = store_->add_model_version(model("models/ready.bin", "ready", true));
+  const int64_t held = store_->add_model_version(model("models/held.bin", "training"));
+  const int64_t lapsed = store_->add_model_version(model("models/lapsed.bin", "training"));
+  EXPECT_EQ(store_->fail_abandoned_model_versions("gone"), 0) << "a new version is held";
+  EXPECT_TRUE(store_->hold_model_version(held, 60000));
+  EXPECT_TRUE(store_->hold_model_version(lapsed, 0));
+  EXPECT_FALSE(store_->hold_model_version(ready, 60000)) << "only a version in training is held";
+  EXPECT_FALSE(store_->hold_model_version(999, 60000));
+  EXPECT_EQ(store_->fail_abandoned_model_versions("its trainer stopped"), 1);
+  EXPECT_EQ(store_->fail_abandoned_model_versions("again"), 0);
+  const std::vector<ModelVersion> versions = store_->model_versions();
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_EQ(versions[0].status, "ready");
+  EXPECT_TRUE(versions[0].is_default);
+  EXPECT_EQ(versions[1].status, "training");
+  EXPECT_EQ(versions[2].status, "failed");
+  EXPECT_EQ(versions[2].note, "its trainer stopped");
+  EXPECT_FALSE(store_->hold_model_version(lapsed, 60000));
+}
+
 TEST_P(StoreTest, ModelVersionsHaveExactlyOneDefault) {
   ModelVersion shipped = model("models/default.bin", "ready", true);
   shipped.note = "shipped";
@@ -572,6 +595,34 @@ TEST_P(StoreTest, ModelVersionsHaveExactlyOneDefault) {
                                               {"promoted"}));
 }
 
+// A database at schema 2 with a version in training (no hold recorded then) is migrated,
+// and that version, whose trainer is long gone, is taken as abandoned.
+TEST_P(StoreTest, ASchemaTwoVersionLeftInTrainingIsAbandonedAfterTheMigration) {
+  store_.reset();
+  const bool sqlite = GetParam() == "sqlite";
+  const auto steps = detail::migrations({sqlite ? "INTEGER PRIMARY KEY" : "BIGSERIAL PRIMARY KEY"});
+  std::string sql = "CREATE TABLE schema_version (version INTEGER NOT NULL);";
+  for (int v = 0; v < 2; ++v)
+    for (const std::string& statement : steps[static_cast<size_t>(v)]) sql.append(statement).append(";");
+  sql.append("INSERT INTO schema_version (version) VALUES (2);");
+  sql.append("INSERT INTO model_versions (path, status, created_ms) VALUES ('m.bin', 'training', 1);");
+  std::string location;
+  if (sqlite) {
+    location = (dir_ / "v2.db").string();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(location.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  } else {
+    location = digitflow::testing::PostgresServer::instance().fresh_database();
+    digitflow::testing::PostgresServer::instance().psql(location.substr(location.rfind('/') + 1), sql);
+  }
+  auto store = open_store(location);
+  EXPECT_EQ(store->schema_version(), kSchemaVersion);
+  EXPECT_EQ(store->fail_abandoned_model_versions("gone"), 1);
+  EXPECT_EQ(store->model_versions().at(0).status, "failed");
+}
+
 // A database a digitflow at schema 1 left behind is migrated at open, its data kept.
 TEST_P(StoreTest, ASchemaOneDatabaseIsMigratedAtOpenWithItsData) {
   store_.reset();
@@ -599,7 +650,7 @@ TEST_P(StoreTest, ASchemaOneDatabaseIsMigratedAtOpenWithItsData) {
   }
 
   auto store = open_store(location);
-  EXPECT_EQ(store->schema_version(), 2);
+  EXPECT_EQ(store->schema_version(), kSchemaVersion);
   const auto users = store->users();
   ASSERT_EQ(users.size(), 1u);
   EXPECT_EQ(users[0].name, "ana");

@@ -60,6 +60,8 @@ class FlakyStore final : public JobStore {
   std::vector<Sample> samples(int64_t u, int64_t l) override { return real_.samples(u, l); }
   std::vector<std::string> reviewed_digits(int64_t j) override { return real_.reviewed_digits(j); }
   int64_t add_model_version(const ModelVersion& v) override { return real_.add_model_version(v); }
+  bool hold_model_version(int64_t id, int64_t ms) override { return real_.hold_model_version(id, ms); }
+  int64_t fail_abandoned_model_versions(const std::string& n) override { return real_.fail_abandoned_model_versions(n); }
   std::vector<ModelVersion> model_versions() override { return real_.model_versions(); }
   bool update_model_version(const ModelVersion& v) override { return real_.update_model_version(v); }
 

@@ -546,6 +546,7 @@ json Service::model() {
   }
   json versions = json::array();
   auto store = stores_.acquire();
+  jobs::fail_abandoned_versions(*store);  // a trainer killed while this server ran
   for (const jobs::ModelVersion& v : store->model_versions()) {
     json metrics = json::object();
     try {
@@ -582,8 +583,10 @@ json Service::retrain(const Caller& admin) {
   retrain_thread_ = std::thread([this, version, paths, log, who] {
     try {
       std::unique_ptr<jobs::JobStore> store = jobs::open_store(options_.store);
+      jobs::RetrainOptions retrain_options;
+      retrain_options.lease_ms = options_.worker.lease_ms;
       const jobs::RetrainResult r =
-          jobs::run_retrain(*store, version, paths, {}, {}, &cancel_retrain_);
+          jobs::run_retrain(*store, version, paths, retrain_options, {}, &cancel_retrain_);
       if (log)
         log("model version " + std::to_string(version.id) + " (retrain asked by " + who +
             "): " + r.version.status + (r.version.note.empty() ? "" : ", " + r.version.note));

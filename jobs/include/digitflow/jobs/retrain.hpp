@@ -51,6 +51,10 @@ struct RetrainOptions {
   double required_margin = 0.0;
   int threads = 2;  // the run's own arena; 0: every core the process may use
   uint64_t seed = 1;
+  // The version in training is held this long without a word from its trainer, renewed a
+  // quarter of it apart while it runs (jobs.lease_seconds); past it, a killed trainer's
+  // version is recorded failed by the next retrain or listing (fail_abandoned_versions).
+  int64_t lease_ms = kTrainingLeaseMs;
   int64_t mnist_test_images = 0;  // the first N of MNIST test; 0: all 10,000 (tests use fewer)
 };
 
@@ -91,6 +95,10 @@ bool is_configured_model(const std::filesystem::path& model, const std::filesyst
 // id alone, not of the run's seed, so that a sample trained on by one retrain (whose model the
 // next one starts from) is never counted as unseen by a later one.
 bool held_out_sample(int64_t sample_id, double held_out_share);
+
+// Records as failed the versions left "training" by a trainer that stopped without a word
+// (killed, its machine down: their hold lapsed); the count. start_retrain calls it first.
+int64_t fail_abandoned_versions(JobStore& store);
 
 // Checks that there are samples to train on and records a version in status "training"
 // (what POST /api/v1/retrain answers with); its model file will be

@@ -126,6 +126,9 @@ struct Sample {
 };
 
 // A model the service knows: the shipped one, and each retrained one.
+// How long a version in training stays held without a word from its trainer, by default.
+inline constexpr int64_t kTrainingLeaseMs = 120000;
+
 struct ModelVersion {
   int64_t id = 0;
   std::string path;                // model file
@@ -214,8 +217,16 @@ class JobStore {
   // "page_key/string/digit" of a job's reviewed digits (what the review queue leaves out).
   virtual std::vector<std::string> reviewed_digits(int64_t job) = 0;
 
-  // Model versions, by id. A version added with is_default becomes the only default.
+  // Model versions, by id. A version added with is_default becomes the only default. One
+  // added in status "training" is held by its trainer for kTrainingLeaseMs (see below).
   virtual int64_t add_model_version(const ModelVersion& version) = 0;
+  // While a version trains, its trainer renews its hold: it lapses lease_ms from now (the
+  // database server's clock for PostgreSQL). False when the version is no longer training
+  // (or does not exist).
+  virtual bool hold_model_version(int64_t id, int64_t lease_ms) = 0;
+  // Versions still "training" whose hold has lapsed: their trainer stopped without recording
+  // an end (killed, its machine down). They become "failed", `note` saying so; the count.
+  virtual int64_t fail_abandoned_model_versions(const std::string& note) = 0;
   virtual std::vector<ModelVersion> model_versions() = 0;
   // Replaces status, note and metrics of version.id; with is_default, it becomes the only
   // default, in one transaction (without, its flag stays as it was: a default is replaced,
@@ -231,7 +242,7 @@ std::unique_ptr<JobStore> open_sqlite_store(const std::filesystem::path& file);
 std::unique_ptr<JobStore> open_postgres_store(const std::string& url);
 
 // The schema version this binary writes and understands.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 // Milliseconds since the Unix epoch (the clock stores compare leases with).
 int64_t now_ms();
