@@ -17,14 +17,20 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 
-inline CommandResult run_digitflow(const std::string& args) {
+// The shell command that runs the binary from the source folder (exec'd: a signal sent to
+// the shell's pid reaches the binary).
+inline std::string digitflow_command(const std::string& args) {
   std::string command = "cd '";
   command += DIGITFLOW_SOURCE_DIR;
-  command += "' && '";
+  command += "' && exec '";
   command += DIGITFLOW_BINARY;
   command += "' ";
   command += args;
-  command += " 2>&1";
+  return command;
+}
+
+inline CommandResult run_digitflow(const std::string& args) {
+  const std::string command = digitflow_command(args) + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf;
@@ -39,13 +45,7 @@ inline CommandResult run_digitflow(const std::string& args) {
 inline pid_t start_digitflow(const std::string& args, const std::filesystem::path& log) {
   const pid_t pid = fork();
   if (pid == 0) {
-    std::string command = "cd '";
-    command += DIGITFLOW_SOURCE_DIR;
-    command += "' && exec '";
-    command += DIGITFLOW_BINARY;
-    command += "' ";
-    command += args;
-    command += " > '" + log.string() + "' 2>&1";
+    const std::string command = digitflow_command(args) + " > '" + log.string() + "' 2>&1";
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

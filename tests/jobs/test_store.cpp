@@ -595,6 +595,24 @@ TEST_P(StoreTest, ModelVersionsHaveExactlyOneDefault) {
                                               {"promoted"}));
 }
 
+// A database made by running `sql` (its schema as an older digitflow left it); its location.
+std::string old_database(bool sqlite, const std::string& sql, const std::filesystem::path& dir) {
+  if (!sqlite) {
+    std::string location = digitflow::testing::PostgresServer::instance().fresh_database();
+    digitflow::testing::PostgresServer::instance().psql(location.substr(location.rfind('/') + 1), sql);
+    return location;
+  }
+  const std::string location = (dir / "old.db").string();
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(location.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(db);
+  return location;
+}
+
 // A database at schema 2 with a version in training (no hold recorded then) is migrated,
 // and that version, whose trainer is long gone, is taken as abandoned.
 TEST_P(StoreTest, ASchemaTwoVersionLeftInTrainingIsAbandonedAfterTheMigration) {
@@ -606,18 +624,7 @@ TEST_P(StoreTest, ASchemaTwoVersionLeftInTrainingIsAbandonedAfterTheMigration) {
     for (const std::string& statement : steps[static_cast<size_t>(v)]) sql.append(statement).append(";");
   sql.append("INSERT INTO schema_version (version) VALUES (2);");
   sql.append("INSERT INTO model_versions (path, status, created_ms) VALUES ('m.bin', 'training', 1);");
-  std::string location;
-  if (sqlite) {
-    location = (dir_ / "v2.db").string();
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(location.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    sqlite3_close(db);
-  } else {
-    location = digitflow::testing::PostgresServer::instance().fresh_database();
-    digitflow::testing::PostgresServer::instance().psql(location.substr(location.rfind('/') + 1), sql);
-  }
-  auto store = open_store(location);
+  auto store = open_store(old_database(sqlite, sql, dir_.path()));
   EXPECT_EQ(store->schema_version(), kSchemaVersion);
   EXPECT_EQ(store->fail_abandoned_model_versions("gone"), 1);
   EXPECT_EQ(store->model_versions().at(0).status, "failed");
@@ -633,22 +640,8 @@ TEST_P(StoreTest, ASchemaOneDatabaseIsMigratedAtOpenWithItsData) {
   sql.append("INSERT INTO schema_version (version) VALUES (1);");
   sql.append("INSERT INTO users (name, created_ms) VALUES ('ana', 1);");
   sql.append("INSERT INTO jobs (owner, name, state, input_dir, created_ms) VALUES (1, 'old', 'done', '/in/old', 2);");
-  std::string location;
-  if (sqlite) {
-    location = (dir_ / "v1.db").string();
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(location.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    const std::string message = error ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    ASSERT_EQ(rc, SQLITE_OK) << message;
-  } else {
-    location = digitflow::testing::PostgresServer::instance().fresh_database();
-    digitflow::testing::PostgresServer::instance().psql(location.substr(location.rfind('/') + 1), sql);
-  }
 
+  const std::string location = old_database(sqlite, sql, dir_.path());
   auto store = open_store(location);
   EXPECT_EQ(store->schema_version(), kSchemaVersion);
   const auto users = store->users();

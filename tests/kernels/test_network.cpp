@@ -365,6 +365,18 @@ TEST(Training, TinyRunLearnsMnist) {
   EXPECT_EQ(total, 2000);
 }
 
+// Every tensor of two network states equal, bit for bit.
+void expect_same_state(const std::vector<std::pair<std::string, Tensor>>& a,
+                       const std::vector<std::pair<std::string, Tensor>>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    ASSERT_EQ(a[i].second.numel(), b[i].second.numel()) << a[i].first;
+    EXPECT_EQ(0, std::memcmp(a[i].second.data(), b[i].second.data(), sizeof(float) * static_cast<size_t>(a[i].second.numel())))
+        << a[i].first;
+  }
+}
+
 // The same seed and thread count give bit-identical weights; another seed does not.
 TEST(Training, DeterministicForAFixedSeed) {
   if (!testing::mnist_available()) GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
@@ -380,11 +392,7 @@ TEST(Training, DeterministicForAFixedSeed) {
     return net.copy_state();
   };
   auto a = run(2), b = run(2);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_EQ(0, std::memcmp(a[i].second.data(), b[i].second.data(),
-                             sizeof(float) * static_cast<size_t>(a[i].second.numel())))
-        << a[i].first;
+  expect_same_state(a, b);
   c.seed = 4;
   Network other(small_spec(), 9);
   train(other, train_set, c);
@@ -435,11 +443,7 @@ TEST(Training, AStoppedRunGoesOnFromItsCheckpointAsIfNeverStopped) {
     EXPECT_EQ(resumed.epochs[e].train_loss, straight.epochs[e].train_loss) << "epoch " << e + 1;
   }
   EXPECT_EQ(resumed.best_epoch, straight.best_epoch);
-  auto a = whole.copy_state(), b = second.copy_state();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_EQ(0, std::memcmp(a[i].second.data(), b[i].second.data(), sizeof(float) * static_cast<size_t>(a[i].second.numel())))
-        << a[i].first;
+  expect_same_state(whole.copy_state(), second.copy_state());
 
   // Another config's optimizer, another network, a finished run: refused before any work.
   TrainConfig sgd = c;
@@ -461,11 +465,7 @@ TEST(Training, AStoppedRunGoesOnFromItsCheckpointAsIfNeverStopped) {
   EXPECT_EQ(batches, 0);
   ASSERT_EQ(again.epochs.size(), 1u);
   EXPECT_EQ(again.epochs[0].val_accuracy, straight.epochs[0].val_accuracy);
-  auto kept = ended.copy_state();
-  for (size_t i = 0; i < kept.size(); ++i)
-    EXPECT_EQ(0, std::memcmp(kept[i].second.data(), saved->best[i].second.data(),
-                             sizeof(float) * static_cast<size_t>(kept[i].second.numel())))
-        << kept[i].first;
+  expect_same_state(ended.copy_state(), saved->best);
 }
 
 TEST(Training, RefusesBadSettings) {
