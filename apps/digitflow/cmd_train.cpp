@@ -18,6 +18,7 @@
 #include "digitflow/kernels/int8.hpp"
 #include "digitflow/kernels/model_file.hpp"
 #include "digitflow/kernels/parallel.hpp"
+#include "digitflow/kernels/seed_mix.hpp"
 #include "digitflow/kernels/trainer.hpp"
 #include "digitflow/pipeline/negatives.hpp"
 
@@ -31,12 +32,7 @@ namespace {
 // FNV-1a over the training images and labels: a checkpoint goes on only with the set it
 // was made on.
 std::string data_fingerprint(const k::LabelledImages& set) {
-  uint64_t h = 14695981039346656037ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  mix(set.pixels.data(), set.pixels.size());
-  mix(set.labels.data(), set.labels.size());
+  const uint64_t h = k::fnv1a64(set.labels.data(), set.labels.size(), k::fnv1a64(set.pixels.data(), set.pixels.size()));
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
   return text;
@@ -97,7 +93,8 @@ int run_train(int argc, char** argv) {
       ("resume", po::bool_switch(&resume),
        "go on with a training that was stopped (Ctrl-C) or cut short, from the checkpoint its "
        "last finished epoch left beside the model (NAME.checkpoint): give the options it was "
-       "started with; the result is the one it would have given uninterrupted");
+       "started with; on the same thread count the result is the one it would have given "
+       "uninterrupted");
   add_config_options(options, common);
   add_backend_option(options, common);
   po::variables_map vm;
@@ -165,6 +162,9 @@ int run_train(int argc, char** argv) {
   csv_path.replace_extension(".metrics.csv");
   fs::path checkpoint_path = out_path;
   checkpoint_path.replace_extension(".checkpoint");
+  if (out_path.extension() == ".checkpoint")
+    throw UsageError("--out " + out_path.string() + ": .checkpoint is the name of the checkpoint written beside the "
+                     "model; name the model .safetensors");
   std::optional<k::LoadedCheckpoint> from;
   if (resume) {
     if (!fs::exists(checkpoint_path))
@@ -242,6 +242,14 @@ int run_train(int argc, char** argv) {
                              {"mnist_repeats", mnist_repeats}};
   run_json["train"].erase("threads");
   if (from) {
+    // Sums are split by thread count: on another count the run goes on, but its weights come
+    // out a little different from those the run left alone would have had.
+    const nlohmann::json then_threads = from->run.value("threads", nlohmann::json());
+    if (then_threads.is_number_integer() && then_threads.get<int>() != k::thread_count())
+      std::cerr << "warning: " << checkpoint_path.string() << " was written on " << then_threads.get<int>()
+                << " threads and this run has " << k::thread_count()
+                << ": it goes on, but its weights will differ a little from an uninterrupted run's\n";
+    from->run.erase("threads");
     const std::vector<std::string> differences = run_differences(from->run, run_json);
     if (!differences.empty()) {
       std::string list;
@@ -317,8 +325,10 @@ int run_train(int argc, char** argv) {
       k::save_model(out_path, current, k::to_json(tc),
                     {{"best_epoch", m.epoch}, {"val_accuracy", m.val_accuracy}, {"history", history}});
   };
+  nlohmann::json checkpoint_run = run_json;
+  checkpoint_run["threads"] = k::thread_count();
   callbacks.on_checkpoint = [&](k::TrainCheckpoint&& checkpoint) {
-    k::save_checkpoint(checkpoint_path, checkpoint, run_json);
+    k::save_checkpoint(checkpoint_path, checkpoint, checkpoint_run);
   };
   callbacks.should_stop = [] { return CtrlC::requested(); };
   std::optional<CtrlC> ctrl_c(std::in_place);

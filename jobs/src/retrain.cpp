@@ -9,15 +9,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <numeric>
 #include <optional>
-#include <mutex>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "digitflow/jobs/sample_image.hpp"
 #include "digitflow/kernels/inference.hpp"
@@ -26,6 +23,7 @@
 #include "digitflow/kernels/seed_mix.hpp"
 #include "digitflow/kernels/trainer.hpp"
 #include "digitflow/pipeline/negatives.hpp"
+#include "ticker.hpp"
 
 namespace digitflow::jobs {
 
@@ -189,13 +187,15 @@ struct Outcome {
 
 Outcome fine_tune_and_evaluate(JobStore& store, const ModelVersion& version,
                                const RetrainPaths& paths, const RetrainOptions& o,
-                               const RetrainProgressFn& progress, const std::atomic<bool>* cancel) {
+                               const RetrainProgressFn& progress, const std::atomic<bool>* cancel,
+                               const std::atomic<bool>* hold_lost) {
   const Clock::time_point t0 = Clock::now();
   auto report = [&](RetrainProgress p) {
     if (progress) progress(p);
   };
   auto check_cancel = [&] {
     if (cancel && cancel->load()) throw RetrainCancelled();
+    if (hold_lost->load()) throw RetrainError("its hold on the version lapsed: recorded as abandoned");
   };
   if (o.steps < 1) throw std::invalid_argument("retrain: steps must be at least 1");
   if (o.batch_size < 2) throw std::invalid_argument("retrain: batch_size must be at least 2");
@@ -417,41 +417,23 @@ RetrainResult run_retrain(JobStore& store, const ModelVersion& version, const Re
   RetrainResult result;
   result.version = version;
   result.version.is_default = false;
-  // The hold on the version, renewed while this runs (a separate thread: the training and
-  // the evaluation say nothing for long stretches).
-  std::mutex hold_mutex;
-  std::condition_variable hold_wake;
-  bool done = false;
-  store.hold_model_version(version.id, options.lease_ms);
-  std::thread holder([&] {
-    std::unique_lock lock(hold_mutex);
-    while (!hold_wake.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(options.lease_ms / 4, 10)),
-                               [&] { return done; })) {
-      try {
-        store.hold_model_version(version.id, options.lease_ms);
-      } catch (const std::exception&) {  // the store is away for a moment: try again next time
-      }
+  // The hold on the version, renewed while this runs (from a thread of its own: the training
+  // and the evaluation say nothing for long stretches). Where it has lapsed, another process
+  // has recorded the version failed as abandoned: the run stops and promotes nothing.
+  std::atomic<bool> hold_lost{false};
+  auto hold = [&] {
+    try {
+      if (!store.hold_model_version(version.id, options.lease_ms)) hold_lost = true;
+    } catch (const std::exception&) {  // the store is away for a moment: the hold is longer
     }
-  });
-  struct StopHolder {
-    std::mutex& m;
-    std::condition_variable& wake;
-    bool& done;
-    std::thread& t;
-    ~StopHolder() {
-      {
-        std::lock_guard lock(m);
-        done = true;
-      }
-      wake.notify_all();
-      t.join();
-    }
-  } stop_holder{hold_mutex, hold_wake, done, holder};
+  };
+  hold();
+  detail::Ticker holder(std::chrono::milliseconds(std::max<int64_t>(options.lease_ms / 4, 10)), hold);
   try {
     Outcome outcome;
     tbb::task_arena arena(options.threads > 0 ? options.threads : tbb::task_arena::automatic);
     arena.execute([&] {
-      outcome = fine_tune_and_evaluate(store, version, paths, options, progress, cancel);
+      outcome = fine_tune_and_evaluate(store, version, paths, options, progress, cancel, &hold_lost);
     });
     result.promoted = outcome.promoted;
     result.metrics = std::move(outcome.metrics);
@@ -464,6 +446,14 @@ RetrainResult run_retrain(JobStore& store, const ModelVersion& version, const Re
     result.metrics = nlohmann::json::object();
   }
   result.version.metrics_json = result.metrics.dump();
+  hold();  // the last word: is the version still this run's?
+  if (hold_lost) {
+    result.promoted = false;
+    result.version.is_default = false;
+    result.version.status = "failed";
+    result.version.note = "its hold lapsed while it trained (the trainer was paused or the store out of reach), "
+                          "and it was recorded as abandoned; not used";
+  }
   if (!store.update_model_version(result.version))
     throw StoreError(std::string("retrain: model version ")
                          .append(std::to_string(version.id))

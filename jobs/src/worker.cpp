@@ -5,9 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
@@ -17,6 +15,7 @@
 #include "digitflow/jobs/retrain.hpp"
 #include "digitflow/jobs/worker.hpp"
 #include "digitflow/kernels/model_file.hpp"
+#include "ticker.hpp"
 
 namespace digitflow::jobs {
 
@@ -62,44 +61,25 @@ class Heartbeat {
  public:
   Heartbeat(JobStore& store, int64_t job, const std::string& worker, const WorkerOptions& options,
             const std::atomic<bool>& stop)
-      : thread_([&store, job, &worker, &options, &stop, this] {
-          auto last = Clock::now();
-          std::unique_lock lock(mutex_);
-          while (!done_) {
-            wake_.wait_for(lock, std::chrono::milliseconds(50));
-            if (done_) break;
-            if (stop) cancel = true;
-            if (Clock::now() - last < std::chrono::milliseconds(options.heartbeat_ms)) continue;
-            last = Clock::now();
-            lock.unlock();
-            try {
-              const Lease lease = store.heartbeat(job, worker, options.lease_ms);
-              if (!lease.held) lost = cancel = true;
-              if (lease.cancel_requested) cancelled = cancel = true;
-            } catch (const TransientError&) {
-              // the lease is several heartbeats long: the next one may pass
-            } catch (const std::exception&) {
-              lost = cancel = true;
-            }
-            lock.lock();
+      : ticker_(std::chrono::milliseconds(50), [&store, job, &worker, &options, &stop, this, last = Clock::now()]() mutable {
+          if (stop) cancel = true;
+          if (Clock::now() - last < std::chrono::milliseconds(options.heartbeat_ms)) return;
+          last = Clock::now();
+          try {
+            const Lease lease = store.heartbeat(job, worker, options.lease_ms);
+            if (!lease.held) lost = cancel = true;
+            if (lease.cancel_requested) cancelled = cancel = true;
+          } catch (const TransientError&) {
+            // the lease is several heartbeats long: the next one may pass
+          } catch (const std::exception&) {
+            lost = cancel = true;
           }
         }) {}
-  ~Heartbeat() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
 
   std::atomic<bool> cancel{false}, cancelled{false}, lost{false};
 
  private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool done_ = false;
-  std::thread thread_;
+  detail::Ticker ticker_;  // after the flags it sets, so that it stops before they go
 };
 
 }  // namespace

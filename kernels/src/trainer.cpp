@@ -231,6 +231,15 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
   if (resume) {
     if (resume->epochs_done() < 1) throw std::invalid_argument("train: the checkpoint holds no finished epoch");
     optimizer.restore(resume->optimizer);
+    const auto mine = net.copy_state();
+    auto fits = [&](const std::vector<std::pair<std::string, Tensor>>& state) {
+      if (state.size() != mine.size()) return false;
+      for (size_t i = 0; i < state.size(); ++i)
+        if (state[i].first != mine[i].first || state[i].second.shape() != mine[i].second.shape()) return false;
+      return true;
+    };
+    if (!resume->best.empty() && !fits(resume->best))
+      throw std::invalid_argument("train: the checkpoint's best weights are not this network's");
     net.load_state(resume->weights);  // throws, naming the tensor, for another network
     first_epoch = book.resume(*resume);
     // A run that had ended (every epoch, or early stopping) trains no further.

@@ -32,6 +32,7 @@
 #include <unordered_set>
 #include <zlib.h>
 
+#include "digitflow/kernels/seed_mix.hpp"
 #include "digitflow/pipeline/normalize.hpp"
 // After OpenCV's headers: libtiff's own (deprecated) int64 typedef must not be the one they see.
 #include <tiffio.h>
@@ -612,12 +613,7 @@ bool page_extension(const fs::path& path) {
 
 int shard_of(std::string_view name, int count) {
   if (count < 1) throw std::invalid_argument("shard count must be at least 1");
-  uint64_t hash = 14695981039346656037ULL;  // FNV-1a, 64 bits
-  for (char c : name) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ULL;
-  }
-  return static_cast<int>(hash % static_cast<uint64_t>(count));
+  return static_cast<int>(kernels::fnv1a64(name.data(), name.size()) % static_cast<uint64_t>(count));
 }
 
 Shard parse_shard(std::string_view text) {

@@ -439,9 +439,10 @@ TEST(Cli, TrainStoppedOrKilledGoesOnWithResumeToTheSameModel) {
   namespace fs = std::filesystem;
   using Clock = std::chrono::steady_clock;
   digitflow::testing::TempDir dir;
-  const std::string options =
-      "--model config/models/seed.yaml --epochs 8 --train-images 4000 --threads 2 "
+  const std::string unthreaded =
+      "--model config/models/seed.yaml --epochs 8 --train-images 4000 "
       "--set train.validation_images=500 --set train.batch_size=32";
+  const std::string options = unthreaded + " --threads 2";
   const fs::path model = dir / "cut.safetensors", checkpoint = dir / "cut.checkpoint";
   const fs::path log = dir / "train.log";
   auto start = [&](const std::string& extra) {
@@ -481,9 +482,14 @@ TEST(Cli, TrainStoppedOrKilledGoesOnWithResumeToTheSameModel) {
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, checkpoint.string() + " holds")) << r.output;
   EXPECT_TRUE(contains(r.output, "add --resume to go on with it")) << r.output;
-  r = run("train " + options + " --out " + model.string() + " --resume --set train.lr=0.002");
+  // Another learning rate is refused; another thread count only warned of.
+  r = run("train " + unthreaded + " --threads 1 --out " + model.string() + " --resume --set train.lr=0.002");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "was written by another training (train.lr was 0.003, is 0.002)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "was written on 2 threads and this run has 1")) << r.output;
+  r = run("train " + options + " --out " + (dir / "model.checkpoint").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "name the model .safetensors")) << r.output;
   r = run("train " + options + " --out " + (dir / "other.safetensors").string() + " --resume");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "--resume: there is no checkpoint")) << r.output;

@@ -340,28 +340,48 @@ TEST_F(RetrainTest, AVersionItsKilledTrainerLeftIsRecordedFailedAndARunningOneIs
   ASSERT_TRUE(store_->hold_model_version(left_id, 0));  // its trainer's last word, long ago
 
   RetrainOptions options = tiny();
-  options.lease_ms = 40;  // renewed every 10 ms
+  options.steps = 60;
+  options.lease_ms = 600;  // renewed every 150 ms
+  const ModelVersion started = start_retrain(*store_, paths_, options);
+  ASSERT_EQ(store_->model_versions().at(0).status, "failed");
   std::atomic<bool> running{true};
-  std::atomic<int64_t> swept_while_running{0};
+  std::atomic<int64_t> swept{0};
   std::unique_ptr<JobStore> other = open_sqlite_store(state_.sqlite_file());
   std::thread sweeper([&] {
     while (running) {
-      swept_while_running += fail_abandoned_versions(*other);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      swept += fail_abandoned_versions(*other);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
-  const ModelVersion started = start_retrain(*store_, paths_, options);
+  const auto t0 = std::chrono::steady_clock::now();
   const RetrainResult r = run_retrain(*store_, started, paths_, options);
+  const auto took = std::chrono::steady_clock::now() - t0;
   running = false;
   sweeper.join();
+  EXPECT_GT(took, std::chrono::milliseconds(options.lease_ms)) << "the run must outlast one hold to test its renewal";
   EXPECT_NE(r.version.status, "failed") << r.version.note;
+  EXPECT_EQ(swept.load(), 0) << "the running version was taken for abandoned";
   const std::vector<ModelVersion> versions = store_->model_versions();
   ASSERT_EQ(versions.size(), 2u);
-  EXPECT_EQ(versions[0].status, "failed");
   EXPECT_NE(versions[0].note.find("stopped before it finished"), std::string::npos) << versions[0].note;
   EXPECT_EQ(versions[1].status, r.version.status);
-  EXPECT_EQ(swept_while_running.load(), 0) << "the running version was taken for abandoned";
   EXPECT_FALSE(store_->hold_model_version(left_id, 1000)) << "a failed version is no longer held";
+}
+
+// A run whose hold lapsed (its trainer paused past it) was recorded abandoned by another
+// process: it stops, promotes nothing, and stays failed.
+TEST_F(RetrainTest, ARunWhoseHoldLapsedPromotesNothing) {
+  add_samples(10, 2);
+  paths_.configured_model = zeroed_head_model();  // any retrain would beat it
+  const ModelVersion started = start_retrain(*store_, paths_, tiny());
+  ASSERT_TRUE(store_->hold_model_version(started.id, 0));
+  ASSERT_EQ(fail_abandoned_versions(*store_), 1);
+  const RetrainResult r = run_retrain(*store_, started, paths_, tiny());
+  EXPECT_EQ(r.version.status, "failed");
+  EXPECT_FALSE(r.promoted);
+  EXPECT_NE(r.version.note.find("hold lapsed"), std::string::npos) << r.version.note;
+  EXPECT_FALSE(store_->model_versions().at(0).is_default);
+  EXPECT_EQ(default_model(*store_, paths_.configured_model), paths_.configured_model);
 }
 
 }  // namespace

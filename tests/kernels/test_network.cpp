@@ -400,16 +400,17 @@ TEST(Training, DeterministicForAFixedSeed) {
   EXPECT_NE(0, std::memcmp(a[0].second.data(), d[0].second.data(), sizeof(float) * 8));
 }
 
-// A run stopped in its second epoch goes on from the checkpoint of its first, in a network
-// made afresh, and ends with the weights, the best epoch and the per-epoch figures of the
-// run that was never stopped. A checkpoint that does not fit is refused.
+// A run stopped in its last epoch goes on from the checkpoint of the one before (its best
+// epoch behind it, a stale count above 0), in a network made afresh, and ends with the
+// weights, the best epoch and the per-epoch figures of the run that was never stopped. A
+// checkpoint that does not fit is refused.
 TEST(Training, AStoppedRunGoesOnFromItsCheckpointAsIfNeverStopped) {
   if (!testing::mnist_available()) GTEST_SKIP() << "MNIST not in " << testing::mnist_dir() << ": run scripts/fetch-mnist.sh";
   LabelledImages train_set = first_images(load_mnist(testing::mnist_dir(), MnistSplit::train), 1200);
   TrainConfig c = quick_config();
-  c.epochs = 3;
-  c.validation_images = 200;
-  c.early_stop_patience = 2;  // its count of stale epochs travels with the checkpoint
+  c.epochs = 5;
+  c.validation_images = 40;  // ties in validation accuracy: epochs that are not the best
+  c.early_stop_patience = 3;  // its count of stale epochs travels with the checkpoint
   set_threads(2);
 
   Network whole(small_spec(), 9);
@@ -417,21 +418,25 @@ TEST(Training, AStoppedRunGoesOnFromItsCheckpointAsIfNeverStopped) {
   TrainCallbacks counting;
   counting.on_checkpoint = [&](TrainCheckpoint&& cp) { EXPECT_EQ(cp.epochs_done(), ++checkpoints); };
   const TrainResult straight = train(whole, train_set, c, counting);
-  EXPECT_EQ(checkpoints, 3);
+  EXPECT_EQ(checkpoints, c.epochs);
   EXPECT_FALSE(straight.stopped);
 
   Network first(small_spec(), 9);
   std::optional<TrainCheckpoint> saved;
-  int batches_in_epoch_two = 0;
+  int batches_in_last_epoch = 0;
   TrainCallbacks stopping;
   stopping.on_checkpoint = [&](TrainCheckpoint&& cp) { saved = std::move(cp); };
-  stopping.on_batch = [&](const TrainProgress& p) { batches_in_epoch_two += p.epoch == 2; };
-  stopping.should_stop = [&] { return batches_in_epoch_two == 5; };
+  stopping.on_batch = [&](const TrainProgress& p) { batches_in_last_epoch += p.epoch == c.epochs; };
+  stopping.should_stop = [&] { return batches_in_last_epoch == 5; };
   const TrainResult cut = train(first, train_set, c, stopping);
   EXPECT_TRUE(cut.stopped);
-  ASSERT_EQ(cut.epochs.size(), 1u);
+  ASSERT_EQ(cut.epochs.size(), static_cast<size_t>(c.epochs - 1));
   ASSERT_TRUE(saved.has_value());
-  ASSERT_EQ(saved->epochs_done(), 1);
+  ASSERT_EQ(saved->epochs_done(), c.epochs - 1);
+  // What the test is about: a checkpoint whose best epoch is behind it and whose stale count
+  // is not 0 (each must travel for the end to be the same).
+  ASSERT_LT(saved->done.best_epoch, saved->epochs_done());
+  ASSERT_GT(saved->stale_epochs, 0);
 
   Network second(small_spec(), 77);  // other starting weights: the checkpoint's must win
   const TrainResult resumed = train(second, train_set, c, {}, Backend::cpu, {}, &*saved);
@@ -454,18 +459,22 @@ TEST(Training, AStoppedRunGoesOnFromItsCheckpointAsIfNeverStopped) {
   wider.layers[0].out = 12;
   Network other(wider, 9);
   EXPECT_THROW(train(other, train_set, c, {}, Backend::cpu, {}, &*saved), std::invalid_argument);
-  // The checkpoint of a run that had ended trains no further: its result, its best weights.
-  TrainConfig one = c;
-  one.epochs = 1;
-  Network ended(small_spec(), 5);
-  int batches = 0;
-  TrainCallbacks counting_batches;
-  counting_batches.on_batch = [&](const TrainProgress&) { ++batches; };
-  const TrainResult again = train(ended, train_set, one, counting_batches, Backend::cpu, {}, &*saved);
-  EXPECT_EQ(batches, 0);
-  ASSERT_EQ(again.epochs.size(), 1u);
-  EXPECT_EQ(again.epochs[0].val_accuracy, straight.epochs[0].val_accuracy);
-  expect_same_state(ended.copy_state(), saved->best);
+  // The checkpoint of a run that had ended (every epoch trained, or early stopping) trains
+  // no further: its result, its best epoch's weights.
+  TrainConfig every = c, patient = c;
+  every.epochs = saved->epochs_done();
+  patient.early_stop_patience = saved->stale_epochs;
+  for (const TrainConfig& ended_config : {every, patient}) {
+    Network ended(small_spec(), 5);
+    int batches = 0;
+    TrainCallbacks counting_batches;
+    counting_batches.on_batch = [&](const TrainProgress&) { ++batches; };
+    const TrainResult again = train(ended, train_set, ended_config, counting_batches, Backend::cpu, {}, &*saved);
+    EXPECT_EQ(batches, 0);
+    ASSERT_EQ(again.epochs.size(), static_cast<size_t>(saved->epochs_done()));
+    EXPECT_EQ(again.best_epoch, saved->done.best_epoch);
+    expect_same_state(ended.copy_state(), saved->best);
+  }
 }
 
 TEST(Training, RefusesBadSettings) {

@@ -546,7 +546,11 @@ json Service::model() {
   }
   json versions = json::array();
   auto store = stores_.acquire();
-  jobs::fail_abandoned_versions(*store);  // a trainer killed while this server ran
+  try {
+    jobs::fail_abandoned_versions(*store);  // a trainer killed while this server ran
+  } catch (const std::exception& e) {  // the page still shows what there is
+    if (options_.log) options_.log(std::string("model versions: cannot record abandoned ones: ") + e.what());
+  }
   for (const jobs::ModelVersion& v : store->model_versions()) {
     json metrics = json::object();
     try {

@@ -1,7 +1,9 @@
 // The seed mixer of the trainer: one image's augmentation seed from (seed, epoch, position),
 // and the shuffles' seeds. Shared by the CPU loop and the CUDA kernels, which must agree.
+// Also FNV-1a, the hash of bytes that names a page's shard and a training set.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #ifdef __CUDACC__
@@ -26,6 +28,14 @@ DIGITFLOW_HOST_DEVICE inline float hash_uniform_inline(uint64_t seed, uint64_t i
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+}
+
+// 64-bit FNV-1a of `size` bytes, going on from `hash` (to hash several runs of bytes as one).
+inline constexpr uint64_t kFnv1aStart = 14695981039346656037ull;
+inline uint64_t fnv1a64(const void* bytes, size_t size, uint64_t hash = kFnv1aStart) {
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  for (size_t i = 0; i < size; ++i) hash = (hash ^ p[i]) * 1099511628211ull;
+  return hash;
 }
 
 }  // namespace digitflow::kernels
