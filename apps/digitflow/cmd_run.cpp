@@ -55,6 +55,9 @@ int run_run(int argc, char** argv) {
        "read only share K of N (K = 0..N-1, as JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID): a file is in share "
        "FNV-1a(its path under JOB_DIR) mod N, so all pages of a TIFF or PDF stay together and adding a file moves "
        "no other; join the N outputs with digitflow merge")
+      ("resume", po::bool_switch(&run.resume),
+       "go on with the run in OUT_DIR that Ctrl-C stopped or a crash cut short (the same JOB_DIR and "
+       "options): the pages its results.jsonl holds whole are kept, the rest are read after them")
       ("decode-clean-only", po::bool_switch(&run.decode_clean_only),
        "for timing: decode and clean every page but read nothing (results have no strings)")
       ("job", po::value(&job)->value_name("JOB_DIR"), "job folder (positional)");
@@ -65,7 +68,7 @@ int run_run(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv,
              "digitflow run JOB_DIR --out OUT_DIR [--template T.yaml] [--model M] [--threads N] [--overlays] "
-             "[--shard K/N]",
+             "[--shard K/N] [--resume]",
              "Reads the handwritten digit strings on every page under JOB_DIR (recursively: PNG,\n"
              "JPEG, BMP, TIFF incl. multi-page, PDF at 300 dpi) and writes OUT_DIR/results.jsonl\n"
              "(one JSON object per page), results.csv (one row per string) and summary.json.\n"
@@ -78,7 +81,8 @@ int run_run(int argc, char** argv) {
              "\"shard\": {\"index\": K, \"count\": N}); digitflow merge joins the N outputs into\n"
              "results.jsonl and results.csv equal, byte for byte, to those of one run without it.\n"
              "Settings: pipeline.* in config/digitflow.yaml (e.g. --set pipeline.min_digit_height=24).\n"
-             "Ctrl-C finishes the pages in flight and stops with valid outputs.\n"
+             "Ctrl-C finishes the pages in flight and stops with valid outputs; --resume goes on\n"
+             "from them (or from what a crash left) to the outputs of one whole run.\n"
              "Exit status: 0 when every page was read, 3 when some pages failed, 130 when\n"
              "stopped, 1 on errors (and when JOB_DIR holds no pages, unless --shard is given),\n"
              "2 on usage mistakes.",
@@ -132,6 +136,7 @@ int run_run(int argc, char** argv) {
   {
     pipeline::RunOptions from_settings = run_options(settings);
     from_settings.decode_clean_only = run.decode_clean_only;
+    from_settings.resume = run.resume;
     from_settings.shard = run.shard;
     from_settings.page_template = run.page_template;
     run = from_settings;
@@ -179,6 +184,7 @@ int run_run(int argc, char** argv) {
               static_cast<long long>(s.low_confidence_strings), 100 * run.low_confidence);
   if (run.page_template)
     std::printf(", %lld of %lld fields valid", static_cast<long long>(s.valid_fields), static_cast<long long>(s.fields));
+  if (run.resume) std::printf(" (%lld of the pages kept from the stopped run)", static_cast<long long>(s.resumed_after));
   std::printf("\n");
   if (!s.skipped_files.empty()) {
     std::printf("skipped %zu %s:", s.skipped_files.size(),
@@ -201,7 +207,10 @@ int run_run(int argc, char** argv) {
                 s.failed_pages == 1 ? "page" : "pages",
                 (fs::path(out) / "results.jsonl").c_str());
   std::printf("results: %s (results.jsonl, results.csv, summary.json%s)\n", out.c_str(), overlays ? ", overlays/" : "");
-  if (s.cancelled) return 130;
+  if (s.cancelled) {
+    std::printf("the same command with --resume goes on from there\n");
+    return 130;
+  }
   // The wrong folder, or scans not yet copied: not a night's work done. (A shard of a small
   // folder may rightly hold none.)
   if (s.pages == 0 && run.shard.count <= 1) {

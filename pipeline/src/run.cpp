@@ -20,6 +20,7 @@
 #include <opencv2/imgproc.hpp>
 #include <set>
 #include <thread>
+#include <type_traits>
 
 #include "digitflow/kernels/inference.hpp"
 #include "digitflow/kernels/parallel.hpp"
@@ -57,6 +58,21 @@ nlohmann::json to_json(const RunSummary& s) {
 }
 
 namespace {
+
+// A written page in the summary's counts.
+void count_page(RunSummary& summary, const PageResult& r, double low_confidence) {
+  ++summary.pages;
+  if (r.error) ++summary.failed_pages;
+  summary.strings += static_cast<int64_t>(r.strings.size());
+  for (const StringResult& s : r.strings) {
+    summary.digits += static_cast<int64_t>(s.digits.size());
+    if (s.confidence < low_confidence) ++summary.low_confidence_strings;
+  }
+  for (const FieldResult& f : r.fields) {
+    ++summary.fields;
+    if (f.valid) ++summary.valid_fields;
+  }
+}
 
 // One page on its way through the graph.
 struct PageWork {
@@ -299,17 +315,7 @@ RunSummary run_pages(const std::vector<PageRef>& pages, const RunOptions& option
       PageResult& r = m->result;
       if (r.error && r.error->rfind(r.page, 0) != 0) r.error = page_label(m->ref) + ": " + *r.error;
       write(r, m->overlay.empty() ? nullptr : &m->overlay);
-      ++summary.pages;
-      if (r.error) ++summary.failed_pages;
-      summary.strings += static_cast<int64_t>(r.strings.size());
-      for (const StringResult& s : r.strings) {
-        summary.digits += static_cast<int64_t>(s.digits.size());
-        if (s.confidence < options.low_confidence) ++summary.low_confidence_strings;
-      }
-      for (const FieldResult& f : r.fields) {
-        ++summary.fields;
-        if (f.valid) ++summary.valid_fields;
-      }
+      count_page(summary, r, options.low_confidence);
     });
     next_to_write = m->seq + 1;
     if (progress) {
@@ -413,6 +419,52 @@ void write_atomically(const fs::path& path, const std::string& text) {
   fs::rename(temp, path);
 }
 
+// What a stopped run left in its output folder to go on from.
+struct Resumed {
+  std::vector<PageResult> pages;  // its whole results lines, in order
+  uintmax_t bytes = 0;            // of results.jsonl they take
+  nlohmann::json summary;         // its summary.json ("cancelled"), or null when it left none
+};
+
+Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages) {
+  const fs::path jsonl_path = out_dir / "results.jsonl", summary_path = out_dir / "summary.json";
+  const std::string again = ": run without --resume to read the folder again";
+  std::error_code ec;
+  if (!fs::is_regular_file(jsonl_path, ec))
+    throw std::runtime_error(jsonl_path.string() + ": not there, so there is no run to go on with" + again);
+  Resumed out;
+  if (fs::exists(summary_path, ec)) {
+    std::ifstream in(summary_path);
+    out.summary = nlohmann::json::parse(in, nullptr, false);
+    if (!out.summary.is_object())
+      throw std::runtime_error(summary_path.string() + ": not a summary (JSON object); it cannot say where the run stopped" + again);
+    if (!out.summary.value("cancelled", false))
+      throw std::runtime_error(summary_path.string() + ": the run finished, so there is nothing to go on with" + again);
+  }
+  std::ifstream in(jsonl_path, std::ios::binary);
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (in.eof()) break;  // no newline after it: the run was cut short while writing it
+    PageResult r;
+    try {
+      r = page_from_json(nlohmann::json::parse(line));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(jsonl_path.string() + ":" + std::to_string(number) + ": not a results line (" + e.what() +
+                               ")" + again);
+    }
+    const size_t at = number - 1;
+    if (at >= pages.size() || pages[at].name != r.page || pages[at].page_index != r.page_index)
+      throw std::runtime_error(jsonl_path.string() + ":" + std::to_string(number) + ": page \"" + r.page + "\" (" +
+                               std::to_string(r.page_index + 1) + "), where the job now has " +
+                               (at < pages.size() ? "\"" + pages[at].name + "\" (" + std::to_string(pages[at].page_index + 1) + ")"
+                                                  : std::string("no more pages")) +
+                               ": the folder or the options changed since" + again);
+    out.bytes += line.size() + 1;
+    out.pages.push_back(std::move(r));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string overlay_name(const PageResult& r) {
@@ -437,16 +489,26 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   const double list_seconds = std::chrono::duration<double>(Clock::now() - list_start).count();
 
   std::error_code ec;
-  remove_earlier_overlays(options.out_dir, options.job_dir);  // replaced, or gone when none are asked for now
+  const fs::path jsonl_path = options.out_dir / "results.jsonl", csv_path = options.out_dir / "results.csv";
+  const Resumed resumed = options.resume ? resume_from(options.out_dir, pages) : Resumed{};
+  if (!options.resume) remove_earlier_overlays(options.out_dir, options.job_dir);  // replaced, or gone when none are asked for now
   fs::create_directories(options.out_dir, ec);
   if (ec) throw std::runtime_error(options.out_dir.string() + ": cannot create the output folder (" + ec.message() + ")");
-  const fs::path jsonl_path = options.out_dir / "results.jsonl", csv_path = options.out_dir / "results.csv";
-  std::ofstream jsonl(jsonl_path, std::ios::trunc), csv(csv_path, std::ios::trunc);
+  if (options.resume) fs::resize_file(jsonl_path, resumed.bytes);  // a last line cut short goes
+  std::ofstream jsonl(jsonl_path, options.resume ? std::ios::app : std::ios::trunc), csv(csv_path, std::ios::trunc);
   if (!jsonl) throw std::runtime_error(jsonl_path.string() + ": cannot write");
   if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
   fs::remove(options.out_dir / "summary.json", ec);
   write_csv_header(csv);
   std::set<std::pair<std::string, int>> read_ok;  // pages written with no error
+  RunSummary before;  // the pages kept from the stopped run
+  for (const PageResult& r : resumed.pages) {
+    write_csv_rows(csv, r);
+    count_page(before, r, options.low_confidence);
+    if (!r.error) read_ok.emplace(r.page, r.page_index);
+  }
+  csv.flush();
+  if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
 
   auto write = [&](const PageResult& r, const cv::Mat* overlay) {
     // Flushed per page: a crash loses at most the pages in flight.
@@ -463,15 +525,46 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
         throw std::runtime_error(path.string() + ": cannot write the overlay (disk full?)");
     }
   };
-  RunSummary summary = run_pages(pages, options, model, write, progress, cancel);
+  const std::vector<PageRef> rest(pages.begin() + static_cast<std::ptrdiff_t>(resumed.pages.size()), pages.end());
+  RunSummary summary = run_pages(rest, options, model, write, progress, cancel);
+  const double read_seconds = summary.seconds;
+  const int64_t read_now = summary.pages;
+  if (options.resume) {
+    summary.resumed_after = static_cast<int64_t>(resumed.pages.size());
+    summary.pages += before.pages;
+    summary.failed_pages += before.failed_pages;
+    summary.strings += before.strings;
+    summary.digits += before.digits;
+    summary.low_confidence_strings += before.low_confidence_strings;
+    summary.fields += before.fields;
+    summary.valid_fields += before.valid_fields;
+    summary.cancelled = summary.pages < static_cast<int64_t>(pages.size());
+    if (const nlohmann::json& p = resumed.summary; p.is_object()) {  // the stopped run's own figures
+      auto add = [&](const nlohmann::json& from, const char* key, auto& to) {
+        if (from.contains(key) && from[key].is_number()) to += from[key].template get<std::decay_t<decltype(to)>>();
+      };
+      add(p, "images_scored", summary.images_scored);
+      add(p, "images_read_in_full", summary.images_read_in_full);
+      add(p, "seconds", summary.seconds);
+      const nlohmann::json t = p.value("stage_seconds", nlohmann::json::object());
+      StageSeconds& st = summary.stages;
+      add(t, "decode", st.decode), add(t, "clean", st.clean), add(t, "find_strings", st.find);
+      add(t, "normalize", st.normalize), add(t, "cut", st.cut), add(t, "infer", st.infer);
+      add(t, "assemble", st.assemble), add(t, "overlay", st.overlay), add(t, "write", st.write);
+    }
+  }
   summary.stages.list = list_seconds;
   summary.skipped_files = std::move(skipped);
   summary.pages_without_resolution = std::count_if(pages.begin(), pages.end(), [&](const PageRef& p) {
     return p.dpi == 0 && read_ok.count({p.name, p.page_index});  // read, not only listed
   });
   summary.seconds += list_seconds;
-  summary.pages_per_s = summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0;
+  // Where the stopped run's seconds are not known (cut short: no summary), the rate is this run's.
+  const bool all_known = !options.resume || resumed.summary.is_object();
+  summary.pages_per_s = all_known ? (summary.seconds > 0 ? static_cast<double>(summary.pages) / summary.seconds : 0)
+                                  : (read_seconds > 0 ? static_cast<double>(read_now) / read_seconds : 0);
   nlohmann::json s = to_json(summary);
+  if (options.resume) s["resumed_after"] = summary.resumed_after;
   s["job"] = options.job_dir.string();
   s["pages_listed"] = pages.size();
   s["shard"] = {{"index", options.shard.index}, {"count", options.shard.count}};  // 0 of 1: the whole folder

@@ -303,6 +303,85 @@ TEST(RunCli, CtrlCFinishesThePagesInFlightAndLeavesValidOutputs) {
   std::ifstream results(dir / "out" / "results.jsonl");
   for (std::string line; std::getline(results, line);)
     EXPECT_TRUE(nlohmann::json::accept(line)) << "not whole: " << line;
+  EXPECT_TRUE(contains(log, "the same command with --resume goes on from there")) << log;
+}
+
+// --resume goes on with a run that Ctrl-C stopped, or that a crash cut short in the middle of
+// a line, to the outputs of one whole run, byte for byte; a finished run, or results of
+// other pages, are refused and named.
+TEST(RunCli, ResumeGoesOnFromAStoppedOrCutShortRunToTheWholeRunsOutputs) {
+  TempDir dir;
+  const CommandResult synth = run_digitflow("synth --out " + quoted(dir / "job") + " --pages 40 --seed 5 --kind checks");
+  ASSERT_EQ(synth.status, 0) << synth.output;
+  const std::string job = "run " + quoted(dir / "job") + " --threads 2 --overlays --out ";
+  CommandResult r = run_digitflow(job + quoted(dir / "whole"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto read = [](const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto same_as_whole = [&](const std::string& out) {
+    EXPECT_EQ(read(dir / out / "results.jsonl"), read(dir / "whole" / "results.jsonl")) << out;
+    EXPECT_EQ(read(dir / out / "results.csv"), read(dir / "whole" / "results.csv")) << out;
+    std::ifstream in(dir / out / "summary.json");
+    const nlohmann::json summary = nlohmann::json::parse(in);
+    EXPECT_FALSE(summary["cancelled"].get<bool>()) << out;
+    EXPECT_EQ(summary["pages"], 40) << out;
+    size_t overlays = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir / out / "overlays")) overlays += e.is_regular_file();
+    EXPECT_EQ(overlays, 40u) << out;
+    return summary;
+  };
+
+  // Stopped by Ctrl-C after a few pages.
+  const pid_t pid = start_digitflow(job + quoted(dir / "stopped"), dir / "run.log");
+  auto lines = [&](const std::string& out) {
+    const std::string text = read(dir / out / "results.jsonl");
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (lines("stopped") < 3 && std::chrono::steady_clock::now() < deadline && waitpid(pid, nullptr, WNOHANG) == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << read(dir / "run.log");
+  const auto kept = lines("stopped");
+  ASSERT_LT(kept, 40);
+  r = run_digitflow(job + quoted(dir / "stopped") + " --resume");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "(" + std::to_string(kept) + " of the pages kept from the stopped run)")) << r.output;
+  EXPECT_EQ(same_as_whole("stopped")["resumed_after"], kept);
+
+  // Cut short: five whole lines and part of the sixth, no summary, no CSV; the overlays it
+  // had drawn.
+  fs::create_directories(dir / "cut");
+  fs::copy(dir / "whole" / "overlays", dir / "cut" / "overlays", fs::copy_options::recursive);
+  const std::string whole = read(dir / "whole" / "results.jsonl");
+  size_t end = 0;
+  for (int i = 0; i < 5; ++i) end = whole.find('\n', end) + 1;
+  std::ofstream(dir / "cut" / "results.jsonl", std::ios::binary) << whole.substr(0, end + 100);
+  r = run_digitflow(job + quoted(dir / "cut") + " --resume");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(same_as_whole("cut")["resumed_after"], 5);
+
+  // Nothing to go on with, or not this job's pages.
+  r = run_digitflow(job + quoted(dir / "whole") + " --resume");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "summary.json: the run finished, so there is nothing to go on with")) << r.output;
+  r = run_digitflow(job + quoted(dir / "none") + " --resume");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "results.jsonl: not there, so there is no run to go on with")) << r.output;
+  fs::create_directories(dir / "other");
+  std::ofstream(dir / "other" / "results.jsonl") << whole.substr(0, end);
+  r = run_digitflow(job + quoted(dir / "other") + " --resume --shard 1/2");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "results.jsonl:1: page ")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the folder or the options changed since")) << r.output;
+  std::ofstream(dir / "other" / "results.jsonl") << "{\"page\": 3}\n";
+  r = run_digitflow(job + quoted(dir / "other") + " --resume");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "results.jsonl:1: not a results line")) << r.output;
 }
 
 TEST(RunCli, AFoldersOwnTemplateIsNamedWhenItIsNotUsed) {

@@ -50,6 +50,9 @@ struct RunOptions {
   // On the CPU, read through int8 inference where the model (and the screen and the
   // partner) carry their calibration (kernels::Inference::set_int8); fp32 otherwise.
   bool int8 = false;
+  // run_job goes on with a run that was stopped (Ctrl-C) or cut short (a crash) in out_dir:
+  // the pages its results.jsonl holds whole are kept, the rest are read (see run_job).
+  bool resume = false;
 };
 
 struct RunProgress {
@@ -79,6 +82,7 @@ struct RunSummary {
   // Pages listed whose files state no resolution (PageRef::dpi 0: read as they are stored, as
   // if at 300 dpi; pipeline.assume_dpi gives them one) (run_job only).
   int64_t pages_without_resolution = 0;
+  int64_t resumed_after = 0;  // pages kept from the stopped run this one went on with (run_job only)
 };
 nlohmann::json to_json(const RunSummary& summary);
 
@@ -93,6 +97,15 @@ int digit_classes(const kernels::Network& model);
 // written, and returns with cancelled = true. A bad page never stops the run: it becomes a
 // results line with an error. Throws only when the folder cannot be listed or the outputs
 // cannot be written.
+// With options.resume, out_dir holds a run of the same job and options that was stopped or
+// cut short (no summary.json, or one saying "cancelled"): the lines of its results.jsonl
+// that are whole (a last line cut short is dropped), each the page the listing has at that
+// place, are kept with their overlays; results.csv is written again from them; the rest of
+// the pages are read and written after them, so that the outputs are those of one run
+// (summary.json adds "resumed_after": the pages kept). Its counts cover every page; seconds,
+// stage seconds and images scored add the stopped run's where it left a summary.json.
+// Throws std::runtime_error, naming the file and line, when there is nothing to go on with
+// or its results are not this job's.
 RunSummary run_job(const RunOptions& options, kernels::Network& model,
                    const std::function<void(const RunProgress&)>& progress = {},
                    const std::atomic<bool>* cancel = nullptr);
