@@ -421,12 +421,15 @@ void write_atomically(const fs::path& path, const std::string& text) {
 
 // What a stopped run left in its output folder to go on from.
 struct Resumed {
-  std::vector<PageResult> pages;  // its whole results lines, in order
-  uintmax_t bytes = 0;            // of results.jsonl they take
-  nlohmann::json summary;         // its summary.json ("cancelled"), or null when it left none
+  size_t pages = 0;        // its whole results lines, each the page the listing has there
+  uintmax_t bytes = 0;     // of results.jsonl they take
+  nlohmann::json summary;  // its summary.json ("cancelled"), or null when it left none
 };
 
-Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages) {
+// Reads the stopped run's results line by line (a night's folder does not fit in memory as
+// results), handing each kept page to `keep`; checks them all before anything is written.
+Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages,
+                    const std::function<void(const PageResult&)>& keep) {
   const fs::path jsonl_path = out_dir / "results.jsonl", summary_path = out_dir / "summary.json";
   const std::string again = ": run without --resume to read the folder again";
   std::error_code ec;
@@ -460,7 +463,8 @@ Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages) 
                                                   : std::string("no more pages")) +
                                ": the folder or the options changed since" + again);
     out.bytes += line.size() + 1;
-    out.pages.push_back(std::move(r));
+    ++out.pages;
+    if (keep) keep(r);
   }
   return out;
 }
@@ -490,7 +494,8 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
 
   std::error_code ec;
   const fs::path jsonl_path = options.out_dir / "results.jsonl", csv_path = options.out_dir / "results.csv";
-  const Resumed resumed = options.resume ? resume_from(options.out_dir, pages) : Resumed{};
+  // First a pass that only checks (an error leaves the folder as it was), then one that keeps.
+  const Resumed resumed = options.resume ? resume_from(options.out_dir, pages, {}) : Resumed{};
   if (!options.resume) remove_earlier_overlays(options.out_dir, options.job_dir);  // replaced, or gone when none are asked for now
   fs::create_directories(options.out_dir, ec);
   if (ec) throw std::runtime_error(options.out_dir.string() + ": cannot create the output folder (" + ec.message() + ")");
@@ -502,11 +507,13 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   write_csv_header(csv);
   std::set<std::pair<std::string, int>> read_ok;  // pages written with no error
   RunSummary before;  // the pages kept from the stopped run
-  for (const PageResult& r : resumed.pages) {
-    write_csv_rows(csv, r);
-    count_page(before, r, options.low_confidence);
-    if (!r.error) read_ok.emplace(r.page, r.page_index);
-  }
+  if (options.resume)
+    resume_from(options.out_dir, std::vector<PageRef>(pages.begin(), pages.begin() + static_cast<std::ptrdiff_t>(resumed.pages)),
+                [&](const PageResult& r) {
+                  write_csv_rows(csv, r);
+                  count_page(before, r, options.low_confidence);
+                  if (!r.error) read_ok.emplace(r.page, r.page_index);
+                });
   csv.flush();
   if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
 
@@ -525,12 +532,12 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
         throw std::runtime_error(path.string() + ": cannot write the overlay (disk full?)");
     }
   };
-  const std::vector<PageRef> rest(pages.begin() + static_cast<std::ptrdiff_t>(resumed.pages.size()), pages.end());
+  const std::vector<PageRef> rest(pages.begin() + static_cast<std::ptrdiff_t>(resumed.pages), pages.end());
   RunSummary summary = run_pages(rest, options, model, write, progress, cancel);
   const double read_seconds = summary.seconds;
   const int64_t read_now = summary.pages;
   if (options.resume) {
-    summary.resumed_after = static_cast<int64_t>(resumed.pages.size());
+    summary.resumed_after = static_cast<int64_t>(resumed.pages);
     summary.pages += before.pages;
     summary.failed_pages += before.failed_pages;
     summary.strings += before.strings;
