@@ -41,7 +41,7 @@ int run_run(int argc, char** argv) {
   pipeline::RunOptions run;
   po::options_description options("Options");
   options.add_options()
-      ("out", po::value(&out)->value_name("DIR"), "output folder (created; results there are replaced)")
+      ("out", po::value(&out)->value_name("DIR"), "output folder (created; results there are replaced, unless --resume)")
       ("template", po::value(&template_file)->value_name("T.yaml"),
        "form template: named fields with zones and rules, a YAML file or the name of one in config/templates/ "
        "(--template check); default: search the whole page")

@@ -199,6 +199,18 @@ std::string json_problem(const json::exception& e) {
 
 }  // namespace
 
+PageResult parse_results_line(const std::string& line) {
+  json object;
+  try {
+    object = json::parse(line);
+  } catch (const json::exception& e) {
+    throw ResultsFormatError("not JSON (" + json_problem(e) + ")");
+  }
+  return page_from_json(object);
+}
+
+double as_written(double probability) { return round4(probability); }
+
 std::vector<PageResult> read_results(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
@@ -213,9 +225,7 @@ std::vector<PageResult> read_results(const std::string& path) {
   for (int number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
-      pages.push_back(page_from_json(json::parse(line)));
-    } catch (const json::exception& e) {
-      throw ResultsFormatError(path + ":" + std::to_string(number) + ": not JSON (" + json_problem(e) + ")");
+      pages.push_back(parse_results_line(line));
     } catch (const ResultsFormatError& e) {
       throw ResultsFormatError(path + ":" + std::to_string(number) + ": " + e.what());
     }

@@ -59,14 +59,15 @@ nlohmann::json to_json(const RunSummary& s) {
 
 namespace {
 
-// A written page in the summary's counts.
+// A written page in the summary's counts (a string's confidence as written, so that a page
+// counted again from results.jsonl counts the same).
 void count_page(RunSummary& summary, const PageResult& r, double low_confidence) {
   ++summary.pages;
   if (r.error) ++summary.failed_pages;
   summary.strings += static_cast<int64_t>(r.strings.size());
   for (const StringResult& s : r.strings) {
     summary.digits += static_cast<int64_t>(s.digits.size());
-    if (s.confidence < low_confidence) ++summary.low_confidence_strings;
+    if (as_written(s.confidence) < low_confidence) ++summary.low_confidence_strings;  // as results.jsonl has it
   }
   for (const FieldResult& f : r.fields) {
     ++summary.fields;
@@ -441,7 +442,10 @@ Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages,
     out.summary = nlohmann::json::parse(in, nullptr, false);
     if (!out.summary.is_object())
       throw std::runtime_error(summary_path.string() + ": not a summary (JSON object); it cannot say where the run stopped" + again);
-    if (!out.summary.value("cancelled", false))
+    const nlohmann::json cancelled = out.summary.value("cancelled", nlohmann::json());
+    if (!cancelled.is_boolean())
+      throw std::runtime_error(summary_path.string() + ": has no \"cancelled\": true or false; it cannot say where the run stopped" + again);
+    if (!cancelled.get<bool>())
       throw std::runtime_error(summary_path.string() + ": the run finished, so there is nothing to go on with" + again);
   }
   std::ifstream in(jsonl_path, std::ios::binary);
@@ -450,13 +454,18 @@ Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages,
     if (in.eof()) break;  // no newline after it: the run was cut short while writing it
     PageResult r;
     try {
-      r = page_from_json(nlohmann::json::parse(line));
-    } catch (const std::exception& e) {
+      r = parse_results_line(line);
+    } catch (const ResultsFormatError& e) {
       throw std::runtime_error(jsonl_path.string() + ":" + std::to_string(number) + ": not a results line (" + e.what() +
                                ")" + again);
     }
     const size_t at = number - 1;
-    if (at >= pages.size() || pages[at].name != r.page || pages[at].page_index != r.page_index)
+    // Names that are not UTF-8 were written with U+FFFD: compared as written, then taken back
+    // as listed (the CSV has them so).
+    auto written = [](const std::string& text) {
+      return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    };
+    if (at >= pages.size() || written(pages[at].name) != written(r.page) || pages[at].page_index != r.page_index)
       throw std::runtime_error(jsonl_path.string() + ":" + std::to_string(number) + ": page \"" + r.page + "\" (" +
                                std::to_string(r.page_index + 1) + "), where the job now has " +
                                (at < pages.size() ? "\"" + pages[at].name + "\" (" + std::to_string(pages[at].page_index + 1) + ")"
@@ -464,6 +473,8 @@ Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages,
                                ": the folder or the options changed since" + again);
     out.bytes += line.size() + 1;
     ++out.pages;
+    if (r.error && r.error->rfind(r.page, 0) == 0) r.error = pages[at].name + r.error->substr(r.page.size());
+    r.page = pages[at].name;
     if (keep) keep(r);
   }
   return out;
@@ -503,7 +514,9 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   std::ofstream jsonl(jsonl_path, options.resume ? std::ios::app : std::ios::trunc), csv(csv_path, std::ios::trunc);
   if (!jsonl) throw std::runtime_error(jsonl_path.string() + ": cannot write");
   if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");
-  fs::remove(options.out_dir / "summary.json", ec);
+  // A stopped run's summary stays until this one's replaces it: should this one be cut short
+  // too, the next --resume still has the figures of the first.
+  if (!options.resume) fs::remove(options.out_dir / "summary.json", ec);
   write_csv_header(csv);
   std::set<std::pair<std::string, int>> read_ok;  // pages written with no error
   RunSummary before;  // the pages kept from the stopped run
@@ -521,16 +534,20 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
     // Flushed per page: a crash loses at most the pages in flight.
     // File names that are not UTF-8 (old Windows archives) are written with U+FFFD.
     if (!r.error) read_ok.emplace(r.page, r.page_index);
+    // The overlay before the line, whole (written aside, then renamed): a page whose line is
+    // in results.jsonl has its overlay, which --resume counts on.
+    if (overlay) {
+      const fs::path path = options.out_dir / "overlays" / overlay_name(r);
+      const fs::path part = path.string() + ".part.png";
+      fs::create_directories(path.parent_path());
+      if (!cv::imwrite(part.string(), *overlay))
+        throw std::runtime_error(path.string() + ": cannot write the overlay (disk full?)");
+      fs::rename(part, path);
+    }
     jsonl << to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
     write_csv_rows(csv, r);
     csv.flush();
     if (!jsonl || !csv) throw std::runtime_error(options.out_dir.string() + ": writing the results failed (disk full?)");
-    if (overlay) {
-      const fs::path path = options.out_dir / "overlays" / overlay_name(r);
-      fs::create_directories(path.parent_path());
-      if (!cv::imwrite(path.string(), *overlay))
-        throw std::runtime_error(path.string() + ": cannot write the overlay (disk full?)");
-    }
   };
   const std::vector<PageRef> rest(pages.begin() + static_cast<std::ptrdiff_t>(resumed.pages), pages.end());
   RunSummary summary = run_pages(rest, options, model, write, progress, cancel);

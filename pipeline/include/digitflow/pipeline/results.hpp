@@ -77,6 +77,11 @@ struct PageResult {
 nlohmann::json to_json(const PageResult& page);
 // Throws ResultsFormatError naming the missing or mistyped key.
 PageResult page_from_json(const nlohmann::json& object);
+// One line of results.jsonl; ResultsFormatError says what is wrong with it ("not JSON (at
+// column 5: ...)", a missing key), without the file and line, which the caller adds.
+PageResult parse_results_line(const std::string& line);
+// A probability as results.jsonl writes it (4 decimals): what a threshold is compared with.
+double as_written(double probability);
 
 // Reads a whole results.jsonl (or truth.jsonl); throws ResultsFormatError naming the file
 // and line of a malformed line.
