@@ -165,6 +165,14 @@ int run_train(int argc, char** argv) {
   if (out_path.extension() == ".checkpoint")
     throw UsageError("--out " + out_path.string() + ": .checkpoint is the name of the checkpoint written beside the "
                      "model; name the model .safetensors");
+  // What a save cut short left ("<checkpoint>.tmp-<pid>"): one training writes this path.
+  {
+    std::error_code ec;
+    const std::string stem = checkpoint_path.filename().string() + ".tmp-";
+    const fs::path folder = checkpoint_path.has_parent_path() ? checkpoint_path.parent_path() : fs::path(".");
+    for (const fs::directory_entry& e : fs::directory_iterator(folder, ec))
+      if (e.path().filename().string().rfind(stem, 0) == 0) fs::remove(e.path(), ec);
+  }
   std::optional<k::LoadedCheckpoint> from;
   if (resume) {
     if (!fs::exists(checkpoint_path))

@@ -510,7 +510,12 @@ RunSummary run_job(const RunOptions& options, kernels::Network& model,
   if (!options.resume) remove_earlier_overlays(options.out_dir, options.job_dir);  // replaced, or gone when none are asked for now
   fs::create_directories(options.out_dir, ec);
   if (ec) throw std::runtime_error(options.out_dir.string() + ": cannot create the output folder (" + ec.message() + ")");
-  if (options.resume) fs::resize_file(jsonl_path, resumed.bytes);  // a last line cut short goes
+  if (options.resume) {
+    fs::resize_file(jsonl_path, resumed.bytes);  // a last line cut short goes
+    // and an overlay a crash left half written (its page is read again)
+    for (const fs::directory_entry& e : fs::recursive_directory_iterator(options.out_dir / "overlays", ec))
+      if (e.path().string().ends_with(".part.png")) fs::remove(e.path(), ec);
+  }
   std::ofstream jsonl(jsonl_path, options.resume ? std::ios::app : std::ios::trunc), csv(csv_path, std::ios::trunc);
   if (!jsonl) throw std::runtime_error(jsonl_path.string() + ": cannot write");
   if (!csv) throw std::runtime_error(csv_path.string() + ": cannot write");

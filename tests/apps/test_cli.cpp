@@ -494,7 +494,8 @@ TEST(Cli, TrainStoppedOrKilledGoesOnWithResumeToTheSameModel) {
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "--resume: there is no checkpoint")) << r.output;
 
-  // Cut short: killed outright after a later epoch.
+  // Cut short: killed outright after a later epoch (and a save once cut short left its part).
+  std::ofstream(dir / "cut.checkpoint.tmp-99999") << "part of a checkpoint";
   const int before = digitflow::kernels::load_checkpoint(checkpoint).checkpoint.epochs_done();
   pid = start(" --resume");
   ASSERT_TRUE(wait_for_epochs(pid, before + 2)) << log_text();
@@ -506,6 +507,7 @@ TEST(Cli, TrainStoppedOrKilledGoesOnWithResumeToTheSameModel) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "going on after epoch")) << r.output;
   EXPECT_FALSE(fs::exists(checkpoint)) << "a finished training leaves no checkpoint";
+  EXPECT_FALSE(fs::exists(dir / "cut.checkpoint.tmp-99999")) << "nor part of one";
   std::ifstream csv(dir / "cut.metrics.csv");
   std::string line;
   int rows = -1;  // the header
