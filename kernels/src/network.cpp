@@ -179,27 +179,34 @@ std::vector<std::pair<std::string, Tensor>> Network::copy_state() {
   return copy;
 }
 
-void Network::load_state(const std::vector<std::pair<std::string, Tensor>>& tensors) {
+std::vector<std::pair<Tensor*, const Tensor*>> Network::match_state(
+    const std::vector<std::pair<std::string, Tensor>>& tensors) {
   std::vector<std::pair<std::string, Tensor*>> targets;
   for (auto& layer : layers_) {
     for (Parameter* p : layer->parameters()) targets.emplace_back(p->name, &p->value);
     for (auto& b : layer->buffers()) targets.push_back(b);
   }
-  std::vector<const Tensor*> sources;
-  for (auto& [name, target] : targets) {  // check everything before changing anything
+  std::vector<std::pair<Tensor*, const Tensor*>> matched;
+  for (auto& [name, target] : targets) {
     auto it = std::find_if(tensors.begin(), tensors.end(),
                            [&](const auto& entry) { return entry.first == name; });
     if (it == tensors.end()) throw std::invalid_argument("missing tensor '" + name + "'");
     if (it->second.shape() != target->shape())
       throw std::invalid_argument("tensor '" + name + "' has shape " + it->second.shape().str() +
                                   ", the model needs " + target->shape().str());
-    sources.push_back(&it->second);
+    matched.emplace_back(target, &it->second);
   }
   if (tensors.size() != targets.size())
     throw std::invalid_argument("the file holds " + std::to_string(tensors.size()) +
                                 " tensors, the model has " + std::to_string(targets.size()));
-  for (size_t i = 0; i < targets.size(); ++i)
-    std::copy_n(sources[i]->data(), targets[i].second->numel(), targets[i].second->data());
+  return matched;
+}
+
+void Network::check_state(const std::vector<std::pair<std::string, Tensor>>& tensors) { match_state(tensors); }
+
+void Network::load_state(const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  for (const auto& [target, source] : match_state(tensors))  // everything checked before anything changes
+    std::copy_n(source->data(), target->numel(), target->data());
 }
 
 void Network::prepare_input(std::span<const uint8_t> pixels, int64_t count, Tensor& x) const {

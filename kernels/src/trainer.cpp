@@ -231,20 +231,9 @@ TrainResult train(Network& net, const LabelledImages& data, const TrainConfig& c
   if (resume) {
     if (resume->epochs_done() < 1) throw std::invalid_argument("train: the checkpoint holds no finished epoch");
     optimizer.restore(resume->optimizer);
-    const auto mine = net.copy_state();
-    auto fits = [&](const std::vector<std::pair<std::string, Tensor>>& state) {
-      if (state.size() != mine.size()) return false;
-      for (size_t i = 0; i < state.size(); ++i)
-        if (state[i].first != mine[i].first || state[i].second.shape() != mine[i].second.shape()) return false;
-      return true;
-    };
-    if (!resume->best.empty() && !fits(resume->best))
-      throw std::invalid_argument("train: the checkpoint's best weights are not this network's");
-    net.load_state(resume->weights);  // throws, naming the tensor, for another network
+    if (!resume->best.empty()) net.check_state(resume->best);  // throws, naming the tensor, for another network
+    net.load_state(resume->weights);
     first_epoch = book.resume(*resume);
-    // A run that had ended (every epoch, or early stopping) trains no further.
-    if (config.early_stop_patience > 0 && resume->stale_epochs >= config.early_stop_patience)
-      first_epoch = config.epochs + 1;
   }
   int64_t step = static_cast<int64_t>(first_epoch - 1) * plan.batches;
   for (int epoch = first_epoch; epoch <= config.epochs; ++epoch) {
@@ -410,7 +399,7 @@ bool EpochBook::finish_epoch(Network& net, double loss_sum, int64_t correct, int
   }
   result_.epochs.push_back(m);
   if (callbacks_.on_epoch) callbacks_.on_epoch(m, net);
-  return !(config_.early_stop_patience > 0 && stale_epochs_ >= config_.early_stop_patience);
+  return !early_stopped();
 }
 
 TrainResult EpochBook::finish(Network& net) {
@@ -426,7 +415,8 @@ int EpochBook::resume(const TrainCheckpoint& from) {
   stale_epochs_ = from.stale_epochs;
   best_state_.clear();
   for (const auto& [name, t] : from.best) best_state_.emplace_back(name, t.clone());
-  return from.epochs_done() + 1;
+  // A run that had ended (every epoch, or early stopping) trains no further.
+  return early_stopped() ? config_.epochs + 1 : from.epochs_done() + 1;
 }
 
 void EpochBook::checkpoint(Network& net, const std::function<OptimizerState()>& optimizer) {

@@ -52,7 +52,8 @@ class EpochBook {
   // Leaves the best epoch's weights in `net` and returns the result.
   TrainResult finish(Network& net);
 
-  // A run going on from `from` (its epochs, its best, its seconds): the epoch to start with.
+  // A run going on from `from` (its epochs, its best, its seconds): the epoch to start with
+  // (past the last when the run had ended).
   int resume(const TrainCheckpoint& from);
   // When a checkpoint callback is set, calls it with the run as it stands after an epoch.
   void checkpoint(Network& net, const std::function<OptimizerState()>& optimizer);
@@ -60,6 +61,8 @@ class EpochBook {
   void stopped() { result_.stopped = true; }
 
  private:
+  bool early_stopped() const { return config_.early_stop_patience > 0 && stale_epochs_ >= config_.early_stop_patience; }
+
   const TrainConfig& config_;
   const TrainingPlan& plan_;
   const TrainCallbacks& callbacks_;

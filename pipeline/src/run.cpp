@@ -448,6 +448,11 @@ Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages,
     if (!cancelled.get<bool>())
       throw std::runtime_error(summary_path.string() + ": the run finished, so there is nothing to go on with" + again);
   }
+  // Names that are not UTF-8 were written with U+FFFD: compared as written, then taken back
+  // as listed (the CSV has them so).
+  auto written = [](const std::string& text) {
+    return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
   std::ifstream in(jsonl_path, std::ios::binary);
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
@@ -460,11 +465,6 @@ Resumed resume_from(const fs::path& out_dir, const std::vector<PageRef>& pages,
                                ")" + again);
     }
     const size_t at = number - 1;
-    // Names that are not UTF-8 were written with U+FFFD: compared as written, then taken back
-    // as listed (the CSV has them so).
-    auto written = [](const std::string& text) {
-      return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    };
     if (at >= pages.size() || written(pages[at].name) != written(r.page) || pages[at].page_index != r.page_index)
       throw std::runtime_error(jsonl_path.string() + ":" + std::to_string(number) + ": page \"" + r.page + "\" (" +
                                std::to_string(r.page_index + 1) + "), where the job now has " +

@@ -132,6 +132,8 @@ class Network {
   // Replaces the values of the named tensors; throws std::invalid_argument on a missing
   // name or a shape mismatch.
   void load_state(const std::vector<std::pair<std::string, Tensor>>& tensors);
+  // The checks of load_state, changing nothing.
+  void check_state(const std::vector<std::pair<std::string, Tensor>>& tensors);
   std::vector<std::pair<std::string, Tensor>> copy_state();
 
   // Pixels (N, C, H, W) of 0..255 -> normalised input tensor; throws std::invalid_argument
@@ -140,6 +142,8 @@ class Network {
   Shape input_shape(int64_t batch) const;
 
  private:
+  // Each of the model's tensors with the one of `tensors` of its name (load_state's checks).
+  std::vector<std::pair<Tensor*, const Tensor*>> match_state(const std::vector<std::pair<std::string, Tensor>>& tensors);
   const Tensor& run_inference(size_t first, const Tensor& x);
 
   ModelSpec spec_;
